@@ -1,0 +1,71 @@
+"""Project-wide constants and the three run profiles (smoke, cpu, full)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Class order used everywhere: index i of a probability vector is CLASSES[i].
+CLASSES = ("No Finding", "Effusion", "Infiltration", "Atelectasis")
+NO_FINDING = 0
+
+# The report's per-split class counts (section 1.2), used as caps in the full profile.
+REPORT_COUNTS = {
+    "train": {"No Finding": 3240, "Effusion": 2279, "Infiltration": 3240, "Atelectasis": 2384},
+    "val": {"No Finding": 360, "Effusion": 283, "Infiltration": 360, "Atelectasis": 289},
+    "test": {"No Finding": 400, "Effusion": 314, "Infiltration": 400, "Atelectasis": 324},
+}
+# The report's first, smaller training set (section 2.4) had 7,996 images.
+REPORT_FIRST_TRAIN_SIZE = 7996
+
+# Every tunable default of every chapter lives here, per profile; a notebook parameter left
+# at None takes the profile's value, so the provenance line can list what a user changed.
+_COMMON = {
+    "seed": 42,
+    "fractions": (0.6, 0.2, 0.2),
+    "caps": None,
+    "training_set": "more",
+    "learning_rate": 1e-4,
+    "dense_units": 2048,
+    "resizer": True,
+    "augment": False,
+    "mixed_precision": False,
+}
+PROFILES = {
+    # seconds per chapter: tiny images, a few epochs, a handful of images per class
+    "smoke": {**_COMMON, "image_size": 96, "resize_to": 87, "batch_size": 16, "epochs": 2,
+              "patience": 2, "max_per_class": {"train": 24, "val": 8, "test": 8}},
+    # a 2-core laptop: the sample at reduced resolution, enough epochs to learn something
+    "cpu": {**_COMMON, "image_size": 128, "resize_to": 113, "batch_size": 16, "epochs": 12,
+            "patience": 4, "max_per_class": None},
+    # the report's settings, meant for a GPU and the real dataset
+    "full": {**_COMMON, "image_size": 250, "resize_to": 227, "batch_size": 16, "epochs": 30,
+             "patience": 5, "fractions": (0.8, 0.1, 0.1), "caps": REPORT_COUNTS,
+             "max_per_class": None},
+}
+
+
+def profile_settings(profile: str) -> dict:
+    """Fail early on a typo in a profile name rather than deep inside a chapter."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return dict(PROFILES[profile])
+
+
+def cache_dir() -> Path:
+    """Decoded images and features are expensive; keep them out of git but across runs."""
+    path = Path(os.environ.get("CXR_CACHE_DIR", REPO_ROOT / ".cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    """Chapters hand results to each other through this folder."""
+    return Path(os.environ.get("CXR_RUNS_DIR", REPO_ROOT / "runs"))
+
+# Chapter-specific parameters and their defaults (profile settings above apply to every chapter).
+CHAPTER_DEFAULTS = {
+    "dataset": {"examples_per_class": 4},
+    "fused": {},
+}

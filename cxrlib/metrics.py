@@ -1,0 +1,96 @@
+"""The report's metrics for one model on one split, as one DataFrame row, plus their plots."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
+
+from cxrlib.config import CLASSES, NO_FINDING
+
+# Column names follow the report's tables.
+GLOBAL_COLUMNS = ["Accuracy", "Loss", "ROC AUC", "F1-macro", "FNFR", "Inference time (s)"]
+F1_COLUMNS = [f"F1-{c}" for c in CLASSES]
+EPS = 1e-7
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Share of images whose predicted class is the true one."""
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def cross_entropy(y_true, probs) -> float:
+    """Mean categorical cross-entropy, with probabilities clipped as Keras does."""
+    probs = np.clip(np.asarray(probs, float), EPS, 1 - EPS)
+    return float(-np.mean(np.log(probs[np.arange(len(probs)), np.asarray(y_true)])))
+
+
+def macro_roc_auc(y_true, probs) -> float:
+    """One-vs-rest ROC AUC averaged over the classes present (NaN if fewer than two are)."""
+    y_true = np.asarray(y_true)
+    scores = [roc_auc_score(y_true == k, np.asarray(probs)[:, k])
+              for k in range(len(CLASSES)) if 0 < np.sum(y_true == k) < len(y_true)]
+    return float(np.mean(scores)) if len(scores) >= 2 else math.nan
+
+
+def macro_f1(y_true, y_pred) -> float:
+    """Unweighted mean of the per-class F1 over all four classes."""
+    return float(f1_score(y_true, y_pred, labels=range(len(CLASSES)), average="macro", zero_division=0))
+
+
+def f1_per_class(y_true, y_pred) -> np.ndarray:
+    """F1 of each class, in CLASSES order."""
+    return f1_score(y_true, y_pred, labels=range(len(CLASSES)), average=None, zero_division=0)
+
+
+def false_no_finding_rate(y_true, y_pred) -> float:
+    """Diseased images called 'No Finding', over all diseased images: the costly miss."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    diseased = y_true != NO_FINDING
+    return float(np.mean(y_pred[diseased] == NO_FINDING)) if diseased.any() else math.nan
+
+
+def metrics_row(name: str, y_true, probs, seconds: float = math.nan) -> pd.DataFrame:
+    """Every metric of the report for one model, as a row ready for pd.concat into a table."""
+    probs = np.asarray(probs, float)
+    if probs.ndim != 2 or probs.shape[1] != len(CLASSES) or len(probs) != len(y_true):
+        raise ValueError(f"probs must have shape ({len(y_true)}, {len(CLASSES)}), got {probs.shape}")
+    y_pred = probs.argmax(axis=1)
+    values = [accuracy(y_true, y_pred), cross_entropy(y_true, probs), macro_roc_auc(y_true, probs),
+              macro_f1(y_true, y_pred), false_no_finding_rate(y_true, y_pred), seconds,
+              *f1_per_class(y_true, y_pred)]
+    return pd.DataFrame([values], index=pd.Index([name], name="Model"), columns=GLOBAL_COLUMNS + F1_COLUMNS)
+
+
+def plot_confusion(y_true, y_pred, title: str, ax=None, normalize: bool = True):
+    """Confusion matrix with counts and row shares, true classes down the side."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    counts = confusion_matrix(y_true, y_pred, labels=range(len(CLASSES)))
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    ax = ax or plt.subplots(figsize=(5.5, 4.5))[1]
+    text = np.array([[f"{c}\n{s:.0%}" for c, s in zip(rc, rs)] for rc, rs in zip(counts, shares)])
+    sns.heatmap(shares if normalize else counts, annot=text, fmt="", cmap="Blues", vmin=0,
+                xticklabels=CLASSES, yticklabels=CLASSES, ax=ax, cbar_kws={"label": "share of true class"})
+    ax.set(title=title, xlabel="predicted class", ylabel="true class")
+    return ax
+
+
+def class_report(y_true, y_pred) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class, as the report's classification reports."""
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=range(len(CLASSES)), zero_division=0)
+    return pd.DataFrame({"precision": p, "recall": r, "F1": f, "support": s}, index=list(CLASSES))
+
+
+def plot_class_report(y_true, y_pred, title: str, ax=None):
+    """Grouped bars of precision, recall and F1 per class."""
+    import matplotlib.pyplot as plt
+
+    report = class_report(y_true, y_pred)[["precision", "recall", "F1"]]
+    ax = ax or plt.subplots(figsize=(7, 3.8))[1]
+    report.plot.bar(ax=ax, rot=0, ylim=(0, 1))
+    ax.set(title=title, xlabel="class", ylabel="score")
+    ax.legend(loc="upper right", ncols=3)
+    return ax
