@@ -47,7 +47,7 @@ def read_history(path: Path) -> pd.DataFrame:
 
 def train(model, train_ds, val_ds, folder: Path, *, epochs: int, patience: int,
           learning_rate: float = 1e-4, monitor: str = "val_loss", min_lr: float = 1e-7,
-          compile_model: bool = True, name: str = "model"):
+          compile_model: bool = True, name: str = "model", extra_callbacks=()):
     """Fit with Adam and sparse categorical cross-entropy; resume after a crash; return the best model.
 
     folder keeps best.keras, history.csv and, while training runs, a backup that lets an
@@ -71,6 +71,7 @@ def train(model, train_ds, val_ds, folder: Path, *, epochs: int, patience: int,
         keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
         keras.callbacks.CSVLogger(str(history_csv), append=True),
         EpochLine(name, epochs),
+        *extra_callbacks,
     ]
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0,
               shuffle=False)  # the tf.data pipeline shuffles

@@ -1,0 +1,72 @@
+"""End to end: every chapter executed with papermill in the smoke profile, then the book built."""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from cxrlib import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def book_copy(tmp_path: Path) -> Path:
+    """A book root of its own, so tests never overwrite the user's executed chapters."""
+    root = tmp_path / "bookroot"
+    (root / "book").mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copy(ROOT / "book" / "intro.md", root / "book" / "intro.md")
+    return root
+
+
+def outputs(path: Path) -> str:
+    """All text and HTML outputs of an executed notebook."""
+    notebook = nbformat.read(path, as_version=4)
+    texts = []
+    for cell in notebook.cells:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("text", ""))
+            texts += [str(v) for k, v in out.get("data", {}).items() if k.startswith("text/")]
+    return "\n".join(texts)
+
+
+@pytest.mark.book
+def test_smoke_book_on_the_real_sample(sample_dir, isolated, monkeypatch):
+    monkeypatch.setenv("CXR_SAMPLE_DIR", str(sample_dir))
+    root = book_copy(isolated)
+    executed = runner.run_chapters(profile="smoke", book_root=root)
+    assert executed == list(runner.CHAPTERS)
+    for chapter in runner.CHAPTERS:
+        text = outputs(root / "book" / "chapters" / f"{chapter}.ipynb")
+        assert "Provenance." in text and "real NIH sample" in text and "SYNTHETIC" not in text
+    assert runner.run_chapters(profile="smoke", book_root=root) == []  # nothing changed: all skipped
+
+    html = runner.build_book(root)
+    assert html.is_file()
+    for chapter in runner.CHAPTERS:
+        page = (root / "_build" / "html" / "book" / "chapters" / f"{chapter}.html").read_text()
+        images = re.findall(r'<img[^>]+src="([^"]+\.png)"', page)
+        assert len(images) >= 2, f"{chapter} shows {len(images)} figures"
+        assert all((root / "_build" / "html" / "book" / "chapters" / src).resolve().is_file() for src in images)
+    runs = isolated / "runs" / "smoke" / "fused"
+    assert (runs / "models" / "fused.keras").is_file()
+    assert (runs / "predictions" / "fused__test.csv").is_file() and (runs / "metrics" / "fused.csv").is_file()
+
+
+@pytest.mark.book
+def test_synthetic_run_is_labelled_loudly(isolated, monkeypatch):
+    monkeypatch.setenv("CXR_SAMPLE_DIR", str(isolated / "no-sample-here"))
+    root = book_copy(isolated)
+    runner.run_chapters(["dataset"], profile="smoke", book_root=root)
+    text = outputs(root / "book" / "chapters" / "dataset.ipynb")
+    assert "SYNTHETIC DATA" in text and "border:3px solid" in text
+
+
+def test_missing_chapters_are_named_before_building(isolated):
+    root = book_copy(isolated)
+    with pytest.raises(runner.RunnerError, match="book/chapters/dataset"):
+        runner.build_book(root)

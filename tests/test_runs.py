@@ -1,0 +1,43 @@
+"""Run folder: atomic writes, predictions keyed by image id, refusing results made on other data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cxrlib import runs
+
+
+def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
+    target = tmp_path / "out.csv"
+
+    def fail(tmp):
+        tmp.write_text("partial")
+        raise RuntimeError("crash while writing")
+
+    with pytest.raises(RuntimeError):
+        runs.write_atomic(target, fail)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_predictions_round_trip_across_chapters(tmp_path):
+    probs = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.3, 0.4]])
+    frame = runs.predictions_frame(["a.png", "b.png"], [0, 3], probs)
+    for chapter in ("fused", "scratch"):
+        run = runs.ChapterRun("smoke", chapter, tmp_path)
+        run.write_info({"data_fingerprint": "abc"})
+        run.save_predictions("model", "test", frame)
+    found = runs.load_predictions("smoke", "test", tmp_path, fingerprint="abc")
+    assert set(found) == {"fused/model", "scratch/model"}
+    assert list(found["fused/model"]["pred"]) == [0, 3]
+    assert np.allclose(runs.probabilities(found["fused/model"]), probs)
+    with pytest.raises(RuntimeError, match="other data"):
+        runs.load_predictions("smoke", "test", tmp_path, fingerprint="different")
+
+
+def test_metrics_rows_are_gathered(tmp_path):
+    from cxrlib.metrics import metrics_row
+
+    run = runs.ChapterRun("smoke", "fused", tmp_path)
+    run.save_metrics("fused", metrics_row("fused", [0, 1], np.eye(4)[[0, 1]]))
+    table = runs.load_metrics("smoke", tmp_path)
+    assert list(table.index) == ["fused/fused"] and table.loc["fused/fused", "Accuracy"] == 1.0
