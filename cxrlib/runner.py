@@ -53,8 +53,19 @@ def parse_assignments(pairs) -> dict:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise RunnerError(f"parameter {pair!r} is not of the form name=value")
-        params[name.strip().upper()] = yaml.safe_load(value)
+        params[name.strip().upper()] = parse_value(value)
     return params
+
+
+def parse_value(text: str):
+    """YAML, plus the float forms YAML 1.1 reads as strings (1e-4)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def notebook_parameters(chapter: str) -> dict:
