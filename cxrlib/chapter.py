@@ -110,26 +110,36 @@ class Chapter:
             display(HTML(synthetic_banner()))
         display(Markdown(self.provenance()))
 
-    def dataset(self, split: str, size: int, shuffle=None):
+    def dataset(self, split: str, size: int, shuffle=None, preprocess=None):
         """The split as a tf.data pipeline at this chapter's batch size (training split shuffled)."""
         shuffle = split == "train" if shuffle is None else shuffle
-        return self.data.dataset(split, size, self["batch_size"], shuffle, self["seed"])
+        return self.data.dataset(split, size, self["batch_size"], shuffle, self["seed"], preprocess)
 
     def train_model(self, name: str, builder, *, image_size: int, epochs=None, learning_rate=None,
-                    **build_kwargs) -> Result:
+                    preprocess=None, **build_kwargs) -> Result:
         """Build, train (or reload when already trained with the same spec), evaluate and save one model."""
+        spec = {"builder": builder.__name__, "image_size": image_size, "preprocess": preprocess, **build_kwargs}
+        return self.fit(name, lambda: builder(image_size=image_size, **build_kwargs),
+                        lambda split, shuffle: self.dataset(split, image_size, shuffle, preprocess),
+                        spec, epochs, learning_rate)
+
+    def fit(self, name: str, build, inputs, spec: dict, epochs=None, learning_rate=None) -> Result:
+        """Train build() on inputs(split, shuffle) unless this exact spec was trained before; then evaluate.
+
+        spec describes the model; the chapter adds the training settings and the data fingerprint.
+        """
         import keras
 
         epochs = epochs or self["epochs"]
         learning_rate = learning_rate or self["learning_rate"]
-        spec = {"builder": builder.__name__, "image_size": image_size, **build_kwargs, "epochs": epochs,
-                "learning_rate": learning_rate, "patience": self["patience"], "batch_size": self["batch_size"],
-                "seed": self["seed"], "data": self.fingerprint, "mixed_precision": self["mixed_precision"]}
+        spec = json.loads(json.dumps({**spec, "epochs": epochs, "learning_rate": learning_rate,
+                                      "patience": self["patience"], "batch_size": self["batch_size"],
+                                      "seed": self["seed"], "data": self.fingerprint,
+                                      "mixed_precision": self["mixed_precision"]}, default=str))
         work = self.run.file("work", name)
         model_path = self.run.file("models", f"{name}.keras")
         spec_path = work / "spec.json"
-        if model_path.is_file() and spec_path.is_file() and json.loads(spec_path.read_text()) == json.loads(
-                json.dumps(spec, default=str)):
+        if model_path.is_file() and spec_path.is_file() and json.loads(spec_path.read_text()) == spec:
             print(f"[{name}] already trained with these settings: loading {model_path}")
             model = keras.models.load_model(model_path)
             history = training.read_history(work / "history.csv")
@@ -137,26 +147,52 @@ class Chapter:
             keras.utils.set_random_seed(self["seed"])
             training.set_mixed_precision(self["mixed_precision"])
             with training.distribution_scope():
-                model = builder(image_size=image_size, **build_kwargs)
-                model, history = training.train(
-                    model, self.dataset("train", image_size), self.dataset("val", image_size), work,
-                    epochs=epochs, patience=self["patience"], learning_rate=learning_rate, name=name)
+                model, history = training.train(build(), inputs("train", True), inputs("val", False), work,
+                                                epochs=epochs, patience=self["patience"],
+                                                learning_rate=learning_rate, name=name)
             self.run.save_model(model, name)
             runs.write_json(spec_path, spec)
         self.run.save_history(name, history)
-        return self.evaluate(name, model, image_size, history)
+        return self.evaluate(name, model, inputs, history)
 
-    def evaluate(self, name: str, model, image_size: int, history=None) -> Result:
+    def evaluate(self, name: str, model, inputs, history=None) -> Result:
         """Predict validation and test splits, save both, and the test metrics row."""
         predictions = {}
         for split in ("val", "test"):
             rows = self.data.split(split)
-            probs, seconds = training.predict(model, self.dataset(split, image_size))
+            probs, seconds = training.predict(model, inputs(split, False))
             predictions[split] = runs.predictions_frame(rows["Image Index"], rows["label"], probs)
             self.run.save_predictions(name, split, predictions[split])
         row = metrics_row(name, predictions["test"]["label"], runs.probabilities(predictions["test"]), seconds)
         self.run.save_metrics(name, row)
         return Result(name, model, history if history is not None else pd.DataFrame(), row, predictions)
+
+    def earlier(self, chapter: str, model: str, split: str = "test") -> pd.DataFrame:
+        """Predictions another chapter saved; never retrains, says which chapter to run when missing."""
+        path = runs.ChapterRun(self.profile, chapter, self.run.profile_dir.parent).file(
+            "predictions", f"{model}__{split}.csv")
+        info = runs.chapter_infos(self.profile, self.run.profile_dir.parent).get(chapter, {})
+        if not path.is_file():
+            raise FileNotFoundError(f"model '{model}' of chapter '{chapter}' has no {split} predictions under "
+                                    f"profile {self.profile}; run: cxr run {chapter} --profile {self.profile}")
+        if info.get("data_fingerprint") != self.fingerprint:
+            raise RuntimeError(f"chapter '{chapter}' ran on other data; re-run it: "
+                               f"cxr run {chapter} --profile {self.profile} --force")
+        return pd.read_csv(path)
+
+    def earlier_model(self, chapter: str, model: str):
+        """A model another chapter trained and saved (checked like its predictions)."""
+        import keras
+
+        self.earlier(chapter, model)
+        return keras.models.load_model(runs.ChapterRun(self.profile, chapter, self.run.profile_dir.parent).file(
+            "models", f"{model}.keras"))
+
+    def earlier_metrics(self, chapter: str, model: str) -> pd.DataFrame:
+        """Another chapter's metrics row for one model (checked like its predictions)."""
+        self.earlier(chapter, model)
+        path = runs.ChapterRun(self.profile, chapter, self.run.profile_dir.parent).file("metrics", f"{model}.csv")
+        return pd.read_csv(path, index_col=0)
 
 
 def synthetic_banner() -> str:

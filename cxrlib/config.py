@@ -31,18 +31,29 @@ _COMMON = {
     "resizer": True,
     "augment": False,
     "mixed_precision": False,
+    # section 4: pretrained backbones
+    "allow_random_weights": True,
+    "chexnet_weights": None,
+    "feature_learning_rate": 1e-3,
+    "fine_tune_learning_rate": 1e-5,
+    # section 3.3: Hyperband
+    "hyperband_factor": 3,
+    "hyperband_iterations": 1,
 }
 PROFILES = {
     # seconds per chapter: tiny images, a few epochs, a handful of images per class
     "smoke": {**_COMMON, "image_size": 96, "resize_to": 87, "batch_size": 16, "epochs": 2,
-              "patience": 2, "max_per_class": {"train": 24, "val": 8, "test": 8}},
+              "patience": 2, "max_per_class": {"train": 24, "val": 8, "test": 8},
+              "backbone_size": 32, "fine_tune": "first", "fine_tune_epochs": 1, "hyperband_max_epochs": 2},
     # a 2-core laptop: the sample at reduced resolution, enough epochs to learn something
-    "cpu": {**_COMMON, "image_size": 128, "resize_to": 113, "batch_size": 16, "epochs": 12,
-            "patience": 4, "max_per_class": None},
+    "cpu": {**_COMMON, "image_size": 128, "resize_to": 113, "batch_size": 16, "epochs": 25,
+            "patience": 6, "max_per_class": None,
+            "backbone_size": 128, "fine_tune": "first", "fine_tune_epochs": 5, "hyperband_max_epochs": 6},
     # the report's settings, meant for a GPU and the real dataset
     "full": {**_COMMON, "image_size": 250, "resize_to": 227, "batch_size": 16, "epochs": 30,
              "patience": 5, "fractions": (0.8, 0.1, 0.1), "caps": REPORT_COUNTS,
-             "max_per_class": None},
+             "max_per_class": None, "backbone_size": 224, "fine_tune": "all", "fine_tune_epochs": 50,
+             "hyperband_max_epochs": 70, "allow_random_weights": False},
 }
 
 
@@ -67,5 +78,11 @@ def runs_dir() -> Path:
 # Chapter-specific parameters and their defaults (profile settings above apply to every chapter).
 CHAPTER_DEFAULTS = {
     "dataset": {"examples_per_class": 4},
+    "preprocessing": {},
+    "resizer": {},
+    "scratch": {},
+    "hyperband": {},
     "fused": {},
+    "fused_grid": {},
+    "pretrained": {"backbones": ("vgg16", "resnet152", "resnet50", "chexnet")},
 }

@@ -61,18 +61,19 @@ def report_rows(*names: str) -> pd.DataFrame:
                         columns=GLOBAL_COLUMNS + F1_COLUMNS)
 
 
-def side_by_side(ours: pd.DataFrame, pairs: dict) -> pd.DataFrame:
-    """Each of our models next to its report counterpart: metrics down, (model, source) across.
+def paired(ours: pd.DataFrame, pairs: dict) -> pd.DataFrame:
+    """Each of our models directly above its report counterpart: rows (model, source), metrics across.
 
-    pairs maps our model name (an index of `ours`) to the report row it reproduces.
+    pairs maps our model name (an index of `ours`) to the report row it reproduces (None: no counterpart).
     """
-    blocks = {}
+    blocks = []
     for model, report_name in pairs.items():
-        blocks[(model, "report")] = report_rows(report_name).iloc[0]
-        blocks[(model, "ours")] = ours.loc[model]
-        blocks[(model, "ours - report")] = ours.loc[model] - report_rows(report_name).iloc[0]
-    table = pd.DataFrame(blocks)
-    table.columns.names = ["model", "source"]
+        rows = {"ours": ours.loc[model]}
+        if report_name:
+            rows[f"report ({report_name})"] = report_rows(report_name).iloc[0]
+        blocks.append(pd.DataFrame(rows).T.set_index(pd.MultiIndex.from_product([[model], list(rows)])))
+    table = pd.concat(blocks)
+    table.index.names = ["model", "source"]
     return table
 
 

@@ -20,10 +20,16 @@ import yaml
 from cxrlib.config import REPO_ROOT, profile_settings
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
-# chapter -> chapters whose results it reads; dict order is the book's order
+# chapter -> chapters whose results it reads; dict order is the book's (the report's) order
 CHAPTERS = {
     "dataset": (),
+    "preprocessing": ("scratch", "fused_grid"),
+    "resizer": ("fused", "fused_grid"),
+    "scratch": (),
+    "hyperband": ("scratch",),
     "fused": (),
+    "fused_grid": ("fused",),
+    "pretrained": (),
 }
 
 
@@ -32,18 +38,21 @@ class RunnerError(RuntimeError):
 
 
 def chapter_order(names=None) -> list:
-    """The requested chapters plus everything they depend on, in book order."""
-    wanted = set()
-    for name in names or CHAPTERS:
+    """The requested chapters plus everything they depend on: dependencies first, else book order."""
+    for name in names or ():
         if name not in CHAPTERS:
             raise RunnerError(f"unknown chapter {name!r}; chapters: {', '.join(CHAPTERS)}")
-        stack = [name]
-        while stack:
-            current = stack.pop()
-            if current not in wanted:
-                wanted.add(current)
-                stack.extend(CHAPTERS[current])
-    return [c for c in CHAPTERS if c in wanted]
+    order: list = []
+
+    def visit(chapter):
+        if chapter not in order:
+            for dependency in CHAPTERS[chapter]:
+                visit(dependency)
+            order.append(chapter)
+
+    for name in [c for c in CHAPTERS if c in set(names or CHAPTERS)]:
+        visit(name)
+    return order
 
 
 def parse_assignments(pairs) -> dict:

@@ -33,18 +33,20 @@ class ChestData:
             raise ValueError(f"split must be one of {SPLITS}, got {name!r}")
         return self.table[self.table["split"] == name].reset_index(drop=True)
 
-    def images(self, name: str, size: int) -> np.ndarray:
-        """(N, size, size) uint8 for one split, decoded once and cached."""
+    def images(self, name: str, size: int, transform=None) -> np.ndarray:
+        """(N, size, size) uint8 for one split, decoded (and transformed) once and cached."""
         rows = self.split(name)
-        return load_images([self.source.paths[n] for n in rows["Image Index"]], size, desc=name)
+        return load_images([self.source.paths[n] for n in rows["Image Index"]], size, desc=name,
+                           transform=transform)
 
     def labels(self, name: str) -> np.ndarray:
         """Integer labels in CLASSES order."""
         return self.split(name)["label"].to_numpy()
 
-    def dataset(self, name: str, size: int, batch_size: int, shuffle: bool = False, seed: int = 42):
+    def dataset(self, name: str, size: int, batch_size: int, shuffle: bool = False, seed: int = 42,
+                transform=None):
         """A prefetched tf.data pipeline of (RGB image, label) batches."""
-        return make_dataset(self.images(name, size), self.labels(name), batch_size, shuffle, seed)
+        return make_dataset(self.images(name, size, transform), self.labels(name), batch_size, shuffle, seed)
 
     def counts(self) -> pd.DataFrame:
         """Images per class and split."""

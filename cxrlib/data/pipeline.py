@@ -24,6 +24,16 @@ def make_dataset(images: np.ndarray, labels=None, batch_size: int = 16, shuffle:
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def array_dataset(features: np.ndarray, labels, batch_size: int = 32, shuffle: bool = False, seed: int = 42):
+    """Batches of precomputed features (e.g. a frozen backbone's output) with their labels."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(features, np.float32), np.asarray(labels)))
+    if shuffle:
+        ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
 def _streamed(images, labels):
     """Read a large memory-mapped array one image at a time instead of copying it into the graph."""
     import tensorflow as tf

@@ -37,7 +37,7 @@ def classifier(x, dense_units: int, dropout: float = 0.0):
         x = layers.Dense(dense_units, activation="relu")(x)
         if dropout:
             x = layers.Dropout(dropout)(x)
-    return layers.Dense(len(CLASSES), activation="softmax", name="classifier")(x)
+    return layers.Dense(len(CLASSES), activation="softmax", name="classifier", dtype="float32")(x)
 
 
 def fused_net(image_size: int = 250, resize_to: int = 227, resizer: bool = True, augment: bool = False,

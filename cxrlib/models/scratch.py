@@ -13,6 +13,11 @@ def _conv(x, filters, kernel, strides=1):
     return layers.Conv2D(filters, kernel, strides=strides, padding="same", activation="relu")(x)
 
 
+def _pool1(x):
+    """2x2 max-pool with stride 1; at small profile sizes a 1x1 map is padded instead of failing."""
+    return layers.MaxPooling2D(2, strides=1, padding="same" if x.shape[1] < 2 else "valid")(x)
+
+
 def first_cnn(image_size: int = 250, resize_to: int = 227, resizer: bool = False,
               augment: bool = False) -> keras.Model:
     """Section 3.1: thirteen convolutions, a 128-unit dense layer; 4,741,188 parameters at 227 px.
@@ -26,18 +31,15 @@ def first_cnn(image_size: int = 250, resize_to: int = 227, resizer: bool = False
     x = layers.MaxPooling2D(2)(x)
     for filters, kernel in ((64, 5), (64, 5), (128, 3), (128, 3)):
         x = _conv(x, filters, kernel, strides=2)
-        x = _conv(x, filters, kernel)
-        x = layers.MaxPooling2D(2, strides=1)(x)
+        x = _pool1(_conv(x, filters, kernel))
     x = _conv(x, 256, 3)
-    x = _conv(x, 256, 3)
-    x = layers.MaxPooling2D(2, strides=1)(x)
-    x = _conv(x, 256, 3)
-    x = layers.MaxPooling2D(2, strides=1)(x)
+    x = _pool1(_conv(x, 256, 3))
+    x = _pool1(_conv(x, 256, 3))
     x = _conv(x, 512, 3)
     x = layers.MaxPooling2D(2, strides=1, padding="same")(x)
     x = layers.Flatten()(x)
     x = layers.Dense(128, activation="relu")(x)
-    outputs = layers.Dense(len(CLASSES), activation="softmax", name="classifier")(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", name="classifier", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="cnn_first")
 
 
@@ -50,11 +52,11 @@ def second_cnn(image_size: int = 250, resize_to: int = 227, resizer: bool = Fals
     inputs, x = stem(image_size, resize_to, resizer, augment)
     for filters, kernel in ((32, 11), (64, 5), (128, 5), (256, 5), (256, 3)):
         x = _conv(x, filters, kernel)
-        x = layers.MaxPooling2D(2)(x)
+        x = layers.MaxPooling2D(2, padding="same" if x.shape[1] < 2 else "valid")(x)
     x = _conv(x, 512, 3)
     x = layers.GlobalMaxPooling2D()(x)
     for units, dropout in mlp:
         x = layers.Dense(units, activation="relu")(x)
         x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(len(CLASSES), activation="softmax", name="classifier")(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", name="classifier", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="cnn_second")

@@ -1,0 +1,83 @@
+"""Section 4 of the report as one procedure per backbone: feature extraction, then fine tuning."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+
+from cxrlib.data import SPLITS
+from cxrlib.data.pipeline import array_dataset
+from cxrlib.features import extract, feature_key
+from cxrlib.models import backbones
+
+
+@dataclass
+class BackboneRun:
+    """What one backbone produced: its weights' story and a Result per trained model."""
+
+    name: str
+    weights: str
+    pretrained: bool
+    results: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The backbone's title, marked wherever no pretrained weights were used."""
+        title = backbones.spec(self.name).title
+        return title if self.pretrained else f"{title} [no pretrained weights]"
+
+
+def load_backbone(ch, name: str):
+    """The pretrained (or, where allowed, seeded random) backbone at the chapter's input size."""
+    keras.utils.set_random_seed(ch["seed"])
+    return backbones.pretrained_backbone(name, ch["backbone_size"], ch["allow_random_weights"],
+                                         ch["chexnet_weights"])
+
+
+def backbone_features(ch, name: str, base, weights: str) -> dict:
+    """Features of every split, computed once and cached (they depend on weights, size and images)."""
+    size = ch["backbone_size"]
+    extractor = keras.Sequential([*backbones.preprocessing(backbones.spec(name).preprocessing), base])
+    return {split: extract(lambda batch: extractor(batch, training=False), ch.data.images(split, size),
+                           feature_key(name, size, weights, ch["seed"], ch.fingerprint,
+                                       tuple(ch.data.split(split)["Image Index"])),
+                           ch["batch_size"], desc=f"{name} features, {split}")
+            for split in SPLITS}
+
+
+def fine_tune_points(name: str, choice: str) -> tuple:
+    """Which unfreeze points to train: none, the first (cheapest) or all of the report's."""
+    points = backbones.spec(name).unfreeze
+    return {"none": (), "first": points[:1], "all": points}[choice]
+
+
+def run_backbone(ch, name: str) -> BackboneRun:
+    """Train the report's head on cached features, then fine-tune from each chosen layer."""
+    base, weights, pretrained = load_backbone(ch, name)
+    print(f"{backbones.spec(name).title}: {weights}")
+    run = BackboneRun(name, weights, pretrained)
+    features = backbone_features(ch, name, base, weights)
+    spec = {"backbone": name, "size": ch["backbone_size"], "weights": weights}
+    top = ch.fit(f"{name}_features", lambda: backbones.head(name, features["train"].shape[1:]),
+                 lambda split, shuffle: array_dataset(features[split], ch.data.labels(split), ch["batch_size"],
+                                                      shuffle, ch["seed"]),
+                 {**spec, "stage": "features"}, learning_rate=ch["feature_learning_rate"])
+    run.results[f"{name}_features"] = top
+    for layer in fine_tune_points(name, ch["fine_tune"]):
+        model_name = f"{name}_finetune_{layer}"
+        run.results[model_name] = ch.fit(
+            model_name, lambda layer=layer: fine_tune_model(ch, name, top.model, layer),
+            lambda split, shuffle: ch.dataset(split, ch["backbone_size"], shuffle),
+            {**spec, "stage": "fine tuning", "from": layer}, epochs=ch["fine_tune_epochs"],
+            learning_rate=ch["fine_tune_learning_rate"])
+    return run
+
+
+def fine_tune_model(ch, name: str, trained_head, layer: str):
+    """A fresh copy of the backbone, the trained head on top, and everything from layer on thawed."""
+    base, _, _ = load_backbone(ch, name)
+    top = keras.models.clone_model(trained_head)
+    top.set_weights(trained_head.get_weights())
+    model = backbones.full_model(name, base, top, ch["backbone_size"])
+    backbones.unfreeze_from(base, layer)
+    return model

@@ -1,0 +1,66 @@
+"""Hyperband search (Li et al. 2018, keras-tuner) over the head of the second from-scratch CNN (report 3.3).
+
+Search space: 1-3 dense layers, dropout 0-0.5, 1024-4096 units in steps of 512, learning rate
+1e-3, 1e-4 or 1e-5. Trials live in the run folder, so an interrupted search resumes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import pandas as pd
+
+from cxrlib.models import second_cnn
+from cxrlib.training import EpochLine
+
+LEARNING_RATES = (1e-3, 1e-4, 1e-5)
+
+
+def mlp_from(hp) -> list:
+    """The (units, dropout) layers a set of hyperparameters describes."""
+    return [(hp.get("units"), hp.get("dropout"))] * hp.get("layers")
+
+
+def hypermodel(image_size: int, resize_to: int):
+    """A keras-tuner build function; it frees the previous trial's graph before building the next."""
+    def build(hp):
+        keras.backend.clear_session()
+        hp.Int("layers", 1, 3)
+        hp.Float("dropout", 0.0, 0.5)
+        hp.Int("units", 1024, 4096, step=512)
+        hp.Choice("learning_rate", list(LEARNING_RATES))
+        model = second_cnn(image_size=image_size, resize_to=resize_to, mlp=mlp_from(hp))
+        model.compile(optimizer=keras.optimizers.Adam(hp.get("learning_rate")),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+    return build
+
+
+def search(train_ds, val_ds, folder: Path, *, image_size: int, resize_to: int, max_epochs: int,
+           factor: int = 3, iterations: int = 1, seed: int = 42, patience: int = 5):
+    """Run (or resume) the search; returns the tuner."""
+    import keras_tuner
+
+    tuner = keras_tuner.Hyperband(hypermodel(image_size, resize_to), objective="val_loss", max_epochs=max_epochs,
+                                  factor=factor, hyperband_iterations=iterations, seed=seed,
+                                  directory=str(folder), project_name="second_cnn", overwrite=False)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
+    tuner.search(train_ds, validation_data=val_ds, callbacks=[stop, EpochLine("trial", max_epochs)], verbose=0)
+    return tuner
+
+
+def trials_table(tuner) -> pd.DataFrame:
+    """Every trial: its hyperparameters, epochs and best validation loss, best first."""
+    rows = []
+    for trial in tuner.oracle.trials.values():
+        values = trial.hyperparameters.values
+        rows.append({"trial": trial.trial_id, "layers": values.get("layers"), "dropout": values.get("dropout"),
+                     "units": values.get("units"), "learning_rate": values.get("learning_rate"),
+                     "epochs": values.get("tuner/epochs"), "val_loss": trial.score, "status": str(trial.status)})
+    return pd.DataFrame(rows).sort_values("val_loss").reset_index(drop=True)
+
+
+def best_hyperparameters(tuner) -> dict:
+    """The winning configuration as plain values."""
+    hp = tuner.get_best_hyperparameters(1)[0]
+    return {name: hp.get(name) for name in ("layers", "dropout", "units", "learning_rate")}
