@@ -71,3 +71,15 @@ def class_examples(table: pd.DataFrame, per_class: int, seed: int = 0) -> pd.Dat
     parts = [table[table["label"] == k].sample(min(per_class, int((table["label"] == k).sum())),
                                                random_state=seed) for k in range(len(CLASSES))]
     return pd.concat(parts)
+
+
+def plot_histories(histories: dict, metric: str = "val_loss", title: str = "Validation loss by epoch"):
+    """One curve per model, to compare how a family of variants trained."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name, history in histories.items():
+        if metric in history:
+            ax.plot(history["epoch"] + 1, history[metric], "-o", ms=3, label=name)
+    ax.set(title=title, xlabel="epoch", ylabel=metric)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    return fig

@@ -64,3 +64,17 @@ def best_hyperparameters(tuner) -> dict:
     """The winning configuration as plain values."""
     hp = tuner.get_best_hyperparameters(1)[0]
     return {name: hp.get(name) for name in ("layers", "dropout", "units", "learning_rate")}
+
+
+def plot_trials(trials: pd.DataFrame, title: str = "Hyperband trials"):
+    """Validation loss of every trial against its units, one colour per learning rate."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    done = trials.dropna(subset=["val_loss"])
+    for rate, group in done.groupby("learning_rate"):
+        ax.scatter(group["units"], group["val_loss"], s=30 + 30 * group["layers"], alpha=0.7, label=f"lr {rate:g}")
+    ax.set(title=title, xlabel="units per dense layer (marker size: layers)", ylabel="best validation loss")
+    ax.legend()
+    fig.tight_layout()
+    return fig

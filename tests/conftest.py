@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["CXR_OFFLINE"] = "1"  # tests never touch the network (also inherited by notebook kernels)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "cxr14-sample"
 

@@ -1,0 +1,48 @@
+"""Otsu preprocessing, cached features and the Hyperband search space."""
+from __future__ import annotations
+
+import numpy as np
+
+from cxrlib.features import extract
+from cxrlib.preprocessing import otsu, otsu_steps
+
+
+def test_otsu_keeps_pixels_darker_than_the_threshold():
+    image = np.full((32, 32), 200, np.uint8)
+    image[8:24, 8:24] = 40  # a dark square (a lung) on a bright background
+    steps = otsu_steps(image)
+    assert 40 / 255 < steps.threshold < 200 / 255
+    assert steps.mask[16, 16] and not steps.mask[0, 0]
+    assert otsu(image)[16, 16] == 40 and otsu(image)[0, 0] == 0
+
+
+def test_flat_image_does_not_crash():
+    assert otsu(np.full((8, 8), 7, np.uint8)).shape == (8, 8)
+
+
+def test_features_are_computed_once(isolated):
+    calls = []
+
+    def extractor(batch):
+        calls.append(len(batch))
+        return batch.mean(axis=(1, 2))
+
+    images = np.random.default_rng(0).integers(0, 255, (5, 4, 4), dtype=np.uint8)
+    first = extract(extractor, images, "key", batch_size=2)
+    again = extract(extractor, images, "key", batch_size=2)
+    assert calls == [2, 2, 1] and first.shape == (5, 3)
+    np.testing.assert_array_equal(first, again)
+
+
+def test_hyperband_search_space_builds_the_report_head():
+    import keras_tuner
+
+    from cxrlib.models import count_params
+    from cxrlib.tuning import hypermodel
+
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel(64, 64)(hp)
+    assert {"layers", "dropout", "units", "learning_rate"} == set(hp.values)
+    assert hp.values["units"] == 1024 and hp.values["layers"] == 1
+    dense = 512 * 1024 + 1024 + 1024 * 4 + 4
+    assert count_params(model)["total"] == 2_859_588 - 2052 + dense
