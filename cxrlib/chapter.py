@@ -81,11 +81,26 @@ class Chapter:
         self.data: ChestData = load_data(data_dir, s["seed"], tuple(s["fractions"]), s["caps"],
                                          s["training_set"], s["max_per_class"])
         self.run = runs.ChapterRun(profile, name, runs_root)
-        self.weights = "not used by this chapter"
+        self.weights = self.inherited_weights()
         self.fingerprint = self.data.source.fingerprint()
         self.run.write_info({"chapter": name, "profile": profile, "settings": s, "changed": self.changed,
                              "data": self.data.source.describe(), "data_fingerprint": self.fingerprint,
                              "commit": project_commit()})
+
+    def inherited_weights(self) -> str:
+        """What the pretrained chapter used, for chapters that analyse its models."""
+        from cxrlib.runner import CHAPTERS
+
+        if "pretrained" not in CHAPTERS.get(self.name, ()):
+            return "not used by this chapter"
+        info = runs.chapter_infos(self.profile, self.run.profile_dir.parent).get("pretrained", {})
+        return f"the pretrained chapter's models used: {info.get('weights', 'unknown (run that chapter)')}"
+
+    def record_weights(self, text: str) -> None:
+        """Note the weights a chapter used, in its provenance and its run folder."""
+        self.weights = text
+        info = runs.chapter_infos(self.profile, self.run.profile_dir.parent).get(self.name, {})
+        self.run.write_info({**info, "weights": text})
 
     def __getitem__(self, key):
         """chapter['epochs'] reads a resolved setting."""
@@ -180,6 +195,13 @@ class Chapter:
                                f"cxr run {chapter} --profile {self.profile} --force")
         return pd.read_csv(path)
 
+    def images_for(self, ids, size: int) -> dict:
+        """Image id -> uint8 image at one size, for any ids of this data source (decoded once, cached)."""
+        from cxrlib.data.images import load_images
+
+        ids = list(ids)
+        return dict(zip(ids, load_images([self.data.source.paths[i] for i in ids], size)))
+
     def earlier_model(self, chapter: str, model: str):
         """A model another chapter trained and saved (checked like its predictions)."""
         import keras
@@ -201,10 +223,11 @@ def synthetic_banner() -> str:
             f"&#9888; {SYNTHETIC_WARNING}</div>")
 
 
-def open_chapter(name: str, profile: str = "cpu", data_dir=None, **params) -> Chapter:
-    """Start a chapter: resolve parameters, load data, show provenance."""
+def open_chapter(name: str, profile: str = "cpu", data_dir=None, show: bool = True, **params) -> Chapter:
+    """Start a chapter: resolve parameters, load data, show provenance (unless show=False)."""
     chapter = Chapter(name, profile, data_dir, **params)
-    chapter.show_provenance()
+    if show:
+        chapter.show_provenance()
     return chapter
 
 

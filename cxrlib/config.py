@@ -39,12 +39,17 @@ _COMMON = {
     # section 3.3: Hyperband
     "hyperband_factor": 3,
     "hyperband_iterations": 1,
+    # sections 5-7: analysis
+    "ga_population": 40,
+    "ga_generations": 60,
+    "bootstrap": 1000,
 }
 PROFILES = {
     # seconds per chapter: tiny images, a few epochs, a handful of images per class
     "smoke": {**_COMMON, "image_size": 96, "resize_to": 87, "batch_size": 16, "epochs": 2,
               "patience": 2, "max_per_class": {"train": 24, "val": 8, "test": 8},
-              "backbone_size": 32, "fine_tune": "first", "fine_tune_epochs": 1, "hyperband_max_epochs": 2},
+              "backbone_size": 32, "fine_tune": "first", "fine_tune_epochs": 1, "hyperband_max_epochs": 2,
+              "ga_population": 12, "ga_generations": 8, "bootstrap": 100},
     # a 2-core laptop: the sample at reduced resolution, enough epochs to learn something
     "cpu": {**_COMMON, "image_size": 128, "resize_to": 113, "batch_size": 16, "epochs": 25,
             "patience": 6, "max_per_class": None,
@@ -85,4 +90,9 @@ CHAPTER_DEFAULTS = {
     "fused": {},
     "fused_grid": {},
     "pretrained": {"backbones": ("vgg16", "resnet152", "resnet50", "chexnet")},
+    "error_analysis": {"per_class": 4, "interactive": False},
+    "explainability": {"activation_maps": 32},
+    "ensemble": {"ga_crossover": 0.9, "ga_mutation": 0.2, "ga_crossover_genes": 0.5, "ga_tournament": 3,
+                 "ga_elitism": 0.1, "ga_restarts": 3},
+    "conclusions": {},
 }

@@ -52,6 +52,16 @@ REPORT = {
 }
 
 
+# Section 5: error analysis over the five best models, and section 7.2.2: the GA's final weights.
+ERROR_SUMMARY = {"misclassified by all the models": 176, "correctly classified by all the models": 501}
+ERROR_ONLY = pd.DataFrame({"misclassified only by this model": [43, 88, 40, 49, 53],
+                           "correctly classified only by this model": [60, 48, 84, 53, 27]},
+                          index=["VGG16", "ResNet152", "CheXNet", "Fused", "CNN from scratch"])
+GA_WEIGHTS = {"ResNet152": 0.13074769, "VGG16": 0.13225159, "CheXNet1": 0.27880784, "CheXNet2": 0.25517746,
+              "Fused": 0.16125192, "CNN From Scratch": 0.0417635}
+BEST = {"Accuracy": 0.7302, "F1-macro": 0.7275, "ROC AUC": 0.9073}
+
+
 def report_rows(*names: str) -> pd.DataFrame:
     """The report's rows by name, in our metrics-table layout."""
     unknown = [n for n in names if n not in REPORT]

@@ -30,6 +30,10 @@ CHAPTERS = {
     "fused": (),
     "fused_grid": ("fused",),
     "pretrained": (),
+    "error_analysis": ("scratch", "fused", "pretrained"),
+    "explainability": ("scratch", "fused", "pretrained"),
+    "ensemble": ("scratch", "fused", "pretrained"),
+    "conclusions": ("preprocessing", "resizer", "hyperband", "fused_grid", "ensemble"),
 }
 
 

@@ -27,6 +27,16 @@ class BackboneRun:
         return title if self.pretrained else f"{title} [no pretrained weights]"
 
 
+def weights_summary(ch) -> str:
+    """Before anything trains: which weights each backbone of the chapter will start from."""
+    texts = []
+    for name in ch["backbones"]:
+        chexnet = backbones.chexnet_weights_path(ch["chexnet_weights"]) if name == "chexnet" else None
+        text = f"CheXNet file {chexnet}" if chexnet else backbones.imagenet_weights(name)[1]
+        texts.append(f"{backbones.spec(name).title}: {text}")
+    return "; ".join(texts)
+
+
 def load_backbone(ch, name: str):
     """The pretrained (or, where allowed, seeded random) backbone at the chapter's input size."""
     keras.utils.set_random_seed(ch["seed"])

@@ -1,0 +1,26 @@
+"""The closing chapter's computed statement: where we stand against the report, and on what data."""
+from __future__ import annotations
+
+import pandas as pd
+
+from cxrlib.report import BEST
+
+
+def closing_statement(ours: pd.DataFrame, source, test_images: int, profile: str) -> str:
+    """Plain sentences comparing our best model with the report's best ensemble, metric by metric."""
+    if ours.empty:
+        return "No model has been trained under this profile yet: run `cxr run` first."
+    best = ours["F1-macro"].idxmax()
+    lines = [f"Our best model by macro F1 is **{best}** (profile `{profile}`, {source.describe()}, "
+             f"{test_images} test images)."]
+    for metric, theirs in BEST.items():
+        mine = ours.loc[best, metric]
+        word = "above" if mine > theirs else "below"
+        lines.append(f"- {metric}: {mine:.4f}, {word} the report's best {theirs:.4f} ({mine - theirs:+.4f}).")
+    if source.synthetic:
+        lines.append("These are **synthetic** images: the comparison with the report is meaningless.")
+    elif source.kind == "sample":
+        lines.append("The real sample holds 422 images, most of them 64 x 64 pixels, against the report's "
+                     "13,873 full-resolution images; on this little data no model can reach the report's "
+                     "numbers, and the test set's confidence intervals (ensemble chapter) are wide.")
+    return "\n".join(lines)
