@@ -140,6 +140,22 @@ def heatmap_at(model, images_for, image_id: str, size=None) -> tuple:
     return heatmap, explained
 
 
+def heatmap_source(models: dict, images_for, size: int):
+    """A function (model name or 'all models', image id) -> Grad-CAM at size, for the widget browser.
+
+    'all models' averages every model's heatmap. Heatmaps are computed on demand and remembered.
+    """
+    memory = {}
+
+    def heatmap(name: str, image_id: str):
+        names = list(models) if name not in models else [name]
+        for n in names:
+            if (n, image_id) not in memory:
+                memory[n, image_id] = heatmap_at(models[n], images_for, image_id, size)[0]
+        return np.mean([memory[n, image_id] for n in names], axis=0)
+    return heatmap
+
+
 def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int = 256):
     """Rows: one image per class (examples: class name -> image id); columns: every model's heatmap."""
     import matplotlib.pyplot as plt

@@ -37,13 +37,21 @@ def hypermodel(image_size: int, resize_to: int):
 
 
 def search(train_ds, val_ds, folder: Path, *, image_size: int, resize_to: int, max_epochs: int,
-           factor: int = 3, iterations: int = 1, seed: int = 42, patience: int = 5):
-    """Run (or resume) the search; returns the tuner."""
+           factor: int = 3, iterations: int = 1, seed: int = 42, patience: int = 5, tag: str = ""):
+    """Run (or resume) the search; returns the tuner.
+
+    tag (e.g. the data fingerprint and batch size) joins the settings in the project's name, so a
+    changed setting starts a new search instead of resuming a stale one.
+    """
+    import hashlib
+
     import keras_tuner
 
+    settings = f"{image_size}|{resize_to}|{max_epochs}|{factor}|{iterations}|{seed}|{patience}|{tag}"
+    project = "second_cnn_" + hashlib.sha256(settings.encode()).hexdigest()[:12]
     tuner = keras_tuner.Hyperband(hypermodel(image_size, resize_to), objective="val_loss", max_epochs=max_epochs,
                                   factor=factor, hyperband_iterations=iterations, seed=seed,
-                                  directory=str(folder), project_name="second_cnn", overwrite=False)
+                                  directory=str(folder), project_name=project, overwrite=False)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
     tuner.search(train_ds, validation_data=val_ds, callbacks=[stop, EpochLine("trial", max_epochs)], verbose=0)
     return tuner

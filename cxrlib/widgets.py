@@ -47,8 +47,10 @@ class Selection:
         return pd.DataFrame({"Image Index": np.asarray(self.ids)[keep], "label": labels[keep], "pred": pred[keep]})
 
 
-def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps=None, title: str = ""):
-    """One row per image: the image (with its Grad-CAM when given) and every model's probabilities."""
+def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps=None, title: str = "",
+              model: str = ALL_MODELS):
+    """One row per image: the image (with the model's Grad-CAM when heatmaps(model, id) is given) and
+    every model's probabilities."""
     import matplotlib.pyplot as plt
 
     from cxrlib.explain import overlay, to_display
@@ -63,7 +65,7 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
     for (image_ax, bar_ax), (_, row) in zip(axes, chosen.iterrows()):
         image_id = row["Image Index"]
         caption = f"{image_id}\ntrue {CLASSES[row['label']]}, predicted {CLASSES[row['pred']]}"
-        heatmap = heatmaps(image_id) if heatmaps else None
+        heatmap = heatmaps(model, image_id) if heatmaps else None
         if heatmap is not None:
             overlay(image_ax, images[image_id], heatmap, caption)
         else:
@@ -88,11 +90,14 @@ def static_gallery(predictions: dict, images: dict, model: str = ALL_MODELS, tru
     chosen = selection.pick(model, true_class, predicted)
     title = (f"Misclassified by {model}: true {true_class}, predicted {predicted} "
              f"({len(chosen)} images; first {min(count, len(chosen))})")
-    return draw_page(selection, chosen.head(count), images, heatmaps, title)
+    return draw_page(selection, chosen.head(count), images, heatmaps, title, model)
 
 
 class MisclassifiedBrowser:
-    """Choose a model (or all models), a true and a predicted class; page through the misclassified images."""
+    """Choose a model (or all models), a true and a predicted class; page through the misclassified images.
+
+    heatmaps(model name or 'all models', image id) -> heatmap at the images' size enables the overlay.
+    """
 
     def __init__(self, predictions: dict, images: dict, heatmaps=None, per_page: int = 3):
         import ipywidgets as w
@@ -141,9 +146,10 @@ class MisclassifiedBrowser:
         self.output.clear_output(wait=True)
         with self.output:
             heatmaps = self.heatmaps if self.gradcam.value else None
-            fig = draw_page(self.selection, page, self.images, heatmaps, f"Misclassified by {self.model.value}")
-            display(fig)
-            plt.close(fig)
+            self.figure = draw_page(self.selection, page, self.images, heatmaps,
+                                    f"Misclassified by {self.model.value}", self.model.value)
+            display(self.figure)
+            plt.close(self.figure)
 
     def _ipython_display_(self):
         """Show the controls when the browser is the value of a cell."""

@@ -1,0 +1,119 @@
+"""Error analysis, ensembles (GA, differential evolution, bootstrap) and box scoring with known answers."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrlib import analysis, ensemble, explain, runs
+
+
+def one_hot(labels, confidence=0.9):
+    probs = np.full((len(labels), 4), (1 - confidence) / 3)
+    probs[np.arange(len(labels)), labels] = confidence
+    return probs
+
+
+def noisy(labels, seed):
+    rng = np.random.default_rng(seed)
+    return one_hot(rng.integers(0, 4, len(labels)), 0.6)
+
+
+LABELS = np.tile(np.arange(4), 15)
+
+
+def test_ga_gives_the_perfect_model_the_largest_weight():
+    probs = [noisy(LABELS, 1), one_hot(LABELS), noisy(LABELS, 2), noisy(LABELS, 3)]
+    result = ensemble.genetic_weights(probs, LABELS, population=20, generations=15, seed=0)
+    assert np.isclose(result.weights.sum(), 1.0) and (result.weights >= 0).all()
+    assert np.argmax(result.weights) == 1
+    assert result.fitness == pytest.approx(1.0)
+    assert result.history == sorted(result.history)  # elitism never loses the best
+
+
+def test_ga_restarts_keep_the_best_and_de_agrees():
+    probs = [noisy(LABELS, 4), noisy(LABELS, 5), one_hot(LABELS)]
+    best, all_runs = ensemble.genetic_restarts(probs, LABELS, seeds=(0, 1), population=10, generations=5)
+    assert best.fitness == max(r.fitness for r in all_runs)
+    assert np.argmax(ensemble.evolution_weights(probs, LABELS, maxiter=10)) == 2
+
+
+def test_weighted_average_and_normalisation():
+    a, b = one_hot([0, 1]), one_hot([1, 1])
+    np.testing.assert_allclose(ensemble.weighted([a, b]), (a + b) / 2)
+    np.testing.assert_allclose(ensemble.weighted([a, b], [3, 1]), 0.75 * a + 0.25 * b)
+    np.testing.assert_allclose(ensemble.normalise(np.zeros(4)), np.full(4, 0.25))
+
+
+def test_bootstrap_interval_of_a_perfect_model_is_a_point():
+    table = ensemble.bootstrap_ci(LABELS, one_hot(LABELS), patients=np.arange(len(LABELS)) // 3, n=50)
+    assert (table["low"] == 1).all() and (table["high"] == 1).all()
+
+
+def test_bootstrap_resamples_patients_not_images():
+    # two patients: one always right (10 images), one always wrong (10 images)
+    labels = np.zeros(20, int)
+    probs = one_hot(np.r_[np.zeros(10, int), np.ones(10, int)])
+    table = ensemble.bootstrap_ci(labels, probs, patients=np.repeat([1, 2], 10), n=400, seed=0)
+    # a patient-level resample gives accuracy 0, 0.5 or 1, so the interval spans the extremes
+    assert table.loc["Accuracy", "low"] == 0 and table.loc["Accuracy", "high"] == 1
+
+
+def test_error_analysis_counts():
+    ids = [f"{i}.png" for i in range(4)]
+    labels = [0, 1, 2, 3]
+
+    def frame(preds):
+        return runs.predictions_frame(ids, labels, one_hot(preds))
+
+    correct = analysis.correctness({"a": frame([0, 1, 0, 0]), "b": frame([0, 0, 2, 0]), "c": frame([0, 1, 2, 0])})
+    totals, only = analysis.summary(correct)
+    assert totals.loc["misclassified by all the models", "images"] == 1  # image 3
+    assert totals.loc["correctly classified by all the models", "images"] == 1  # image 0
+    assert only.loc["b", "misclassified only by this model"] == 1  # image 1
+    assert only.loc["a", "misclassified only by this model"] == 1  # image 2
+    assert only.loc["c", "correctly classified only by this model"] == 0
+    assert list(analysis.pick(correct, all_wrong=True).index) == ["3.png"]
+
+
+def test_best_models_prefers_fine_tuning(tmp_path):
+    frame = runs.predictions_frame(["a.png"], [0], one_hot([0]))
+    for chapter, model in [("pretrained", "vgg16_features"), ("pretrained", "vgg16_finetune_block5_conv1"),
+                           ("fused", "fused")]:
+        runs.ChapterRun("smoke", chapter, tmp_path).save_predictions(model, "test", frame)
+    chosen = analysis.best_models("smoke", root=tmp_path)
+    assert chosen == {"VGG16": "pretrained/vgg16_finetune_block5_conv1", "Fused": "fused/fused"}
+    assert "ResNet152 (run: cxr run pretrained)" in analysis.missing_models_message(chosen)
+
+
+def peaked(size, x, y, width=3.0):
+    yy, xx = np.mgrid[:size, :size]
+    return np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * width ** 2))
+
+
+def test_heatmap_peaked_inside_a_box_scores_a_hit():
+    box = (20, 20, 12, 12)
+    row = explain.score_heatmap(peaked(64, 26, 26), box)
+    assert row["pointing"] and row["IoBB>=0.9"] and row["IoU>=0.25"]
+    miss = explain.score_heatmap(peaked(64, 55, 5), box)
+    assert not miss["pointing"] and not miss["IoBB>=0.1"] and not miss["IoU>=0.1"]
+
+
+def test_box_overlap_by_hand():
+    iou, iobb = explain.box_overlap((0, 0, 10, 10), (5, 0, 10, 10))
+    assert iou == pytest.approx(50 / 150) and iobb == pytest.approx(0.5)
+
+
+def test_score_boxes_scales_from_1024_and_beats_random():
+    boxes = pd.DataFrame({"Image Index": ["a.png"], "Finding Label": ["Effusion"],
+                          "x": [512.0], "y": [512.0], "w": [256.0], "h": [256.0]})
+    table = explain.score_boxes({"a.png": peaked(64, 40, 40)}, boxes, size=64, repeats=50)
+    assert table.loc["pointing", "Grad-CAM"] == 1.0
+    assert table.loc["pointing", "random heatmaps"] < 0.5
+
+
+def test_nih_box_file_labels(tmp_path):
+    path = tmp_path / "BBox_List_2017.csv"
+    path.write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\na.png,Infiltrate,1,2,3,4\n")
+    boxes = explain.read_boxes(path)
+    assert boxes.loc[0, "Finding Label"] == "Infiltration" and boxes.loc[0, "h"] == 4

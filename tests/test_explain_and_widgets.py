@@ -1,0 +1,75 @@
+"""Grad-CAM through top-level and nested convolutions, activations, and the widget browser's controls."""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from cxrlib import explain, runs
+from cxrlib.models import backbones, second_cnn
+from cxrlib.widgets import ALL_MODELS, MisclassifiedBrowser, Selection, static_gallery
+
+
+def test_gradcam_on_a_top_level_convolution():
+    model = second_cnn(64, 64)
+    assert explain.gradcam_target(model)[1] is None
+    heatmap, explained = explain.gradcam(model, np.random.default_rng(0).uniform(0, 255, (64, 64, 3)))
+    assert heatmap.shape == (64, 64) and 0 <= heatmap.min() and heatmap.max() <= 1 and 0 <= explained < 4
+
+
+def test_gradcam_through_a_nested_backbone():
+    keras.utils.set_random_seed(0)
+    base = backbones.backbone("vgg16", 32)
+    model = backbones.full_model("vgg16", base, backbones.head("vgg16", base.output.shape[1:]), 32)
+    name, nested = explain.gradcam_target(model)
+    assert nested is base and name == base.layers[-1].name
+    heatmap, _ = explain.gradcam(model, np.random.default_rng(1).uniform(0, 255, (32, 32, 3)), class_index=2)
+    assert heatmap.shape == (32, 32) and np.isfinite(heatmap).all()
+
+
+def test_activations_cover_every_convolution_and_pooling_layer():
+    model = second_cnn(64, 64)
+    maps = explain.activations(model, np.zeros((64, 64, 3)))
+    assert len(maps) == 11 and list(maps.values())[0].shape == (64, 64, 32)
+
+
+def predictions():
+    ids = [f"{i}.png" for i in range(6)]
+    labels = [0, 1, 2, 3, 1, 2]
+    probs_a = np.eye(4)[[0, 0, 0, 3, 1, 1]] * 0.7 + 0.075   # wrong on 1, 2, 5
+    probs_b = np.eye(4)[[1, 0, 2, 3, 0, 1]] * 0.7 + 0.075   # wrong on 0, 1, 4, 5
+    return {"a": runs.predictions_frame(ids, labels, probs_a), "b": runs.predictions_frame(ids, labels, probs_b)}
+
+
+def test_selection_by_model_and_classes():
+    selection = Selection(predictions())
+    assert list(selection.pick("a")["Image Index"]) == ["1.png", "2.png", "5.png"]
+    assert list(selection.pick(ALL_MODELS)["Image Index"]) == ["1.png", "5.png"]
+    assert list(selection.pick("b", true_class="Effusion")["Image Index"]) == ["1.png", "4.png"]
+    assert list(selection.pick("a", predicted="No Finding")["Image Index"]) == ["1.png", "2.png"]
+
+
+def test_browser_controls_drive_what_it_shows():
+    images = {f"{i}.png": np.full((16, 16), 20 * i, np.uint8) for i in range(6)}
+    browser = MisclassifiedBrowser(predictions(), images, heatmaps=lambda model, image_id: np.ones((16, 16)) * 0.5, per_page=1)
+    assert browser.model.value == ALL_MODELS and browser.status.value == "images 1-1 of 2"
+    browser.next.click()
+    assert list(browser.current()["Image Index"]) == ["5.png"] and browser.status.value == "images 2-2 of 2"
+    browser.next.click()  # stays on the last page
+    assert browser.page == 1
+    browser.model.value = "b"  # a new choice starts again at the first page
+    assert browser.page == 0 and browser.status.value == "images 1-1 of 4"
+    browser.true_class.value = "Infiltration"
+    assert list(browser.chosen()["Image Index"]) == ["5.png"]
+    browser.predicted.value = "Atelectasis"
+    assert browser.status.value == "no image matches"
+    browser.predicted.value = "any"
+    assert len(browser.figure.axes[0].images) == 1  # the X-ray alone
+    browser.gradcam.value = True
+    assert len(browser.figure.axes[0].images) == 2  # the X-ray and its heatmap
+    assert "true Infiltration" in browser.figure.axes[0].get_title()
+
+
+def test_static_gallery_has_a_title():
+    images = {f"{i}.png": np.zeros((8, 8), np.uint8) for i in range(6)}
+    fig = static_gallery(predictions(), images, count=2)
+    assert "Misclassified by all models" in fig._suptitle.get_text()
