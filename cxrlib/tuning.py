@@ -54,6 +54,10 @@ def search(train_ds, val_ds, folder: Path, *, image_size: int, resize_to: int, m
                                   directory=str(folder), project_name=project, overwrite=False)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
     tuner.search(train_ds, validation_data=val_ds, callbacks=[stop, EpochLine("trial", max_epochs)], verbose=0)
+    failed = [t for t in tuner.oracle.trials.values() if str(t.status) != "COMPLETED"]
+    if failed or not tuner.oracle.trials:
+        reason = failed[0].message if failed else "no trial ran"
+        raise RuntimeError(f"{len(failed)} Hyperband trial(s) failed: {reason}")
     return tuner
 
 

@@ -46,3 +46,17 @@ def test_hyperband_search_space_builds_the_report_head():
     assert hp.values["units"] == 1024 and hp.values["layers"] == 1
     dense = 512 * 1024 + 1024 + 1024 * 4 + 4
     assert count_params(model)["total"] == 2_859_588 - 2052 + dense
+
+
+def test_hyperband_search_completes_its_trials(tmp_path):
+    import tensorflow as tf
+
+    from cxrlib.tuning import best_hyperparameters, search, trials_table
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, rng.integers(0, 4, 8))).batch(4)
+    tuner = search(ds, ds, tmp_path, image_size=32, resize_to=32, max_epochs=2, seed=1)
+    table = trials_table(tuner)
+    assert len(table) >= 2 and (table["status"] == "COMPLETED").all()
+    assert set(best_hyperparameters(tuner)) == {"layers", "dropout", "units", "learning_rate"}
