@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from cxrlib.config import REPO_ROOT, profile_settings
+from cxrlib.config import REPO_ROOT, profile_settings, runs_dir
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 # chapter -> chapters whose results it reads; dict order is the book's (the report's) order
@@ -155,7 +155,9 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
         stamps[chapter] = stamp
         output = Path(book_root) / "book" / "chapters" / f"{chapter}.ipynb"
         stamp_file = output.with_suffix(".stamp")
-        if not force and output.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
+        results = runs_dir() / profile / chapter / "chapter.json"
+        if (not force and output.is_file() and results.is_file() and stamp_file.is_file()
+                and stamp_file.read_text() == stamp):
             log(f"- {chapter}: up to date, skipped (use --force to run it anyway)")
             continue
         log(f"- {chapter}: running with {injected} ...")

@@ -44,6 +44,8 @@ def test_smoke_book_on_the_real_sample(sample_dir, isolated, monkeypatch):
         text = outputs(root / "book" / "chapters" / f"{chapter}.ipynb")
         assert "Provenance." in text and "real NIH sample" in text and "SYNTHETIC" not in text
     assert runner.run_chapters(profile="smoke", book_root=root) == []  # nothing changed: all skipped
+    (isolated / "runs" / "smoke" / "dataset" / "chapter.json").unlink()  # results lost: run again
+    assert runner.run_chapters(["dataset"], profile="smoke", book_root=root) == ["dataset"]
 
     html = runner.build_book(root)
     assert html.is_file()
