@@ -150,6 +150,7 @@ class Chapter:
         spec = json.loads(json.dumps({**spec, "epochs": epochs, "learning_rate": learning_rate,
                                       "patience": self["patience"], "batch_size": self["batch_size"],
                                       "seed": self["seed"], "data": self.fingerprint,
+                                      "class_weight": self["class_weight"],
                                       "mixed_precision": self["mixed_precision"]}, default=str))
         work = self.run.file("work", name)
         model_path = self.run.file("models", f"{name}.keras")
@@ -164,7 +165,9 @@ class Chapter:
             with training.distribution_scope():
                 model, history = training.train(build(), inputs("train", True), inputs("val", False), work,
                                                 epochs=epochs, patience=self["patience"],
-                                                learning_rate=learning_rate, name=name)
+                                                learning_rate=learning_rate, name=name,
+                                                class_weight=training.class_weights(self.data.labels("train"),
+                                                                                    self["class_weight"]))
             self.run.save_model(model, name)
             runs.write_json(spec_path, spec)
         self.run.save_history(name, history)

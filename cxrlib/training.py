@@ -45,9 +45,19 @@ def read_history(path: Path) -> pd.DataFrame:
     return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
+def class_weights(labels, mode) -> dict | None:
+    """Keras class weights: None/'none', or 'balanced' (n / (classes * n_class)) for imbalanced training sets."""
+    if mode in (None, "none"):
+        return None
+    if mode != "balanced":
+        raise ValueError(f"class_weight must be None or 'balanced', got {mode!r}")
+    counts = np.bincount(np.asarray(labels), minlength=4)
+    return {k: float(len(labels) / (len(counts) * c)) for k, c in enumerate(counts) if c}
+
+
 def train(model, train_ds, val_ds, folder: Path, *, epochs: int, patience: int,
           learning_rate: float = 1e-4, monitor: str = "val_loss", min_lr: float = 1e-7,
-          compile_model: bool = True, name: str = "model", extra_callbacks=()):
+          compile_model: bool = True, name: str = "model", extra_callbacks=(), class_weight=None):
     """Fit with Adam and sparse categorical cross-entropy; resume after a crash; return the best model.
 
     folder keeps best.keras, history.csv and, while training runs, a backup that lets an
@@ -74,6 +84,7 @@ def train(model, train_ds, val_ds, folder: Path, *, epochs: int, patience: int,
         *extra_callbacks,
     ]
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0,
+              class_weight=class_weight,
               shuffle=False)  # the tf.data pipeline shuffles
     shutil.rmtree(backup, ignore_errors=True)
     best_path = folder / "best.keras"

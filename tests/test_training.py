@@ -58,3 +58,13 @@ def test_interrupted_training_resumes_from_last_epoch(tmp_path):
     assert list(read_history(tmp_path / "history.csv")["epoch"]) == [0, 1]
     _, history = train(tiny_model(), data, data, tmp_path, epochs=5, patience=5)
     assert list(history["epoch"]) == [0, 1, 2, 3, 4]
+
+
+def test_balanced_class_weights():
+    from cxrlib.training import class_weights
+
+    weights = class_weights([0, 0, 0, 1, 2, 3], "balanced")
+    assert weights == {0: 0.5, 1: 1.5, 2: 1.5, 3: 1.5}
+    assert class_weights([0, 1], None) is None
+    with pytest.raises(ValueError, match="balanced"):
+        class_weights([0], "inverse")
