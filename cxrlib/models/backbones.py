@@ -7,6 +7,7 @@ none can be had, the chapter says so and every result is labelled "no pretrained
 """
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from dataclasses import dataclass
@@ -68,8 +69,12 @@ def keras_cache_file(name: str) -> Path:
 
 def online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
     """Whether the weights server answers within seconds (never when CXR_OFFLINE is set)."""
-    if os.environ.get("CXR_OFFLINE"):
-        return False
+    return False if os.environ.get("CXR_OFFLINE") else _reachable(host, timeout)
+
+
+@functools.lru_cache(maxsize=None)
+def _reachable(host: str, timeout: float) -> bool:
+    """One connection attempt per process, however many backbones ask."""
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
         return True
