@@ -89,9 +89,9 @@ class Chapter:
 
     def inherited_weights(self) -> str:
         """What the pretrained chapter used, for chapters that analyse its models."""
-        from cxrlib.runner import CHAPTERS
+        from cxrlib.runner import CHAPTERS, chapter_order
 
-        if "pretrained" not in CHAPTERS.get(self.name, ()):
+        if self.name not in CHAPTERS or "pretrained" not in chapter_order([self.name])[:-1]:
             return "not used by this chapter"
         info = runs.chapter_infos(self.profile, self.run.profile_dir.parent).get("pretrained", {})
         return f"the pretrained chapter's models used: {info.get('weights', 'unknown (run that chapter)')}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cxrlib.config import REPORT_COUNTS
 from cxrlib.report import BEST
 
 
@@ -20,8 +21,11 @@ def closing_statement(ours: pd.DataFrame, source, test_images: int, profile: str
     if source.synthetic:
         lines.append("These are **synthetic** images: the comparison with the report is meaningless.")
     elif source.kind == "sample":
-        lines.append("The real sample holds 422 images, most of them 64 x 64 pixels, against the report's "
-                     "13,873 full-resolution images; on this little data no model can reach the report's "
+        table = source.table
+        small = f", {(table['orig_width'] == 64).mean():.0%} of them stored at 64 x 64 pixels" if "orig_width" in table else ""
+        report_total = sum(sum(split.values()) for split in REPORT_COUNTS.values())
+        lines.append(f"The real sample holds {len(table)} images{small}, against the report's {report_total:,} "
+                     "full-resolution images; on this little data no model can be expected to reach the report's "
                      "numbers, and the test set's confidence intervals (ensemble chapter) are wide.")
     return "\n".join(lines)
 

@@ -58,9 +58,9 @@ def plot_history(history: pd.DataFrame, title: str):
 
 
 def plot_metric_bars(table: pd.DataFrame, columns, title: str):
-    """Grouped bars comparing models (rows) on a few metrics (columns)."""
-    ax = table[list(columns)].plot.bar(figsize=(max(6, 1.6 * len(table)), 3.8), rot=15)
-    ax.set(title=title, xlabel="model", ylabel="score", ylim=(0, 1))
+    """Horizontal grouped bars comparing models (rows) on a few metrics, readable for long model names."""
+    ax = table[list(columns)].iloc[::-1].plot.barh(figsize=(9, 0.22 * len(columns) * len(table) + 1.5))
+    ax.set(title=title, xlabel="score (test set)", ylabel="model", xlim=(0, 1))
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
     ax.figure.tight_layout()
     return ax.figure
