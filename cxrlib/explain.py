@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def to_display(image) -> np.ndarray:
@@ -182,9 +183,8 @@ def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int
 THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)  # Wang et al. 2017
 
 
-def read_boxes(path) -> "pd.DataFrame":
+def read_boxes(path) -> pd.DataFrame:
     """NIH's BBox_List_2017.csv with plain column names and 'Infiltrate' renamed to our 'Infiltration'."""
-    import pandas as pd
 
     table = pd.read_csv(path)
     table = table.iloc[:, :6]
@@ -238,9 +238,8 @@ def random_heatmap(shape, rng, smooth: float = 8.0) -> np.ndarray:
     return (noise - noise.min()) / max(noise.max() - noise.min(), 1e-8)
 
 
-def score_models(models: dict, boxes, images_for) -> "pd.DataFrame":
+def score_models(models: dict, boxes, images_for) -> pd.DataFrame:
     """Box-scoring table for every model (columns: model x {Grad-CAM, random heatmaps, boxes})."""
-    import pandas as pd
 
     ids = sorted(set(boxes["Image Index"]))
     tables = {}
@@ -256,7 +255,6 @@ def score_boxes(heatmaps: dict, boxes, size: int, original: int = 1024, repeats:
 
     Boxes are in the original 1024-pixel frame and are scaled to the heatmap's size.
     """
-    import pandas as pd
 
     rng = np.random.default_rng(seed)
     ours, baseline = [], []

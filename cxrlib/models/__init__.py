@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from cxrlib.models.fused import fused_net
 from cxrlib.models.resizer import learnable_resizer
@@ -17,11 +18,9 @@ def count_params(model) -> dict:
     return {"total": trainable + frozen, "trainable": trainable, "non_trainable": frozen}
 
 
-def summary_table(model) -> "pd.DataFrame":
+def summary_table(model) -> pd.DataFrame:
     """Layer, output shape and parameter count, like Keras's summary but as a DataFrame."""
-    import pandas as pd
-
     rows = [{"layer": layer.name, "type": type(layer).__name__,
-             "output shape": str(getattr(layer, "output", None) is not None and tuple(layer.output.shape)),
+             "output shape": str(tuple(layer.output.shape)),
              "params": layer.count_params()} for layer in model.layers]
     return pd.DataFrame(rows)
