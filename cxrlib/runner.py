@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -120,20 +121,37 @@ def chapter_stamp(chapter: str, injected: dict, data_fingerprint: str, upstream:
     return digest.hexdigest()
 
 
-def execute(chapter: str, injected: dict, output: Path) -> None:
-    """Run one notebook with papermill; a failure names the chapter and where its notebook is."""
+@contextmanager
+def stderr_to(path: Path):
+    """Send this process's and its children's stderr (TensorFlow's C++ start-up log) to a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "w") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def execute(chapter: str, injected: dict, output: Path, log: Path) -> None:
+    """Run one notebook with papermill; a failure names the chapter, its notebook and its kernel log."""
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
     # the kernel is started as plain 'python': make sure that is this environment's interpreter
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # keep TensorFlow's C++ log out of the pages
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     try:
-        papermill.execute_notebook(str(NOTEBOOKS / f"{chapter}.ipynb"), str(output), parameters=injected,
-                                   kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False)
+        with stderr_to(log):
+            papermill.execute_notebook(str(NOTEBOOKS / f"{chapter}.ipynb"), str(output), parameters=injected,
+                                       kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False)
     except papermill.PapermillExecutionError as err:
         raise RunnerError(f"chapter '{chapter}' failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
-                          f"the executed notebook, with the error, is {output}") from None
+                          f"the executed notebook, with the error, is {output}; the kernel's log is {log}") from None
 
 
 def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, force: bool = False,
@@ -163,7 +181,7 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
         log(f"- {chapter}: running with {injected} ...")
         started = time.perf_counter()
         stamp_file.unlink(missing_ok=True)
-        execute(chapter, injected, output)
+        execute(chapter, injected, output, runs_dir() / profile / f"{chapter}.log")
         stamp_file.write_text(stamp)
         executed.append(chapter)
         log(f"  done in {time.perf_counter() - started:.0f}s -> {output}")

@@ -43,3 +43,13 @@ def test_chapter_parameters_report_only_real_changes():
 def test_cli_reports_errors_without_a_traceback(capsys):
     assert runner.main(["run", "nonexistent"]) == 2
     assert "unknown chapter" in capsys.readouterr().err
+
+
+def test_stderr_goes_to_the_log_and_comes_back(tmp_path):
+    import os
+
+    log = tmp_path / "logs" / "chapter.log"
+    with runner.stderr_to(log):
+        os.write(2, b"tensorflow noise\n")
+    assert log.read_text() == "tensorflow noise\n"
+    os.write(2, b"")  # stderr is usable again
