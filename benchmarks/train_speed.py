@@ -41,6 +41,10 @@ def measure(name: str, build, image_size: int, resize_to: int, batch: int, steps
     y = rng.integers(0, 4, batch)
     train = timed(lambda: model.train_on_batch(x, y), steps)
     infer = timed(lambda: model.predict_on_batch(x), steps)
+    probs = np.asarray(model.predict_on_batch(x))
+    loss = float(model.train_on_batch(x, y))
+    if probs.dtype != np.float32 or not np.isfinite(loss) or not np.allclose(probs.sum(axis=1), 1, atol=1e-3):
+        raise RuntimeError(f"{name}: bad output (dtype {probs.dtype}, loss {loss})")
     return {"model": name, "input": image_size, "resized": resize_to, "batch": batch,
             "params": count_params(model)["total"], "train img/s": round(batch / train, 1),
             "infer img/s": round(batch / infer, 1), "epoch s (11,143 imgs)": round(REPORT_TRAIN_IMAGES / (batch / train), 1)}
@@ -52,8 +56,11 @@ def main(argv=None):
     parser.add_argument("--sizes", nargs="+", default=["250:227", "128:113"], help="input:resized pairs")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (a GPU feature)")
     args = parser.parse_args(argv)
-    print(f"Keras {keras.__version__}, backend {keras.backend.backend()}")
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    print(f"Keras {keras.__version__}, backend {keras.backend.backend()}, policy {keras.mixed_precision.global_policy().name}")
     rows = []
     for pair in args.sizes:
         image_size, resize_to = map(int, pair.split(":"))
