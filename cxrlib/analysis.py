@@ -17,9 +17,9 @@ REPORT_MODELS = {
 }
 
 
-def best_models(profile: str, split: str = "test", root=None, fingerprint=None) -> dict:
+def best_models(profile: str, split: str = "test", root=None) -> dict:
     """label -> 'chapter/model' for each of the report's five models that some chapter has saved."""
-    available = sorted(runs.load_predictions(profile, split, root, fingerprint))
+    available = sorted(runs.prediction_files(profile, split, root))
     chosen = {}
     for label, (chapter, prefix) in REPORT_MODELS.items():
         matches = [key for key in available if key.startswith(f"{chapter}/{prefix}")]

@@ -93,13 +93,13 @@ class Chapter:
 
         if self.name not in CHAPTERS or "pretrained" not in chapter_order([self.name])[:-1]:
             return "not used by this chapter"
-        info = runs.chapter_infos(self.profile, self.run.profile_dir.parent).get("pretrained", {})
+        info = runs.chapter_infos(self.profile, self.runs_root).get("pretrained", {})
         return f"the pretrained chapter's models used: {info.get('weights', 'unknown (run that chapter)')}"
 
     def record_weights(self, text: str) -> None:
         """Note the weights a chapter used, in its provenance and its run folder."""
         self.weights = text
-        info = runs.chapter_infos(self.profile, self.run.profile_dir.parent).get(self.name, {})
+        info = runs.chapter_infos(self.profile, self.runs_root).get(self.name, {})
         self.run.write_info({**info, "weights": text})
 
     def __getitem__(self, key):
@@ -185,18 +185,18 @@ class Chapter:
         self.run.save_metrics(name, row)
         return Result(name, model, history if history is not None else pd.DataFrame(), row, predictions)
 
+    @property
+    def runs_root(self):
+        """The folder holding every profile's run folder."""
+        return self.run.profile_dir.parent
+
+    def predictions(self, keys=None, split: str = "test") -> dict:
+        """'chapter/model' -> predictions other chapters saved on our data; never retrains, names what to run."""
+        return runs.load_predictions(self.profile, split, self.runs_root, self.fingerprint, keys)
+
     def earlier(self, chapter: str, model: str, split: str = "test") -> pd.DataFrame:
-        """Predictions another chapter saved; never retrains, says which chapter to run when missing."""
-        path = runs.ChapterRun(self.profile, chapter, self.run.profile_dir.parent).file(
-            "predictions", f"{model}__{split}.csv")
-        info = runs.chapter_infos(self.profile, self.run.profile_dir.parent).get(chapter, {})
-        if not path.is_file():
-            raise FileNotFoundError(f"model '{model}' of chapter '{chapter}' has no {split} predictions under "
-                                    f"profile {self.profile}; run: cxr run {chapter} --profile {self.profile}")
-        if info.get("data_fingerprint") != self.fingerprint:
-            raise RuntimeError(f"chapter '{chapter}' ran on other data; re-run it: "
-                               f"cxr run {chapter} --profile {self.profile} --force")
-        return pd.read_csv(path)
+        """One model's predictions from another chapter (checked as predictions() checks them)."""
+        return self.predictions([f"{chapter}/{model}"], split)[f"{chapter}/{model}"]
 
     def images_for(self, ids, size: int) -> dict:
         """Image id -> uint8 image at one size, for any ids of this data source (decoded once, cached)."""
@@ -210,13 +210,13 @@ class Chapter:
         import keras
 
         self.earlier(chapter, model)
-        return keras.models.load_model(runs.ChapterRun(self.profile, chapter, self.run.profile_dir.parent).file(
+        return keras.models.load_model(runs.ChapterRun(self.profile, chapter, self.runs_root).file(
             "models", f"{model}.keras"))
 
     def earlier_metrics(self, chapter: str, model: str) -> pd.DataFrame:
         """Another chapter's metrics row for one model (checked like its predictions)."""
         self.earlier(chapter, model)
-        path = runs.ChapterRun(self.profile, chapter, self.run.profile_dir.parent).file("metrics", f"{model}.csv")
+        path = runs.ChapterRun(self.profile, chapter, self.runs_root).file("metrics", f"{model}.csv")
         return pd.read_csv(path, index_col=0)
 
 

@@ -93,21 +93,36 @@ def chapter_infos(profile: str, root=None) -> dict:
     return {p.parent.name: json.loads(p.read_text()) for p in sorted(base.glob("*/chapter.json"))}
 
 
-def load_predictions(profile: str, split: str = "test", root=None, fingerprint=None) -> dict:
-    """'chapter/model' -> predictions frame, for every model any chapter saved for this split.
+def check_same_data(profile: str, chapter: str, fingerprint: str, infos: dict) -> None:
+    """Refuse another chapter's results when they were made on other data than ours."""
+    made_on = infos.get(chapter, {}).get("data_fingerprint")
+    if made_on != fingerprint:
+        raise RuntimeError(f"chapter '{chapter}' ran on other data ({made_on}); "
+                           f"re-run it: cxr run {chapter} --profile {profile} --force")
+
+
+def prediction_files(profile: str, split: str = "test", root=None) -> dict:
+    """'chapter/model' -> path of its predictions on this split, without reading them."""
+    base = Path(root or runs_dir()) / profile
+    return {f"{p.parent.parent.name}/{p.name.rsplit('__', 1)[0]}": p
+            for p in sorted(base.glob(f"*/predictions/*__{split}.csv"))}
+
+
+def load_predictions(profile: str, split: str = "test", root=None, fingerprint=None, keys=None) -> dict:
+    """'chapter/model' -> predictions frame, for the given keys (default: every model saved for this split).
 
     With a fingerprint, predictions made on other data are refused rather than mixed in.
     """
-    base = Path(root or runs_dir()) / profile
+    files = prediction_files(profile, split, root)
+    infos = chapter_infos(profile, root) if fingerprint else {}
     found = {}
-    for path in sorted(base.glob(f"*/predictions/*__{split}.csv")):
-        chapter = path.parent.parent.name
+    for key in keys if keys is not None else files:
+        if key not in files:
+            raise FileNotFoundError(f"no {split} predictions for {key}; run: cxr run {key.split('/')[0]} "
+                                    f"--profile {profile}")
         if fingerprint:
-            made_on = chapter_infos(profile, root).get(chapter, {}).get("data_fingerprint")
-            if made_on != fingerprint:
-                raise RuntimeError(f"chapter '{chapter}' ran on other data ({made_on}); "
-                                   f"re-run it: cxr run {chapter} --profile {profile} --force")
-        found[f"{chapter}/{path.name.rsplit('__', 1)[0]}"] = pd.read_csv(path)
+            check_same_data(profile, key.split("/")[0], fingerprint, infos)
+        found[key] = pd.read_csv(files[key])
     return found
 
 

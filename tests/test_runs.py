@@ -41,3 +41,12 @@ def test_metrics_rows_are_gathered(tmp_path):
     run.save_metrics("fused", metrics_row("fused", [0, 1], np.eye(4)[[0, 1]]))
     table = runs.load_metrics("smoke", tmp_path)
     assert list(table.index) == ["fused/fused"] and table.loc["fused/fused", "Accuracy"] == 1.0
+
+
+def test_load_predictions_by_key_names_what_to_run(tmp_path):
+    run = runs.ChapterRun("smoke", "fused", tmp_path)
+    run.write_info({"data_fingerprint": "abc"})
+    run.save_predictions("fused", "test", runs.predictions_frame(["a.png"], [0], np.eye(4)[[0]]))
+    assert set(runs.load_predictions("smoke", "test", tmp_path, "abc", keys=["fused/fused"])) == {"fused/fused"}
+    with pytest.raises(FileNotFoundError, match="cxr run scratch"):
+        runs.load_predictions("smoke", "test", tmp_path, "abc", keys=["scratch/second_cnn"])
