@@ -1,17 +1,33 @@
-# The two commands of the README: `make book` and `make test`. Each creates the environment it needs.
+# The two commands of the README: `make book` and `make test`. Each creates the environment it needs,
+# installing exactly the versions and hashes of the lock file for this Python (no resolver runs).
+# `make lock` regenerates the lock files from pyproject.toml (run it after changing a dependency there).
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= cpu
 DATA ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PY_TAG := $(shell $(PYTHON) -c 'import sys; print("%d%d" % sys.version_info[:2])')
+LOCK ?= requirements/lock-py$(PY_TAG).txt
+# the Pythons and the platform the lock covers; uv, pinned so that `make lock` writes the same files
+LOCK_PYTHONS := 3.11 3.12
+LOCK_PLATFORM := x86_64-manylinux_2_28
+UV_VERSION := 0.13.9
+UV_VENV := .venv-lock
+UV := $(UV_VENV)/bin/uv
 
-.PHONY: book test env run clean
+.PHONY: book test env run clean lock bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard $(LOCK))
+	@test -f $(LOCK) || { echo "make: no lock file $(LOCK) for $(PYTHON) (Python $(PY_TAG)); locks exist for" \
+		"Python $(LOCK_PYTHONS): use one of those (make PYTHON=python3.11 ...), or add it to LOCK_PYTHONS and run make lock" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK) || { \
+		echo "make: installing from $(LOCK) failed: a package is missing or its hash differs from the one" \
+		"recorded in the lock (see pip's message above: 'THESE PACKAGES DO NOT MATCH THE HASHES');" \
+		"restore the lock (git diff $(LOCK)) or regenerate it with 'make lock'" >&2; exit 1; }
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 env: $(STAMP)
@@ -24,6 +40,26 @@ book: $(STAMP)
 ## Run the test suite (it executes every chapter in the smoke profile and builds the book)
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+$(UV):
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/python -m pip install --quiet uv==$(UV_VERSION)
+
+## Regenerate requirements/lock-py3XX.txt (versions and hashes) and environment.yml's pins from pyproject.toml.
+## Versions already locked are kept where pyproject allows them; UPGRADE=1 takes the newest allowed.
+lock: $(UV)
+	@mkdir -p requirements
+	for version in $(LOCK_PYTHONS); do \
+		$(UV) pip compile --quiet --generate-hashes --python-version $$version --python-platform $(LOCK_PLATFORM) \
+			--extra test --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) pyproject.toml \
+			-o requirements/lock-py$$(echo $$version | tr -d .).txt || exit 1; \
+	done
+	$(UV_VENV)/bin/python -m cxrlib.repro environment-yml requirements/lock-py311.txt > environment.yml.tmp
+	mv environment.yml.tmp environment.yml
+
+## Benchmarks (tf.data pipeline, training helper, feature cache, data layer at 1k-16k images); results in benchmarks/results/
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(if $(NOTE),--note "$(NOTE)")
 
 clean:
 	rm -rf _build book/chapters .cache runs

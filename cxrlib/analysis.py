@@ -5,9 +5,11 @@ import pandas as pd
 
 from cxrlib import runs
 from cxrlib.config import CLASSES
+from cxrlib.metrics import macro_f1
 
-# The report's five best models, each found by (chapter, model-name prefix); the last match wins,
-# so a deeper fine tuning is preferred over a shallower one and over the features-only head.
+# The report's five best models, each found by (chapter, model-name prefix). Every saved candidate is
+# scored on the validation set and the best macro F1 wins; ties go to the model the report preferred
+# (report_preference), never to a test score.
 REPORT_MODELS = {
     "VGG16": ("pretrained", "vgg16_"),
     "ResNet152": ("pretrained", "resnet152_"),
@@ -17,16 +19,62 @@ REPORT_MODELS = {
 }
 
 
-def best_models(profile: str, split: str = "test", root=None) -> dict:
-    """label -> 'chapter/model' for each of the report's five models that some chapter has saved."""
-    available = sorted(runs.prediction_files(profile, split, root))
-    chosen = {}
+def report_preference(key: str) -> int:
+    """Rank of a candidate in the report's own preference (0 first): its deepest fine tuning first,
+    then shallower ones in the report's order reversed, then the features-only head."""
+    from cxrlib.models.backbones import BACKBONES
+
+    model = key.split("/", 1)[1]
+    for name, spec in BACKBONES.items():
+        points = list(reversed(spec.unfreeze))
+        if model.startswith(f"{name}_finetune_"):
+            layer = model.removeprefix(f"{name}_finetune_")
+            return points.index(layer) if layer in points else len(points)
+    return 100
+
+
+def candidates(profile: str, root=None) -> dict:
+    """label -> every 'chapter/model' saved for one of the report's five models (with validation predictions)."""
+    available = sorted(runs.prediction_files(profile, "val", root))
+    found = {}
     for label, (chapter, prefix) in REPORT_MODELS.items():
         matches = [key for key in available if key.startswith(f"{chapter}/{prefix}")]
-        finetuned = [key for key in matches if "finetune" in key]
-        if finetuned or matches:
-            chosen[label] = (finetuned or matches)[-1]
-    return chosen
+        if matches:
+            found[label] = sorted(matches, key=lambda key: (report_preference(key), key))
+    return found
+
+
+def model_choice(profile: str, root=None, load=None) -> pd.DataFrame:
+    """One row per report model: the candidate with the best validation macro F1, its score and the others'.
+
+    load(keys, split) -> {key: predictions frame} (a chapter's checked `predictions`); default: the run folder.
+    """
+    load = load or (lambda keys, split: runs.load_predictions(profile, split, root, keys=keys))
+    rows = {}
+    for label, keys in candidates(profile, root).items():
+        frames = load(keys, "val")
+        scores = {key: macro_f1(frames[key]["label"], frames[key]["pred"]) for key in keys}
+        best = max(keys, key=lambda key: scores[key])  # max keeps the first of equals: the report's preference
+        rows[label] = {"chosen": best, "validation macro F1": scores[best],
+                       "candidates (validation macro F1)": ", ".join(f"{k.split('/')[1]} {scores[k]:.4f}" for k in keys)}
+    return pd.DataFrame(rows).T.rename_axis("model") if rows else pd.DataFrame(
+        columns=["chosen", "validation macro F1", "candidates (validation macro F1)"])
+
+
+def best_models(profile: str, root=None, load=None) -> dict:
+    """label -> 'chapter/model' for each of the report's five models: the best on validation macro F1."""
+    return model_choice(profile, root, load)["chosen"].to_dict()
+
+
+def display_label(label: str, key: str, weights_text: str) -> str:
+    """A report model's label, marked '(no pretrained weights)' where the pretrained chapter had none for it."""
+    from cxrlib.models.backbones import BACKBONES
+
+    backbone = key.split("/", 1)[1].split("_")[0]
+    if key.startswith("pretrained/") and backbone in BACKBONES:
+        if f"{BACKBONES[backbone].title} [no pretrained weights]" in (weights_text or ""):
+            return f"{label} (no pretrained weights)"
+    return label
 
 
 def missing_models_message(chosen: dict) -> str:
@@ -67,3 +115,26 @@ def pick(correct: pd.DataFrame, all_wrong: bool, per_class: int = 4) -> pd.DataF
     hits = correct.drop(columns="label")
     chosen = correct[(~hits).all(axis=1) if all_wrong else hits.all(axis=1)]
     return pd.concat([chosen[chosen["label"] == k].head(per_class) for k in range(len(CLASSES))])
+
+
+def image_model(ch, key: str):
+    """The saved model of 'chapter/model' that takes images: a features-only head is joined to its backbone
+    (saved by the pretrained chapter as '<model>_on_images'), so Grad-CAM can explain it."""
+    import keras
+
+    chapter, name = key.split("/", 1)
+    model = ch.earlier_model(chapter, name)
+    if model.input.shape[-1] in (1, 3):
+        return model
+    run = runs.ChapterRun(ch.profile, chapter, ch.runs_root)
+    path = getattr(run, "live_file", run.file)("models", f"{name}_on_images.keras")
+    if not path.is_file():
+        raise FileNotFoundError(f"{key} takes backbone features, and {path} (it joined to its backbone) is missing; "
+                                f"run: cxr run {chapter} --profile {ch.profile} --force")
+    return keras.models.load_model(path)
+
+
+def chosen_models(ch, chosen: dict) -> dict:
+    """Display label (marked where no pretrained weights were used) -> the chosen model, taking images."""
+    weights = runs.chapter_infos(ch.profile, ch.runs_root).get("pretrained", {}).get("weights", "")
+    return {display_label(label, key, weights): image_model(ch, key) for label, key in chosen.items()}

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
 
 import pandas as pd
 
-from cxrlib import runs, training
-from cxrlib.config import CHAPTER_DEFAULTS, CLASSES, REPO_ROOT, profile_settings
+from cxrlib import identity, runs, training
+from cxrlib.config import CLASSES, REPO_ROOT, notebooks_dir
 from cxrlib.data import SYNTHETIC_WARNING, ChestData, load_data
 from cxrlib.metrics import metrics_row
+from cxrlib.params import PARAMETERS, resolve_parameters
+from cxrlib.runs import RUNNER_ENV
+
 
 
 def project_commit() -> str:
@@ -45,19 +49,9 @@ def versions_text() -> str:
             f"NumPy {numpy.__version__}, pandas {pd.__version__}, scikit-learn {sklearn.__version__}")
 
 
-def resolve_parameters(chapter: str, profile: str, params: dict):
-    """Profile and chapter defaults, overridden by every parameter that is not None.
-
-    Returns the settings and the overrides that differ from the defaults (for provenance).
-    """
-    defaults = {**profile_settings(profile), **CHAPTER_DEFAULTS.get(chapter, {})}
-    given = {k.lower(): v for k, v in params.items() if v is not None}
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise ValueError(f"chapter '{chapter}' has no parameter(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(defaults))}")
-    changed = {k: v for k, v in given.items() if v != defaults[k]}
-    return {**defaults, **given}, changed
+def notebook_parameters(namespace) -> dict:
+    """The table's parameters found in a notebook's globals (its parameters cell), by lower-case name."""
+    return {k.lower(): v for k, v in namespace.items() if k.isupper() and k.lower() in PARAMETERS}
 
 
 @dataclass
@@ -69,6 +63,7 @@ class Result:
     history: pd.DataFrame
     metrics: pd.DataFrame
     predictions: dict = field(default_factory=dict)
+    identity: str = ""
 
 
 class Chapter:
@@ -79,13 +74,28 @@ class Chapter:
         self.settings, self.changed = resolve_parameters(name, profile, params)
         s = self.settings
         self.data: ChestData = load_data(data_dir, s["seed"], tuple(s["fractions"]), s["caps"],
-                                         s["training_set"], s["max_per_class"])
-        self.run = runs.ChapterRun(profile, name, runs_root)
+                                         s["training_set"], s["max_per_class"],
+                                         harmonise_resolution=s["harmonise_resolution"],
+                                         on_bad_image=s["on_bad_image"], min_per_split=s["min_per_split"])
+        self.data_id = identity.data_identity(self.data, s)
+        self.fingerprint = self.data_id
+        self.run = runs.ChapterRun(profile, name, runs_root, staged=True)
+        self.identity = self.chapter_identity()
         self.weights = self.inherited_weights()
-        self.fingerprint = self.data.source.fingerprint()
-        self.run.write_info({"chapter": name, "profile": profile, "settings": s, "changed": self.changed,
-                             "data": self.data.source.describe(), "data_fingerprint": self.fingerprint,
-                             "commit": project_commit()})
+        training.set_determinism(s.get("deterministic", True))
+        self.run.write_info({"chapter": name, "profile": profile, "identity": self.identity,
+                             "settings": s, "changed": self.changed, "data": self.data.source.describe(),
+                             "data_identity": self.data_id, "commit": project_commit(), "weights": self.weights})
+
+    def chapter_identity(self) -> str:
+        """This chapter's whole output, as the runner computes it: notebook, settings, data, upstream, code."""
+        from cxrlib.runner import CHAPTERS
+
+        infos = runs.chapter_infos(self.profile, self.runs_root)
+        upstream = [infos.get(c, {}).get("identity") for c in CHAPTERS.get(self.name, ())]
+        notebook = notebooks_dir() / f"{self.name}.ipynb"
+        return identity.chapter_identity(self.name, notebook.read_bytes() if notebook.is_file() else b"",
+                                         self.settings, self.data_id, upstream)
 
     def inherited_weights(self) -> str:
         """What the pretrained chapter used, for chapters that analyse its models."""
@@ -99,79 +109,132 @@ class Chapter:
     def record_weights(self, text: str) -> None:
         """Note the weights a chapter used, in its provenance and its run folder."""
         self.weights = text
-        info = runs.chapter_infos(self.profile, self.runs_root).get(self.name, {})
-        self.run.write_info({**info, "weights": text})
+        self.run.write_info({**self.run.read_info(), "weights": text})
+
+    def finish(self) -> None:
+        """The chapter's last cell: move its staged results into place (the runner does it when it runs us)."""
+        if os.environ.get(RUNNER_ENV):
+            return
+        self.run.promote()
+        print(f"results of chapter '{self.name}' are in place: {self.run.live}")
 
     def __getitem__(self, key):
         """chapter['epochs'] reads a resolved setting."""
         return self.settings[key]
 
     def provenance(self) -> str:
-        """The chapter's opening line, as Markdown."""
-        counts = self.data.table["split"].value_counts()
-        split_text = ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "val", "test"))
+        """The chapter's full provenance, as Markdown (collapsed under the summary box)."""
         changed = ", ".join(f"{k}={v!r}" for k, v in self.changed.items()) or "none"
         return (f"**Provenance.** Profile `{self.profile}` · data: {self.data.source.describe()}, "
-                f"used {len(self.data.table)} images ({split_text}) · pretrained weights: {self.weights} · "
+                f"used {self.counts_text()} · pretrained weights: {self.weights} · "
                 f"parameters changed from the defaults: {changed} · {versions_text()} · "
                 f"device: {device_text()} · commit `{project_commit()}`")
 
-    def show_provenance(self):
-        """Display the provenance line, and a loud banner when the data are synthetic."""
-        from IPython.display import HTML, Markdown, display
+    def counts_text(self) -> str:
+        """How many images each split used, in words."""
+        counts = self.data.table["split"].value_counts()
+        split_text = ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "val", "test"))
+        return f"{len(self.data.table)} images ({split_text})"
 
+    def summary_html(self) -> str:
+        """The boxed summary under the title: what the numbers are worth, then the full provenance collapsed."""
+        from cxrlib.book import summary_box
+
+        command = getattr(self, "command", None)
+        box = summary_box(profile=self.profile, settings=self.settings, data=self.data.source.describe(),
+                          counts=self.counts_text(), weights=self.weights, changed=self.changed,
+                          commit=project_commit(), provenance=self.provenance(),
+                          command=command() if callable(command) else "")
+        if self.data.source.synthetic:
+            box = box.replace("<ul>", synthetic_banner() + "<ul>", 1)
+        return box
+
+    def show_provenance(self):
+        """Display the summary box (with a loud banner inside it when the data are synthetic)."""
+        from IPython.display import HTML, display
+
+        from cxrlib.book import use_book_tables
+        from cxrlib.plots import use_book_style
+
+        use_book_style()  # one figure style and one table style for every chapter
+        use_book_tables()
+        display(HTML(self.summary_html()))
         if self.data.source.synthetic:
             print("WARNING:", SYNTHETIC_WARNING)
-            display(HTML(synthetic_banner()))
-        display(Markdown(self.provenance()))
 
-    def dataset(self, split: str, size: int, shuffle=None, preprocess=None):
-        """The split as a tf.data pipeline at this chapter's batch size (training split shuffled)."""
+    def dataset(self, split: str, size: int, shuffle=None, preprocess=None, start_epoch: int = 0):
+        """The split as a tf.data pipeline at this chapter's batch size.
+
+        Shuffled (the training split by default), it is endless and epoch-aware from start_epoch, so a
+        resumed fit sees the batches an uninterrupted one would have.
+        """
         shuffle = split == "train" if shuffle is None else shuffle
-        return self.data.dataset(split, size, self["batch_size"], shuffle, self["seed"], preprocess)
+        return self.data.dataset(split, size, self["batch_size"], shuffle, self["seed"], preprocess,
+                                 start_epoch=start_epoch)
 
     def train_model(self, name: str, builder, *, image_size: int, epochs=None, learning_rate=None,
                     preprocess=None, **build_kwargs) -> Result:
-        """Build, train (or reload when already trained with the same spec), evaluate and save one model."""
+        """Build, train (or reload when already trained with the same identity), evaluate and save one model."""
         spec = {"builder": builder.__name__, "image_size": image_size, "preprocess": preprocess, **build_kwargs}
         return self.fit(name, lambda: builder(image_size=image_size, **build_kwargs),
-                        lambda split, shuffle: self.dataset(split, image_size, shuffle, preprocess),
+                        lambda split, shuffle, start=0: self.dataset(split, image_size, shuffle, preprocess, start),
                         spec, epochs, learning_rate)
 
-    def fit(self, name: str, build, inputs, spec: dict, epochs=None, learning_rate=None) -> Result:
-        """Train build() on inputs(split, shuffle) unless this exact spec was trained before; then evaluate.
+    def fit(self, name: str, build, inputs, spec: dict, epochs=None, learning_rate=None, upstream=()) -> Result:
+        """Train build() on inputs(split, shuffle, start_epoch) unless this exact identity was trained; evaluate.
 
-        spec describes the model; the chapter adds the training settings and the data fingerprint.
+        spec describes the model; its identity adds the training settings, the exact data, the identities
+        of the upstream results it starts from (e.g. a fine-tuned model's head) and the library code.
         """
+        settings = {**self.settings, "epochs": epochs or self["epochs"],
+                    "learning_rate": learning_rate or self["learning_rate"]}
+        spec = json.loads(json.dumps(spec, default=str))
+        made = identity.result_identity(spec, settings, self.data_id, upstream)
+        record = {"identity": made, "spec": spec, "upstream": list(upstream),
+                  "training": {k: settings.get(k) for k in identity.TRAINING_SETTINGS}}
+        model = self._reuse(name, made)
+        if model is None:
+            model, history = self._train(name, build, inputs, settings, made)
+            self.run.save_model(model, name)
+            self.run.save_history(name, history)
+        else:
+            history = training.read_history(self.run.file("histories", f"{name}.csv"))
+        runs.write_json(self.run.file("models", f"{name}.json"), record)
+        result = self.evaluate(name, model, inputs, history)
+        result.identity = made
+        return result
+
+    def _reuse(self, name: str, made: str):
+        """The last good model of exactly this identity, carried into this run; else None."""
         import keras
 
-        epochs = epochs or self["epochs"]
-        learning_rate = learning_rate or self["learning_rate"]
-        spec = json.loads(json.dumps({**spec, "epochs": epochs, "learning_rate": learning_rate,
-                                      "patience": self["patience"], "batch_size": self["batch_size"],
-                                      "seed": self["seed"], "data": self.fingerprint,
-                                      "class_weight": self["class_weight"],
-                                      "mixed_precision": self["mixed_precision"]}, default=str))
-        work = self.run.file("work", name)
-        model_path = self.run.file("models", f"{name}.keras")
-        spec_path = work / "spec.json"
-        if model_path.is_file() and spec_path.is_file() and json.loads(spec_path.read_text()) == spec:
-            print(f"[{name}] already trained with these settings: loading {model_path}")
-            model = keras.models.load_model(model_path)
-            history = training.read_history(work / "history.csv")
-        else:
-            keras.utils.set_random_seed(self["seed"])
-            training.set_mixed_precision(self["mixed_precision"])
-            with training.distribution_scope():
-                model, history = training.train(build(), inputs("train", True), inputs("val", False), work,
-                                                epochs=epochs, patience=self["patience"],
-                                                learning_rate=learning_rate, name=name,
-                                                class_weight=training.class_weights(self.data.labels("train"),
-                                                                                    self["class_weight"]))
-            self.run.save_model(model, name)
-            runs.write_json(spec_path, spec)
-        self.run.save_history(name, history)
-        return self.evaluate(name, model, inputs, history)
+        import cxrlib.models  # noqa: F401  (registers the custom layers load_model needs)
+
+        record = self.run.live_file("models", f"{name}.json")
+        if not (record.is_file() and json.loads(record.read_text()).get("identity") == made
+                and self.run.live_file("models", f"{name}.keras").is_file()):
+            return None
+        print(f"[{name}] already trained with exactly these settings, data and code: reusing it")
+        self.run.keep("models", f"{name}.keras")
+        if self.run.live_file("histories", f"{name}.csv").is_file():
+            self.run.keep("histories", f"{name}.csv")
+        return keras.models.load_model(self.run.file("models", f"{name}.keras"))
+
+    def _train(self, name: str, build, inputs, settings: dict, made: str):
+        """Seeded, resumable training in the work folder (which outlives a failed run)."""
+        import keras
+
+        from cxrlib.data.pipeline import steps_per_epoch
+
+        keras.utils.set_random_seed(self["seed"])
+        training.set_mixed_precision(self["mixed_precision"])
+        steps = steps_per_epoch(len(self.data.split("train")), self["batch_size"])
+        with training.distribution_scope():
+            return training.train(
+                build(), lambda start: (inputs("train", True, start), steps), inputs("val", False),
+                self.run.file("work", name), epochs=settings["epochs"], patience=self["patience"],
+                learning_rate=settings["learning_rate"], name=name, identity=made,
+                class_weight=training.class_weights(self.data.labels("train"), self["class_weight"]))
 
     def evaluate(self, name: str, model, inputs, history=None) -> Result:
         """Predict validation and test splits, save both, and the test metrics row."""
@@ -191,8 +254,13 @@ class Chapter:
         return self.run.profile_dir.parent
 
     def predictions(self, keys=None, split: str = "test") -> dict:
-        """'chapter/model' -> predictions other chapters saved on our data; never retrains, names what to run."""
-        return runs.load_predictions(self.profile, split, self.runs_root, self.fingerprint, keys)
+        """'chapter/model' -> predictions other chapters saved on our data, checked row for row against our split."""
+        return runs.load_predictions(self.profile, split, self.runs_root, self.data_id, keys,
+                                     rows=self.data.split(split), reader=self.name)
+
+    def metrics(self) -> pd.DataFrame:
+        """Every metrics row other chapters saved under this profile, refused if made on other data."""
+        return runs.load_metrics(self.profile, self.runs_root, self.data_id, reader=self.name)
 
     def earlier(self, chapter: str, model: str, split: str = "test") -> pd.DataFrame:
         """One model's predictions from another chapter (checked as predictions() checks them)."""
@@ -200,23 +268,23 @@ class Chapter:
 
     def images_for(self, ids, size: int) -> dict:
         """Image id -> uint8 image at one size, for any ids of this data source (decoded once, cached)."""
-        from cxrlib.data.images import load_images
-
         ids = list(ids)
-        return dict(zip(ids, load_images([self.data.source.paths[i] for i in ids], size)))
+        return dict(zip(ids, self.data.images_for(ids, size)))
 
     def earlier_model(self, chapter: str, model: str):
         """A model another chapter trained and saved (checked like its predictions)."""
         import keras
 
+        import cxrlib.models  # noqa: F401  (registers the custom layers load_model needs)
+
         self.earlier(chapter, model)
-        return keras.models.load_model(runs.ChapterRun(self.profile, chapter, self.runs_root).file(
+        return keras.models.load_model(runs.ChapterRun(self.profile, chapter, self.runs_root).live_file(
             "models", f"{model}.keras"))
 
     def earlier_metrics(self, chapter: str, model: str) -> pd.DataFrame:
         """Another chapter's metrics row for one model (checked like its predictions)."""
         self.earlier(chapter, model)
-        path = runs.ChapterRun(self.profile, chapter, self.runs_root).file("metrics", f"{model}.csv")
+        path = runs.ChapterRun(self.profile, chapter, self.runs_root).live_file("metrics", f"{model}.csv")
         return pd.read_csv(path, index_col=0)
 
 
@@ -226,9 +294,17 @@ def synthetic_banner() -> str:
             f"&#9888; {SYNTHETIC_WARNING}</div>")
 
 
-def open_chapter(name: str, profile: str = "cpu", data_dir=None, show: bool = True, **params) -> Chapter:
-    """Start a chapter: resolve parameters, load data, show provenance (unless show=False)."""
-    chapter = Chapter(name, profile, data_dir, **params)
+def open_chapter(name: str, namespace=None, show: bool = True, **params) -> Chapter:
+    """Start a chapter from its notebook's globals: check parameters, load and check data, show the summary.
+
+    namespace is the notebook's globals(): PROFILE, DATA_DIR and every parameter of the table found
+    there (values left at None take the profile's); keyword arguments override it.
+    """
+    namespace = dict(namespace or {})
+    given = {**notebook_parameters(namespace), **{k.lower(): v for k, v in params.items()}}
+    profile = given.pop("profile", None) or namespace.get("PROFILE") or "cpu"
+    data_dir = given.pop("data_dir", None) or namespace.get("DATA_DIR")
+    chapter = Chapter(name, profile, data_dir, **given)
     if show:
         chapter.show_provenance()
     return chapter

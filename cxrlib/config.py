@@ -33,12 +33,21 @@ _COMMON = {
     "mixed_precision": False,
     # None: plain loss, as the report (its sets were nearly balanced); "balanced": weight each class
     # by n / (4 n_class), so that small, imbalanced sets do not collapse to predicting No Finding
-    "class_weight": None,
+    "class_weight": "none",
+    # section 1.2: the data
+    "harmonise_resolution": False,
+    "on_bad_image": "fail",
+    # every class must have at least this many images in every split, else the run stops before training
+    "min_per_split": 1,
+    # TensorFlow's deterministic ops: bit-identical reruns on a CPU; full may switch them off for speed
+    "deterministic": True,
     # section 4: pretrained backbones
     "allow_random_weights": True,
     "chexnet_weights": None,
     "feature_learning_rate": 1e-3,
     "fine_tune_learning_rate": 1e-5,
+    # "report": augment fine tuning where the report did (VGG16, section 4.1.3); "always" or "never"
+    "fine_tune_augment": "report",
     # section 3.3: Hyperband
     "hyperband_factor": 3,
     "hyperband_iterations": 1,
@@ -49,19 +58,19 @@ _COMMON = {
 }
 PROFILES = {
     # seconds per chapter: tiny images, a few epochs, a handful of images per class
-    "smoke": {**_COMMON, "class_weight": "balanced", "image_size": 96, "resize_to": 87, "batch_size": 16, "epochs": 2,
+    "smoke": {**_COMMON, "class_weight": "balanced", "harmonise_resolution": True, "image_size": 96, "resize_to": 87, "batch_size": 16, "epochs": 2,
               "patience": 2, "max_per_class": {"train": 24, "val": 8, "test": 8},
               "backbone_size": 32, "fine_tune": "first", "fine_tune_epochs": 1, "hyperband_max_epochs": 2,
               "ga_population": 12, "ga_generations": 8, "bootstrap": 100},
     # a 2-core laptop: the sample at reduced resolution, enough epochs to learn something
-    "cpu": {**_COMMON, "class_weight": "balanced", "image_size": 128, "resize_to": 113,
+    "cpu": {**_COMMON, "class_weight": "balanced", "harmonise_resolution": True, "min_per_split": 3, "image_size": 128, "resize_to": 113,
             "batch_size": 16, "epochs": 25, "patience": 8, "max_per_class": None,
             "backbone_size": 128, "fine_tune": "first", "fine_tune_epochs": 5, "hyperband_max_epochs": 6},
     # the report's settings, meant for a GPU and the real dataset
     "full": {**_COMMON, "image_size": 250, "resize_to": 227, "batch_size": 16, "epochs": 30,
              "patience": 5, "fractions": (0.8, 0.1, 0.1), "caps": REPORT_COUNTS,
              "max_per_class": None, "backbone_size": 224, "fine_tune": "all", "fine_tune_epochs": 50,
-             "hyperband_max_epochs": 70, "allow_random_weights": False},
+             "hyperband_max_epochs": 70, "allow_random_weights": False, "min_per_split": 10},
 }
 
 
@@ -77,6 +86,11 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("CXR_CACHE_DIR", REPO_ROOT / ".cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def notebooks_dir() -> Path:
+    """The chapters' source notebooks (tests point it at notebooks of their own)."""
+    return Path(os.environ.get("CXR_NOTEBOOKS_DIR", REPO_ROOT / "notebooks"))
 
 
 def runs_dir() -> Path:

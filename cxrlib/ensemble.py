@@ -89,18 +89,25 @@ def evolution_weights(probs: list, y_true, seed: int = 0, maxiter: int = 60) -> 
 
 
 def bootstrap_ci(y_true, probs, patients, n: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    """Confidence intervals of accuracy and macro F1, resampling whole patients (their images are correlated)."""
+    """Confidence intervals of accuracy and macro F1, resampling whole patients (their images are correlated).
+
+    'resamples missing a class' counts the resamples that lack a class of the full set: their macro F1
+    averages over fewer classes (metrics.present_classes), so a large count makes the interval less comparable.
+    """
     y_true, pred, patients = np.asarray(y_true), np.asarray(probs).argmax(axis=1), np.asarray(patients)
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(patients == p) for p in np.unique(patients)]
-    samples = {"Accuracy": [], "F1-macro": []}
+    classes = set(np.unique(y_true))
+    samples, missed = {"Accuracy": [], "F1-macro": []}, 0
     for _ in range(n):
         index = np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
         samples["Accuracy"].append(accuracy(y_true[index], pred[index]))
         samples["F1-macro"].append(macro_f1(y_true[index], pred[index]))
+        missed += set(np.unique(y_true[index])) != classes
     tail = (1 - level) / 2 * 100
     return pd.DataFrame({name: {"estimate": (accuracy if name == "Accuracy" else macro_f1)(y_true, pred),
-                                "low": np.percentile(values, tail), "high": np.percentile(values, 100 - tail)}
+                                "low": np.percentile(values, tail), "high": np.percentile(values, 100 - tail),
+                                "resamples missing a class": missed, "resamples": n}
                          for name, values in samples.items()}).T
 
 

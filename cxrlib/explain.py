@@ -38,12 +38,12 @@ def activation_layers(model) -> list:
 
 
 def activations(model, image: np.ndarray) -> dict:
-    """layer name -> its activation maps (h, w, channels) for one RGB image in [0, 255]."""
+    """layer name -> its activation maps (h, w, channels) for one grey or RGB image in [0, 255]."""
     import keras
 
     chosen = activation_layers(model)
     probe = keras.Model(model.inputs, [layer.output for layer in chosen])
-    outputs = probe(np.asarray(image, np.float32)[None], training=False)
+    outputs = probe(as_model_input(model, image)[None], training=False)
     return {layer.name: np.asarray(out[0]) for layer, out in zip(chosen, outputs)}
 
 
@@ -65,51 +65,122 @@ def plot_activations(maps: np.ndarray, title: str, columns: int = 16, limit: int
 
 # --- Grad-CAM -----------------------------------------------------------------------------------
 
+def _backbone_spec(nested):
+    """The per-backbone facts of a nested keras.applications model, matched by its name (None: unknown)."""
+    from cxrlib.models import backbones
+
+    for spec in backbones.BACKBONES.values():
+        if nested.name == spec.application.lower():
+            return spec
+    return None
+
+
 def gradcam_target(model):
-    """(layer name, nested model or None): the last convolution at the top level, or the output of a
-    nested backbone (VGG16, ResNet, DenseNet) whose final feature map comes last."""
+    """(layer name, nested model or None): where Grad-CAM reads the feature maps.
+
+    The fused net: its concatenation of the pooled shallow and deep maps, so the shallow branches count;
+    a nested backbone (VGG16, ResNet, DenseNet): the layer its facts declare (backbones.BACKBONES);
+    otherwise the last convolution at the top level.
+    """
     import keras
 
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Concatenate) and len(layer.output.shape) == 4:
+            return layer.name, None
     for layer in reversed(model.layers):
         if isinstance(layer, keras.layers.Conv2D):
             return layer.name, None
         if isinstance(layer, keras.Model) and len(layer.output.shape) == 4:
-            return layer.layers[-1].name, layer
+            spec = _backbone_spec(layer)
+            return (spec.gradcam_layer if spec and spec.gradcam_layer else layer.layers[-1].name), layer
     raise ValueError(f"model {model.name} has no convolutional layer for Grad-CAM")
 
 
-def _maps_and_probs(model):
-    """A function image batch -> (target feature maps, class probabilities), through nested backbones."""
+def target_description(model) -> dict:
+    """The target layer and its grid, for the chapter's table of which map each model is explained on."""
+    name, nested = gradcam_target(model)
+    shape = (nested or model).get_layer(name).output.shape
+    return {"target layer": name, "resolution": f"{shape[1]}x{shape[2]}", "channels": shape[3],
+            "input": f"{model.input.shape[1]}x{model.input.shape[2]}"}
+
+
+def _classifier(model):
+    """The final Dense layer (named 'classifier' in every model of the book), searched in nested heads too."""
     import keras
 
-    name, nested = gradcam_target(model)
-    if nested is None:
-        probe = keras.Model(model.inputs, [model.get_layer(name).output, model.output])
-        return lambda x: probe(x, training=False)
-    inner = keras.Model(nested.inputs, [nested.get_layer(name).output, nested.output])
+    for layer in reversed(model.layers):
+        if layer.name == "classifier":
+            return layer
+        if isinstance(layer, keras.Model) and not len(layer.output.shape) == 4:
+            return _classifier(layer)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    if not dense:
+        raise ValueError(f"model {model.name} has no Dense classifier for Grad-CAM")
+    return dense[-1]
+
+
+def _logits(classifier, features):
+    """The classifier's pre-softmax class scores: its input times its kernel plus its bias."""
+    import tensorflow as tf
+
+    kernel, bias = (tf.cast(w, tf.float32) for w in (classifier.kernel, classifier.bias))
+    return tf.matmul(tf.cast(features, tf.float32), kernel) + bias
+
+
+def _maps_and_logits(model, layer=None):
+    """A function image batch -> (target feature maps, pre-softmax class scores), through nested models."""
+    import keras
+
+    name, nested = (layer, None) if layer else gradcam_target(model)
+    classifier = _classifier(model)
+    if nested is None and classifier in model.layers:
+        probe = keras.Model(model.inputs, [model.get_layer(name).output, classifier.input])
+        return lambda x: (lambda maps, feats: (maps, _logits(classifier, feats)))(*probe(x, training=False))
+    inner = keras.Model(nested.inputs, [nested.get_layer(name).output, nested.output]) if nested else None
 
     def run(x):
         maps = None
-        for layer in model.layers[1:]:  # the outer model is a chain: preprocessing, backbone, head
-            if layer is nested:
+        for part in model.layers[1:]:  # the outer model is a chain: preprocessing, backbone, head
+            if part is nested:
                 maps, x = inner(x, training=False)
+            elif isinstance(part, keras.Model) and classifier in part.layers:
+                head = keras.Model(part.inputs, classifier.input)
+                return maps, _logits(classifier, head(x, training=False))
             else:
-                x = layer(x, training=False)
-        return maps, x
+                x = part(x, training=False)
+        raise ValueError(f"model {model.name}: classifier not reached for Grad-CAM")
     return run
 
 
-def gradcam(model, image: np.ndarray, class_index=None) -> tuple:
-    """(heatmap in [0, 1] at the image's size, class explained): Selvaraju et al.'s Grad-CAM."""
+def as_model_input(model, image) -> np.ndarray:
+    """One grey (h, w), (h, w, 1) or RGB image as float32 with the channels the model's input takes."""
+    image = np.asarray(image, np.float32)
+    image = image[..., None] if image.ndim == 2 else image
+    channels = model.input.shape[-1]
+    if channels == 1 and image.shape[-1] == 3:
+        return image.mean(axis=-1, keepdims=True)
+    if channels == 3 and image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    return image
+
+
+def gradcam(model, image: np.ndarray, class_index=None, layer=None) -> tuple:
+    """(heatmap in [0, 1] at the image's size, class explained): Selvaraju et al.'s Grad-CAM.
+
+    The gradient is that of the class's pre-softmax score (through the softmax it would fade as the
+    model grows confident); class_index None explains the predicted class; layer overrides the target.
+    """
     import tensorflow as tf
 
-    batch = tf.convert_to_tensor(np.asarray(image, np.float32)[None])
-    forward = _maps_and_probs(model)
+    batch = tf.convert_to_tensor(as_model_input(model, image)[None])
+    forward = _maps_and_logits(model, layer)
     with tf.GradientTape() as tape:
-        maps, probs = forward(batch)
-        class_index = int(tf.argmax(probs[0])) if class_index is None else int(class_index)
-        score = probs[:, class_index]
+        maps, logits = forward(batch)
+        class_index = int(tf.argmax(logits[0])) if class_index is None else int(class_index)
+        score = logits[:, class_index]
     grads = tape.gradient(score, maps)
+    maps = tf.cast(maps, tf.float32)
+    grads = tf.zeros_like(maps) if grads is None else tf.cast(grads, tf.float32)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[0]
     cam = cam / (tf.reduce_max(cam) + 1e-8)
@@ -117,7 +188,7 @@ def gradcam(model, image: np.ndarray, class_index=None) -> tuple:
     return np.clip(heatmap, 0, 1), class_index
 
 
-def overlay(ax, image: np.ndarray, heatmap: np.ndarray, title: str, box=None):
+def overlay(ax, image: np.ndarray, heatmap: np.ndarray, title: str, box=None, fontsize: int = 10):
     """The image in gray, the heatmap in colour on top, and an optional (x, y, w, h) box in red."""
     from matplotlib.patches import Rectangle
 
@@ -125,17 +196,17 @@ def overlay(ax, image: np.ndarray, heatmap: np.ndarray, title: str, box=None):
     ax.imshow(heatmap, cmap="jet", alpha=0.4, vmin=0, vmax=1)
     if box is not None:
         ax.add_patch(Rectangle(box[:2], box[2], box[3], fill=False, edgecolor="red", linewidth=1.5))
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=fontsize)
     ax.axis("off")
 
 
-def heatmap_at(model, images_for, image_id: str, size=None) -> tuple:
+def heatmap_at(model, images_for, image_id: str, size=None, class_index=None) -> tuple:
     """Grad-CAM of one image at the model's own input size, optionally resized to size x size."""
     import tensorflow as tf
 
     side = model.input.shape[1]
     gray = images_for([image_id], side)[image_id]
-    heatmap, explained = gradcam(model, np.repeat(gray[..., None], 3, axis=-1))
+    heatmap, explained = gradcam(model, gray, class_index)
     if size and size != side:
         heatmap = tf.image.resize(heatmap[..., None], (size, size))[..., 0].numpy()
     return heatmap, explained
@@ -157,23 +228,42 @@ def heatmap_source(models: dict, images_for, size: int):
     return heatmap
 
 
-def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int = 256):
-    """Rows: one image per class (examples: class name -> image id); columns: every model's heatmap."""
+# A figure drawn this wide (inches at matplotlib's 100 dpi) is shown at the book's ~700 px column
+# without shrinking, so a 10-point title stays 10 points on the page.
+PAGE_INCHES = 7.0
+
+
+def shown_points(fig, fontsize: float, column_px: int = 700) -> float:
+    """The size a font of the figure appears at once the figure is scaled to the book's column."""
+    width_px = fig.get_figwidth() * fig.dpi
+    return fontsize * min(1.0, column_px / width_px)
+
+
+def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int = 256, predicted=None):
+    """Rows: every model (its label says if it had no pretrained weights); columns: one image per class.
+
+    Each heatmap explains the image's true class (examples: class name -> image id), the class of its box;
+    predicted (model -> {image id: class index}) adds what the model predicted to each title.
+    """
     import matplotlib.pyplot as plt
 
     from cxrlib.config import CLASSES
 
-    fig, axes = plt.subplots(len(examples), len(models), figsize=(2.6 * len(models), 2.8 * len(examples)),
+    columns = max(len(examples), 1)
+    fig, axes = plt.subplots(len(models), columns, figsize=(PAGE_INCHES, 2.75 * len(models) + 0.4),
                              squeeze=False)
     shown = images_for(list(examples.values()), size)
-    for row, (label, image_id) in zip(axes, examples.items()):
-        box = None
-        if boxes is not None and image_id in set(boxes["Image Index"]):
-            box = boxes[boxes["Image Index"] == image_id].iloc[0][["x", "y", "w", "h"]].to_numpy(float) * size / 1024
-        for ax, (name, model) in zip(row, models.items()):
-            heatmap, explained = heatmap_at(model, images_for, image_id, size)
-            overlay(ax, shown[image_id], heatmap, f"{name}\ntrue {label}, shows {CLASSES[explained]}", box)
-    fig.suptitle("Grad-CAM: where each model looks (red: radiologist's box, where NIH has one)")
+    for row, (name, model) in zip(axes, models.items()):
+        for ax, (label, image_id) in zip(row, examples.items()):
+            box = None
+            if boxes is not None:
+                mine = boxes[(boxes["Image Index"] == image_id) & (boxes["Finding Label"] == label)]
+                box = mine.iloc[0][["x", "y", "w", "h"]].to_numpy(float) * size / 1024 if len(mine) else None
+            heatmap, _ = heatmap_at(model, images_for, image_id, size, CLASSES.index(label))
+            guess = (predicted or {}).get(name, {}).get(image_id)
+            said = f"; said {CLASSES[guess]}" if guess is not None else ""
+            overlay(ax, shown[image_id], heatmap, f"{name}\n{label}{said}", box)
+    fig.suptitle("Grad-CAM of the true class (red: radiologist's box, where NIH has one)", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -181,6 +271,7 @@ def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int
 # --- heatmaps against NIH's boxes ------------------------------------------------------------------
 
 THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)  # Wang et al. 2017
+AREA = "predicted box area (share of frame)"
 
 
 def read_boxes(path) -> pd.DataFrame:
@@ -197,6 +288,8 @@ def predicted_box(heatmap: np.ndarray, level: float = 0.5):
     """(x, y, w, h) around the largest connected region where the heatmap reaches level x its maximum."""
     from scipy import ndimage
 
+    if heatmap.max() <= 0:
+        return 0, 0, 0, 0
     regions, count = ndimage.label(heatmap >= level * heatmap.max())
     if count == 0:
         return 0, 0, 0, 0
@@ -215,56 +308,85 @@ def box_overlap(pred, truth) -> tuple:
     return (inter / union if union else 0.0), (inter / pred_area if pred_area else 0.0)
 
 
-def pointing_hit(heatmap: np.ndarray, truth) -> bool:
-    """Whether the heatmap's maximum falls inside the box (Zhang et al.'s pointing game)."""
-    y, x = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+def inside(x, y, truth) -> bool:
+    """Whether pixel (x, y) lies in the (x, y, w, h) box."""
     return truth[0] <= x < truth[0] + truth[2] and truth[1] <= y < truth[1] + truth[3]
 
 
+def pointing_hit(heatmap: np.ndarray, truth) -> bool:
+    """Whether the heatmap's maximum falls inside the box (Zhang et al.'s pointing game)."""
+    y, x = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    return inside(x, y, truth)
+
+
 def score_heatmap(heatmap: np.ndarray, truth) -> dict:
-    """IoU and IoBB hits at every threshold, and the pointing game, for one heatmap and box (heatmap pixels)."""
-    iou, iobb = box_overlap(predicted_box(heatmap), truth)
+    """IoU and IoBB hits at every threshold, the pointing game and the predicted box's share of the frame."""
+    pred = predicted_box(heatmap)
+    iou, iobb = box_overlap(pred, truth)
     row = {f"IoU>={t}": iou >= t for t in THRESHOLDS}
     row.update({f"IoBB>={t}": iobb >= t for t in THRESHOLDS})
     row["pointing"] = pointing_hit(heatmap, truth)
+    row[AREA] = pred[2] * pred[3] / heatmap.size
     return row
 
 
-def random_heatmap(shape, rng, smooth: float = 8.0) -> np.ndarray:
-    """Smoothed noise with the blobby look of a heatmap: the baseline any method must beat."""
-    from scipy import ndimage
-
-    noise = ndimage.gaussian_filter(rng.random(shape), smooth)
-    return (noise - noise.min()) / max(noise.max() - noise.min(), 1e-8)
+def random_point_hits(truth, size: int, draws: int, rng) -> np.ndarray:
+    """The pointing game played by a uniformly random pixel, draws times: chance is the box's share."""
+    xs, ys = rng.integers(0, size, draws), rng.integers(0, size, draws)
+    return np.array([inside(x, y, truth) for x, y in zip(xs, ys)])
 
 
-def score_models(models: dict, boxes, images_for) -> pd.DataFrame:
-    """Box-scoring table for every model (columns: model x {Grad-CAM, random heatmaps, boxes})."""
-
-    ids = sorted(set(boxes["Image Index"]))
-    tables = {}
-    for name, model in models.items():
-        heatmaps = {i: heatmap_at(model, images_for, i)[0] for i in ids}
-        tables[name] = score_boxes(heatmaps, boxes, model.input.shape[1])
-    tables = {k: v for k, v in tables.items() if len(v)}
-    return pd.concat(tables, axis=1) if tables else pd.DataFrame()
+def shuffled_pairs(ids: list, rng) -> dict:
+    """image id -> another image's id, a random derangement: each heatmap lands on a wrong image."""
+    if len(ids) < 2:
+        return {}
+    while True:
+        order = rng.permutation(len(ids))
+        if (order != np.arange(len(ids))).all():
+            return {ids[i]: ids[j] for i, j in enumerate(order)}
 
 
 def score_boxes(heatmaps: dict, boxes, size: int, original: int = 1024, repeats: int = 20, seed: int = 0):
-    """Hit rates of the heatmaps (image id -> heatmap at size x size) against NIH boxes, beside random heatmaps.
+    """Hit rates of heatmaps against NIH boxes, beside two baselines with matched statistics.
 
-    Boxes are in the original 1024-pixel frame and are scaled to the heatmap's size.
+    heatmaps: (image id, box's class) -> heatmap at size x size, each explaining the class of its box.
+    'shuffled heatmaps': the same heatmaps on the wrong images (repeats derangements), so their shape
+    and area match; 'random point': a uniformly random pixel for the pointing game. Boxes are in the
+    original 1024-pixel frame and scaled to the heatmap's size.
     """
-
     rng = np.random.default_rng(seed)
-    ours, baseline = [], []
-    for _, box in boxes.iterrows():
-        if box["Image Index"] not in heatmaps:
-            continue
-        truth = np.array([box["x"], box["y"], box["w"], box["h"]]) * size / original
-        ours.append(score_heatmap(heatmaps[box["Image Index"]], truth))
-        baseline += [score_heatmap(random_heatmap((size, size), rng), truth) for _ in range(repeats)]
-    if not ours:
+    scored = [box for _, box in boxes.iterrows() if (box["Image Index"], box["Finding Label"]) in heatmaps]
+    if not scored:
         return pd.DataFrame()
-    return pd.DataFrame({"Grad-CAM": pd.DataFrame(ours).mean(), "random heatmaps": pd.DataFrame(baseline).mean(),
-                         "boxes": len(ours)})
+    ids = sorted({box["Image Index"] for box in scored})
+    ours, shuffled, points = [], [], []
+    for box in scored:
+        truth = np.array([box["x"], box["y"], box["w"], box["h"]]) * size / original
+        ours.append(score_heatmap(heatmaps[box["Image Index"], box["Finding Label"]], truth))
+        points.append(random_point_hits(truth, size, repeats, rng).mean())
+    for _ in range(repeats):
+        other = shuffled_pairs(ids, rng)
+        for box in scored:
+            if box["Image Index"] in other and (other[box["Image Index"]], box["Finding Label"]) in heatmaps:
+                truth = np.array([box["x"], box["y"], box["w"], box["h"]]) * size / original
+                shuffled.append(score_heatmap(heatmaps[other[box["Image Index"]], box["Finding Label"]], truth))
+    rows = list(ours[0])
+    table = pd.DataFrame({"Grad-CAM": pd.DataFrame(ours).mean(),
+                          "shuffled heatmaps": pd.DataFrame(shuffled).mean() if shuffled else np.nan,
+                          "random point": pd.Series({"pointing": float(np.mean(points))})}).reindex(rows)
+    table["boxes"] = len(ours)
+    return table.astype(float)
+
+
+def score_models(models: dict, boxes, images_for, repeats: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Box-scoring table for every model (columns: model x method): each heatmap explains its box's class."""
+    from cxrlib.config import CLASSES
+
+    tables = {}
+    for name, model in models.items():
+        wanted = sorted({(i, label) for i, label in zip(boxes["Image Index"], boxes["Finding Label"])})
+        heatmaps = {(i, label): heatmap_at(model, images_for, i, class_index=CLASSES.index(label))[0]
+                    for i, label in wanted}
+        tables[name] = score_boxes(heatmaps, boxes, model.input.shape[1], repeats=repeats, seed=seed)
+    tables = {k: v for k, v in tables.items() if len(v)}
+    return pd.concat(tables, axis=1) if tables else pd.DataFrame()

@@ -5,7 +5,7 @@ import hashlib
 import os
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # plain text, never a notebook widget the static book cannot render
 
 from cxrlib.config import cache_dir
 

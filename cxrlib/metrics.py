@@ -26,17 +26,30 @@ def cross_entropy(y_true, probs) -> float:
     return float(-np.mean(np.log(probs[np.arange(len(probs)), np.asarray(y_true)])))
 
 
+# Macro averages (F1 and ROC AUC alike) run over the classes present in the true labels: a class
+# with no true image has no recall and no ROC curve, so it is left out rather than scored as 0.
+
+
+def present_classes(y_true) -> list:
+    """Indices of the classes that occur in the true labels: what every macro average runs over."""
+    return [k for k in range(len(CLASSES)) if np.any(np.asarray(y_true) == k)]
+
+
 def macro_roc_auc(y_true, probs) -> float:
     """One-vs-rest ROC AUC averaged over the classes present (NaN if fewer than two are)."""
     y_true = np.asarray(y_true)
-    scores = [roc_auc_score(y_true == k, np.asarray(probs)[:, k])
-              for k in range(len(CLASSES)) if 0 < np.sum(y_true == k) < len(y_true)]
-    return float(np.mean(scores)) if len(scores) >= 2 else math.nan
+    present = present_classes(y_true)
+    if len(present) < 2:
+        return math.nan
+    return float(np.mean([roc_auc_score(y_true == k, np.asarray(probs)[:, k]) for k in present]))
 
 
 def macro_f1(y_true, y_pred) -> float:
-    """Unweighted mean of the per-class F1 over all four classes."""
-    return float(f1_score(y_true, y_pred, labels=range(len(CLASSES)), average="macro", zero_division=0))
+    """Unweighted mean of the per-class F1 over the classes present in the true labels."""
+    present = present_classes(y_true)
+    if not present:
+        return math.nan
+    return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
 
 
 def f1_per_class(y_true, y_pred) -> np.ndarray:

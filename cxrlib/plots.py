@@ -7,16 +7,46 @@ import pandas as pd
 
 from cxrlib.config import CLASSES
 
+# The book's one figure style: figures are drawn about 7.5 inches wide and shown at the column's width,
+# so text is sized for that; tick labels never use an offset ("1e-5+1.386") or scientific notation.
+BOOK_STYLE = {
+    "figure.dpi": 100, "savefig.dpi": 100, "figure.figsize": (7.5, 3.8),
+    "font.size": 10, "axes.titlesize": 11, "figure.titlesize": 12, "axes.labelsize": 10,
+    "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9,
+    "axes.formatter.useoffset": False, "axes.formatter.limits": (-99, 99),
+    "axes.spines.top": False, "axes.spines.right": False,
+}
+
+
+def use_book_style() -> None:
+    """Apply the book's figure style to every later figure (chapters call it when they open)."""
+    plt.rcParams.update(BOOK_STYLE)
+
+
+def say_empty(message: str) -> None:
+    """A sentence in place of a figure when a selection is empty (nothing is drawn)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"*{message}*"))
+
+
+def legend_outside(ax, **kwargs):
+    """A legend right of the axes, never over the data."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, **kwargs)
+
+
+use_book_style()
+
 
 def plot_split_distribution(counts: pd.DataFrame, title: str = "Class distribution per split"):
     """One bar chart per split with counts and proportions, as the report's figures 1-3."""
-    fig, axes = plt.subplots(1, len(counts.columns), figsize=(4.2 * len(counts.columns), 3.6), sharey=False)
+    fig, axes = plt.subplots(1, len(counts.columns), figsize=(2.6 * len(counts.columns), 3.4), sharey=False)
     for ax, split in zip(np.atleast_1d(axes), counts.columns):
         values = counts[split]
         bars = ax.bar(range(len(values)), values, color=plt.cm.tab10.colors[:len(values)])
         share = values / max(values.sum(), 1)
         ax.bar_label(bars, labels=[f"{v}\n{s:.0%}" for v, s in zip(values, share)], fontsize=8)
-        ax.set_xticks(range(len(values)), values.index, rotation=20)
+        ax.set_xticks(range(len(values)), values.index, rotation=30, ha="right")
         ax.set(title=f"{split} ({values.sum()} images)", xlabel="class", ylabel="images")
         ax.margins(y=0.25)
     fig.suptitle(title)
@@ -24,18 +54,19 @@ def plot_split_distribution(counts: pd.DataFrame, title: str = "Class distributi
     return fig
 
 
-def plot_image_grid(images, titles, title: str, columns: int = 4, cmap="gray"):
-    """Images in a grid with a caption each; an empty grid draws a note instead of failing."""
-    n = max(len(images), 1)
-    rows = int(np.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows), squeeze=False)
+def plot_image_grid(images, titles, title: str, columns: int = 4, cmap="gray", empty: str = ""):
+    """Images in a grid with a caption each; for no images, a sentence instead of a blank figure (None)."""
+    if not len(images):
+        say_empty(empty or f"{title}: no image to show.")
+        return None
+    columns = min(columns, len(images))
+    rows = int(np.ceil(len(images) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, titles):
         ax.imshow(np.asarray(image), cmap=cmap)
-        ax.set_title(caption, fontsize=8)
-    if not len(images):
-        axes.flat[0].text(0.5, 0.5, "no images", ha="center", va="center")
+        ax.set_title(caption, fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -43,25 +74,34 @@ def plot_image_grid(images, titles, title: str, columns: int = 4, cmap="gray"):
 
 def plot_history(history: pd.DataFrame, title: str):
     """Loss and accuracy for training and validation, by epoch."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     if history.empty:
-        axes[0].text(0.5, 0.5, "no history recorded", ha="center")
+        say_empty(f"{title}: no training history was recorded.")
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
     epochs = history.get("epoch", pd.Series(range(len(history)))) + 1
     for ax, metric in zip(axes, ("loss", "accuracy")):
-        for prefix, style in (("", "-o"), ("val_", "--s")):
+        for prefix, style, name in (("", "-o", "training"), ("val_", "--s", "validation")):
             if prefix + metric in history:
-                ax.plot(epochs, history[prefix + metric], style, ms=3, label=(prefix or "train_") + metric)
-        ax.set(title=f"{title}: {metric}", xlabel="epoch", ylabel=metric)
-        ax.legend()
+                ax.plot(epochs, history[prefix + metric], style, ms=3, label=name)
+        ax.set(title=metric, xlabel="epoch", ylabel=metric)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.suptitle(title)
     fig.tight_layout()
+    if handles:
+        fig.legend(handles, labels, loc="upper right", ncols=2, frameon=False)
+        fig.subplots_adjust(top=0.78)
     return fig
 
 
 def plot_metric_bars(table: pd.DataFrame, columns, title: str):
     """Horizontal grouped bars comparing models (rows) on a few metrics, readable for long model names."""
-    ax = table[list(columns)].iloc[::-1].plot.barh(figsize=(9, 0.22 * len(columns) * len(table) + 1.5))
+    if table.empty:
+        say_empty(f"{title}: no model to compare.")
+        return None
+    ax = table[list(columns)].iloc[::-1].plot.barh(figsize=(7.5, 0.22 * len(columns) * len(table) + 1.5))
     ax.set(title=title, xlabel="score (test set)", ylabel="model", xlim=(0, 1))
-    ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
+    legend_outside(ax)
     ax.figure.tight_layout()
     return ax.figure
 
@@ -75,11 +115,15 @@ def class_examples(table: pd.DataFrame, per_class: int, seed: int = 0) -> pd.Dat
 
 def plot_histories(histories: dict, metric: str = "val_loss", title: str = "Validation loss by epoch"):
     """One curve per model, to compare how a family of variants trained."""
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for name, history in histories.items():
-        if metric in history:
-            ax.plot(history["epoch"] + 1, history[metric], "-o", ms=3, label=name)
+    drawn = {name: h for name, h in histories.items() if metric in h}
+    if not drawn:
+        say_empty(f"{title}: no model recorded {metric}.")
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    for name, history in drawn.items():
+        ax.plot(history["epoch"] + 1, history[metric], "-o", ms=3, label=name)
     ax.set(title=title, xlabel="epoch", ylabel=metric)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    legend_outside(ax, fontsize=8)
     fig.tight_layout()
     return fig

@@ -1,15 +1,18 @@
 """`cxr`: execute chapters with papermill in dependency order, skip unchanged ones, build the book.
 
     cxr run [CHAPTER ...] [--profile P] [--data PATH] [-p name=value ...] [--force]
+    cxr run --from-page book/chapters/CHAPTER.ipynb [--force]
+    cxr compare RUNS_A RUNS_B
     cxr book
     cxr list
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,9 +21,12 @@ from pathlib import Path
 
 import yaml
 
-from cxrlib.config import REPO_ROOT, profile_settings, runs_dir
+from cxrlib import identity, runs
+from cxrlib.config import REPO_ROOT, notebooks_dir, profile_settings, runs_dir
+from cxrlib.data.errors import DataError
+from cxrlib.params import PARAMETERS, ParameterError, check, resolve_parameters
+from cxrlib.runs import RUNNER_ENV
 
-NOTEBOOKS = REPO_ROOT / "notebooks"
 # chapter -> chapters whose results it reads; dict order is the book's (the report's) order
 CHAPTERS = {
     "dataset": (),
@@ -86,7 +92,7 @@ def notebook_parameters(chapter: str) -> dict:
     """The names and defaults in a notebook's cell tagged 'parameters'."""
     import nbformat
 
-    notebook = nbformat.read(NOTEBOOKS / f"{chapter}.ipynb", as_version=4)
+    notebook = nbformat.read(notebooks_dir() / f"{chapter}.ipynb", as_version=4)
     for cell in notebook.cells:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
             scope: dict = {}
@@ -95,30 +101,65 @@ def notebook_parameters(chapter: str) -> dict:
     raise RunnerError(f"notebook {chapter}.ipynb has no cell tagged 'parameters'")
 
 
+def check_parameters(params: dict, order: list) -> dict:
+    """Every -p value checked against the table before any data is read: name, value, what is allowed."""
+    checked = {}
+    for name, value in params.items():
+        try:
+            checked[name.lower()] = check(name, value)
+        except ParameterError as err:
+            raise RunnerError(str(err)) from None
+        if not any(PARAMETERS[name.lower()].takes(c) for c in order):
+            raise RunnerError(f"no chapter among {', '.join(order)} has a parameter {name.lower()}")
+    return checked
+
+
 def chapter_parameters(chapter: str, profile: str, data_dir, params: dict) -> dict:
-    """What papermill injects: the profile, the data folder, and the user's parameters this chapter has."""
-    known = notebook_parameters(chapter)
+    """What papermill injects: the profile, the data folder, and the user's parameters this chapter takes."""
     injected = {"PROFILE": profile}
     if data_dir:
         injected["DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
-    injected.update({k: v for k, v in params.items() if k in known})
+    injected.update({k.upper(): v for k, v in params.items() if PARAMETERS[k.lower()].takes(chapter)})
     return injected
 
 
-def code_digest() -> str:
-    """Changes whenever the library changes, so chapters re-run after a code change."""
-    digest = hashlib.sha256()
-    for path in sorted((REPO_ROOT / "cxrlib").rglob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
+class Identities:
+    """Chapter identities as the chapters compute them, loading each distinct data selection once."""
+
+    def __init__(self, profile: str, data_dir):
+        self.profile, self.data_dir, self.loaded, self.done = profile, data_dir, {}, {}
+
+    def data_id(self, settings: dict) -> str:
+        """The data identity for these settings (the split and image contents), cached per selection."""
+        from cxrlib.data import load_data
+
+        key = identity.digest({k: settings.get(k) for k in (*identity.DATA_SETTINGS, "min_per_split")})
+        if key not in self.loaded:
+            data = load_data(self.data_dir, settings["seed"], tuple(settings["fractions"]), settings["caps"],
+                             settings["training_set"], settings["max_per_class"],
+                             harmonise_resolution=settings["harmonise_resolution"],
+                             on_bad_image=settings["on_bad_image"], min_per_split=settings["min_per_split"])
+            self.loaded[key] = identity.data_identity(data, settings)
+        return self.loaded[key]
+
+    def of(self, chapter: str, injected: dict) -> str:
+        """What Chapter.chapter_identity() will compute inside the notebook for these parameters."""
+        given = {k: v for k, v in injected.items() if k not in ("PROFILE", "DATA_DIR")}
+        settings, _ = resolve_parameters(chapter, self.profile, given)
+        upstream = [self.done[d] for d in CHAPTERS[chapter]]
+        notebook = (notebooks_dir() / f"{chapter}.ipynb").read_bytes()
+        self.done[chapter] = identity.chapter_identity(chapter, notebook, settings, self.data_id(settings),
+                                                       upstream)
+        return self.done[chapter]
 
 
-def chapter_stamp(chapter: str, injected: dict, data_fingerprint: str, upstream: list) -> str:
-    """A hash of everything a chapter's output depends on."""
-    digest = hashlib.sha256((NOTEBOOKS / f"{chapter}.ipynb").read_bytes())
-    digest.update(json.dumps([injected, data_fingerprint, code_digest(), upstream], sort_keys=True,
-                             default=str).encode())
-    return digest.hexdigest()
+def chapter_stamp(chapter: str, injected: dict, profile: str = "cpu", data_dir=None, upstream=None) -> str:
+    """A chapter's identity for these parameters (upstream: {chapter: identity} of its dependencies)."""
+    ids = Identities(profile, data_dir)
+    ids.done.update(upstream or {})
+    for dependency in CHAPTERS[chapter]:
+        ids.done.setdefault(dependency, runs.chapter_infos(profile).get(dependency, {}).get("identity"))
+    return ids.of(chapter, injected)
 
 
 @contextmanager
@@ -137,6 +178,10 @@ def stderr_to(path: Path):
             os.close(saved)
 
 
+class Interrupted(RunnerError):
+    """Ctrl-C during a chapter."""
+
+
 def execute(chapter: str, injected: dict, output: Path, log: Path) -> None:
     """Run one notebook with papermill; a failure names the chapter, its notebook and its kernel log."""
     import papermill
@@ -145,46 +190,113 @@ def execute(chapter: str, injected: dict, output: Path, log: Path) -> None:
     # the kernel is started as plain 'python': make sure that is this environment's interpreter
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # after Ctrl-C, nbclient's abandoned tasks would log tracebacks at exit: the one-line message says it all
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    os.environ[RUNNER_ENV] = "1"  # the kernel inherits it: the runner promotes results with the page
     try:
         with stderr_to(log):
-            papermill.execute_notebook(str(NOTEBOOKS / f"{chapter}.ipynb"), str(output), parameters=injected,
-                                       kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False)
+            papermill.execute_notebook(str(notebooks_dir() / f"{chapter}.ipynb"), str(output), parameters=injected,
+                                       kernel_name="python3", cwd=str(notebooks_dir()), progress_bar=False)
+    finally:
+        os.environ.pop(RUNNER_ENV, None)
+
+
+class Pages:
+    """Where a chapter's page and kernel log go: staged while it runs, then in place or marked failed."""
+
+    def __init__(self, chapter: str, profile: str, book_root: Path):
+        self.chapter = chapter
+        self.profile_dir = runs_dir() / profile
+        self.page = Path(book_root) / "book" / "chapters" / f"{chapter}.ipynb"
+        self.stamp = self.page.with_suffix(".stamp")
+        self.staged_page = self.profile_dir / ".staging" / f"{chapter}.ipynb"
+        self.staged_log = self.profile_dir / ".staging" / f"{chapter}.log"
+        self.log = self.profile_dir / f"{chapter}.log"
+        self.failed_page = self.page.with_name(f"{chapter}.failed.ipynb")
+        self.failed_log = self.profile_dir / f"{chapter}.failed.log"
+
+    def up_to_date(self, stamp: str) -> bool:
+        """Page, stamp and results in place, all made with this identity."""
+        info = runs.chapter_infos(self.profile_dir.name, self.profile_dir.parent).get(self.chapter, {})
+        return (self.page.is_file() and self.stamp.is_file() and self.stamp.read_text() == stamp
+                and info.get("identity") == stamp)
+
+    def promote(self, stamp: str) -> None:
+        """Results, page, log and stamp into place, the results first (the stamp is written last)."""
+        runs.ChapterRun(self.profile_dir.name, self.chapter, self.profile_dir.parent).promote()
+        self.page.parent.mkdir(parents=True, exist_ok=True)
+        self.stamp.unlink(missing_ok=True)
+        os.replace(self.staged_page, self.page)
+        os.replace(self.staged_log, self.log)
+        self.stamp.write_text(stamp)
+        for stale in (self.failed_page, self.failed_log):
+            stale.unlink(missing_ok=True)
+
+    def keep_failed(self) -> None:
+        """The failed notebook and log beside the good ones, under names that say so."""
+        self.page.parent.mkdir(parents=True, exist_ok=True)
+        for staged, failed in ((self.staged_page, self.failed_page), (self.staged_log, self.failed_log)):
+            if staged.is_file():
+                os.replace(staged, failed)
+        shutil.rmtree(self.profile_dir / ".staging" / self.chapter, ignore_errors=True)
+
+
+def run_one(chapter: str, injected: dict, stamp: str, pages: Pages) -> None:
+    """Execute into staging; promote on success; on failure or Ctrl-C keep the last good results untouched."""
+    import papermill
+
+    kept = "the previous results and page are untouched" if pages.page.is_file() else "nothing was published"
+    try:
+        execute(chapter, injected, pages.staged_page, pages.staged_log)
+    except KeyboardInterrupt:
+        pages.keep_failed()
+        raise Interrupted(f"interrupted chapter '{chapter}'; {kept}; the next run resumes its training "
+                          f"from the last finished epoch") from None
     except papermill.PapermillExecutionError as err:
+        pages.keep_failed()
         raise RunnerError(f"chapter '{chapter}' failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
-                          f"the executed notebook, with the error, is {output}; the kernel's log is {log}") from None
+                          f"{kept}; the failed notebook is {pages.failed_page}, its kernel log "
+                          f"{pages.failed_log}") from None
+    except Exception as err:
+        pages.keep_failed()
+        raise RunnerError(f"chapter '{chapter}' could not run: {type(err).__name__}: {err}; {kept}") from None
+    pages.promote(stamp)
+
+
+def record_time(profile: str, chapter: str, seconds: float) -> None:
+    """Each chapter's last running time, for the build page."""
+    path = runs_dir() / profile / "timings.json"
+    timings = json.loads(path.read_text()) if path.is_file() else {}
+    timings[chapter] = round(seconds, 1)
+    runs.write_json(path, timings)
 
 
 def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, force: bool = False,
                  book_root: Path = REPO_ROOT, log=print) -> list:
     """Execute the chapters (and their dependencies) that are out of date; return those executed."""
-    from cxrlib.data import resolve_source
-
     profile_settings(profile)
-    params = {k.upper(): v for k, v in (params or {}).items()}
     order = chapter_order(names)
-    for name in params:
-        if not any(name in notebook_parameters(c) for c in order):
-            raise RunnerError(f"no chapter among {', '.join(order)} has a parameter {name}")
-    fingerprint = resolve_source(data_dir).fingerprint()
-    stamps, executed = {}, []
+    params = check_parameters(params or {}, order)
+    ids = Identities(profile, data_dir)
+    executed, started_all = [], time.perf_counter()
     for chapter in order:
         injected = chapter_parameters(chapter, profile, data_dir, params)
-        stamp = chapter_stamp(chapter, injected, fingerprint, [stamps[d] for d in CHAPTERS[chapter]])
-        stamps[chapter] = stamp
-        output = Path(book_root) / "book" / "chapters" / f"{chapter}.ipynb"
-        stamp_file = output.with_suffix(".stamp")
-        results = runs_dir() / profile / chapter / "chapter.json"
-        if (not force and output.is_file() and results.is_file() and stamp_file.is_file()
-                and stamp_file.read_text() == stamp):
+        try:
+            stamp = ids.of(chapter, injected)
+        except (ParameterError, DataError) as err:
+            raise RunnerError(f"chapter '{chapter}': {err}") from None
+        pages = Pages(chapter, profile, book_root)
+        if not force and pages.up_to_date(stamp):
             log(f"- {chapter}: up to date, skipped (use --force to run it anyway)")
             continue
         log(f"- {chapter}: running with {injected} ...")
         started = time.perf_counter()
-        stamp_file.unlink(missing_ok=True)
-        execute(chapter, injected, output, runs_dir() / profile / f"{chapter}.log")
-        stamp_file.write_text(stamp)
+        run_one(chapter, injected, stamp, pages)
         executed.append(chapter)
-        log(f"  done in {time.perf_counter() - started:.0f}s -> {output}")
+        record_time(profile, chapter, time.perf_counter() - started)
+        log(f"  done in {time.perf_counter() - started:.0f}s -> {pages.page}")
+    log(f"{len(executed)} chapter(s) run, {len(order) - len(executed)} up to date, "
+        f"{time.perf_counter() - started_all:.0f}s in all")
     return executed
 
 
@@ -199,7 +311,10 @@ def toc_files(book_root: Path = REPO_ROOT) -> list:
 
 def build_book(book_root: Path = REPO_ROOT, log=print) -> Path:
     """Build the HTML book from the executed chapters; say which chapters are missing first."""
+    from cxrlib import book
+
     book_root = Path(book_root)
+    book.prepare_pages(book_root)  # the build page, injected-parameters cells hidden, no widget state
     missing = [f for f in toc_files(book_root)
                if not any((book_root / f"{f}{ext}").is_file() for ext in (".ipynb", ".md"))]
     if missing:
@@ -210,8 +325,22 @@ def build_book(book_root: Path = REPO_ROOT, log=print) -> Path:
     if done.returncode != 0:
         raise RunnerError(f"jupyter-book failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     html = book_root / "_build" / "html" / "index.html"
+    book.clean_site(html.parent)  # no source maps or notebook copies in the published site
     log(f"book built: {html}")
     return html
+
+
+def parameter_listing() -> str:
+    """`cxr list`: the chapters, then every parameter's type, default per profile and allowed values."""
+    import pandas as pd
+
+    from cxrlib.params import chapter_parameters as takes, table
+
+    lines = ["Chapters (in book order) and the parameters each takes (cxr run CHAPTER -p name=value):"]
+    lines += [f"  {c}: {', '.join(takes(c))}" for c in CHAPTERS]
+    with pd.option_context("display.max_colwidth", 60, "display.width", 250):
+        lines += ["", "Parameters:", table(list(CHAPTERS)).drop(columns=["chapters"]).to_string()]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -224,18 +353,39 @@ def main(argv=None) -> int:
     run.add_argument("--data", default=os.environ.get("CXR_DATA_DIR"), help="an NIH ChestX-ray14 folder")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="a notebook parameter")
     run.add_argument("--force", action="store_true", help="run even when nothing changed")
+    run.add_argument("--from-page", metavar="PATH", help="re-run the chapter of an executed page with its recorded "
+                     "parameters (book/chapters/<chapter>.ipynb); no chapter names or -p with it")
+    compare = sub.add_parser("compare", help="metrics of two run folders side by side, and the largest difference")
+    compare.add_argument("runs_a", metavar="RUNS_A", help="a run folder: runs/ or runs/<profile>")
+    compare.add_argument("runs_b", metavar="RUNS_B", help="the other run folder")
     sub.add_parser("book", help="build the HTML book into _build/html")
     sub.add_parser("list", help="list the chapters and their parameters")
     args = parser.parse_args(argv)
     try:
-        if args.command == "run":
+        if args.command == "run" and args.from_page:
+            from cxrlib import repro
+
+            if args.chapters or args.param:
+                raise RunnerError(f"--from-page re-runs {args.from_page} with its own parameters; "
+                                  f"drop the chapter names {args.chapters} and -p {args.param}")
+            repro.rerun_from_page(args.from_page, args.force)
+        elif args.command == "run":
             run_chapters(args.chapters, args.profile, args.data, parse_assignments(args.param), args.force)
+        elif args.command == "compare":
+            from cxrlib import repro
+
+            print(repro.compare_text(args.runs_a, args.runs_b))
         elif args.command == "book":
             build_book()
         else:
-            for chapter in CHAPTERS:
-                print(f"{chapter}: {notebook_parameters(chapter)}")
-    except (RunnerError, ValueError) as err:
+            print(parameter_listing())
+    except Interrupted as err:
+        print(f"cxr: {err}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("cxr: interrupted before any chapter ran; nothing was changed", file=sys.stderr)
+        return 130
+    except (RunnerError, ValueError, FileNotFoundError) as err:
         print(f"cxr: error: {err}", file=sys.stderr)
         return 2
     return 0

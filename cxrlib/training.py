@@ -1,6 +1,8 @@
 """One training helper for every model: the report's callbacks, resumable, with a saved history."""
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from contextlib import nullcontext
@@ -38,7 +40,7 @@ def report_callbacks(folder: Path, monitor: str, patience: int, min_lr: float, b
 
 
 def read_history(path: Path) -> pd.DataFrame:
-    """A CSVLogger file, keeping the last record of any epoch repeated by a resumed run."""
+    """A history CSV, keeping the last record of any epoch repeated."""
     if not Path(path).is_file():
         return pd.DataFrame()
     history = pd.read_csv(path)
@@ -55,42 +57,136 @@ def class_weights(labels, mode) -> dict | None:
     return {k: float(len(labels) / (len(counts) * c)) for k, c in enumerate(counts) if c}
 
 
-def train(model, train_ds, val_ds, folder: Path, *, epochs: int, patience: int,
+# What each of the report's callbacks must carry over a resume, so that a resumed run stops and
+# lowers its learning rate exactly where an uninterrupted one would.
+CALLBACK_STATE = {
+    keras.callbacks.ReduceLROnPlateau: ("wait", "cooldown_counter", "best"),
+    keras.callbacks.EarlyStopping: ("wait", "best", "best_epoch", "stopped_epoch"),
+    keras.callbacks.ModelCheckpoint: ("best",),
+}
+
+
+def _plain(value):
+    """A callback attribute as JSON (numpy scalars, infinities)."""
+    if value is None:
+        return None
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def seed_states(model) -> dict:
+    """The random-number states of every layer (dropout, augmentation), which model.save leaves out."""
+    states = {}
+    for layer in model._flatten_layers(include_self=True):
+        for k, generator in enumerate(getattr(layer, "_seed_generators", [])):
+            states[f"{layer.path}/{k}"] = keras.ops.convert_to_numpy(generator.state.value)
+    return states
+
+
+def restore_seed_states(model, states: dict) -> None:
+    """Put back the random-number states saved with seed_states."""
+    for layer in model._flatten_layers(include_self=True):
+        for k, generator in enumerate(getattr(layer, "_seed_generators", [])):
+            key = f"{layer.path}/{k}"
+            if key in states:
+                generator.state.assign(states[key])
+
+
+class Backup(keras.callbacks.Callback):
+    """After every epoch, the whole training state in one folder, swapped in atomically.
+
+    model.keras (weights and optimizer), seeds.npz (layer random states), state.json (identity,
+    epochs done, history, the callbacks' counters). A backup of another identity is never resumed.
+    """
+
+    def __init__(self, folder: Path, identity: str, watched, history: list):
+        super().__init__()
+        self.folder, self.identity, self.watched, self.history = Path(folder), identity, watched, history
+        self.restore_from = None
+
+    def on_train_begin(self, logs=None):
+        """Callbacks reset their counters when fit starts; put the saved ones back."""
+        if self.restore_from:
+            for callback in self.watched:
+                for key, value in self.restore_from.get(type(callback).__name__, {}).items():
+                    setattr(callback, key, value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Record the epoch, then write model, seeds and state to backup.new and swap it in."""
+        self.history.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        state = {"identity": self.identity, "epochs_done": epoch + 1, "history": self.history,
+                 **{type(c).__name__: {k: _plain(getattr(c, k, None)) for k in CALLBACK_STATE[type(c)]}
+                    for c in self.watched}}
+        fresh = self.folder.with_name(self.folder.name + ".new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(parents=True)
+        self.model.save(fresh / "model.keras")
+        np.savez(fresh / "seeds.npz", **seed_states(self.model))
+        (fresh / "state.json").write_text(json.dumps(state, default=_plain))
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.replace(fresh, self.folder)
+
+
+def read_backup(folder: Path, identity: str, name: str):
+    """The saved state of an interrupted fit of this identity, or None (another identity's is discarded)."""
+    folder = Path(folder)
+    fresh = folder.with_name(folder.name + ".new")
+    if not folder.is_dir() and (fresh / "state.json").is_file():
+        os.replace(fresh, folder)  # a crash fell between writing the new backup and swapping it in
+    state_file = folder / "state.json"
+    if not state_file.is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    state = json.loads(state_file.read_text())
+    if state.get("identity") != identity:
+        print(f"[{name}] discarding a backup made with other settings, data or code; training afresh")
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    return state
+
+
+def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int,
           learning_rate: float = 1e-4, monitor: str = "val_loss", min_lr: float = 1e-7,
-          compile_model: bool = True, name: str = "model", extra_callbacks=(), class_weight=None):
+          compile_model: bool = True, name: str = "model", extra_callbacks=(), class_weight=None,
+          identity: str = "unnamed"):
     """Fit with Adam and sparse categorical cross-entropy; resume after a crash; return the best model.
 
-    folder keeps best.keras, history.csv and, while training runs, a backup that lets an
-    interrupted fit continue from its last finished epoch.
+    train_data(start_epoch) returns (dataset, steps per epoch): an endless, epoch-aware training
+    pipeline whose order depends only on the seed and the epoch, so a resumed run sees the batches an
+    uninterrupted one would. folder keeps best.keras and, while training runs, a backup of this
+    identity from which an interrupted fit continues after its last finished epoch.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    backup, history_csv = folder / "backup", folder / "history.csv"
-    resuming = backup.is_dir()
-    if not resuming:
-        for stale in (history_csv, folder / "best.keras"):
-            stale.unlink(missing_ok=True)
+    backup = folder / "backup"
+    state = read_backup(backup, identity, name)
+    if state:
+        import cxrlib.models  # noqa: F401  (registers the custom layers load_model needs)
+
+        print(f"[{name}] resuming after epoch {state['epochs_done']} from {backup}")
+        model = keras.models.load_model(backup / "model.keras")
+        with np.load(backup / "seeds.npz") as seeds:
+            restore_seed_states(model, dict(seeds))
     else:
-        print(f"[{name}] resuming from the backup in {backup}")
-    if compile_model:
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    past = read_history(history_csv)
-    best = float(past[monitor].min()) if resuming and monitor in past else None
-    callbacks = report_callbacks(folder, monitor, patience, min_lr, best) + [
-        keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=True),
-        keras.callbacks.CSVLogger(str(history_csv), append=True),
-        EpochLine(name, epochs),
-        *extra_callbacks,
-    ]
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0,
-              class_weight=class_weight,
-              shuffle=False)  # the tf.data pipeline shuffles
+        (folder / "best.keras").unlink(missing_ok=True)
+        if compile_model:
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    start = state["epochs_done"] if state else 0
+    history = list(state["history"]) if state else []
+    watched = report_callbacks(folder, monitor, patience, min_lr)
+    saver = Backup(backup, identity, watched, history)
+    saver.restore_from = state
+    train_ds, steps = train_data(start)
+    stopped = state and state.get("EarlyStopping", {}).get("stopped_epoch")
+    if start < epochs and not stopped:
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=start, steps_per_epoch=steps,
+                  callbacks=[*watched, EpochLine(name, epochs), *extra_callbacks, saver], verbose=0,
+                  class_weight=class_weight, shuffle=False)  # the pipeline shuffles, by epoch
     shutil.rmtree(backup, ignore_errors=True)
     best_path = folder / "best.keras"
     if best_path.is_file():
         model.load_weights(best_path)
-    return model, read_history(history_csv)
+    return model, pd.DataFrame(history)
 
 
 def predict(model, dataset):
@@ -115,3 +211,12 @@ def set_mixed_precision(enabled: bool) -> str:
     policy = "mixed_float16" if enabled and tf.config.list_physical_devices("GPU") else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def set_determinism(enabled: bool) -> bool:
+    """TensorFlow's deterministic ops, for bit-identical reruns (a GPU pays in speed; full may turn it off)."""
+    import tensorflow as tf
+
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    return enabled

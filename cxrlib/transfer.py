@@ -69,25 +69,50 @@ def run_backbone(ch, name: str) -> BackboneRun:
     features = backbone_features(ch, name, base, weights)
     spec = {"backbone": name, "size": ch["backbone_size"], "weights": weights}
     top = ch.fit(f"{name}_features", lambda: backbones.head(name, features["train"].shape[1:]),
-                 lambda split, shuffle: array_dataset(features[split], ch.data.labels(split), ch["batch_size"],
-                                                      shuffle, ch["seed"]),
+                 lambda split, shuffle, start=0: array_dataset(features[split], ch.data.labels(split),
+                                                               ch["batch_size"], shuffle, ch["seed"], start),
                  {**spec, "stage": "features"}, learning_rate=ch["feature_learning_rate"])
-    run.results[f"{name}_features"] = top
+    run.results[f"{name}_features"] = evaluate_on_images(ch, name, base, top)
+    augment = fine_tune_augments(name, ch["fine_tune_augment"])
     for layer in fine_tune_points(name, ch["fine_tune"]):
         model_name = f"{name}_finetune_{layer}"
         run.results[model_name] = ch.fit(
-            model_name, lambda layer=layer: fine_tune_model(ch, name, top.model, layer),
-            lambda split, shuffle: ch.dataset(split, ch["backbone_size"], shuffle),
-            {**spec, "stage": "fine tuning", "from": layer}, epochs=ch["fine_tune_epochs"],
-            learning_rate=ch["fine_tune_learning_rate"])
+            model_name, lambda layer=layer: fine_tune_model(ch, name, top.model, layer, augment),
+            lambda split, shuffle, start=0: ch.dataset(split, ch["backbone_size"], shuffle, start_epoch=start),
+            {**spec, "stage": "fine tuning", "from": layer, "augment": augment}, epochs=ch["fine_tune_epochs"],
+            learning_rate=ch["fine_tune_learning_rate"], upstream=[top.identity])
     return run
 
 
-def fine_tune_model(ch, name: str, trained_head, layer: str):
-    """A fresh copy of the backbone, the trained head on top, and everything from layer on thawed."""
+def images_model_name(name: str) -> str:
+    """Where the features head joined to its backbone is saved: the model that takes images."""
+    return f"{name}_features_on_images"
+
+
+def evaluate_on_images(ch, name: str, base, top):
+    """Re-evaluate the features head joined to its frozen backbone, on images: the same predictions, but the
+    inference time now includes the backbone, as the report's does; the joined model is saved for Grad-CAM."""
+    joined = backbones.full_model(name, base, top.model, ch["backbone_size"])
+    timed = ch.evaluate(f"{name}_features", joined,
+                        lambda split, shuffle, start=0: ch.dataset(split, ch["backbone_size"], shuffle),
+                        top.history)
+    ch.run.save_model(joined, images_model_name(name))
+    top.metrics, top.predictions = timed.metrics, timed.predictions
+    return top
+
+
+def fine_tune_augments(name: str, choice: str) -> bool:
+    """Whether fine tuning augments: as the report did for this backbone ('report'), 'always' or 'never'."""
+    if choice not in ("report", "always", "never"):
+        raise ValueError(f"fine_tune_augment is {choice!r}; allowed: 'report', 'always', 'never'")
+    return {"report": backbones.spec(name).fine_tune_augment, "always": True, "never": False}[choice]
+
+
+def fine_tune_model(ch, name: str, trained_head, layer: str, augment: bool = False):
+    """A fresh copy of the backbone, the trained head on top, optional augmentation, and from layer on thawed."""
     base, _, _ = load_backbone(ch, name)
     top = keras.models.clone_model(trained_head)
     top.set_weights(trained_head.get_weights())
-    model = backbones.full_model(name, base, top, ch["backbone_size"])
+    model = backbones.full_model(name, base, top, ch["backbone_size"], augment=augment)
     backbones.unfreeze_from(base, layer)
     return model

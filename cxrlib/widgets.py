@@ -1,5 +1,11 @@
-"""A browser of misclassified test images: ipywidgets in Jupyter, a static gallery in the rendered book."""
+"""A browser of misclassified test images: ipywidgets in Jupyter; in the rendered book, a static
+HTML/JS twin (no kernel, no network) and a gallery figure."""
 from __future__ import annotations
+
+import base64
+import io
+import json
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -31,6 +37,16 @@ class Selection:
             return np.mean([runs.probabilities(f) for f in self.frames.values()], axis=0)
         return runs.probabilities(self.frames[model])
 
+    def predicted(self, model: str) -> np.ndarray:
+        """A model's predicted class per image; for 'all models', the class most models predicted
+        (ties: the first model's), so an image every model got wrong never reads 'predicted <true class>'."""
+        preds = np.array([f["pred"].to_numpy() for f in self.frames.values()])
+        if model != ALL_MODELS:
+            return self.frames[model]["pred"].to_numpy()
+        votes = np.array([(preds == k).sum(axis=0) for k in range(len(CLASSES))])
+        best = votes.max(axis=0)
+        return np.array([next(p for p in preds[:, i] if votes[p, i] == best[i]) for i in range(preds.shape[1])])
+
     def pick(self, model: str, true_class: str = ANY, predicted: str = ANY) -> pd.DataFrame:
         """Misclassified images of one model (or of every model) filtered by true and predicted class."""
         labels = next(iter(self.frames.values()))["label"].to_numpy()
@@ -38,7 +54,7 @@ class Selection:
             wrong = np.all([f["pred"].to_numpy() != labels for f in self.frames.values()], axis=0)
         else:
             wrong = self.frames[model]["pred"].to_numpy() != labels
-        pred = self.probabilities(model).argmax(axis=1)
+        pred = self.predicted(model)
         keep = wrong.copy()
         if true_class != ANY:
             keep &= labels == CLASSES.index(true_class)
@@ -156,3 +172,137 @@ class MisclassifiedBrowser:
         from IPython.display import display
 
         display(self.widget)
+
+
+# ---------------------------------------------------------------- the static twin for the rendered book
+
+def data_uri(pixels: np.ndarray, size: int, quality: int = 65) -> str:
+    """An image as a small embedded JPEG (gray or RGB floats in [0, 1], or uint8)."""
+    from PIL import Image
+
+    array = np.asarray(pixels)
+    if array.dtype != np.uint8:
+        array = (np.clip(array, 0, 1) * 255).astype(np.uint8)
+    image = Image.fromarray(array).resize((size, size), Image.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def gradcam_pixels(image, heatmap) -> np.ndarray:
+    """The image in gray with the heatmap in colour on top (as explain.overlay draws it), as RGB pixels."""
+    import matplotlib
+
+    from cxrlib.explain import to_display
+
+    gray = to_display(image)
+    heat = np.asarray(heatmap, float)
+    if heat.shape != gray.shape:
+        from PIL import Image
+
+        heat = np.asarray(Image.fromarray(heat.astype(np.float32)).resize(gray.shape[::-1], Image.BILINEAR))
+    colour = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
+    return 0.6 * np.repeat(gray[..., None], 3, axis=-1) + 0.4 * colour
+
+
+def browser_data(predictions: dict, images: dict, heatmaps=None, thumb: int = 112, per_choice: int = 6,
+                 gradcam_limit: int = 40) -> dict:
+    """What the static browser embeds: for each model (and 'all models') and each (true, predicted) pair,
+    up to per_choice misclassified images with every model's probabilities; Grad-CAM overlays for at
+    most gradcam_limit (model, image) pairs."""
+    selection = Selection(predictions)
+    choices, shown, cams = {}, {}, {}
+    for model in (ALL_MODELS, *selection.models):
+        picked = selection.pick(model)
+        chosen = pd.concat([g.head(per_choice) for _, g in picked.groupby(["label", "pred"], sort=True)]) \
+            if len(picked) else picked
+        choices[model] = [[row["Image Index"], int(row["label"]), int(row["pred"])] for _, row in chosen.iterrows()]
+        for image_id in chosen["Image Index"]:
+            shown.setdefault(image_id, data_uri(images[image_id], thumb))
+            if heatmaps is not None and len(cams) < gradcam_limit:
+                heatmap = heatmaps(model, image_id)
+                if heatmap is not None:
+                    cams[f"{model}|{image_id}"] = data_uri(gradcam_pixels(images[image_id], heatmap), thumb)
+    probs = {image_id: {m: [round(float(p), 3) for p in selection.frames[m].loc[image_id, [f"p_{c}" for c in CLASSES]]]
+                        for m in selection.models} for image_id in shown}
+    return {"classes": list(CLASSES), "models": [ALL_MODELS, *selection.models], "choices": choices,
+            "thumbs": shown, "cams": cams, "probs": probs}
+
+
+_BROWSER_JS = """
+(function () {
+  var root = document.getElementById("%(id)s");
+  var data = JSON.parse(root.querySelector("script[type='application/json']").textContent);
+  var q = function (name) { return root.querySelector("[data-role='" + name + "']"); };
+  var state = {page: 0};
+  function fill(select, options) {
+    options.forEach(function (o) { var e = document.createElement("option"); e.value = o; e.textContent = o; select.appendChild(e); });
+  }
+  fill(q("model"), data.models);
+  fill(q("true"), ["any"].concat(data.classes));
+  fill(q("predicted"), ["any"].concat(data.classes));
+  function chosen() {
+    var t = q("true").value, p = q("predicted").value;
+    return data.choices[q("model").value].filter(function (c) {
+      return (t === "any" || data.classes[c[1]] === t) && (p === "any" || data.classes[c[2]] === p);
+    });
+  }
+  function show() {
+    var list = chosen(), model = q("model").value;
+    state.page = Math.max(0, Math.min(state.page, list.length - 1));
+    var img = q("image"), caption = q("caption"), table = q("probs"), cam = q("gradcam");
+    table.innerHTML = "";
+    if (!list.length) {
+      img.style.display = "none"; cam.textContent = "";
+      caption.textContent = "No image misclassified by " + model + " matches this choice.";
+      q("status").textContent = "0 images";
+      return;
+    }
+    var c = list[state.page], id = c[0], key = model + "|" + id, useCam = q("overlay").checked && data.cams[key];
+    img.style.display = ""; img.src = useCam ? data.cams[key] : data.thumbs[id]; img.alt = id;
+    caption.textContent = id + ": true " + data.classes[c[1]] + ", predicted " + data.classes[c[2]] + " by " + model;
+    cam.textContent = data.cams[key] ? (useCam ? "Grad-CAM overlay shown" : "Grad-CAM available") : "Grad-CAM not computed for this image";
+    q("status").textContent = "image " + (state.page + 1) + " of " + list.length;
+    var head = document.createElement("tr"); head.innerHTML = "<th>model</th>";
+    data.classes.forEach(function (k) { var th = document.createElement("th"); th.textContent = k; head.appendChild(th); });
+    table.appendChild(head);
+    Object.keys(data.probs[id]).forEach(function (m) {
+      var tr = document.createElement("tr"), td = document.createElement("td"); td.textContent = m; tr.appendChild(td);
+      data.probs[id][m].forEach(function (v) { var cell = document.createElement("td"); cell.textContent = v.toFixed(3); tr.appendChild(cell); });
+      table.appendChild(tr);
+    });
+  }
+  ["model", "true", "predicted", "overlay"].forEach(function (n) { q(n).addEventListener("change", function () { state.page = 0; show(); }); });
+  q("previous").addEventListener("click", function () { state.page -= 1; show(); });
+  q("next").addEventListener("click", function () { state.page += 1; show(); });
+  show();
+})();
+"""
+
+
+def static_browser(predictions: dict, images: dict, heatmaps=None, **options) -> str:
+    """The misclassified-image browser as one self-contained HTML block (embedded thumbnails, no kernel,
+    no network): choose a model, a true and a predicted class, page through the images."""
+    data = browser_data(predictions, images, heatmaps, **options)
+    element = f"cxr-browser-{uuid.uuid4().hex[:8]}"
+    payload = json.dumps(data).replace("</", "<\\/")
+    return (f'<div class="cxr-browser" id="{element}" style="border:1px solid #ccc;padding:0.6em;max-width:100%">'
+            '<div><label>model <select data-role="model"></select></label> '
+            '<label>true <select data-role="true"></select></label> '
+            '<label>predicted <select data-role="predicted"></select></label> '
+            '<label><input type="checkbox" data-role="overlay" checked> Grad-CAM overlay</label></div>'
+            '<div><button type="button" data-role="previous">previous</button> '
+            '<button type="button" data-role="next">next</button> <span data-role="status"></span></div>'
+            '<div style="display:flex;gap:1em;flex-wrap:wrap;align-items:flex-start;margin-top:0.5em">'
+            '<figure style="margin:0"><img data-role="image" width="224" height="224" style="image-rendering:auto">'
+            '<figcaption data-role="caption"></figcaption><div data-role="gradcam" style="font-size:0.85em"></div></figure>'
+            '<table data-role="probs" class="cxr-table" style="font-size:0.85em"></table></div>'
+            f'<script type="application/json">{payload}</script>'
+            f"<script>{_BROWSER_JS % {'id': element}}</script></div>")
+
+
+def show_static_browser(predictions: dict, images: dict, heatmaps=None, **options) -> None:
+    """Display the static twin in a notebook (it renders in the book without a kernel)."""
+    from IPython.display import HTML, display
+
+    display(HTML(static_browser(predictions, images, heatmaps, **options)))

@@ -60,3 +60,30 @@ def sample_dir():
     if not SAMPLE.is_dir():
         pytest.skip("the shared real sample (../shared/cxr14-sample) is not present")
     return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """The smoke book executed and built once per session, in a folder of its own (caches and runs too).
+
+    CXR_TEST_BOOK=/path/to/a/built/book/root reuses a book already built that way (its _build/html),
+    for iterating on the rendering without executing every chapter again.
+    """
+    from cxrlib import runner
+
+    given = os.environ.get("CXR_TEST_BOOK")
+    if given:
+        return Path(given)
+    base = tmp_path_factory.mktemp("smoke-book")
+    root = base / "bookroot"
+    (root / "book").mkdir(parents=True)
+    repo = Path(__file__).resolve().parents[1]
+    for name in ("_config.yml", "_toc.yml", "book/intro.md"):
+        (root / name).write_text((repo / name).read_text())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CXR_CACHE_DIR", str(base / "cache"))
+        patch.setenv("CXR_RUNS_DIR", str(base / "runs"))
+        patch.setenv("CXR_SAMPLE_DIR", str(SAMPLE if SAMPLE.is_dir() else base / "no-sample-here"))
+        runner.run_chapters(profile="smoke", book_root=root)
+        runner.build_book(root)
+    return root

@@ -76,14 +76,45 @@ def test_error_analysis_counts():
     assert list(analysis.pick(correct, all_wrong=True).index) == ["3.png"]
 
 
-def test_best_models_prefers_fine_tuning(tmp_path):
-    frame = runs.predictions_frame(["a.png"], [0], one_hot([0]))
-    for chapter, model in [("pretrained", "vgg16_features"), ("pretrained", "vgg16_finetune_block5_conv1"),
-                           ("fused", "fused")]:
-        runs.ChapterRun("smoke", chapter, tmp_path).save_predictions(model, "test", frame)
-    chosen = analysis.best_models("smoke", root=tmp_path)
-    assert chosen == {"VGG16": "pretrained/vgg16_finetune_block5_conv1", "Fused": "fused/fused"}
-    assert "ResNet152 (run: cxr run pretrained)" in analysis.missing_models_message(chosen)
+def save_val(tmp_path, chapter, model, correct: int, total: int = 8):
+    """Validation predictions right on the first `correct` of `total` images (test predictions all wrong)."""
+    labels = np.arange(total) % 4
+    preds = np.where(np.arange(total) < correct, labels, (labels + 1) % 4)
+    run = runs.ChapterRun("smoke", chapter, tmp_path)
+    run.save_predictions(model, "val", runs.predictions_frame([f"{i}.png" for i in range(total)], labels, one_hot(preds)))
+    run.save_predictions(model, "test", runs.predictions_frame(["t.png"], [0], one_hot([1])))
+
+
+def test_model_choice_follows_validation_scores(tmp_path):
+    # the alphabetically last fine tuning is the worse one on validation; the features head is better still
+    save_val(tmp_path, "pretrained", "vgg16_finetune_block5_conv1", correct=4)
+    save_val(tmp_path, "pretrained", "vgg16_finetune_block3_conv1", correct=6)
+    save_val(tmp_path, "pretrained", "chexnet_finetune_conv5_block15_0_bn", correct=5)
+    save_val(tmp_path, "pretrained", "chexnet_finetune_conv4_block1_0_bn", correct=3)
+    save_val(tmp_path, "pretrained", "chexnet_features", correct=7)
+    save_val(tmp_path, "fused", "fused", correct=2)
+    table = analysis.model_choice("smoke", tmp_path)
+    assert table.loc["VGG16", "chosen"] == "pretrained/vgg16_finetune_block3_conv1"
+    assert table.loc["CheXNet", "chosen"] == "pretrained/chexnet_features"
+    assert table.loc["Fused", "chosen"] == "fused/fused"
+    expected = analysis.macro_f1(np.arange(8) % 4, np.where(np.arange(8) < 6, np.arange(8) % 4, (np.arange(8) + 1) % 4))
+    assert table.loc["VGG16", "validation macro F1"] == pytest.approx(expected)
+    assert "block5_conv1" in table.loc["VGG16", "candidates (validation macro F1)"]
+    assert "ResNet152 (run: cxr run pretrained)" in analysis.missing_models_message(analysis.best_models("smoke", tmp_path))
+
+
+def test_model_choice_ties_go_to_the_reports_preference(tmp_path):
+    save_val(tmp_path, "pretrained", "vgg16_features", correct=5)
+    save_val(tmp_path, "pretrained", "vgg16_finetune_block5_conv1", correct=5)
+    save_val(tmp_path, "pretrained", "vgg16_finetune_block3_conv1", correct=5)
+    assert analysis.best_models("smoke", tmp_path) == {"VGG16": "pretrained/vgg16_finetune_block3_conv1"}
+
+
+def test_labels_say_no_pretrained_weights():
+    text = "VGG16 [no pretrained weights], CheXNet (DenseNet121)"
+    assert analysis.display_label("VGG16", "pretrained/vgg16_features", text) == "VGG16 (no pretrained weights)"
+    assert analysis.display_label("CheXNet", "pretrained/chexnet_features", text) == "CheXNet"
+    assert analysis.display_label("Fused", "fused/fused", text) == "Fused"
 
 
 def peaked(size, x, y, width=3.0):
@@ -107,9 +138,10 @@ def test_box_overlap_by_hand():
 def test_score_boxes_scales_from_1024_and_beats_random():
     boxes = pd.DataFrame({"Image Index": ["a.png"], "Finding Label": ["Effusion"],
                           "x": [512.0], "y": [512.0], "w": [256.0], "h": [256.0]})
-    table = explain.score_boxes({"a.png": peaked(64, 40, 40)}, boxes, size=64, repeats=50)
+    table = explain.score_boxes({("a.png", "Effusion"): peaked(64, 40, 40)}, boxes, size=64, repeats=50)
     assert table.loc["pointing", "Grad-CAM"] == 1.0
-    assert table.loc["pointing", "random heatmaps"] < 0.5
+    assert table.loc["pointing", "random point"] < 0.5
+    assert table["shuffled heatmaps"].isna().all()  # one image: no other image to shuffle onto
 
 
 def test_nih_box_file_labels(tmp_path):
@@ -117,3 +149,14 @@ def test_nih_box_file_labels(tmp_path):
     path.write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\na.png,Infiltrate,1,2,3,4\n")
     boxes = explain.read_boxes(path)
     assert boxes.loc[0, "Finding Label"] == "Infiltration" and boxes.loc[0, "h"] == 4
+
+
+def test_bootstrap_counts_resamples_that_miss_a_class():
+    # one patient holds the only Atelectasis image: about (1 - 1/k)^k of resamples miss it
+    labels = np.r_[np.tile([0, 1, 2], 3), 3]
+    patients = np.r_[np.repeat([1, 2, 3], 3), 4]
+    table = ensemble.bootstrap_ci(labels, one_hot(labels), patients, n=400, seed=0)
+    share = table.loc["F1-macro", "resamples missing a class"] / 400
+    assert abs(share - (3 / 4) ** 4) < 0.07
+    full = ensemble.bootstrap_ci(LABELS, one_hot(LABELS), patients=np.zeros(len(LABELS)), n=20)
+    assert (full["resamples missing a class"] == 0).all()

@@ -82,3 +82,98 @@ def test_preprocessing_modes_match_keras_applications():
     np.testing.assert_allclose(caffe, keras.applications.vgg16.preprocess_input(image.copy()), atol=1e-4)
     torch = keras.Sequential(backbones.preprocessing("torch"))(image)
     np.testing.assert_allclose(torch, keras.applications.densenet.preprocess_input(image.copy()), atol=1e-4)
+
+
+# --- CheXNet files written by Keras 2 (issue 9) ---
+
+def keras2_name(name: str) -> str:
+    """Keras 2's DenseNet121 spelled its stem with slashes: conv1/conv, conv1/bn, conv1/relu."""
+    return name.replace("conv1_", "conv1/") if name.startswith("conv1_") else name
+
+
+def write_keras2_file(path, base, skip=(), rename=keras2_name, whole_model=False, seed=0):
+    """A CheXNet-Keras-style HDF5 file built with h5py: Keras 2 names, random weights, a 14-unit top.
+
+    Returns {Keras 3 layer name: arrays written}.
+    """
+    rng = np.random.default_rng(seed)
+    written, names = {}, []
+    with h5py.File(path, "w") as f:
+        root = f.create_group("model_weights") if whole_model else f
+        layers = [(layer.name, [tuple(w.shape) for w in layer.weights], [w.name for w in layer.weights])
+                  for layer in base.layers]
+        features = base.output.shape[-1]
+        layers.append(("predictions", [(features, 14), (14,)], ["kernel", "bias"]))
+        for i, (name, shapes, weight_names) in enumerate(layers):
+            if name in skip:
+                continue
+            stored = f"layer_{i}" if whole_model and name != "predictions" else rename(name)
+            names.append(stored)
+            group = root.create_group(stored)
+            arrays = [rng.normal(size=shape).astype("float32") for shape in shapes]
+            full = [f"{stored}/{w}:0" for w in weight_names]
+            for weight, array in zip(full, arrays):
+                group.create_dataset(weight, data=array)
+            group.attrs["weight_names"] = [w.encode() for w in full]
+            written[name] = arrays
+        root.attrs["layer_names"] = [n.encode() for n in names]
+        root.attrs["backend"], root.attrs["keras_version"] = b"tensorflow", b"2.1.5"
+    return written
+
+
+@pytest.fixture(scope="module")
+def small_densenet():
+    return backbones.backbone("chexnet", 32)
+
+
+def test_keras2_chexnet_file_fills_every_weighted_layer(tmp_path, small_densenet):
+    path = tmp_path / "brucechou1983_CheXNet_Keras_0.3.0_weights.h5"
+    written = write_keras2_file(path, small_densenet)
+    with h5py.File(path, "r") as f:
+        assert "conv1/conv" in f and "conv1/bn" in f and "conv2_block1_0_bn" in f and "predictions" in f
+    load = backbones.load_chexnet_weights(small_densenet, path)
+    weighted = [layer for layer in small_densenet.layers if layer.weights]
+    assert (load.loaded, load.total, load.method) == (len(weighted), len(weighted), "name")
+    assert len(weighted) == 241  # 120 convolutions and 121 batch normalisations
+    for layer in weighted:
+        for ours, theirs in zip(layer.get_weights(), written[layer.name]):
+            np.testing.assert_array_equal(ours, theirs, err_msg=layer.name)
+
+
+def test_chexnet_file_missing_a_layer_fails_naming_it_unless_partial_is_allowed(tmp_path, small_densenet):
+    path = tmp_path / "partial.h5"
+    write_keras2_file(path, small_densenet, skip=("conv3_block2_1_conv",))
+    with pytest.raises(backbones.WeightsMismatch,
+                       match=r"no weights for 1 of the 241 weighted layers .*: conv3_block2_1_conv;"):
+        backbones.load_chexnet_weights(small_densenet, path)
+    load = backbones.load_chexnet_weights(small_densenet, path, allow_partial=True)
+    assert (load.loaded, load.total, load.missing) == (240, 241, ("conv3_block2_1_conv",))
+    assert "240 of 241 weighted layers loaded by name" in load.text()
+
+
+def test_stem_left_under_keras2_names_is_not_silently_random(tmp_path, small_densenet):
+    path = tmp_path / "unmapped.h5"
+    other_spelling = lambda n: n.replace("conv1_", "conv1:") if n.startswith("conv1_") else n  # noqa: E731
+    write_keras2_file(path, small_densenet, rename=other_spelling, skip=("conv5_block16_2_conv",))
+    with pytest.raises(backbones.WeightsMismatch, match=r"3 of the 241 .*conv1_conv, conv1_bn, conv5_block16_2_conv"):
+        backbones.load_chexnet_weights(small_densenet, path)
+
+
+def test_whole_model_of_the_same_architecture_loads_in_topological_order(tmp_path, small_densenet):
+    path = tmp_path / "whole_model.h5"
+    written = write_keras2_file(path, small_densenet, whole_model=True, seed=3)
+    load = backbones.load_chexnet_weights(small_densenet, path)
+    assert (load.loaded, load.total, load.method) == (241, 241, "order")
+    for name in ("conv1_conv", "conv4_block24_2_conv", "bn"):
+        for ours, theirs in zip(small_densenet.get_layer(name).get_weights(), written[name]):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_different_architecture_fails_naming_the_layer_and_shapes(tmp_path, small_densenet):
+    path = tmp_path / "other.h5"
+    write_keras2_file(path, small_densenet)
+    with h5py.File(path, "r+") as f:
+        del f["bn"]["bn/gamma:0"]
+        f["bn"].create_dataset("bn/gamma:0", data=np.ones(7, "float32"))
+    with pytest.raises(backbones.WeightsMismatch, match=r"layer bn expects weights of shapes \[\(1024,\)"):
+        backbones.load_chexnet_weights(small_densenet, path)

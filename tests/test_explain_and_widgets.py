@@ -21,7 +21,7 @@ def test_gradcam_through_a_nested_backbone():
     base = backbones.backbone("vgg16", 32)
     model = backbones.full_model("vgg16", base, backbones.head("vgg16", base.output.shape[1:]), 32)
     name, nested = explain.gradcam_target(model)
-    assert nested is base and name == base.layers[-1].name
+    assert nested is base and name == backbones.spec("vgg16").gradcam_layer
     heatmap, _ = explain.gradcam(model, np.random.default_rng(1).uniform(0, 255, (32, 32, 3)), class_index=2)
     assert heatmap.shape == (32, 32) and np.isfinite(heatmap).all()
 
@@ -73,3 +73,22 @@ def test_static_gallery_has_a_title():
     images = {f"{i}.png": np.zeros((8, 8), np.uint8) for i in range(6)}
     fig = static_gallery(predictions(), images, count=2)
     assert "Misclassified by all models" in fig._suptitle.get_text()
+
+
+def test_all_models_caption_never_predicts_the_true_class():
+    selection = Selection(predictions())
+    chosen = selection.pick(ALL_MODELS)
+    assert len(chosen) and (chosen["pred"] != chosen["label"]).all()
+
+
+def test_static_browser_twin_is_self_contained_and_small():
+    from cxrlib.widgets import browser_data, static_browser
+
+    images = {f"{i}.png": np.full((64, 64), 30 * i, np.uint8) for i in range(6)}
+    html = static_browser(predictions(), images, heatmaps=lambda model, image_id: np.eye(64))
+    assert "http" not in html and "<script" in html and len(html) < 200_000
+    data = browser_data(predictions(), images, heatmaps=lambda model, image_id: np.eye(64), gradcam_limit=2)
+    assert data["models"] == [ALL_MODELS, "a", "b"] and len(data["cams"]) == 2
+    assert [c[0] for c in data["choices"]["a"]] == sorted(["1.png", "2.png", "5.png"])
+    assert all(c[1] != c[2] for cs in data["choices"].values() for c in cs)  # every entry is a mistake
+    assert set(data["probs"]["1.png"]) == {"a", "b"}

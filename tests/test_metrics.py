@@ -66,3 +66,14 @@ def test_plots_have_titles_and_axes():
     assert ax.get_title() == "cm" and ax.get_xlabel() == "predicted class"
     ax = metrics.plot_class_report(Y_TRUE, Y_PRED, "report")
     assert ax.get_title() == "report" and ax.get_ylabel() == "score"
+
+
+def test_macro_f1_and_auc_average_over_the_same_classes():
+    # only No Finding and Effusion occur; both are predicted perfectly
+    y_true = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1, 0, 0], [0.8, 0.2, 0, 0], [0.1, 0.9, 0, 0], [0.3, 0.7, 0, 0]])
+    assert metrics.present_classes(y_true) == [0, 1]
+    assert metrics.macro_f1(y_true, probs.argmax(axis=1)) == pytest.approx(1.0)  # not 0.5: absent classes skipped
+    assert metrics.macro_roc_auc(y_true, probs) == pytest.approx(1.0)
+    # a prediction of an absent class still costs the present class its recall
+    assert metrics.macro_f1(y_true, np.array([0, 0, 1, 3])) == pytest.approx((1 + 2 / 3) / 2)

@@ -36,3 +36,28 @@ def test_second_cnn_has_2859588_parameters():
 
 def test_first_cnn_has_4741188_parameters():
     assert count_params(first_cnn(resize_to=227))["total"] == 4_741_188
+
+
+def test_models_take_uint8_grey_and_cast_on_the_device():
+    import keras
+    import numpy as np
+
+    model = second_cnn(image_size=40, resize_to=36)
+    assert model.input.shape[1:] == (40, 40, 1)
+    grey = np.random.default_rng(0).integers(0, 256, (2, 40, 40), dtype=np.uint8)
+    reference = np.asarray(model(grey[..., None], training=False))
+    for same in (grey, grey.astype(np.float32)[..., None], np.repeat(grey[..., None], 3, -1).astype(np.float32)):
+        assert np.allclose(np.asarray(model(same, training=False)), reference, atol=1e-6)
+    three = keras.Model(model.input, model.get_layer("three_channels").output)(grey[..., None])
+    assert three.dtype == "float32" and np.array_equal(np.asarray(three)[..., 2], grey.astype(np.float32))
+
+
+def test_grey_input_model_survives_save_and_load(tmp_path):
+    import keras
+    import numpy as np
+
+    model = fused_net(64, 57, resizer=False)
+    grey = np.full((1, 64, 64, 1), 128, np.uint8)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert np.allclose(np.asarray(loaded(grey)), np.asarray(model(grey)), atol=1e-6)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cxrlib import repro
 from cxrlib.runner import CHAPTERS, toc_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,18 +35,59 @@ def test_notebooks_hold_no_model_or_metric_code(path):
     assert not forbidden
 
 
-def _names(requirements):
-    return {re.split(r"[<>=!~ \[]", r.strip())[0].lower() for r in requirements if not r.strip().startswith("-")}
+LOCKS = {"3.11": ROOT / "requirements" / "lock-py311.txt", "3.12": ROOT / "requirements" / "lock-py312.txt"}
 
 
-def test_environment_yml_and_pyproject_list_the_same_dependencies():
-    import tomllib
+def _declared() -> dict:
+    """pyproject.toml's dependencies and test extra: normalized name -> requirement."""
+    from packaging.requirements import Requirement
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return {repro.requirement_name(r): Requirement(r) for r in repro.declared_requirements(ROOT / "pyproject.toml")}
+
+
+def _conda_pip() -> list:
+    """The pip section of environment.yml, without options such as -e ."""
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    declared = project["dependencies"] + project["optional-dependencies"]["test"]
-    assert sorted(r for r in pip if not r.startswith("-")) == sorted(declared)
+    return [r for r in pip if not r.startswith("-")]
+
+
+@pytest.mark.parametrize("python", LOCKS)
+def test_lock_pins_every_declared_package_within_its_range_with_hashes(python):
+    from packaging.markers import default_environment
+
+    lock = LOCKS[python]
+    pins = repro.locked_versions(lock)
+    marker_env = {**default_environment(), "python_version": python, "sys_platform": "linux",
+                  "platform_machine": "x86_64", "extra": "test"}
+    for name, requirement in _declared().items():
+        if requirement.marker and not requirement.marker.evaluate(marker_env):
+            continue
+        assert name in pins, f"{name} of pyproject.toml is not in {lock.name}: run `make lock`"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"{lock.name} pins {name}=={pins[name]}, outside pyproject's {requirement}: run `make lock`")
+    text = lock.read_text()
+    blocks = [b for b in re.split(r"\n(?=[A-Za-z0-9])", text) if re.match(r"[A-Za-z0-9][^ ]*==", b)]
+    assert len(blocks) == len(pins) and all("--hash=sha256:" in b for b in blocks), "every pin needs its hashes"
+    assert "-e " not in text and "file:" not in text, "the lock names registry packages only"
+
+
+def test_environment_yml_pins_pyprojects_packages_at_the_locked_versions():
+    declared, pins = _declared(), repro.locked_versions(LOCKS["3.11"])
+    conda = {repro.requirement_name(r): r for r in _conda_pip()}
+    assert sorted(conda) == sorted(declared), "environment.yml and pyproject.toml name other packages: run `make lock`"
+    for name, requirement in conda.items():
+        assert requirement == f"{name}=={pins[name]}", f"environment.yml has {requirement}; lock-py311 pins {pins[name]}"
+    assert (ROOT / "environment.yml").read_text() == repro.environment_yml(LOCKS["3.11"], ROOT / "pyproject.toml")
+
+
+def test_makefile_installs_from_the_lock_without_resolving():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes --no-deps -r $(LOCK)" in makefile
+    assert "--no-deps --no-build-isolation -e ." in makefile
+    assert re.search(r"^lock:", makefile, re.M) and "--generate-hashes" in makefile
+    assert all(f"lock-py{v.replace('.', '')}" in str(p) for v, p in LOCKS.items())
+    assert "LOCK_PYTHONS := " + " ".join(LOCKS) in makefile
 
 
 def test_ci_runs_the_readme_test_command():

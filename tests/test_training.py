@@ -4,26 +4,42 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from cxrlib.training import predict, read_history, report_callbacks, train
+import pandas as pd
+
+from cxrlib.data.pipeline import array_dataset, steps_per_epoch
+from cxrlib.training import predict, report_callbacks, train
 
 
 def tiny_model():
+    """Dense layers with dropout: a resumed run must also restore the dropout's random state."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4,))
-    return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(keras.layers.Dense(8)(inputs)))
+    hidden = keras.layers.Dropout(0.3)(keras.layers.Dense(8, activation="relu")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(hidden))
 
 
-def tiny_data():
+def tiny_arrays():
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(32, 4)).astype("float32")
-    y = x.argmax(axis=1)
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    x = rng.normal(size=(40, 4)).astype("float32")
+    return x, x.argmax(axis=1)
+
+
+def tiny_inputs(learnable_val=True):
+    """train_data(start_epoch) and a validation set, as chapters hand them to train().
+
+    With learnable_val=False the validation labels are shuffled, so validation loss soon stops
+    improving: the learning-rate schedule and early stopping then act.
+    """
+    x, y = tiny_arrays()
+    train_data = lambda start: (array_dataset(x, y, 8, shuffle=True, seed=3, start_epoch=start),  # noqa: E731
+                                steps_per_epoch(len(x), 8))
+    val_y = y if learnable_val else np.random.default_rng(1).permutation(y)
+    return train_data, array_dataset(x, val_y, 8)
 
 
 class Crash(keras.callbacks.Callback):
-    """Simulates a crash at the start of a given epoch."""
+    """Simulates a crash (Ctrl-C) at the start of a given epoch."""
 
     def __init__(self, at):
         super().__init__()
@@ -34,30 +50,55 @@ class Crash(keras.callbacks.Callback):
             raise KeyboardInterrupt("simulated crash")
 
 
+def fit(folder, identity="a", crash_at=None, epochs=6, patience=2, learning_rate=5e-2, learnable_val=True):
+    train_data, val = tiny_inputs(learnable_val)
+    extra = [Crash(crash_at)] if crash_at is not None else []
+    return train(tiny_model(), train_data, val, folder, epochs=epochs, patience=patience,
+                 learning_rate=learning_rate, identity=identity, extra_callbacks=extra)
+
+
 def test_report_callbacks_follow_the_report():
     plateau, stop, checkpoint = report_callbacks(__import__("pathlib").Path("/tmp"), "val_loss", 5, 1e-6)
     assert plateau.factor == 0.8 and plateau.patience == 3 and plateau.min_delta == 0.001
     assert stop.patience == 5 and checkpoint.save_best_only
 
 
-def test_training_writes_history_and_best_model(tmp_path):
-    data = tiny_data()
-    model, history = train(tiny_model(), data, data, tmp_path, epochs=3, patience=2, learning_rate=1e-2)
+def test_training_returns_history_and_best_model(tmp_path):
+    model, history = fit(tmp_path, epochs=3, patience=3)
     assert list(history["epoch"]) == [0, 1, 2]
     assert {"loss", "val_loss", "accuracy", "learning_rate"} <= set(history.columns)
     assert (tmp_path / "best.keras").is_file() and not (tmp_path / "backup").exists()
-    probs, seconds = predict(model, data.map(lambda x, y: x))
-    assert probs.shape == (32, 4) and np.allclose(probs.sum(axis=1), 1, atol=1e-5) and seconds >= 0
+    probs, seconds = predict(model, tiny_inputs()[1].map(lambda x, y: x))
+    assert probs.shape == (40, 4) and np.allclose(probs.sum(axis=1), 1, atol=1e-5) and seconds >= 0
 
 
-def test_interrupted_training_resumes_from_last_epoch(tmp_path):
-    data = tiny_data()
+def weights_equal(a, b) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+
+
+@pytest.mark.parametrize("crash_at", [1, 4])
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path, crash_at):
+    """Weights, history, learning-rate schedule and early stopping: bit for bit, wherever the crash falls."""
+    settings = dict(epochs=30, patience=4, learnable_val=False)
+    whole, whole_history = fit(tmp_path / "whole", **settings)
+    assert len(whole_history) < 30 and whole_history["learning_rate"].nunique() > 1  # both callbacks acted
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_model(), data, data, tmp_path, epochs=5, patience=5, extra_callbacks=[Crash(at=2)])
-    assert (tmp_path / "backup").is_dir()
-    assert list(read_history(tmp_path / "history.csv")["epoch"]) == [0, 1]
-    _, history = train(tiny_model(), data, data, tmp_path, epochs=5, patience=5)
-    assert list(history["epoch"]) == [0, 1, 2, 3, 4]
+        fit(tmp_path / "resumed", crash_at=crash_at, **settings)
+    assert (tmp_path / "resumed" / "backup" / "state.json").is_file()
+    resumed, resumed_history = fit(tmp_path / "resumed", **settings)
+    pd.testing.assert_frame_equal(whole_history, resumed_history)
+    assert weights_equal(whole, resumed)
+
+
+def test_a_backup_of_other_settings_is_discarded(tmp_path, capsys):
+    """Interrupted with one identity, re-run with another: trains afresh, as if no backup existed."""
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "run", identity="old settings", crash_at=2, epochs=4, patience=4)
+    fresh, fresh_history = fit(tmp_path / "run", identity="new settings", epochs=4, patience=4, learning_rate=1e-2)
+    assert "discarding a backup made with other settings" in capsys.readouterr().out
+    clean, clean_history = fit(tmp_path / "clean", identity="new settings", epochs=4, patience=4, learning_rate=1e-2)
+    pd.testing.assert_frame_equal(fresh_history, clean_history)
+    assert weights_equal(fresh, clean)
 
 
 def test_balanced_class_weights():

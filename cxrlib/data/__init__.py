@@ -1,6 +1,7 @@
 """Data: NIH metadata, image sources, patient-disjoint splits, cached images and tf.data pipelines."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,23 +10,33 @@ import pandas as pd
 from cxrlib.config import CLASSES
 from cxrlib.data.errors import DataError
 from cxrlib.data.images import load_images
-from cxrlib.data.metadata import class_counts, read_metadata, single_label
+from cxrlib.data.metadata import DropSummary, class_counts, read_metadata, single_label
 from cxrlib.data.pipeline import augmentation, make_dataset
 from cxrlib.data.sources import SYNTHETIC_WARNING, Source, nih_label_file, resolve_source
-from cxrlib.data.splits import (SPLITS, apply_caps, assert_patient_disjoint, limit_per_class,
+from cxrlib.data.splits import (SPLITS, apply_caps, assert_patient_disjoint, check_splits, limit_per_class,
                                 split_counts, split_patients)
 
-__all__ = ["ChestData", "DataError", "Source", "SPLITS", "SYNTHETIC_WARNING", "augmentation",
-           "assert_patient_disjoint", "class_counts", "load_data", "make_dataset",
-           "nih_label_file", "read_metadata", "single_label", "split_patients"]
+__all__ = ["ChestData", "DataError", "DropSummary", "Source", "SPLITS", "SYNTHETIC_WARNING", "augmentation",
+           "assert_patient_disjoint", "class_counts", "data_identity", "drop_summary", "load_data",
+           "make_dataset", "native_resolution", "nih_label_file", "read_metadata", "single_label",
+           "split_patients"]
 
 
 @dataclass
 class ChestData:
-    """A source with its split table; hands out cached image arrays and tf.data pipelines."""
+    """A source with its split table; hands out cached image arrays and tf.data pipelines.
+
+    harmonise_to: every larger image is first brought down to this many pixels a side (None: off).
+    """
 
     source: Source
     table: pd.DataFrame
+    harmonise_to: int | None = None
+
+    @property
+    def drops(self) -> DropSummary:
+        """Rows read, kept and left out (by reason) of the source's label file."""
+        return self.source.drops
 
     def split(self, name: str) -> pd.DataFrame:
         """The rows of one split, in a fixed order that predictions files follow."""
@@ -35,18 +46,22 @@ class ChestData:
 
     def images(self, name: str, size: int, transform=None) -> np.ndarray:
         """(N, size, size) uint8 for one split, decoded (and transformed) once and cached."""
-        rows = self.split(name)
-        return load_images([self.source.paths[n] for n in rows["Image Index"]], size, desc=name,
-                           transform=transform)
+        return self.images_for(self.split(name)["Image Index"], size, transform, desc=name)
+
+    def images_for(self, ids, size: int, transform=None, desc: str = "decoding") -> np.ndarray:
+        """(N, size, size) uint8 for these image ids, decoded exactly as the models see them."""
+        return load_images([self.source.paths[n] for n in ids], size, desc=desc, transform=transform,
+                           harmonise_to=self.harmonise_to)
 
     def labels(self, name: str) -> np.ndarray:
         """Integer labels in CLASSES order."""
         return self.split(name)["label"].to_numpy()
 
     def dataset(self, name: str, size: int, batch_size: int, shuffle: bool = False, seed: int = 42,
-                transform=None):
-        """A prefetched tf.data pipeline of (RGB image, label) batches."""
-        return make_dataset(self.images(name, size, transform), self.labels(name), batch_size, shuffle, seed)
+                transform=None, start_epoch: int = 0):
+        """A prefetched tf.data pipeline of (grey uint8 image, label) batches; shuffled, endless from start_epoch."""
+        return make_dataset(self.images(name, size, transform), self.labels(name), batch_size, shuffle, seed,
+                            start_epoch=start_epoch)
 
     def counts(self) -> pd.DataFrame:
         """Images per class and split."""
@@ -54,16 +69,61 @@ class ChestData:
 
 
 def load_data(data_dir=None, seed: int = 42, fractions=(0.6, 0.2, 0.2), caps=None,
-              training_set: str = "more", max_per_class=None) -> ChestData:
-    """Resolve the source, split by patient, then apply the report's caps and any profile limits."""
-    source = resolve_source(data_dir)
+              training_set: str = "more", max_per_class=None, *, harmonise_resolution: bool = False,
+              on_bad_image: str = "fail", min_per_split: int = 1) -> ChestData:
+    """Resolve the source, split by patient, apply the report's caps and any profile limits, then check the splits.
+
+    harmonise_resolution: when the source mixes native sizes, bring every image down to the smallest
+    first, so resolution cannot tell the classes apart. on_bad_image: "fail" names every unusable
+    image in one error, "skip" leaves them out (counted in the drop summary). min_per_split: the
+    fewest images of each class every split must hold.
+    """
+    source = resolve_source(data_dir, on_bad_image=on_bad_image)
     table = split_patients(source.table, fractions, seed)
     table = apply_caps(table, caps, seed, training_set)
     table = limit_per_class(table, max_per_class, seed)
     missing = [c for c in CLASSES if not (table["Finding Labels"] == c).any()]
     if missing:
         raise DataError(f"no image of class(es) {', '.join(missing)} in {source.describe()}")
-    return ChestData(source, table.reset_index(drop=True))
+    check_splits(table, min_per_split, source.describe())
+    harmonise_to = source.smallest_native_size() if harmonise_resolution else None
+    return ChestData(source, table.reset_index(drop=True), harmonise_to)
+
+
+def drop_summary(data) -> DropSummary:
+    """The drop summary of a ChestData or Source: print it, or .line() / .table() it."""
+    return data.drops
+
+
+def data_identity(data: ChestData) -> str:
+    """Hash of every row's image id, label, split and image content hash, plus the harmonised size."""
+    digest = hashlib.sha256(f"{data.source.kind}:{data.harmonise_to}".encode())
+    hashes = data.source.files["sha256"]
+    for name, label, split in zip(data.table["Image Index"], data.table["label"], data.table["split"]):
+        digest.update(f"{name}:{label}:{split}:{hashes[name]};".encode())
+    return digest.hexdigest()[:20]
+
+
+def native_resolution(data: ChestData) -> pd.DataFrame:
+    """Images per native size (stored pixels a side) and class, with each class's share; the leak to watch."""
+    sizes = data.source.native_sizes().loc[data.table["Image Index"]].to_numpy()
+    counts = pd.crosstab(pd.Series(sizes, name="native size (px)"),
+                         pd.Series(data.table["Finding Labels"].to_numpy(), name="class"))
+    counts = counts.reindex(columns=list(CLASSES), fill_value=0)
+    shares = (counts / counts.sum()).round(3)
+    return pd.concat({"images": counts, "share of class": shares}, axis=1)
+
+
+def pipeline_resolution(data: ChestData) -> str:
+    """One sentence on what resolution the models see, for the dataset chapter and provenance."""
+    sizes = sorted(set(data.source.native_sizes().loc[data.table["Image Index"]]))
+    if len(sizes) == 1:
+        return f"every image is stored at {sizes[0]} px, so resolution cannot tell the classes apart"
+    if data.harmonise_to:
+        return (f"native sizes {', '.join(map(str, sizes))} px; every image is first brought down to "
+                f"{data.harmonise_to} px (harmonise_resolution), so resolution cannot tell the classes apart")
+    return (f"native sizes {', '.join(map(str, sizes))} px, kept as they are (harmonise_resolution off): "
+            f"if the classes differ in native size, a model can use sharpness as a label")
 
 
 def overview(data: ChestData, nih_table=None) -> pd.DataFrame:

@@ -11,7 +11,9 @@ import pandas as pd
 
 from cxrlib.config import REPO_ROOT, cache_dir
 from cxrlib.data.errors import DataError
-from cxrlib.data.metadata import find_metadata, read_metadata, single_label
+from cxrlib.data.content import file_records
+from cxrlib.data.metadata import (METADATA_NAMES, DropSummary, find_metadata, read_metadata,
+                                   sort_rows)
 
 SAMPLE_DIR = REPO_ROOT.parent / "shared" / "cxr14-sample"
 NIH_METADATA_DIR = REPO_ROOT.parent / "shared" / "nih-metadata"
@@ -20,17 +22,20 @@ KIND_TEXT = {"nih": "NIH ChestX-ray14 folder", "sample": "real NIH sample",
 SYNTHETIC_WARNING = ("SYNTHETIC DATA: no NIH images and no real sample were found, so every "
                      "number and picture here comes from procedurally generated images. They "
                      "say nothing about chest X-ray classification.")
+BAD_IMAGE_CHOICES = ("fail", "skip")
 
 
 @dataclass
 class Source:
-    """A resolved image source with its single-label table and image paths."""
+    """A resolved image source with its single-label table, image paths, file records and drop summary."""
 
     kind: str
     root: Path
     metadata: Path
     table: pd.DataFrame = field(repr=False)
     paths: dict = field(repr=False)
+    files: pd.DataFrame = field(default=None, repr=False)  # per image: sha256, width, height, problem
+    drops: DropSummary = field(default=None, repr=False)
 
     @property
     def synthetic(self) -> bool:
@@ -39,15 +44,27 @@ class Source:
 
     def describe(self) -> str:
         """One phrase for provenance lines."""
-        return f"{KIND_TEXT[self.kind]} at {self.root} ({len(self.table)} single-label images)"
+        skipped = self.drops.count("unreadable image") if self.drops else 0
+        extra = f"; {skipped} unreadable image(s) skipped" if skipped else ""
+        return f"{KIND_TEXT[self.kind]} at {self.root} ({len(self.table)} single-label images{extra})"
 
     def fingerprint(self) -> str:
-        """Changes whenever the images or labels a run would use change."""
+        """Changes whenever the images (by content) or labels a run would use change."""
         digest = hashlib.sha256(self.kind.encode())
+        hashes = self.files["sha256"]
         for name, label in zip(self.table["Image Index"], self.table["label"]):
-            path = self.paths[name]
-            digest.update(f"{name}:{label}:{path.stat().st_size}".encode())
+            digest.update(f"{name}:{label}:{hashes[name]};".encode())
         return digest.hexdigest()[:16]
+
+    def native_sizes(self) -> pd.Series:
+        """Each image's native size in pixels (its shorter side as stored), by image name."""
+        files = self.files.loc[self.table["Image Index"]]
+        return files[["width", "height"]].min(axis=1).astype(int)
+
+    def smallest_native_size(self):
+        """The size every image is brought down to when resolutions are harmonised; None when all agree."""
+        sizes = self.native_sizes()
+        return int(sizes.min()) if sizes.nunique() > 1 else None
 
 
 def index_images(root: Path) -> dict:
@@ -60,41 +77,77 @@ def index_images(root: Path) -> dict:
     return found
 
 
-def open_folder(root: Path, kind: str) -> Source:
-    """Read a folder in NIH layout and check that every listed image is there."""
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist")
-    metadata = find_metadata(root)
-    table = single_label(read_metadata(metadata))
+def locate(given: Path) -> tuple:
+    """(data folder, label file) from a folder or from the label file itself."""
+    given = Path(given).expanduser().resolve()
+    if given.is_file():
+        return given.parent, given
+    if not given.is_dir():
+        raise DataError(f"data folder {given} does not exist; give the folder holding the label file "
+                        f"({' or '.join(METADATA_NAMES[:3])}) and images/, or the label file itself")
+    return given, find_metadata(given)
+
+
+def open_folder(root: Path, kind: str, on_bad_image: str = "fail") -> Source:
+    """Read a folder in NIH layout (or its label file), check every listed image, and count what is left out."""
+    if on_bad_image not in BAD_IMAGE_CHOICES:
+        raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_CHOICES)}, got {on_bad_image!r}")
+    root, metadata = locate(root)
+    raw = read_metadata(metadata)
+    table, dropped = sort_rows(raw)
+    drops = DropSummary(str(metadata), len(raw), dropped)
     if table.empty:
-        raise DataError(f"{metadata} lists no single-label image of the four classes")
+        raise DataError(f"{metadata} lists no single-label image of the four classes ({drops.line()})")
     paths = index_images(root)
     missing = [n for n in table["Image Index"] if n not in paths]
     if missing and kind == "nih" and len(missing) < len(table):
         warnings.warn(f"{len(missing)} of {len(table)} labelled images are not on disk "
                       f"(e.g. {', '.join(missing[:3])}); using the {len(table) - len(missing)} present")
         table = table[table["Image Index"].isin(paths)].reset_index(drop=True)
+        drops = drops.add("missing image", missing)
     elif missing:
         raise DataError(f"{len(missing)} image(s) listed in {metadata.name} are missing under {root}: "
                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-    return Source(kind, root, metadata, table, {n: paths[n] for n in table["Image Index"]})
+    names = table["Image Index"].tolist()
+    files = file_table(names, [paths[n] for n in names])
+    table, drops = handle_bad_images(table, files, drops, on_bad_image, root)
+    return Source(kind, root, metadata, table, {n: paths[n] for n in table["Image Index"]}, files, drops)
 
 
-def resolve_source(data_dir=None, allow_synthetic: bool = True) -> Source:
+def file_table(names, paths) -> pd.DataFrame:
+    """Content hash, native size and any problem of each image, from the content index."""
+    records = file_records(paths, desc="checking")
+    return pd.DataFrame([vars(r) for r in records], index=pd.Index(names, name="Image Index"))
+
+
+def handle_bad_images(table, files, drops, on_bad_image: str, root):
+    """Name every unusable image in one error, or (on_bad_image='skip') leave them out and count them."""
+    bad = files[files["problem"] != ""]
+    if bad.empty:
+        return table, drops
+    listing = "; ".join(f"{name} ({why})" for name, why in bad["problem"].items())
+    if on_bad_image == "fail":
+        raise DataError(f"{len(bad)} image(s) under {root} cannot be used: {listing}. Replace or remove them, "
+                        f"or set on_bad_image='skip' to leave them out")
+    warnings.warn(f"skipping {len(bad)} unusable image(s) under {root}: {listing}")
+    table = table[~table["Image Index"].isin(bad.index)].reset_index(drop=True)
+    return table, drops.add("unreadable image", bad.index)
+
+
+def resolve_source(data_dir=None, allow_synthetic: bool = True, on_bad_image: str = "fail") -> Source:
     """Prefer an explicit NIH folder, then the real sample, then synthetic images (with a warning)."""
     explicit = data_dir or os.environ.get("CXR_DATA_DIR")
     if explicit:
-        return open_folder(Path(explicit), "nih")
+        return open_folder(Path(explicit), "nih", on_bad_image)
     sample = Path(os.environ.get("CXR_SAMPLE_DIR", SAMPLE_DIR))
     if sample.is_dir():
-        return open_folder(sample, "sample")
+        return open_folder(sample, "sample", on_bad_image)
     if not allow_synthetic:
         raise DataError(f"no data: set DATA_DIR / CXR_DATA_DIR, or place the sample at {sample}")
     from cxrlib.data.synthetic import make_synthetic
 
     warnings.warn(SYNTHETIC_WARNING)
-    return open_folder(make_synthetic(cache_dir() / "synthetic"), "synthetic")
+    return open_folder(make_synthetic(cache_dir() / "synthetic"), "synthetic", on_bad_image)
 
 
 def nih_label_file():

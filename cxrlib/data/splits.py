@@ -66,6 +66,8 @@ def limit_per_class(table: pd.DataFrame, limits, seed: int = 42) -> pd.DataFrame
     """Sample down each (split, class) cell to its limit; cells without a limit are kept whole."""
     if not limits:
         return table
+    if isinstance(limits, int):  # one number: the same limit for every split and class
+        limits = {split: limits for split in SPLITS}
     parts = []
     for (split, label), cell in table.groupby(["split", "label"], sort=False):
         limit = limits.get(split)
@@ -78,3 +80,16 @@ def split_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Images per class and split, the layout of the report's figures 1-3."""
     counts = pd.crosstab(table["Finding Labels"], table["split"])
     return counts.reindex(index=list(CLASSES), columns=list(SPLITS), fill_value=0)
+
+
+def check_splits(table: pd.DataFrame, min_per_split: int = 1, where: str = "the data") -> None:
+    """Every class needs at least min_per_split images in every split, or training and scoring mean nothing."""
+    if not isinstance(min_per_split, int) or isinstance(min_per_split, bool) or min_per_split < 1:
+        raise ValueError(f"min_per_split must be a whole number >= 1, got {min_per_split!r}")
+    counts = table.groupby(["split", "label"]).size().to_dict()
+    short = [f"{name} has {counts.get((s, k), 0)} in {s}" for s in SPLITS for k, name in enumerate(CLASSES)
+             if counts.get((s, k), 0) < min_per_split]
+    if short:
+        raise DataError(f"too few images per class and split in {where}: {', '.join(short)}; every class needs "
+                        f"at least {min_per_split} (min_per_split) in every split. Use more images, other "
+                        f"fractions, or a lower min_per_split")

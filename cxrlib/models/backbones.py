@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 from cxrlib.config import CLASSES
@@ -39,18 +40,24 @@ class BackboneSpec:
     preprocessing: str
     head: tuple  # (units, dropout) per dense layer, after global average pooling
     unfreeze: tuple  # layer names, report order; the last is the report's best
+    gradcam_layer: str = ""  # Grad-CAM's target: the last convolutional feature map before pooling
+    fine_tune_augment: bool = False  # whether the report fine-tuned from a model trained with augmentation
 
 
 BACKBONES = {
     "vgg16": BackboneSpec("VGG16", "VGG16", "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "vgg16",
-                          "caffe", ((256, 0.5),), ("block5_conv1", "block3_conv1")),
+                          "caffe", ((256, 0.5),), ("block5_conv1", "block3_conv1"),
+                          gradcam_layer="block5_conv3", fine_tune_augment=True),  # 4.1.3: from 4.1.3.1 (with DA)
     "resnet152": BackboneSpec("ResNet152", "ResNet152", "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                              "resnet", "caffe", ((64, 0.25),), ("conv5_block3_3_conv", "conv5_block3_1_conv")),
+                              "resnet", "caffe", ((64, 0.25),), ("conv5_block3_3_conv", "conv5_block3_1_conv"),
+                              gradcam_layer="conv5_block3_out"),  # 4.2.3: from 4.2.3.1 (no DA)
     "resnet50": BackboneSpec("ResNet50", "ResNet50", "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                             "resnet", "caffe", ((64, 0.25),), ("conv5_block3_3_conv",)),
+                             "resnet", "caffe", ((64, 0.25),), ("conv5_block3_3_conv",),
+                             gradcam_layer="conv5_block3_out"),  # 4.2.4: from 4.2.4.1 (no DA)
     "chexnet": BackboneSpec("CheXNet (DenseNet121)", "DenseNet121",
                             "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5", "densenet", "torch",
-                            ((64, 0.0), (64, 0.0)), ("conv5_block15_0_bn", "conv4_block1_0_bn")),
+                            ((64, 0.0), (64, 0.0)), ("conv5_block15_0_bn", "conv4_block1_0_bn"),
+                            gradcam_layer="relu"),  # 4.3.2: from 4.3.1.3 (no DA)
 }
 
 
@@ -110,22 +117,104 @@ def backbone(name: str, size: int, weights=None) -> keras.Model:
     return application(include_top=False, weights=weights, input_shape=(size, size, 3))
 
 
-def load_chexnet_weights(model: keras.Model, path) -> int:
-    """Load a CheXNet-Keras file (DenseNet121 with a 14-class top, Keras 2 HDF5) by layer name.
+class WeightsMismatch(ValueError):
+    """A weights file does not fit the backbone: layers missing, or shapes that differ."""
 
-    The 14-class top is skipped; returns how many of the backbone's layers received weights.
+
+@dataclass(frozen=True)
+class WeightsLoad:
+    """How a weights file filled a backbone: weighted layers loaded out of how many, and how they were matched."""
+
+    loaded: int
+    total: int
+    method: str  # "name" (Keras 2 spellings mapped to Keras 3) or "order" (a whole model of the same architecture)
+    missing: tuple = ()
+
+    def text(self) -> str:
+        """For the provenance line."""
+        return f"{self.loaded} of {self.total} weighted layers loaded by {self.method}"
+
+
+def keras3_name(name: str) -> str:
+    """Keras 2 wrote DenseNet's stem as conv1/conv and conv1/bn; Keras 3 forbids '/' and says conv1_conv."""
+    return name.replace("/", "_")
+
+
+def _text(value) -> str:
+    """h5py attributes come back as bytes or str depending on who wrote them."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_h5_layers(path: Path) -> list:
+    """[(layer name, [arrays])] of every layer with weights, in the file's (topological) order.
+
+    A nested model's group (weights of several layers) is split by the layer part of each weight name.
     """
     import h5py
-    from keras.src.legacy.saving import legacy_h5_format
 
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in group.attrs:
+            raise WeightsMismatch(f"{path} is not a Keras HDF5 weights file (it has no layer_names attribute)")
+        entries = []
+        for layer in map(_text, group.attrs["layer_names"]):
+            names = [_text(w) for w in group[layer].attrs.get("weight_names", [])]
+            owners = [w.rsplit("/", 1)[0] if "/" in w else layer for w in names]
+            if len(set(owners)) <= 1 or layer in owners:
+                owners = [layer] * len(names)
+            for owner in dict.fromkeys(owners):
+                arrays = [np.asarray(group[layer][w]) for w, o in zip(names, owners) if o == owner]
+                if arrays:
+                    entries.append((owner, arrays))
+    return entries
+
+
+def _assign(layers_, arrays_per_layer, path) -> None:
+    """Set each layer's weights, refusing (with the layer's name) any count or shape that differs."""
+    for layer, arrays in zip(layers_, arrays_per_layer):
+        want = [tuple(w.shape) for w in layer.weights]
+        got = [tuple(a.shape) for a in arrays]
+        if want != got:
+            raise WeightsMismatch(f"layer {layer.name} expects weights of shapes {want}, but {path} holds {got}")
+        layer.set_weights(arrays)
+
+
+def load_chexnet_weights(model: keras.Model, path, allow_partial: bool = False) -> WeightsLoad:
+    """Load a CheXNet-Keras file (DenseNet121 with a 14-class top, often written by Keras 2) into a backbone.
+
+    Layers are matched by name after mapping Keras 2 spellings to Keras 3 ones; every weighted layer
+    must receive weights, unless allow_partial. A whole model of the same architecture whose names
+    differ is loaded in topological order. The 14-class top is never loaded.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"CheXNet weights file {path} does not exist")
-    with h5py.File(path, "r") as f:
-        group = f["model_weights"] if "model_weights" in f else f
-        names = {n.decode() if isinstance(n, bytes) else n for n in group.attrs["layer_names"]}
-        legacy_h5_format.load_weights_from_hdf5_group_by_name(group, model, skip_mismatch=True)
-    return sum(1 for layer in model.layers if layer.name in names and layer.weights)
+    entries = read_h5_layers(path)
+    targets = [layer for layer in model.layers if layer.weights]
+    by_name = {keras3_name(name): arrays for name, arrays in entries}
+    found = [layer for layer in targets if layer.name in by_name]
+    if len(found) == len(targets):
+        _assign(found, [by_name[layer.name] for layer in found], path)
+        return WeightsLoad(len(targets), len(targets), "name")
+    if same_architecture(entries, targets):
+        _assign(targets, [arrays for _, arrays in entries[:len(targets)]], path)
+        return WeightsLoad(len(targets), len(targets), "order")
+    missing = tuple(layer.name for layer in targets if layer.name not in by_name)
+    if not allow_partial:
+        shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
+        raise WeightsMismatch(f"CheXNet file {path} has no weights for {len(missing)} of the {len(targets)} "
+                              f"weighted layers of {model.name}: {shown}; allow a partial load to keep random "
+                              f"weights there")
+    _assign(found, [by_name[layer.name] for layer in found], path)
+    return WeightsLoad(len(found), len(targets), "name", missing)
+
+
+def same_architecture(entries, targets) -> bool:
+    """Whether the file's weighted layers, in order, have exactly the backbone's shapes (a top may follow)."""
+    if len(entries) < len(targets):
+        return False
+    return all([tuple(a.shape) for a in arrays] == [tuple(w.shape) for w in layer.weights]
+               for (_, arrays), layer in zip(entries, targets))
 
 
 def chexnet_weights_path(given=None):
@@ -134,16 +223,18 @@ def chexnet_weights_path(given=None):
     return Path(value).expanduser() if value else None
 
 
-def pretrained_backbone(name: str, size: int, allow_random: bool, chexnet_file=None):
+def pretrained_backbone(name: str, size: int, allow_random: bool, chexnet_file=None, allow_partial: bool = False):
     """(backbone, description of its weights, whether they are pretrained).
 
-    Raises WeightsUnavailable when no pretrained weights exist and random ones are not allowed.
+    Raises WeightsUnavailable when no pretrained weights exist and random ones are not allowed, and
+    WeightsMismatch when a CheXNet file leaves weighted layers without weights (unless allow_partial).
     """
     chexnet = chexnet_weights_path(chexnet_file) if name == "chexnet" else None
     if chexnet:
         model = backbone(name, size)
-        loaded = load_chexnet_weights(model, chexnet)
-        return model, f"CheXNet ({chexnet}, {loaded} layers loaded)", True
+        load = load_chexnet_weights(model, chexnet, allow_partial)
+        partial = " (PARTIAL: the rest keep random weights)" if load.missing else ""
+        return model, f"CheXNet ({chexnet}; {load.text()}{partial})", True
     weights, text = imagenet_weights(name)
     if name == "chexnet":
         text = "no CheXNet file given (CHEXNET_WEIGHTS or CXR_CHEXNET_WEIGHTS), so DenseNet121 with " + (
@@ -165,10 +256,16 @@ def head(name: str, feature_shape) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"{name}_head")
 
 
-def full_model(name: str, base: keras.Model, top: keras.Model, size: int) -> keras.Model:
-    """Image in [0, 255] -> preprocessing -> backbone (nested, kept in inference mode) -> head."""
-    inputs = keras.Input(shape=(size, size, 3), name="image")
-    x = inputs
+def full_model(name: str, base: keras.Model, top: keras.Model, size: int, augment: bool = False) -> keras.Model:
+    """Grey image in [0, 255] -> three channels -> [augmentation] -> preprocessing -> backbone -> head.
+
+    The backbone is nested and kept in inference mode.
+    """
+    from cxrlib.data.pipeline import augmentation
+    from cxrlib.models.inputs import grey_input
+
+    inputs, x = grey_input(size)
+    x = augmentation()(x) if augment else x
     for layer in preprocessing(spec(name).preprocessing):
         x = layer(x)
     x = base(x, training=False)

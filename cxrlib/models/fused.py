@@ -11,6 +11,7 @@ from keras import layers
 
 from cxrlib.config import CLASSES
 from cxrlib.data.pipeline import augmentation
+from cxrlib.models.inputs import grey_input
 from cxrlib.models.resizer import learnable_resizer
 
 
@@ -22,9 +23,9 @@ def pool_to(x, target: int, name=None):
 
 
 def stem(image_size: int, resize_to: int, resizer: bool, augment: bool, contrast: bool = False):
-    """Input, rescaling, optional augmentation, then the learnable or a plain bilinear resize."""
-    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
-    x = layers.Rescaling(1.0 / 255)(inputs)
+    """Grey input made three float channels on the device, rescaling, optional augmentation, then resize."""
+    inputs, x = grey_input(image_size)
+    x = layers.Rescaling(1.0 / 255)(x)
     if augment:
         x = augmentation(contrast)(x)
     x = learnable_resizer(resize_to)(x) if resizer else layers.Resizing(resize_to, resize_to)(x)

@@ -1,0 +1,112 @@
+"""What each image file holds: a content hash, its native size and whether it decodes to a usable picture.
+
+Computed once per file and kept in a small SQLite index under the cache folder, keyed by the file's
+absolute path, size, mtime and ctime, so a file replaced by another of the same size and name is
+hashed (and checked) afresh, and every cache or result keyed by content hashes is invalidated.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from cxrlib.config import cache_dir
+from cxrlib.data.errors import DataError
+
+# Bump when the checks in images.inspect_bytes change, so old verdicts are recomputed.
+INDEX_VERSION = 1
+PROGRESS_FROM = 1000
+COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "version", "sha256", "width", "height", "problem")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One image file: sha256 of its bytes, native width and height, and why it is unusable (or '')."""
+
+    sha256: str
+    width: int
+    height: int
+    problem: str
+
+
+def index_path() -> Path:
+    """The SQLite file that remembers every hashed image."""
+    return cache_dir() / "content_index.sqlite"
+
+
+@contextmanager
+def _connect():
+    """Open (and create) the index for one transaction; a generous timeout lets parallel runs share it."""
+    con = sqlite3.connect(index_path(), timeout=120)
+    try:
+        with con:
+            con.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
+                        "mtime_ns INTEGER, ctime_ns INTEGER, version INTEGER, sha256 TEXT, width INTEGER, "
+                        "height INTEGER, problem TEXT)")
+            yield con
+    finally:
+        con.close()
+
+
+def _stat_key(path: Path) -> tuple:
+    """What must be unchanged for a stored record to still describe the file."""
+    try:
+        st = path.stat()
+    except OSError as err:
+        raise DataError(f"cannot read image file {path}: {err.strerror or err}") from err
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, INDEX_VERSION
+
+
+def inspect_file(path: Path) -> FileRecord:
+    """Read the file once: hash its bytes and decode them to check the picture."""
+    from cxrlib.data.images import inspect_bytes
+
+    data = path.read_bytes()
+    width, height, problem = inspect_bytes(data)
+    return FileRecord(hashlib.sha256(data).hexdigest(), width, height, problem)
+
+
+def file_records(paths, desc: str = "hashing") -> list:
+    """A FileRecord per path, in order; files not seen before (or changed since) are read in threads."""
+    paths = [Path(p).expanduser().resolve() for p in paths]
+    keys = [_stat_key(p) for p in paths]
+    with _connect() as con:
+        stored = {row[0]: row for row in _rows(con, paths)}
+    records, stale = {}, []
+    for path, key in zip(paths, keys):
+        row = stored.get(str(path))
+        if row is not None and tuple(row[1:5]) == key:
+            records[str(path)] = FileRecord(row[5], row[6], row[7], row[8])
+        else:
+            stale.append((path, key))
+    if stale:
+        workers = min(8, (os.cpu_count() or 2) * 2)
+        with ThreadPoolExecutor(workers) as pool:
+            fresh = list(tqdm(pool.map(lambda item: inspect_file(item[0]), stale), total=len(stale),
+                              desc=f"{desc} {len(stale)} images", disable=len(stale) < PROGRESS_FROM))
+        with _connect() as con:
+            con.executemany(f"INSERT OR REPLACE INTO files VALUES ({', '.join('?' * len(COLUMNS))})",
+                            [(str(p), *k, r.sha256, r.width, r.height, r.problem)
+                             for (p, k), r in zip(stale, fresh)])
+        records.update({str(p): r for (p, _), r in zip(stale, fresh)})
+    return [records[str(p)] for p in paths]
+
+
+def _rows(con, paths) -> list:
+    """Stored rows for these paths, fetched in chunks that SQLite's parameter limit allows."""
+    rows, names = [], [str(p) for p in paths]
+    for start in range(0, len(names), 900):
+        chunk = names[start:start + 900]
+        rows += con.execute(f"SELECT * FROM files WHERE path IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+    return rows
+
+
+def content_hashes(paths) -> list:
+    """sha256 of each file's bytes, computed once per version of the file."""
+    return [r.sha256 for r in file_records(paths)]

@@ -1,0 +1,270 @@
+"""Reproducibility: lock hash, hash-checked install, run folders compared, pages re-run, identical reruns."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrlib import repro, runner
+from cxrlib.metrics import metrics_row
+from cxrlib.runs import ChapterRun, predictions_frame
+from tests.conftest import SAMPLE
+from tests.test_book import book_copy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- the lock ---------------------------------------------------------------------------------------------
+
+def test_lock_hash_is_the_sha256_of_the_file(tmp_path):
+    lock = tmp_path / "lock.txt"
+    lock.write_bytes(b"abc")
+    assert repro.lock_hash(lock) == "ba7816bf8f01"  # SHA-256("abc") begins ba7816bf8f01cfea...
+    assert repro.lock_hash(tmp_path / "absent.txt") == "none"
+    assert len(repro.lock_hash()) == 12  # this Python's lock exists in the repository
+
+
+def test_locked_versions_reads_pins_and_skips_hashes_and_comments(tmp_path):
+    lock = tmp_path / "lock.txt"
+    lock.write_text("# header\nJupyter_Book==1.0.4.post1 \\\n    --hash=sha256:ab \\\n    --hash=sha256:cd\n"
+                    "    # via cxrlib\nkeras[extra]==3.15.1 ; python_version >= '3.11' \\\n    --hash=sha256:ef\n")
+    assert repro.locked_versions(lock) == {"jupyter-book": "1.0.4.post1", "keras": "3.15.1"}
+
+
+def test_environment_differences_name_package_and_both_versions(tmp_path):
+    from importlib.metadata import version
+
+    lock = tmp_path / "lock.txt"
+    lock.write_text(f"pytest=={version('pytest')}\npyyaml==0.0.1\nno-such-package-here==1.0\n")
+    assert repro.environment_differences(lock) == [f"pyyaml installed {version('pyyaml')}, locked 0.0.1",
+                                                   "no-such-package-here installed missing, locked 1.0"]
+    assert "differs from it in 2 package(s)" in repro.lock_text(lock)
+
+
+def _wheel(folder: Path) -> Path:
+    """A one-module wheel written by hand, so installing it needs no network."""
+    path = folder / "tinypkg-0.1-py3-none-any.whl"
+    files = {"tinypkg/__init__.py": b"VALUE = 1\n",
+             "tinypkg-0.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinypkg\nVersion: 0.1\n",
+             "tinypkg-0.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+                     f"{len(data)}\n" for name, data in files.items()) + "tinypkg-0.1.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in {**files, "tinypkg-0.1.dist-info/RECORD": record.encode()}.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _make_env(tmp_path: Path, lock: Path):
+    """`make env` with a lock of our own, into a fresh venv under tmp_path; no index is consulted."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "emptyproj"\nversion = "0"\n'
+                                              '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+                                              '[tool.setuptools]\npy-modules = []\n')
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": ""}
+    return subprocess.run(["make", "env", f"PYTHON={sys.executable}", f"LOCK={lock}", "VENV=venv"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_an_edited_hash_in_the_lock_stops_the_install_with_a_clear_message(tmp_path):
+    wheel = _wheel(tmp_path)
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    lock = tmp_path / "lock.txt"
+    lock.write_text(f"{wheel.as_uri()} --hash=sha256:{digest[:-1]}{'0' if digest[-1] != '0' else '1'}\n")
+    done = _make_env(tmp_path, lock)
+    assert done.returncode != 0
+    assert "DO NOT MATCH THE HASHES" in done.stderr and f"installing from {lock} failed" in done.stderr
+    assert not (tmp_path / "venv" / ".installed").exists()
+
+
+# --- run folders compared ---------------------------------------------------------------------------------
+
+def _save(root: Path, chapter: str, model: str, probs, seconds: float = 1.0):
+    """One model's test predictions and metrics row, as a chapter saves them."""
+    run = ChapterRun("smoke", chapter, root)
+    labels = np.arange(len(probs)) % 4
+    run.save_predictions(model, "test", predictions_frame([f"{i}.png" for i in range(len(probs))], labels, probs))
+    run.save_metrics(model, metrics_row(model, labels, probs, seconds))
+
+
+def _probs(shift: float = 0.0):
+    probs = np.full((8, 4), 0.1)
+    probs[np.arange(8), np.arange(8) % 4] = 0.7 - shift
+    probs[np.arange(8), (np.arange(8) + 1) % 4] += shift
+    return probs
+
+
+def test_identical_runs_differ_by_zero_whatever_their_timings(tmp_path):
+    _save(tmp_path / "a", "fused", "fused", _probs(), seconds=1.0)
+    _save(tmp_path / "b", "fused", "fused", _probs(), seconds=9.0)
+    table = repro.compare_runs(tmp_path / "a" / "smoke", tmp_path / "b" / "smoke")
+    assert list(table.index) == [("fused", "fused")]
+    assert table.loc[("fused", "fused"), "largest difference"] == 0.0
+    assert not any("time" in c.lower() for c in table.columns)
+    assert table.loc[("fused", "fused"), "Accuracy (a)"] == table.loc[("fused", "fused"), "Accuracy (b)"] == 1.0
+
+
+def test_largest_difference_is_the_known_one(tmp_path):
+    # shifting 0.35 of the true class's probability to the next class in two of eight rows: the
+    # probabilities differ by 0.35 and two predictions become wrong, so accuracy falls by 2/8
+    _save(tmp_path / "a", "scratch", "cnn", _probs())
+    shifted = _probs()
+    shifted[[0, 5], [0, 1]] -= 0.35
+    shifted[[0, 5], [1, 2]] += 0.35
+    _save(tmp_path / "b", "scratch", "cnn", shifted)
+    _save(tmp_path / "b", "fused", "fused", _probs())
+    table = repro.compare_runs(tmp_path / "a", tmp_path / "b")  # folders holding profiles
+    row = table.loc[("smoke/scratch", "cnn")]
+    assert row["Accuracy (a)"] - row["Accuracy (b)"] == pytest.approx(0.25)
+    assert row["test probabilities"] == pytest.approx(0.35)
+    metrics = [c[:-4] for c in row.index if c.endswith(" (a)")]
+    assert row["largest difference"] == max(0.35, *(abs(row[f"{m} (a)"] - row[f"{m} (b)"]) for m in metrics))
+    assert table.loc[("smoke/fused", "fused"), "found in"] == "b only"
+    text = repro.compare_text(tmp_path / "a", tmp_path / "b")
+    assert "smoke/fused/fused (b only)" in text and f"{row['largest difference']:.6g}" in text
+
+
+def test_compare_names_a_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        repro.compare_runs(tmp_path / "nowhere", tmp_path)
+
+
+def test_cxr_compare_prints_the_table(tmp_path, capsys):
+    _save(tmp_path / "a", "fused", "fused", _probs())
+    _save(tmp_path / "b", "fused", "fused", _probs())
+    assert runner.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "largest difference over every metric and test probability of the models in both: 0" in capsys.readouterr().out
+    assert runner.main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
+
+
+# --- the command that rebuilds a page ----------------------------------------------------------------------
+
+def test_rebuild_command_reads_back_as_the_same_parameters():
+    changed = {"epochs": 20, "learning_rate": 1e-4, "resizer": False, "caps": {"train": 5}, "fractions": (0.6, 0.2, 0.2)}
+    command = repro.rebuild_command("fused", "cpu", changed, "/data/nih x", "abc1234")
+    assert command.startswith("git checkout abc1234 && cxr run fused --profile cpu --data '/data/nih x' -p ")
+    import shlex
+
+    words = shlex.split(command.split(" && ")[1])
+    pairs = [words[i + 1] for i, w in enumerate(words) if w == "-p"]
+    assert runner.parse_assignments(pairs) == {"EPOCHS": 20, "LEARNING_RATE": 1e-4, "RESIZER": False,
+                                               "CAPS": {"train": 5}, "FRACTIONS": [0.6, 0.2, 0.2]}
+
+
+def _page(path: Path, parameters=None) -> Path:
+    notebook = nbformat.v4.new_notebook()
+    if parameters is not None:
+        notebook.metadata["papermill"] = {"parameters": parameters}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_page_parameters_come_from_papermills_metadata(tmp_path, monkeypatch):
+    page = _page(tmp_path / "fused.ipynb", {"PROFILE": "smoke", "DATA_DIR": "/d", "EPOCHS": 3})
+    assert repro.page_parameters(page) == ("fused", {"PROFILE": "smoke", "DATA_DIR": "/d", "EPOCHS": 3})
+    calls = []
+    monkeypatch.setattr(runner, "run_chapters", lambda *a, **k: calls.append((a, k)) or ["fused"])
+    assert repro.rerun_from_page(page, book_root=tmp_path, log=lambda _: None) == ["fused"]
+    (args, kwargs), = calls
+    assert args == (["fused"], "smoke", "/d", {"EPOCHS": 3}, False) and kwargs["book_root"] == tmp_path
+
+
+def test_pages_that_cannot_be_rerun_are_named(tmp_path):
+    with pytest.raises(runner.RunnerError, match="not named after a chapter"):
+        repro.page_parameters(_page(tmp_path / "notes.ipynb", {}))
+    with pytest.raises(runner.RunnerError, match="no parameters recorded by papermill"):
+        repro.page_parameters(_page(tmp_path / "fused.ipynb"))
+    with pytest.raises(runner.RunnerError, match="does not exist"):
+        repro.page_parameters(tmp_path / "dataset.ipynb")
+    assert runner.main(["run", "fused", "--from-page", str(tmp_path / "fused.ipynb")]) == 2
+
+
+def test_from_page_reruns_a_toy_chapter_with_its_data_and_parameters(isolated, monkeypatch, nih_folder):
+    """Seconds, not minutes: the runner's toy 'fused' notebook (tests/test_rerun.py) through the real runner."""
+    from tests.test_rerun import toy_notebooks
+
+    monkeypatch.setenv("CXR_NOTEBOOKS_DIR", str(toy_notebooks(isolated / "notebooks")))
+    first, second = isolated / "first", isolated / "second"
+    quiet = {"log": lambda *a: None}
+    assert runner.run_chapters(["fused"], "smoke", nih_folder, {"epochs": 3}, book_root=first, **quiet) == ["fused"]
+    page = first / "book" / "chapters" / "fused.ipynb"
+    chapter, recorded = repro.page_parameters(page)
+    assert chapter == "fused" and recorded["EPOCHS"] == 3 and recorded["DATA_DIR"] == str(nih_folder.resolve())
+    shutil.copytree(first / "book", second / "book")
+    (second / "book" / "chapters" / "fused.stamp").unlink()
+    assert repro.rerun_from_page(second / "book" / "chapters" / "fused.ipynb", book_root=second, **quiet) == ["fused"]
+    stamp = page.with_suffix(".stamp").read_text()
+    assert (second / "book" / "chapters" / "fused.stamp").read_text() == stamp
+    assert runner.chapter_stamp("fused", recorded, "smoke", nih_folder) == stamp
+    history = pd.read_csv(isolated / "runs" / "smoke" / "fused" / "histories" / "toy.csv")
+    assert history["loss"].tolist() == [3.0]  # the recorded epochs reached the rerun
+
+
+# --- reruns (slow: they execute chapters) -----------------------------------------------------------------
+
+def _use_sample(monkeypatch, folder: Path):
+    """The real sample where present (as in CI), synthetic images elsewhere."""
+    monkeypatch.setenv("CXR_SAMPLE_DIR", str(SAMPLE if SAMPLE.is_dir() else folder / "no-sample-here"))
+
+
+def _run_in(monkeypatch, folder: Path, chapters, **kwargs) -> Path:
+    """Run chapters with run and cache folders and a book root of their own; return the book root."""
+    monkeypatch.setenv("CXR_CACHE_DIR", str(folder / "cache"))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(folder / "runs"))
+    root = book_copy(folder)
+    assert runner.run_chapters(chapters, profile="smoke", book_root=root, **kwargs) == chapters
+    return root
+
+
+def _without_timing(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[c for c in frame.columns if not repro.TIMING.search(str(c))]]
+
+
+@pytest.mark.book
+def test_training_twice_from_empty_folders_gives_identical_results(tmp_path, monkeypatch):
+    _use_sample(monkeypatch, tmp_path)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        _run_in(monkeypatch, folder, ["fused"])
+    runs = [f / "runs" / "smoke" / "fused" for f in (first, second)]
+    predictions = sorted(p.name for p in (runs[0] / "predictions").glob("*.csv"))
+    assert predictions and predictions == sorted(p.name for p in (runs[1] / "predictions").glob("*.csv"))
+    for name in predictions:  # bit for bit: the CSV files hold every float's repr
+        assert (runs[0] / "predictions" / name).read_bytes() == (runs[1] / "predictions" / name).read_bytes(), name
+    for kind in ("histories", "metrics"):
+        names = sorted(p.name for p in (runs[0] / kind).glob("*.csv"))
+        assert names and names == sorted(p.name for p in (runs[1] / kind).glob("*.csv"))
+        for name in names:
+            a, b = (_without_timing(pd.read_csv(r / kind / name)) for r in runs)
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+    table = repro.compare_runs(first / "runs", second / "runs")
+    assert (table["found in"] == "both").all() and table["largest difference"].max() == 0.0
+
+
+@pytest.mark.book
+def test_a_page_rerun_with_from_page_has_the_original_stamp(tmp_path, monkeypatch):
+    _use_sample(monkeypatch, tmp_path)
+    original = _run_in(monkeypatch, tmp_path / "original", ["dataset"], params={"seed": 7})
+    page = original / "book" / "chapters" / "dataset.ipynb"
+    assert repro.page_parameters(page)[1]["SEED"] == 7
+    again = book_copy(tmp_path / "again")
+    copied = again / "book" / "chapters" / "dataset.ipynb"
+    copied.parent.mkdir(parents=True)
+    shutil.copy(page, copied)
+    assert repro.rerun_from_page(copied, book_root=again, force=True) == ["dataset"]
+    stamp = page.with_suffix(".stamp").read_text()
+    assert (again / "book" / "chapters" / "dataset.stamp").read_text() == stamp
+    assert runner.chapter_stamp("dataset", repro.page_parameters(page)[1], "smoke") == stamp
+    assert repro.page_parameters(copied) == repro.page_parameters(page)

@@ -1,0 +1,220 @@
+"""Re-running a chapter never reuses a result made otherwise, and a failed run never damages a good one.
+
+The runner tests execute small notebooks of their own (CXR_NOTEBOOKS_DIR) through the real runner,
+papermill and kernel, so they take seconds, not minutes.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cxrlib import runner
+from cxrlib.chapter import Chapter
+from cxrlib.params import chapter_parameters
+from tests.conftest import make_rows, write_folder
+
+TOY_BODY = """
+import os, time
+import pandas as pd
+from cxrlib.chapter import open_chapter
+ch = open_chapter("fused", globals(), show=False)
+ch.run.save_history("toy", pd.DataFrame({"epoch": [0], "loss": [float(ch["epochs"])]}))
+ch.run.save_metrics("toy", pd.DataFrame({"Accuracy": [0.5]}, index=["toy"]))
+if os.environ.get("TOY_WAIT"):
+    open(os.environ["TOY_WAIT"], "w").close()
+    time.sleep(300)
+if os.environ.get("TOY_FAIL"):
+    raise RuntimeError("the chapter raises")
+ch.finish()
+"""
+
+
+def toy_notebooks(folder: Path) -> Path:
+    """A 'fused' notebook that saves a history and a metrics row, and can be made to fail or wait."""
+    folder.mkdir(parents=True, exist_ok=True)
+    params = ["PROFILE = 'cpu'", "DATA_DIR = None"] + [f"{n.upper()} = None" for n in chapter_parameters("fused")]
+    cell = nbformat.v4.new_code_cell("\n".join(params))
+    cell.metadata["tags"] = ["parameters"]
+    notebook = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell(TOY_BODY)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, folder / "fused.ipynb")
+    return folder
+
+
+@pytest.fixture
+def toy(isolated, monkeypatch, nih_folder):
+    """Toy notebooks, a book root, run folders and a small NIH folder, all under tmp_path."""
+    monkeypatch.setenv("CXR_NOTEBOOKS_DIR", str(toy_notebooks(isolated / "notebooks")))
+    monkeypatch.delenv("TOY_FAIL", raising=False)
+    (isolated / "book").mkdir()
+    return isolated, nih_folder
+
+
+def snapshot(root: Path) -> dict:
+    """Every published file (results, page, stamp, log) and its bytes; work folders and failures aside."""
+    files = {}
+    for base in (root / "runs" / "smoke", root / "book" / "chapters"):
+        for path in sorted(base.rglob("*")):
+            relative = path.relative_to(root).as_posix()
+            if path.is_file() and "/." not in f"/{relative}" and ".failed." not in path.name:
+                files[relative] = path.read_bytes()
+    return files
+
+
+def run(root, data, **params):
+    return runner.run_chapters(["fused"], "smoke", data, params, book_root=root, log=lambda *a: None)
+
+
+def test_a_failing_chapter_leaves_the_last_good_results_untouched(toy, monkeypatch):
+    root, data = toy
+    assert run(root, data) == ["fused"]
+    good = snapshot(root)
+    assert "runs/smoke/fused/chapter.json" in good and "book/chapters/fused.ipynb" in good
+    monkeypatch.setenv("TOY_FAIL", "1")
+    with pytest.raises(runner.RunnerError, match="previous results and page are untouched"):
+        run(root, data, epochs=3)
+    assert snapshot(root) == good  # byte for byte
+    assert (root / "book" / "chapters" / "fused.failed.ipynb").is_file()
+    assert (root / "runs" / "smoke" / "fused.failed.log").is_file()
+    assert run(root, data) == []  # the good results are still the up-to-date ones
+    monkeypatch.delenv("TOY_FAIL")
+    assert run(root, data, epochs=3) == ["fused"]  # no manual clean-up needed
+    history = pd.read_csv(root / "runs" / "smoke" / "fused" / "histories" / "toy.csv")
+    assert history["loss"].tolist() == [3.0]
+    assert not (root / "book" / "chapters" / "fused.failed.ipynb").exists()
+
+
+def test_ctrl_c_stops_with_one_line_and_exit_130(toy):
+    root, data = toy
+    assert run(root, data) == ["fused"]
+    good = snapshot(root)
+    ready = root / "ready"
+    env = {**os.environ, "TOY_WAIT": str(ready)}
+    # as `cxr run` does it, with a book root of the test's own
+    code = (f"import sys; from cxrlib import runner\n"
+            f"try:\n    runner.run_chapters(['fused'], 'smoke', {str(data)!r}, {{'epochs': 4}}, "
+            f"book_root={str(root)!r}, log=lambda *a: None)\n"
+            f"except runner.Interrupted as err:\n    print('cxr:', err, file=sys.stderr); sys.exit(130)\n")
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ready.exists(), process.communicate()
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted chapter 'fused'" in lines[0] and "resumes" in lines[0], err
+    assert snapshot(root) == good
+
+
+def test_cli_ctrl_c_exit_code(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise runner.Interrupted("interrupted chapter 'fused'; the previous results and page are untouched")
+
+    monkeypatch.setattr(runner, "run_chapters", interrupted)
+    assert runner.main(["run", "fused"]) == 130
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("param, value", [("epochs", "abc"), ("learning_rate", -1.0), ("fractions", [0.5, 0.2, 0.2]),
+                                          ("class_weight", "inverse"), ("max_per_class", 0), ("backbones", ["vgg"])])
+def test_bad_parameters_are_refused_before_any_data_is_read(isolated, monkeypatch, param, value):
+    import cxrlib.data
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data were read before the parameters were checked")
+
+    monkeypatch.setattr(cxrlib.data, "load_data", no_data)
+    chapter = "pretrained" if param == "backbones" else "fused"
+    with pytest.raises(runner.RunnerError, match=rf"parameter {param}=.*is not allowed: expected"):
+        runner.run_chapters([chapter], "smoke", params={param: value}, book_root=isolated)
+    assert runner.main(["run", chapter, "-p", f"{param}={value}"]) == 2
+
+
+def test_a_split_without_some_class_stops_before_any_chapter_runs(isolated):
+    rows = [r for r in make_rows() if not (r["Finding Labels"] == "Atelectasis" and r["Patient ID"] != 1021)]
+    data = write_folder(isolated / "one-patient", rows)
+    with pytest.raises(runner.RunnerError, match="Atelectasis"):
+        runner.run_chapters(["fused"], "smoke", data, book_root=isolated, log=lambda *a: None)
+    assert not (isolated / "book" / "chapters").exists()
+
+
+def identities(data, **params):
+    ids = runner.Identities("smoke", data)
+    return {c: ids.of(c, runner.chapter_parameters(c, "smoke", data, params))
+            for c in runner.chapter_order(["fused_grid", "scratch"])}
+
+
+def test_changed_settings_change_exactly_the_affected_chapters(isolated, nih_folder):
+    base = identities(nih_folder)
+    assert identities(nih_folder) == base  # stable
+    for change in ({"seed": 7}, {"max_per_class": 4}, {"fractions": (0.5, 0.25, 0.25)}):
+        changed = identities(nih_folder, **change)
+        assert all(changed[c] != base[c] for c in base), change
+    units = identities(nih_folder, dense_units=64)
+    assert units["scratch"] == base["scratch"]  # does not take dense_units
+    assert units["fused"] != base["fused"] and units["fused_grid"] != base["fused_grid"]  # and its reader
+
+
+def tiny_builder(image_size):
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((image_size, image_size, 1)), keras.layers.Rescaling(1 / 255),
+                             keras.layers.Flatten(), keras.layers.Dense(4, activation="softmax")])
+
+
+def tiny_fit(data, runs_root, **params):
+    chapter = Chapter("fused", "smoke", data, runs_root, **params)
+    result = chapter.fit("tiny", lambda: tiny_builder(16),
+                         lambda split, shuffle, start=0: chapter.dataset(split, 16, shuffle, start_epoch=start),
+                         {"builder": "tiny"})
+    chapter.finish()
+    return chapter, result
+
+
+def test_a_model_is_reused_only_when_everything_that_made_it_is_identical(isolated, nih_folder, capsys):
+    runs_root = isolated / "runs"
+    first, made = tiny_fit(nih_folder, runs_root)
+    record = runs_root / "smoke" / "fused" / "models" / "tiny.json"
+    assert pd.read_json(record, typ="series")["identity"] == made.identity
+    _, again = tiny_fit(nih_folder, runs_root)
+    assert again.identity == made.identity and "reusing it" in capsys.readouterr().out
+    _, fewer = tiny_fit(nih_folder, runs_root, max_per_class=4)
+    assert fewer.identity != made.identity and "reusing" not in capsys.readouterr().out
+    assert pd.read_json(record, typ="series")["identity"] == fewer.identity  # the record matches the weights
+
+
+def test_replacing_an_image_with_another_of_the_same_size_invalidates_results(isolated, nih_folder, capsys):
+    runs_root = isolated / "runs"
+    chapter, made = tiny_fit(nih_folder, runs_root)
+    target = nih_folder / "images" / chapter.data.split("train")["Image Index"][0]
+    size = target.stat().st_size
+    pixels = np.asarray(Image.open(target))
+    for shift in range(1, 255):  # a different picture whose PNG has exactly the same number of bytes
+        Image.fromarray(np.roll(pixels, shift, axis=1)).save(target)
+        if target.stat().st_size == size:
+            break
+    assert target.stat().st_size == size
+    capsys.readouterr()
+    _, after = tiny_fit(nih_folder, runs_root)
+    assert after.identity != made.identity and "reusing" not in capsys.readouterr().out
+
+
+def test_results_reach_the_run_folder_only_when_the_chapter_finishes(isolated, nih_folder):
+    chapter = Chapter("fused", "smoke", nih_folder, isolated / "runs")
+    chapter.run.save_metrics("tiny", pd.DataFrame({"Accuracy": [1.0]}, index=["tiny"]))
+    assert not (isolated / "runs" / "smoke" / "fused").exists()
+    chapter.finish()
+    assert (isolated / "runs" / "smoke" / "fused" / "metrics" / "tiny.csv").is_file()
