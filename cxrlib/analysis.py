@@ -66,15 +66,35 @@ def best_models(profile: str, root=None, load=None) -> dict:
     return model_choice(profile, root, load)["chosen"].to_dict()
 
 
-def display_label(label: str, key: str, weights_text: str) -> str:
-    """A report model's label, marked '(no pretrained weights)' where the pretrained chapter had none for it."""
+def without_weights(weights_text: str) -> set:
+    """Backbones the pretrained chapter's weights record names as trained without pretrained weights."""
+    from cxrlib.book import model_label
     from cxrlib.models.backbones import BACKBONES
 
-    backbone = key.split("/", 1)[1].split("_")[0]
-    if key.startswith("pretrained/") and backbone in BACKBONES:
-        if f"{BACKBONES[backbone].title} [no pretrained weights]" in (weights_text or ""):
-            return f"{label} (no pretrained weights)"
-    return label
+    return {name for name, spec in BACKBONES.items() if model_label(spec.title, False) in (weights_text or "")}
+
+
+def key_pretrained(key: str, weights_text: str) -> bool:
+    """False for a 'chapter/model' built on a backbone without pretrained weights (an ensemble: any member)."""
+    unweighted = without_weights(weights_text)
+    chapter, _, model = key.partition("/")
+    if chapter == "ensemble":
+        return not unweighted
+    return not (chapter == "pretrained" and model.split("_")[0] in unweighted)
+
+
+def display_label(label: str, key: str, weights_text: str) -> str:
+    """A model's label as every table, figure and legend shows it (book.model_label's tag where it had
+    no pretrained weights)."""
+    from cxrlib.book import model_label
+
+    return model_label(label, key_pretrained(key, weights_text))
+
+
+def display_labels(ch, chosen: dict) -> dict:
+    """Report label -> display label, for the models chosen (tagged where no pretrained weights were used)."""
+    weights = runs.chapter_infos(ch.profile, ch.runs_root).get("pretrained", {}).get("weights", "")
+    return {label: display_label(label, key, weights) for label, key in chosen.items()}
 
 
 def missing_models_message(chosen: dict) -> str:
@@ -135,6 +155,6 @@ def image_model(ch, key: str):
 
 
 def chosen_models(ch, chosen: dict) -> dict:
-    """Display label (marked where no pretrained weights were used) -> the chosen model, taking images."""
-    weights = runs.chapter_infos(ch.profile, ch.runs_root).get("pretrained", {}).get("weights", "")
-    return {display_label(label, key, weights): image_model(ch, key) for label, key in chosen.items()}
+    """Display label (tagged where no pretrained weights were used) -> the chosen model, taking images."""
+    labels = display_labels(ch, chosen)
+    return {labels[label]: image_model(ch, key) for label, key in chosen.items()}

@@ -80,7 +80,8 @@ def limiting_factors(settings: dict, data: str = "", weights: str = "") -> list:
     if "synthetic" in lowered:
         factors.append("synthetic images")
     elif "sample" in lowered:
-        factors.append("the 422-image real sample")
+        found = re.search(r"\(([\d,]+) [^)]*images\)", data)
+        factors.append(f"the {found.group(1)}-image real sample" if found else "the small real sample")
     return factors
 
 
@@ -147,12 +148,22 @@ def column_texts(column: pd.Series, decimals: int = 3) -> pd.Series:
     return column.map(lambda v: cell_text(v, decimals))
 
 
+# Carried by every table itself (a scoped <style>), so a page needs no extra stylesheet.
+TABLE_CSS = [
+    {"selector": "", "props": "border-collapse: collapse; margin: 0.5em 0 1em 0; font-size: 0.9em; max-width: 100%"},
+    {"selector": "th, td", "props": "padding: 0.2em 0.7em; border-bottom: 1px solid #ddd; vertical-align: top"},
+    {"selector": "td", "props": "text-align: right; font-variant-numeric: tabular-nums"},
+    {"selector": "th", "props": "text-align: left"},
+    {"selector": "thead th", "props": "border-bottom: 2px solid #446"},
+]
+
+
 def table_style(frame: pd.DataFrame, max_columns: int = 7, decimals: int = 3):
     """The book's one table style: formatted cells, and a wide table turned on its side to fit the column."""
     text = frame.apply(lambda column: column_texts(column, decimals)) if len(frame) else frame.astype(str)
     if frame.shape[1] > max_columns and frame.shape[0] < frame.shape[1]:
         text = text.T
-    return text.style.set_table_attributes('class="cxr-table"')
+    return text.style.set_table_attributes('class="cxr-table"').set_table_styles(TABLE_CSS)
 
 
 def table_chunks(frame: pd.DataFrame, max_columns: int = 7) -> list:

@@ -84,6 +84,6 @@ def plot_reliability(curves: dict, y_true, title: str, bins: int = BINS):
         ax.plot(table["confidence"], table["accuracy"], marker="o", label=f"{name} (ECE {ece:.3f})")
     ax.set(title=title, xlabel=f"mean confidence of the predicted class ({bins} equal-mass bins)",
            ylabel="accuracy in the bin", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # outside the data (the book's figure style)
     fig.tight_layout()
     return fig

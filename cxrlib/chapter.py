@@ -14,6 +14,7 @@ from cxrlib.config import CLASSES, REPO_ROOT, notebooks_dir
 from cxrlib.data import SYNTHETIC_WARNING, ChestData, load_data
 from cxrlib.metrics import metrics_row
 from cxrlib.params import PARAMETERS, resolve_parameters
+from cxrlib.repro import lock_text, rebuild_command
 from cxrlib.runs import RUNNER_ENV
 
 
@@ -98,9 +99,13 @@ class Chapter:
                                          self.settings, self.data_id, upstream)
 
     def inherited_weights(self) -> str:
-        """What the pretrained chapter used, for chapters that analyse its models."""
+        """The weights this chapter starts from, or what the pretrained chapter used, for those that analyse it."""
         from cxrlib.runner import CHAPTERS, chapter_order
 
+        if self.name == "pretrained":
+            from cxrlib.transfer import weights_summary
+
+            return weights_summary(self)
         if self.name not in CHAPTERS or "pretrained" not in chapter_order([self.name])[:-1]:
             return "not used by this chapter"
         info = runs.chapter_infos(self.profile, self.runs_root).get("pretrained", {})
@@ -127,8 +132,12 @@ class Chapter:
         changed = ", ".join(f"{k}={v!r}" for k, v in self.changed.items()) or "none"
         return (f"**Provenance.** Profile `{self.profile}` · data: {self.data.source.describe()}, "
                 f"used {self.counts_text()} · pretrained weights: {self.weights} · "
-                f"parameters changed from the defaults: {changed} · {versions_text()} · "
-                f"device: {device_text()} · commit `{project_commit()}`")
+                f"parameters changed from the defaults: {changed} · {versions_text()} · {lock_text()} · "
+                f"identity `{self.identity}` · device: {device_text()} · commit `{project_commit()}`")
+
+    def command(self) -> str:
+        """The exact command that rebuilds this page: the commit, the data folder and every changed parameter."""
+        return rebuild_command(self.name, self.profile, self.changed, self.data_dir, project_commit())
 
     def counts_text(self) -> str:
         """How many images each split used, in words."""

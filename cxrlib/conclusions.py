@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from cxrlib.book import limiting_factors
 from cxrlib.config import REPORT_COUNTS
 from cxrlib.metrics import macro_f1
 from cxrlib.report import BEST
@@ -26,8 +27,20 @@ def choose_best(val_scores: pd.Series, tested: pd.DataFrame) -> str:
     return scores.sort_index().idxmax()
 
 
-def closing_statement(ours: pd.DataFrame, source, test_images: int, profile: str, val_scores: pd.Series) -> str:
-    """Plain sentences comparing our best model (chosen on validation) with the report's best ensemble."""
+def recorded_limits(infos: dict) -> list:
+    """Every limiting factor (book.limiting_factors) that any chapter's chapter.json records, in first-seen order."""
+    found = []
+    for info in infos.values():
+        for factor in limiting_factors(info.get("settings", {}), info.get("data", ""), info.get("weights", "")):
+            if factor not in found:
+                found.append(factor)
+    return found
+
+
+def closing_statement(ours: pd.DataFrame, source, test_images: int, profile: str, val_scores: pd.Series,
+                      limits=()) -> str:
+    """Plain sentences comparing our best model (chosen on validation) with the report's best ensemble, and
+    every limit the run folder records (limits: recorded_limits of the chapters' infos)."""
     if ours.empty or val_scores.dropna().empty:
         return "No model has been trained under this profile yet: run `cxr run` first."
     best = choose_best(val_scores, ours)
@@ -37,6 +50,12 @@ def closing_statement(ours: pd.DataFrame, source, test_images: int, profile: str
         mine = ours.loc[best, metric]
         word = "above" if mine > theirs else "below"
         lines.append(f"- {metric}: {mine:.4f}, {word} the report's best {theirs:.4f} ({mine - theirs:+.4f}).")
+    if limits:
+        lines.append("\nWhat limited this build against the report's settings, as its run folder records it:\n")
+        lines += [f"- {factor}" for factor in limits]
+        lines.append("")
+    else:
+        lines.append("\nThe run folder records no setting below the report's.")
     if source.synthetic:
         lines.append("These are **synthetic** images: the comparison with the report is meaningless.")
     elif source.kind == "sample":
@@ -44,8 +63,7 @@ def closing_statement(ours: pd.DataFrame, source, test_images: int, profile: str
         small = f", {(table['orig_width'] == 64).mean():.0%} of them stored at 64 x 64 pixels" if "orig_width" in table else ""
         report_total = sum(sum(split.values()) for split in REPORT_COUNTS.values())
         lines.append(f"The real sample holds {len(table)} images{small}, against the report's {report_total:,} "
-                     "full-resolution images; on this little data no model can be expected to reach the report's "
-                     "numbers, and the test set's confidence intervals (ensemble chapter) are wide.")
+                     "full-resolution images, so the test set's confidence intervals (ensemble chapter) are wide.")
     return "\n".join(lines)
 
 
@@ -53,9 +71,9 @@ def plot_best_vs_report(ours: pd.DataFrame, val_scores: pd.Series):
     """Our best model (chosen by validation macro F1) and the report's best ensemble, metric by metric, on test."""
     best = choose_best(val_scores, ours)
     table = pd.DataFrame({f"ours: {best}": ours.loc[best, list(BEST)], "report: weighted average voting": pd.Series(BEST)})
-    ax = table.plot.bar(figsize=(7, 3.8), rot=0, ylim=(0, 1))
+    ax = table.plot.bar(figsize=(7.5, 4.2), rot=0, ylim=(0, 1))
     ax.set(title="Our best model (chosen on validation) against the report's best", xlabel="metric",
            ylabel="score (test set)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=1, frameon=False)  # below the bars
     ax.figure.tight_layout()
     return ax.figure

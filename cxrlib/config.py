@@ -44,6 +44,7 @@ _COMMON = {
     # section 4: pretrained backbones
     "allow_random_weights": True,
     "chexnet_weights": None,
+    "allow_partial_weights": False,
     "feature_learning_rate": 1e-3,
     "fine_tune_learning_rate": 1e-5,
     # "report": augment fine tuning where the report did (VGG16, section 4.1.3); "always" or "never"
@@ -51,6 +52,7 @@ _COMMON = {
     # section 3.3: Hyperband
     "hyperband_factor": 3,
     "hyperband_iterations": 1,
+    "tuner_workers": 0,  # 0: search in the chapter's process; N: keras-tuner's chief + workers (cxrlib.parallel)
     # sections 5-7: analysis
     "ga_population": 40,
     "ga_generations": 60,

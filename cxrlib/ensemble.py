@@ -127,7 +127,7 @@ def plot_ga_history(results: list, title: str = "Genetic algorithm: best macro F
     for result in results:
         ax.plot(result.history, label=f"seed {result.seed}")
     ax.set(title=title, xlabel="generation", ylabel="best macro F1 (validation)")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # outside the data (the book's figure style)
     fig.tight_layout()
     return fig
 

@@ -14,7 +14,8 @@ def to_display(image) -> np.ndarray:
 
 
 def resizer_outputs(ch, chapter: str, model_name: str, count: int = 6):
-    """(bilinear, learnt) resizes of the first training images by a trained model's resizer."""
+    """(bilinear, learnt) resizes of the first training images by a trained model's resizer, as gray
+    arrays on the input's scale (no per-image stretching, so the two can be compared)."""
     import tensorflow as tf
 
     model = ch.earlier_model(chapter, model_name)
@@ -22,9 +23,50 @@ def resizer_outputs(ch, chapter: str, model_name: str, count: int = 6):
     size = resizer.output.shape[1]
     gray = np.asarray(ch.data.images("train", model.input.shape[1])[:count], np.float32) / 255.0
     rgb = np.repeat(gray[..., None], 3, axis=-1)
-    bilinear = tf.image.resize(rgb, (size, size)).numpy()
-    learnt = np.asarray(resizer(rgb, training=False))
-    return [to_display(b) for b in bilinear], [to_display(x) for x in learnt]
+    bilinear = tf.image.resize(rgb, (size, size)).numpy().mean(axis=-1)
+    learnt = np.asarray(resizer(rgb, training=False)).mean(axis=-1)
+    return list(bilinear), list(learnt)
+
+
+def edge_strength(image) -> float:
+    """Mean gradient magnitude of a gray image: larger when edges are sharper or contrast higher."""
+    rows, columns = np.gradient(np.asarray(image, float))
+    return float(np.hypot(rows, columns).mean())
+
+
+def resizer_change(bilinear: list, learnt: list) -> str:
+    """In words, computed: how far the learnt resize is from the bilinear one, and whether it has stronger edges."""
+    difference = np.mean([np.abs(a - b).mean() for a, b in zip(learnt, bilinear)])
+    ratio = np.mean([edge_strength(a) / max(edge_strength(b), 1e-8) for a, b in zip(learnt, bilinear)])
+    word = "stronger" if ratio > 1.05 else "weaker" if ratio < 0.95 else "about the same"
+    return (f"Over these {len(learnt)} images the learnt resize differs from the bilinear one by "
+            f"{difference:.3f} on average (input pixel values run from 0 to 1), and its edges are {word} "
+            f"(mean gradient magnitude {ratio:.2f} times the bilinear one's).")
+
+
+def plot_resizer(bilinear: list, learnt: list, title: str, per_row: int = 2):
+    """Per image: the bilinear resize, the learnt one (same gray scale), and their difference stretched to show."""
+    import matplotlib.pyplot as plt
+
+    from cxrlib.plots import wrapped
+
+    rows = int(np.ceil(len(learnt) / per_row))
+    fig, axes = plt.subplots(rows, 3 * per_row, figsize=(PAGE_INCHES, 1.45 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    low, high = np.percentile(np.concatenate([np.ravel(x) for x in (*bilinear, *learnt)]), [1, 99])
+    for i, (a, b) in enumerate(zip(bilinear, learnt)):
+        panels = axes[i // per_row, 3 * (i % per_row):3 * (i % per_row) + 3]
+        difference = b - a
+        scale = max(float(np.abs(difference).max()), 1e-8)
+        panels[0].imshow(a, cmap="gray", vmin=low, vmax=high)
+        panels[1].imshow(b, cmap="gray", vmin=low, vmax=high)
+        panels[2].imshow(difference, cmap="coolwarm", vmin=-scale, vmax=scale)
+        for ax, caption in zip(panels, (f"{i + 1}: bilinear", f"{i + 1}: learnt", f"difference ±{scale:.2f}")):
+            ax.set_title(caption, fontsize=9)
+    fig.suptitle(wrapped(title))
+    fig.tight_layout()
+    return fig
 
 
 # --- intermediate activations -------------------------------------------------------------------
@@ -47,18 +89,22 @@ def activations(model, image: np.ndarray) -> dict:
     return {layer.name: np.asarray(out[0]) for layer, out in zip(chosen, outputs)}
 
 
-def plot_activations(maps: np.ndarray, title: str, columns: int = 16, limit: int = 64):
-    """The first `limit` channels of one layer's activations as a grid of small images."""
+def plot_activations(maps: np.ndarray, title: str, columns: int = 8, limit: int = 64):
+    """The first `limit` channels of one layer's activations as a grid of small images, at the column's width."""
     import matplotlib.pyplot as plt
 
+    from cxrlib.plots import wrapped
+
     count = min(limit, maps.shape[-1])
+    columns = min(columns, count)
     rows = int(np.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.95 + 0.6), squeeze=False)
+    side = PAGE_INCHES / columns
+    fig, axes = plt.subplots(rows, columns, figsize=(PAGE_INCHES, rows * side + 0.7), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < count:
             ax.imshow(maps[..., i], cmap="viridis")
-    fig.suptitle(f"{title} (first {count} of {maps.shape[-1]} maps, {maps.shape[0]}x{maps.shape[1]})")
+    fig.suptitle(wrapped(f"{title} (first {count} of {maps.shape[-1]} maps, {maps.shape[0]}x{maps.shape[1]})"))
     fig.tight_layout()
     return fig
 
@@ -248,6 +294,7 @@ def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int
     import matplotlib.pyplot as plt
 
     from cxrlib.config import CLASSES
+    from cxrlib.plots import short_lines
 
     columns = max(len(examples), 1)
     fig, axes = plt.subplots(len(models), columns, figsize=(PAGE_INCHES, 2.75 * len(models) + 0.4),
@@ -262,7 +309,7 @@ def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int
             heatmap, _ = heatmap_at(model, images_for, image_id, size, CLASSES.index(label))
             guess = (predicted or {}).get(name, {}).get(image_id)
             said = f"; said {CLASSES[guess]}" if guess is not None else ""
-            overlay(ax, shown[image_id], heatmap, f"{name}\n{label}{said}", box)
+            overlay(ax, shown[image_id], heatmap, f"{short_lines(name)}\n{label}{said}", box)
     fig.suptitle("Grad-CAM of the true class (red: radiologist's box, where NIH has one)", fontsize=11)
     fig.tight_layout()
     return fig

@@ -105,5 +105,6 @@ def plot_class_report(y_true, y_pred, title: str, ax=None):
     ax = ax or plt.subplots(figsize=(7, 3.8))[1]
     report.plot.bar(ax=ax, rot=0, ylim=(0, 1))
     ax.set(title=title, xlabel="class", ylabel="score")
-    ax.legend(loc="upper right", ncols=3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # outside the bars (plots.legend_outside)
+    ax.figure.tight_layout()
     return ax

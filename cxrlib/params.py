@@ -105,6 +105,9 @@ PARAMETERS = {
     "hyperband_max_epochs": _int(help="Hyperband's largest budget per trial", chapters=("hyperband",),
                                  low=1, high=10_000),
     "hyperband_factor": _int(help="Hyperband's reduction factor", chapters=("hyperband",), low=2, high=100),
+    "tuner_workers": _int(help="Hyperband workers under keras-tuner's distributed mode (a chief plus one per visible "
+                          "GPU, or this many on CPUs); 0 searches in the chapter's own process",
+                          chapters=("hyperband",), low=0, high=64),
     "hyperband_iterations": _int(help="Hyperband brackets repeated", chapters=("hyperband",), low=1, high=100),
     # pretrained backbones (section 4)
     "backbone_size": _int(help="backbone input size (224 in the report)", chapters=("pretrained",),
@@ -121,6 +124,8 @@ PARAMETERS = {
                                       low=0, high=1, low_open=True),
     "allow_random_weights": Param("bool", help="continue from seeded random weights where none are found",
                                   chapters=("pretrained",)),
+    "allow_partial_weights": Param("bool", help="accept a CheXNet file that leaves some layers without weights "
+                                   "(the page then says how many were loaded)", chapters=("pretrained",)),
     "chexnet_weights": Param("path", help="a CheXNet Keras weights file", chapters=("pretrained",), nullable=True),
     # analysis chapters
     "examples_per_class": _int(help="example images shown per class", chapters=("dataset",), low=1, high=64),

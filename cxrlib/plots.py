@@ -1,6 +1,8 @@
 """Figures shared by several chapters: class distributions, image grids, training curves."""
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -28,6 +30,29 @@ def say_empty(message: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(f"*{message}*"))
+
+
+def wrapped(title: str, width: int = 70) -> str:
+    """A long title broken into lines that fit the book's column (no title runs off the figure)."""
+    return "\n".join(textwrap.wrap(title, width)) or title
+
+
+def short_lines(label: str) -> str:
+    """A model's label for a narrow panel title: its last bracketed tag, such as '(no pretrained weights)', on a
+    line of its own, so the tag is never broken apart."""
+    head, bracket, tail = label.rpartition(" (")
+    return f"{head}\n({tail}" if bracket else label
+
+
+def epoch_ticks(ax, epochs) -> None:
+    """Whole epochs on the x axis: every epoch when there are few, else whole numbers only."""
+    epochs = sorted(set(int(e) for e in epochs))
+    if len(epochs) <= 12:
+        ax.set_xticks(epochs)
+        if len(epochs) == 1:
+            ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
 
 
 def legend_outside(ax, **kwargs):
@@ -67,7 +92,7 @@ def plot_image_grid(images, titles, title: str, columns: int = 4, cmap="gray", e
     for ax, image, caption in zip(axes.flat, images, titles):
         ax.imshow(np.asarray(image), cmap=cmap)
         ax.set_title(caption, fontsize=9)
-    fig.suptitle(title)
+    fig.suptitle(wrapped(title))
     fig.tight_layout()
     return fig
 
@@ -77,20 +102,19 @@ def plot_history(history: pd.DataFrame, title: str):
     if history.empty:
         say_empty(f"{title}: no training history was recorded.")
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
     epochs = history.get("epoch", pd.Series(range(len(history)))) + 1
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for prefix, style, name in (("", "-o", "training"), ("val_", "--s", "validation")):
             if prefix + metric in history:
                 ax.plot(epochs, history[prefix + metric], style, ms=3, label=name)
         ax.set(title=metric, xlabel="epoch", ylabel=metric)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        epoch_ticks(ax, epochs)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.suptitle(title)
-    fig.tight_layout()
-    if handles:
-        fig.legend(handles, labels, loc="upper right", ncols=2, frameon=False)
-        fig.subplots_adjust(top=0.78)
+    fig.suptitle(wrapped(title))
+    fig.tight_layout(rect=(0, 0.07 if handles else 0, 1, 1))
+    if handles:  # below the plots, clear of the title and the data
+        fig.legend(handles, labels, loc="lower center", ncols=2, frameon=False)
     return fig
 
 
@@ -99,8 +123,9 @@ def plot_metric_bars(table: pd.DataFrame, columns, title: str):
     if table.empty:
         say_empty(f"{title}: no model to compare.")
         return None
-    ax = table[list(columns)].iloc[::-1].plot.barh(figsize=(7.5, 0.22 * len(columns) * len(table) + 1.5))
-    ax.set(title=title, xlabel="score (test set)", ylabel="model", xlim=(0, 1))
+    shown = table[list(columns)].iloc[::-1].rename(index=lambda name: short_lines(str(name)))
+    ax = shown.plot.barh(figsize=(7.5, 0.22 * len(columns) * len(table) + 1.5))
+    ax.set(title=wrapped(title, 60), xlabel="score (test set)", ylabel="model", xlim=(0, 1))
     legend_outside(ax)
     ax.figure.tight_layout()
     return ax.figure
@@ -122,8 +147,8 @@ def plot_histories(histories: dict, metric: str = "val_loss", title: str = "Vali
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     for name, history in drawn.items():
         ax.plot(history["epoch"] + 1, history[metric], "-o", ms=3, label=name)
-    ax.set(title=title, xlabel="epoch", ylabel=metric)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set(title=wrapped(title, 60), xlabel="epoch", ylabel=metric)
+    epoch_ticks(ax, pd.concat([h["epoch"] for h in drawn.values()]) + 1)
     legend_outside(ax, fontsize=8)
     fig.tight_layout()
     return fig

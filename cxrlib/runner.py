@@ -126,8 +126,8 @@ def chapter_parameters(chapter: str, profile: str, data_dir, params: dict) -> di
 class Identities:
     """Chapter identities as the chapters compute them, loading each distinct data selection once."""
 
-    def __init__(self, profile: str, data_dir):
-        self.profile, self.data_dir, self.loaded, self.done = profile, data_dir, {}, {}
+    def __init__(self, profile: str, data_dir, log=None):
+        self.profile, self.data_dir, self.loaded, self.done, self.log = profile, data_dir, {}, {}, log
 
     def data_id(self, settings: dict) -> str:
         """The data identity for these settings (the split and image contents), cached per selection."""
@@ -140,6 +140,8 @@ class Identities:
                              harmonise_resolution=settings["harmonise_resolution"],
                              on_bad_image=settings["on_bad_image"], min_per_split=settings["min_per_split"])
             self.loaded[key] = identity.data_identity(data, settings)
+            if self.log and len(self.loaded) == 1:
+                self.log(f"data: {data.source.describe()}; {data.drops.line()}")
         return self.loaded[key]
 
     def of(self, chapter: str, injected: dict) -> str:
@@ -277,7 +279,7 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
     profile_settings(profile)
     order = chapter_order(names)
     params = check_parameters(params or {}, order)
-    ids = Identities(profile, data_dir)
+    ids = Identities(profile, data_dir, log)
     executed, started_all = [], time.perf_counter()
     for chapter in order:
         injected = chapter_parameters(chapter, profile, data_dir, params)
@@ -353,6 +355,8 @@ def main(argv=None) -> int:
     run.add_argument("--data", default=os.environ.get("CXR_DATA_DIR"), help="an NIH ChestX-ray14 folder")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="a notebook parameter")
     run.add_argument("--force", action="store_true", help="run even when nothing changed")
+    run.add_argument("--tuner-workers", type=int, metavar="N", help="Hyperband in keras-tuner's distributed mode: a "
+                     "chief and one worker per visible GPU, or N CPU workers (the parameter tuner_workers)")
     run.add_argument("--from-page", metavar="PATH", help="re-run the chapter of an executed page with its recorded "
                      "parameters (book/chapters/<chapter>.ipynb); no chapter names or -p with it")
     compare = sub.add_parser("compare", help="metrics of two run folders side by side, and the largest difference")
@@ -370,7 +374,10 @@ def main(argv=None) -> int:
                                   f"drop the chapter names {args.chapters} and -p {args.param}")
             repro.rerun_from_page(args.from_page, args.force)
         elif args.command == "run":
-            run_chapters(args.chapters, args.profile, args.data, parse_assignments(args.param), args.force)
+            params = parse_assignments(args.param)
+            if args.tuner_workers is not None:
+                params["TUNER_WORKERS"] = args.tuner_workers
+            run_chapters(args.chapters, args.profile, args.data, params, args.force)
         elif args.command == "compare":
             from cxrlib import repro
 

@@ -1,7 +1,9 @@
 """Section 4 of the report as one procedure per backbone: feature extraction, then fine tuning."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 
@@ -22,9 +24,16 @@ class BackboneRun:
 
     @property
     def label(self) -> str:
-        """The backbone's title, marked wherever no pretrained weights were used."""
-        title = backbones.spec(self.name).title
-        return title if self.pretrained else f"{title} [no pretrained weights]"
+        """The backbone's title, tagged (book.model_label) wherever no pretrained weights were used."""
+        from cxrlib.book import model_label
+
+        return model_label(backbones.spec(self.name).title, self.pretrained)
+
+    def model_label(self, model_name: str) -> str:
+        """One of this backbone's trained models as tables and figures show it (tagged likewise)."""
+        from cxrlib.book import model_label
+
+        return model_label(model_name, self.pretrained)
 
 
 def weights_summary(ch) -> str:
@@ -37,11 +46,24 @@ def weights_summary(ch) -> str:
     return "; ".join(texts)
 
 
+def weights_digest(ch, name: str) -> str:
+    """The content hash of the weights file a backbone starts from, so a replaced file is never reused."""
+    path = (backbones.chexnet_weights_path(ch["chexnet_weights"]) if name == "chexnet"
+            else backbones.keras_cache_file(name))
+    if not path or not Path(path).is_file():
+        return "no file"
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:20]
+
+
 def load_backbone(ch, name: str):
     """The pretrained (or, where allowed, seeded random) backbone at the chapter's input size."""
     keras.utils.set_random_seed(ch["seed"])
     return backbones.pretrained_backbone(name, ch["backbone_size"], ch["allow_random_weights"],
-                                         ch["chexnet_weights"])
+                                         ch["chexnet_weights"], allow_partial=ch["allow_partial_weights"])
 
 
 def backbone_features(ch, name: str, base, weights: str) -> dict:
@@ -49,7 +71,7 @@ def backbone_features(ch, name: str, base, weights: str) -> dict:
     size = ch["backbone_size"]
     extractor = keras.Sequential([*backbones.preprocessing(backbones.spec(name).preprocessing), base])
     return {split: extract(lambda batch: extractor(batch, training=False), ch.data.images(split, size),
-                           feature_key(name, size, weights, ch["seed"], ch.fingerprint,
+                           feature_key(name, size, weights, weights_digest(ch, name), ch["seed"], ch.fingerprint,
                                        tuple(ch.data.split(split)["Image Index"])),
                            ch["batch_size"], desc=f"{name} features, {split}")
             for split in SPLITS}
@@ -67,7 +89,8 @@ def run_backbone(ch, name: str) -> BackboneRun:
     print(f"{backbones.spec(name).title}: {weights}")
     run = BackboneRun(name, weights, pretrained)
     features = backbone_features(ch, name, base, weights)
-    spec = {"backbone": name, "size": ch["backbone_size"], "weights": weights}
+    spec = {"backbone": name, "size": ch["backbone_size"], "weights": weights,
+            "weights_content": weights_digest(ch, name)}
     top = ch.fit(f"{name}_features", lambda: backbones.head(name, features["train"].shape[1:]),
                  lambda split, shuffle, start=0: array_dataset(features[split], ch.data.labels(split),
                                                                ch["batch_size"], shuffle, ch["seed"], start),

@@ -36,29 +36,119 @@ def hypermodel(image_size: int, resize_to: int):
     return build
 
 
+def _recorded_hyperband():
+    """keras_tuner.Hyperband whose every finished trial is logged with the tuner (worker) that ran it."""
+    import keras_tuner
+
+    class Recorded(keras_tuner.Hyperband):
+        def on_trial_end(self, trial):
+            """Log who ran the trial, then let keras-tuner finish it."""
+            with open(Path(self.project_dir) / "trials_run.txt", "a") as log:
+                log.write(f"{self.tuner_id} {trial.trial_id}\n")
+            super().on_trial_end(trial)
+
+    return Recorded
+
+
+def project_name(image_size: int, resize_to: int, max_epochs: int, factor: int, iterations: int, seed: int,
+                 patience: int, tag: str) -> str:
+    """The search's folder name: every setting in a hash, so a changed one starts a new search."""
+    import hashlib
+
+    settings = f"{image_size}|{resize_to}|{max_epochs}|{factor}|{iterations}|{seed}|{patience}|{tag}"
+    return "second_cnn_" + hashlib.sha256(settings.encode()).hexdigest()[:12]
+
+
+def open_tuner(folder: Path, *, image_size: int, resize_to: int, max_epochs: int, factor: int = 3,
+               iterations: int = 1, seed: int = 42, patience: int = 5, tag: str = ""):
+    """The Hyperband tuner of these settings; it reloads whatever the folder already holds.
+
+    Under keras-tuner's distributed mode (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and _PORT set) it is
+    the chief's oracle or a worker that asks the chief for trials; otherwise a local search.
+    """
+    project = project_name(image_size, resize_to, max_epochs, factor, iterations, seed, patience, tag)
+    return _recorded_hyperband()(hypermodel(image_size, resize_to), objective="val_loss", max_epochs=max_epochs,
+                                 factor=factor, hyperband_iterations=iterations, seed=seed,
+                                 directory=str(folder), project_name=project, overwrite=False)
+
+
+def read_search(folder: Path, **settings):
+    """The tuner of a finished (e.g. distributed) search, with the trials its chief oracle saved."""
+    import os
+
+    roles = {k: os.environ.pop(k) for k in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+             if k in os.environ}
+    try:
+        tuner = open_tuner(folder, **settings)  # a local reader, never a worker of a running chief
+    finally:
+        os.environ.update(roles)
+    if (Path(tuner.project_dir) / "oracle.json").is_file():
+        tuner.oracle.reload()
+    return tuner
+
+
 def search(train_ds, val_ds, folder: Path, *, image_size: int, resize_to: int, max_epochs: int,
-           factor: int = 3, iterations: int = 1, seed: int = 42, patience: int = 5, tag: str = ""):
+           factor: int = 3, iterations: int = 1, seed: int = 42, patience: int = 5, tag: str = "",
+           class_weight=None, steps_per_epoch=None):
     """Run (or resume) the search; returns the tuner.
 
     tag (e.g. the data fingerprint and batch size) joins the settings in the project's name, so a
-    changed setting starts a new search instead of resuming a stale one.
+    changed setting starts a new search instead of resuming a stale one. class_weight is the final
+    training's (cxrlib.training.class_weights), so trials are judged on the loss the model will train on.
     """
-    import hashlib
+    from keras_tuner.src.distribute import utils as distributed
 
-    import keras_tuner
-
-    settings = f"{image_size}|{resize_to}|{max_epochs}|{factor}|{iterations}|{seed}|{patience}|{tag}"
-    project = "second_cnn_" + hashlib.sha256(settings.encode()).hexdigest()[:12]
-    tuner = keras_tuner.Hyperband(hypermodel(image_size, resize_to), objective="val_loss", max_epochs=max_epochs,
-                                  factor=factor, hyperband_iterations=iterations, seed=seed,
-                                  directory=str(folder), project_name=project, overwrite=False)
+    tuner = open_tuner(folder, image_size=image_size, resize_to=resize_to, max_epochs=max_epochs, factor=factor,
+                       iterations=iterations, seed=seed, patience=patience, tag=tag)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
-    tuner.search(train_ds, validation_data=val_ds, callbacks=[stop, EpochLine("trial", max_epochs)], verbose=0)
+    tuner.search(train_ds, validation_data=val_ds, callbacks=[stop, EpochLine("trial", max_epochs)], verbose=0,
+                 class_weight=class_weight, steps_per_epoch=steps_per_epoch)
+    if distributed.has_chief_oracle() and not distributed.is_chief_oracle():
+        return tuner  # a worker: the chief holds the trials
+    check_trials(tuner)
+    return tuner
+
+
+def chapter_search(ch):
+    """The hyperband chapter's search, with the final training's class weights: in this process, or under
+    keras-tuner's distributed mode with a chief and ch['tuner_workers'] workers (cxrlib.parallel)."""
+    from cxrlib import parallel
+    from cxrlib.data.pipeline import steps_per_epoch
+    from cxrlib.training import class_weights
+
+    size = ch["image_size"]
+    settings = {"image_size": size, "resize_to": ch["resize_to"], "max_epochs": ch["hyperband_max_epochs"],
+                "factor": ch["hyperband_factor"], "iterations": ch["hyperband_iterations"], "seed": ch["seed"],
+                "patience": ch["patience"], "tag": f"{ch.fingerprint}|{ch['batch_size']}|{ch['class_weight']}"}
+    weights = class_weights(ch.data.labels("train"), ch["class_weight"])
+    folder = Path(ch.run.file("work", "tuner"))
+    if not ch["tuner_workers"]:
+        steps = steps_per_epoch(len(ch.data.labels("train")), ch["batch_size"])  # the training pipeline is endless
+        return search(ch.dataset("train", size), ch.dataset("val", size), folder, class_weight=weights,
+                      steps_per_epoch=steps, **settings)
+    spec = parallel.write_spec(folder, (ch.data.images("train", size), ch.data.labels("train")),
+                               (ch.data.images("val", size), ch.data.labels("val")), batch_size=ch["batch_size"],
+                               seed=ch["seed"], class_weight=weights, search=settings)
+    workers = parallel.distributed_search(spec, ch["tuner_workers"])
+    print(f"Hyperband ran on {len(workers)} worker(s) under a chief oracle; logs in {folder}")
+    tuner = read_search(folder, **settings)
+    check_trials(tuner)
+    return tuner
+
+
+def check_trials(tuner):
+    """Every trial completed; otherwise one error naming how many failed and the first reason."""
     failed = [t for t in tuner.oracle.trials.values() if str(t.status) != "COMPLETED"]
     if failed or not tuner.oracle.trials:
         reason = failed[0].message if failed else "no trial ran"
         raise RuntimeError(f"{len(failed)} Hyperband trial(s) failed: {reason}")
-    return tuner
+
+
+def trials_run(tuner) -> pd.DataFrame:
+    """Which tuner (worker) ran which trial, from the search folder's log; one row per trial run."""
+    log = Path(tuner.project_dir) / "trials_run.txt"
+    lines = log.read_text().split("\n") if log.is_file() else []
+    return pd.DataFrame([line.split() for line in lines if line.strip()], columns=["tuner", "trial"])
 
 
 def trials_table(tuner) -> pd.DataFrame:
@@ -87,6 +177,6 @@ def plot_trials(trials: pd.DataFrame, title: str = "Hyperband trials"):
     for rate, group in done.groupby("learning_rate"):
         ax.scatter(group["units"], group["val_loss"], s=30 + 30 * group["layers"], alpha=0.7, label=f"lr {rate:g}")
     ax.set(title=title, xlabel="units per dense layer (marker size: layers)", ylabel="best validation loss")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # outside the data (the book's figure style)
     fig.tight_layout()
     return fig

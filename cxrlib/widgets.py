@@ -70,9 +70,10 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
     import matplotlib.pyplot as plt
 
     from cxrlib.explain import overlay, to_display
+    from cxrlib.plots import legend_outside, wrapped
 
     rows = max(len(chosen), 1)
-    fig, axes = plt.subplots(rows, 2, figsize=(10, 2.9 * rows), squeeze=False,
+    fig, axes = plt.subplots(rows, 2, figsize=(7.5, 2.6 * rows + 0.4), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 2.2]})
     if chosen.empty:
         for ax in axes.flat:
@@ -93,8 +94,8 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
         probs.plot.barh(ax=bar_ax, legend=image_ax is axes[0, 0], xlim=(0, 1))
         bar_ax.set(xlabel="probability", ylabel="class", title="every model's probabilities")
         if image_ax is axes[0, 0]:
-            bar_ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle(title)
+            legend_outside(bar_ax, fontsize=7)
+    fig.suptitle(wrapped(title))
     fig.tight_layout()
     return fig
 
@@ -106,6 +107,12 @@ def static_gallery(predictions: dict, images: dict, model: str = ALL_MODELS, tru
     chosen = selection.pick(model, true_class, predicted)
     title = (f"Misclassified by {model}: true {true_class}, predicted {predicted} "
              f"({len(chosen)} images; first {min(count, len(chosen))})")
+    if chosen.empty:  # a sentence, not a blank figure
+        from cxrlib.plots import say_empty
+
+        say_empty(f"No test image is misclassified by {model} with true class {true_class} and predicted class "
+                  f"{predicted}.")
+        return None
     return draw_page(selection, chosen.head(count), images, heatmaps, title, model)
 
 

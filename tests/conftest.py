@@ -64,10 +64,11 @@ def sample_dir():
 
 @pytest.fixture(scope="session")
 def smoke_book(tmp_path_factory):
-    """The smoke book executed and built once per session, in a folder of its own (caches and runs too).
+    """The smoke book executed and built once per session (test_book.py and test_browser.py share it), in a
+    folder of its own: the book root, with runs/ and cache/ beside it.
 
-    CXR_TEST_BOOK=/path/to/a/built/book/root reuses a book already built that way (its _build/html),
-    for iterating on the rendering without executing every chapter again.
+    CXR_TEST_BOOK=/path/to/a/built/book/root reuses a book already built in that layout (root, ../runs,
+    ../cache), for iterating on the rendering without executing every chapter again.
     """
     from cxrlib import runner
 
@@ -84,6 +85,7 @@ def smoke_book(tmp_path_factory):
         patch.setenv("CXR_CACHE_DIR", str(base / "cache"))
         patch.setenv("CXR_RUNS_DIR", str(base / "runs"))
         patch.setenv("CXR_SAMPLE_DIR", str(SAMPLE if SAMPLE.is_dir() else base / "no-sample-here"))
-        runner.run_chapters(profile="smoke", book_root=root)
+        executed = runner.run_chapters(profile="smoke", book_root=root)
+        assert executed == runner.chapter_order(), f"the smoke build executed {executed}"
         runner.build_book(root)
     return root

@@ -111,10 +111,12 @@ def test_model_choice_ties_go_to_the_reports_preference(tmp_path):
 
 
 def test_labels_say_no_pretrained_weights():
-    text = "VGG16 [no pretrained weights], CheXNet (DenseNet121)"
+    text = "VGG16 (no pretrained weights), CheXNet (DenseNet121)"  # as the pretrained chapter records it
     assert analysis.display_label("VGG16", "pretrained/vgg16_features", text) == "VGG16 (no pretrained weights)"
     assert analysis.display_label("CheXNet", "pretrained/chexnet_features", text) == "CheXNet"
     assert analysis.display_label("Fused", "fused/fused", text) == "Fused"
+    assert analysis.display_label("ensemble/ga", "ensemble/ga", text) == "ensemble/ga (no pretrained weights)"
+    assert analysis.display_label("ensemble/ga", "ensemble/ga", "VGG16, CheXNet (DenseNet121)") == "ensemble/ga"
 
 
 def peaked(size, x, y, width=3.0):

@@ -36,34 +36,32 @@ def outputs(path: Path) -> str:
 
 
 @pytest.mark.book
-def test_smoke_book(isolated, monkeypatch):
-    """On the real sample where it exists (as in CI); on a stranger's machine, on synthetic images."""
+def test_smoke_book(smoke_book, monkeypatch):
+    """The session's one smoke build (shared with the browser test): on the real sample where it exists
+    (as in CI); on a stranger's machine, on synthetic images."""
     real = SAMPLE.is_dir()
-    monkeypatch.setenv("CXR_SAMPLE_DIR", str(SAMPLE if real else isolated / "no-sample-here"))
-    root = book_copy(isolated)
-    executed = runner.run_chapters(profile="smoke", book_root=root)
-    assert executed == runner.chapter_order()
+    base = smoke_book.parent  # the smoke_book fixture keeps runs/ and cache/ beside the book root
     for chapter in runner.CHAPTERS:
-        text = outputs(root / "book" / "chapters" / f"{chapter}.ipynb")
-        assert "Provenance." in text
+        text = outputs(smoke_book / "book" / "chapters" / f"{chapter}.ipynb")
+        assert "Provenance." in text and 'class="cxr-summary"' in text
         if real:
             assert "real NIH sample" in text and "SYNTHETIC" not in text
         else:
             assert "SYNTHETIC DATA" in text and "border:3px solid" in text
-    assert runner.run_chapters(profile="smoke", book_root=root) == []  # nothing changed: all skipped
-    (isolated / "runs" / "smoke" / "dataset" / "chapter.json").unlink()  # results lost: run again
-    assert runner.run_chapters(["dataset"], profile="smoke", book_root=root) == ["dataset"]
-
-    html = runner.build_book(root)
-    assert html.is_file()
-    for chapter in runner.CHAPTERS:
-        page = (root / "_build" / "html" / "book" / "chapters" / f"{chapter}.html").read_text()
+        page = (smoke_book / "_build" / "html" / "book" / "chapters" / f"{chapter}.html").read_text()
         images = re.findall(r'<img[^>]+src="([^"]+\.png)"', page)
         assert len(images) >= 2, f"{chapter} shows {len(images)} figures"
-        assert all((root / "_build" / "html" / "book" / "chapters" / src).resolve().is_file() for src in images)
-    runs = isolated / "runs" / "smoke" / "fused"
+        assert all((smoke_book / "_build" / "html" / "book" / "chapters" / src).resolve().is_file() for src in images)
+    runs = base / "runs" / "smoke" / "fused"
     assert (runs / "models" / "fused.keras").is_file()
     assert (runs / "predictions" / "fused__test.csv").is_file() and (runs / "metrics" / "fused.csv").is_file()
+
+    monkeypatch.setenv("CXR_CACHE_DIR", str(base / "cache"))
+    monkeypatch.setenv("CXR_RUNS_DIR", str(base / "runs"))
+    monkeypatch.setenv("CXR_SAMPLE_DIR", str(SAMPLE if real else base / "no-sample-here"))
+    assert runner.run_chapters(profile="smoke", book_root=smoke_book) == []  # nothing changed: all skipped
+    (base / "runs" / "smoke" / "dataset" / "chapter.json").unlink()  # results lost: run again
+    assert runner.run_chapters(["dataset"], profile="smoke", book_root=smoke_book) == ["dataset"]
 
 
 @pytest.mark.book

@@ -157,3 +157,114 @@ def test_table_html_fits_the_column():
     assert book.table_html(wide_and_long).count("<table") == 2  # split in column groups
     wide = pd.DataFrame(np.zeros((2, 10)))
     assert book.table_html(wide).count("<table") == 1 and book.table_style(wide).data.shape == (10, 2)
+
+
+def test_one_label_helper_everywhere():
+    from cxrlib import analysis
+    from cxrlib.transfer import BackboneRun
+
+    run = BackboneRun("chexnet", "random", pretrained=False)
+    assert run.label == book.model_label("CheXNet (DenseNet121)", False) == "CheXNet (DenseNet121) (no pretrained weights)"
+    assert run.model_label("chexnet_features") == "chexnet_features (no pretrained weights)"
+    recorded = ", ".join([run.label, BackboneRun("vgg16", "ImageNet", pretrained=True).label])
+    assert analysis.without_weights(recorded) == {"chexnet"}
+    assert analysis.display_label("CheXNet", "pretrained/chexnet_features", recorded) == "CheXNet (no pretrained weights)"
+    assert analysis.display_label("VGG16", "pretrained/vgg16_features", recorded) == "VGG16"
+
+
+def test_conclusions_list_every_recorded_limit():
+    from cxrlib import conclusions
+
+    infos = {"scratch": {"settings": PROFILES["smoke"], "data": "real NIH sample at x (422 single-label images)",
+                         "weights": "not used by this chapter"},
+             "pretrained": {"settings": PROFILES["smoke"], "data": "real NIH sample at x (422 single-label images)",
+                            "weights": "VGG16 (no pretrained weights)"}}
+    limits = conclusions.recorded_limits(infos)
+    assert limits == ["2 epochs (report: up to 30)", "24 training images per class", "87 px images (report: 227)",
+                      "the 422-image real sample", "32 px backbone inputs (report: 224)", "no pretrained weights"]
+
+    class Source:
+        synthetic, kind = False, "dataset"
+
+        def describe(self):
+            return "a test source"
+
+    ours = pd.DataFrame({"Accuracy": [0.5], "F1-macro": [0.4], "ROC AUC": [0.6]}, index=["fused/fused"])
+    scores = pd.Series({"fused/fused": 0.3})
+    text = conclusions.closing_statement(ours, Source(), 8, "smoke", scores, limits)
+    assert all(f"- {factor}" in text for factor in limits)
+    assert "records no setting below" in conclusions.closing_statement(ours, Source(), 8, "full", scores, [])
+
+
+def boxes_overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_conclusions_legend_stays_off_the_bars():
+    import matplotlib.pyplot as plt
+
+    from cxrlib import conclusions
+
+    ours = pd.DataFrame({"Accuracy": [0.95], "F1-macro": [0.95], "ROC AUC": [0.99]}, index=["a/b (no pretrained weights)"])
+    fig = conclusions.plot_best_vs_report(ours, pd.Series({"a/b (no pretrained weights)": 0.9}))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not any(boxes_overlap(legend, bar.get_window_extent(renderer)) for bar in ax.patches)
+    plt.close(fig)
+
+
+def test_history_title_legend_and_panels_do_not_overlap():
+    import matplotlib.pyplot as plt
+
+    from cxrlib import plots
+
+    history = pd.DataFrame({"epoch": [0], "loss": [1.3863], "accuracy": [0.25], "val_loss": [1.38631], "val_accuracy": [0.3]})
+    fig = plots.plot_history(history, "CheXNet (DenseNet121) (no pretrained weights): "
+                                      "chexnet_finetune_conv5_block15_0_bn (no pretrained weights)")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    legend = fig.legends[0].get_window_extent(renderer)
+    figure = fig.bbox
+    assert figure.x0 <= title.x0 and title.x1 <= figure.x1, "the title runs off the figure"
+    for ax in fig.axes:
+        panel = ax.get_tightbbox(renderer)
+        assert not boxes_overlap(title, panel) and not boxes_overlap(legend, panel)
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["1"]  # whole epochs only
+    plt.close(fig)
+
+
+def test_resizer_change_is_measured_not_claimed():
+    from cxrlib import explain
+
+    ramp = [np.tile(np.linspace(0, 1, 16), (16, 1))]
+    same = explain.resizer_change(ramp, ramp)
+    assert "by 0.000 on average" in same and "about the same" in same and "1.00 times" in same
+    steeper = explain.resizer_change(ramp, [2 * ramp[0]])
+    assert "by 0.500 on average" in steeper and "stronger" in steeper and "2.00 times" in steeper
+
+
+def test_empty_gallery_is_a_sentence_not_a_figure(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from cxrlib import plots, runs
+    from cxrlib.widgets import static_gallery
+
+    said = []
+    monkeypatch.setattr(plots, "say_empty", said.append)
+    ids, labels = ["1.png", "2.png"], np.array([0, 1])
+    right = runs.predictions_frame(ids, labels, np.eye(4)[labels] * 0.9 + 0.025)
+    images = {i: np.zeros((8, 8), np.uint8) for i in ids}
+    assert static_gallery({"a": right}, images) is None  # nothing misclassified
+    assert plt.get_fignums() == []
+    assert said and said[0].startswith("No test image is misclassified by all models")
+
+
+def test_titles_break_without_splitting_the_tag():
+    from cxrlib import plots
+
+    assert plots.short_lines("CheXNet (DenseNet121) (no pretrained weights)") == "CheXNet (DenseNet121)\n(no pretrained weights)"
+    assert plots.short_lines("Fused") == "Fused"
+    assert plots.wrapped("a " * 50, 20).count("\n") == 4 and plots.wrapped("short") == "short"

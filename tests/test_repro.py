@@ -196,6 +196,7 @@ def test_from_page_reruns_a_toy_chapter_with_its_data_and_parameters(isolated, m
     from tests.test_rerun import toy_notebooks
 
     monkeypatch.setenv("CXR_NOTEBOOKS_DIR", str(toy_notebooks(isolated / "notebooks")))
+    _freeze_code_digest(monkeypatch)
     first, second = isolated / "first", isolated / "second"
     quiet = {"log": lambda *a: None}
     assert runner.run_chapters(["fused"], "smoke", nih_folder, {"epochs": 3}, book_root=first, **quiet) == ["fused"]
@@ -213,6 +214,15 @@ def test_from_page_reruns_a_toy_chapter_with_its_data_and_parameters(isolated, m
 
 
 # --- reruns (slow: they execute chapters) -----------------------------------------------------------------
+
+def _freeze_code_digest(monkeypatch):
+    """Stamps include the library's code digest: edits to cxrlib/ by someone else while a test runs
+    (a shared checkout) must not pass for a difference made by --from-page."""
+    from cxrlib import identity
+
+    frozen = identity.code_digest()
+    monkeypatch.setattr(identity, "code_digest", lambda: frozen)
+
 
 def _use_sample(monkeypatch, folder: Path):
     """The real sample where present (as in CI), synthetic images elsewhere."""
@@ -256,6 +266,7 @@ def test_training_twice_from_empty_folders_gives_identical_results(tmp_path, mon
 @pytest.mark.book
 def test_a_page_rerun_with_from_page_has_the_original_stamp(tmp_path, monkeypatch):
     _use_sample(monkeypatch, tmp_path)
+    _freeze_code_digest(monkeypatch)
     original = _run_in(monkeypatch, tmp_path / "original", ["dataset"], params={"seed": 7})
     page = original / "book" / "chapters" / "dataset.ipynb"
     assert repro.page_parameters(page)[1]["SEED"] == 7

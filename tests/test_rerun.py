@@ -218,3 +218,12 @@ def test_results_reach_the_run_folder_only_when_the_chapter_finishes(isolated, n
     assert not (isolated / "runs" / "smoke" / "fused").exists()
     chapter.finish()
     assert (isolated / "runs" / "smoke" / "fused" / "metrics" / "tiny.csv").is_file()
+
+
+def test_a_notebook_run_by_hand_and_the_runner_reach_the_same_identity(isolated, nih_folder):
+    """Both go through the same identity: the runner's stamp is what the chapter computes in its kernel."""
+    for params in ({}, {"epochs": 3, "seed": 5}):
+        stamp = runner.Identities("smoke", nih_folder).of("scratch", runner.chapter_parameters(
+            "scratch", "smoke", nih_folder, params))
+        by_hand = Chapter("scratch", "smoke", nih_folder, isolated / "runs", **params)
+        assert by_hand.identity == stamp

@@ -23,7 +23,7 @@ def test_parameters_keep_their_types():
 
 
 def test_unknown_parameter_is_refused_before_running(isolated):
-    with pytest.raises(runner.RunnerError, match="has a parameter NOPE"):
+    with pytest.raises(runner.RunnerError, match="unknown parameter nope=1"):
         runner.run_chapters(["fused"], "smoke", params={"nope": 1}, book_root=isolated)
 
 
@@ -36,8 +36,10 @@ def test_chapter_parameters_report_only_real_changes():
     settings, changed = resolve_parameters("fused", "smoke", {"EPOCHS": 2, "SEED": 7, "AUGMENT": None})
     assert settings["epochs"] == 2 and settings["seed"] == 7 and settings["augment"] is False
     assert changed == {"seed": 7}
-    with pytest.raises(ValueError, match="no parameter"):
+    with pytest.raises(ValueError, match="unknown parameter WIDTH=3"):
         resolve_parameters("fused", "smoke", {"WIDTH": 3})
+    with pytest.raises(ValueError, match="chapter 'scratch' has no parameter dense_units"):
+        resolve_parameters("scratch", "smoke", {"DENSE_UNITS": 64})
 
 
 def test_cli_reports_errors_without_a_traceback(capsys):
@@ -53,3 +55,33 @@ def test_stderr_goes_to_the_log_and_comes_back(tmp_path):
         os.write(2, b"tensorflow noise\n")
     assert log.read_text() == "tensorflow noise\n"
     os.write(2, b"")  # stderr is usable again
+
+
+def test_cxr_list_shows_types_defaults_per_profile_and_ranges(capsys):
+    assert runner.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "fused: seed, fractions" in out and "default (smoke)" in out and "default (full)" in out
+    epochs = next(line for line in out.splitlines() if line.startswith("epochs"))
+    assert "int" in epochs and ">= 1" in epochs and " 2 " in f" {epochs} "
+
+
+def test_every_notebook_states_exactly_its_parameters_once():
+    """The table, the notebooks' parameters cells and the profiles agree."""
+    from cxrlib.config import CHAPTER_DEFAULTS, PROFILES
+    from cxrlib.params import PARAMETERS, chapter_parameters
+
+    import re
+
+    import nbformat
+
+    for chapter in runner.CHAPTERS:
+        notebook = nbformat.read(runner.notebooks_dir() / f"{chapter}.ipynb", as_version=4)
+        source = next(c.source for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+        stated = re.findall(r"^([A-Z_]+) =", source, re.M)
+        assert len(stated) == len(set(stated)), f"{chapter} states a parameter twice"
+        assert set(stated) == {"PROFILE", "DATA_DIR", *(n.upper() for n in chapter_parameters(chapter))}, chapter
+        cell = runner.notebook_parameters(chapter)
+        assert all(value is None for name, value in cell.items() if name not in ("PROFILE", "DATA_DIR"))
+    for name in PARAMETERS:
+        assert all(name in settings for settings in PROFILES.values()) or any(
+            name in d for d in CHAPTER_DEFAULTS.values()), f"{name} has no default"

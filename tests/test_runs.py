@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cxrlib import runs
@@ -24,14 +25,40 @@ def test_predictions_round_trip_across_chapters(tmp_path):
     frame = runs.predictions_frame(["a.png", "b.png"], [0, 3], probs)
     for chapter in ("fused", "scratch"):
         run = runs.ChapterRun("smoke", chapter, tmp_path)
-        run.write_info({"data_fingerprint": "abc"})
+        run.write_info({"data_identity": "abc"})
         run.save_predictions("model", "test", frame)
-    found = runs.load_predictions("smoke", "test", tmp_path, fingerprint="abc")
+    found = runs.load_predictions("smoke", "test", tmp_path, data_id="abc")
     assert set(found) == {"fused/model", "scratch/model"}
     assert list(found["fused/model"]["pred"]) == [0, 3]
     assert np.allclose(runs.probabilities(found["fused/model"]), probs)
-    with pytest.raises(RuntimeError, match="other data"):
-        runs.load_predictions("smoke", "test", tmp_path, fingerprint="different")
+    with pytest.raises(runs.JoinError, match="cannot use chapter '(fused|scratch)': it ran on other data"):
+        runs.load_predictions("smoke", "test", tmp_path, data_id="different", reader="ensemble")
+
+
+def test_predictions_are_joined_by_image_id_and_label_never_by_position(tmp_path):
+    probs = np.eye(4)[[0, 3]]
+    run = runs.ChapterRun("smoke", "fused", tmp_path)
+    run.write_info({"data_identity": "abc"})
+    run.save_predictions("fused", "test", runs.predictions_frame(["a.png", "b.png"], [0, 3], probs))
+    ours = pd.DataFrame({"Image Index": ["a.png", "b.png"], "label": [0, 3]})
+    assert len(runs.load_predictions("smoke", "test", tmp_path, "abc", rows=ours)["fused/fused"]) == 2
+    for other in (ours.iloc[::-1], ours.assign(label=[0, 2]), ours.iloc[:1]):
+        with pytest.raises(runs.JoinError, match="chapter 'ensemble' cannot use fused/fused.*cxr run fused"):
+            runs.load_predictions("smoke", "test", tmp_path, "abc", rows=other.reset_index(drop=True),
+                                  reader="ensemble")
+
+
+def test_staged_results_replace_the_live_ones_only_when_promoted(tmp_path):
+    live = runs.ChapterRun("smoke", "fused", tmp_path, staged=True)
+    live.save_metrics("a", pd.DataFrame({"Accuracy": [1.0]}, index=["a"]))
+    live.promote()
+    staged = runs.ChapterRun("smoke", "fused", tmp_path, staged=True)
+    staged.save_metrics("b", pd.DataFrame({"Accuracy": [0.5]}, index=["b"]))
+    assert sorted(p.name for p in (tmp_path / "smoke" / "fused" / "metrics").iterdir()) == ["a.csv"]
+    staged.keep("metrics", "a.csv")
+    staged.promote()
+    assert sorted(p.name for p in (tmp_path / "smoke" / "fused" / "metrics").iterdir()) == ["a.csv", "b.csv"]
+    assert not (tmp_path / "smoke" / ".staging" / "fused").exists()
 
 
 def test_metrics_rows_are_gathered(tmp_path):
@@ -45,7 +72,7 @@ def test_metrics_rows_are_gathered(tmp_path):
 
 def test_load_predictions_by_key_names_what_to_run(tmp_path):
     run = runs.ChapterRun("smoke", "fused", tmp_path)
-    run.write_info({"data_fingerprint": "abc"})
+    run.write_info({"data_identity": "abc"})
     run.save_predictions("fused", "test", runs.predictions_frame(["a.png"], [0], np.eye(4)[[0]]))
     assert set(runs.load_predictions("smoke", "test", tmp_path, "abc", keys=["fused/fused"])) == {"fused/fused"}
     with pytest.raises(FileNotFoundError, match="cxr run scratch"):

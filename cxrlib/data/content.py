@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # plain text, never a notebook widget the static book cannot render
 
 from cxrlib.config import cache_dir
 from cxrlib.data.errors import DataError
