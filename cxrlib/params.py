@@ -41,8 +41,9 @@ class Param:
         none = " or None" if self.nullable else ""
         if self.kind in ("int", "float"):
             word = "a whole number" if self.kind == "int" else "a number"
-            low = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
-            high = "" if self.high is None else f"<= {self.high:g}"
+            shown = (lambda v: f"{int(v):,}") if self.kind == "int" else (lambda v: f"{v:g}")
+            low = "" if self.low is None else f"{'>' if self.low_open else '>='} {shown(self.low)}"
+            high = "" if self.high is None else f"<= {shown(self.high)}"
             return f"{word} {' and '.join(x for x in (low, high) if x)}{none}".replace("  ", " ")
         if self.kind == "bool":
             return f"true or false{none}"

@@ -229,7 +229,8 @@ class Pages:
         self.page.parent.mkdir(parents=True, exist_ok=True)
         self.stamp.unlink(missing_ok=True)
         os.replace(self.staged_page, self.page)
-        os.replace(self.staged_log, self.log)
+        if self.staged_log.is_file():
+            os.replace(self.staged_log, self.log)
         self.stamp.write_text(stamp)
         for stale in (self.failed_page, self.failed_log):
             stale.unlink(missing_ok=True)
@@ -333,15 +334,16 @@ def build_book(book_root: Path = REPO_ROOT, log=print) -> Path:
 
 
 def parameter_listing() -> str:
-    """`cxr list`: the chapters, then every parameter's type, default per profile and allowed values."""
-    import pandas as pd
+    """`cxr list`: every parameter with its type, allowed values, default per profile and chapters."""
+    from cxrlib.params import table
 
-    from cxrlib.params import chapter_parameters as takes, table
-
-    lines = ["Chapters (in book order) and the parameters each takes (cxr run CHAPTER -p name=value):"]
-    lines += [f"  {c}: {', '.join(takes(c))}" for c in CHAPTERS]
-    with pd.option_context("display.max_colwidth", 60, "display.width", 250):
-        lines += ["", "Parameters:", table(list(CHAPTERS)).drop(columns=["chapters"]).to_string()]
+    lines = ["Parameters (cxr run CHAPTER -p name=value); a chapter takes those that name it or 'all':", ""]
+    for name, row in table(list(CHAPTERS)).iterrows():
+        defaults = ", ".join(f"{column[9:-1]} {row[column]}" for column in row.index if column.startswith("default"))
+        lines += [f"{name} ({row['type']}): {row['what']}",
+                  f"    allowed: {row['allowed']}",
+                  f"    default: {defaults}",
+                  f"    chapters: {row['chapters']}"]
     return "\n".join(lines)
 
 

@@ -126,8 +126,13 @@ class ChapterRun:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def promote(self) -> Path:
-        """Move the finished staging folder into place in one step, replacing the last good results."""
-        return promote(self.staging, self.live)
+        """Move the finished staging folder into place, replacing the last good results; then drop the
+        training state of the models it holds (kept until now, so a failure later in the chapter loses none)."""
+        trained = [path.stem for path in (self.staging / "models").glob("*.keras")]
+        promote(self.staging, self.live)
+        for name in trained:
+            shutil.rmtree(self.file("work", name), ignore_errors=True)
+        return self.live
 
 
 def promote(staging: Path, live: Path) -> Path:

@@ -152,8 +152,9 @@ def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int
 
     train_data(start_epoch) returns (dataset, steps per epoch): an endless, epoch-aware training
     pipeline whose order depends only on the seed and the epoch, so a resumed run sees the batches an
-    uninterrupted one would. folder keeps best.keras and, while training runs, a backup of this
-    identity from which an interrupted fit continues after its last finished epoch.
+    uninterrupted one would. folder keeps best.keras and a backup of this identity after every epoch:
+    an interrupted fit continues after its last finished epoch, and a finished one (kept until the
+    chapter's results are in place) is reloaded without training again.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -182,7 +183,6 @@ def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=start, steps_per_epoch=steps,
                   callbacks=[*watched, EpochLine(name, epochs), *extra_callbacks, saver], verbose=0,
                   class_weight=class_weight, shuffle=False)  # the pipeline shuffles, by epoch
-    shutil.rmtree(backup, ignore_errors=True)
     best_path = folder / "best.keras"
     if best_path.is_file():
         model.load_weights(best_path)

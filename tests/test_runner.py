@@ -59,10 +59,11 @@ def test_stderr_goes_to_the_log_and_comes_back(tmp_path):
 
 def test_cxr_list_shows_types_defaults_per_profile_and_ranges(capsys):
     assert runner.main(["list"]) == 0
-    out = capsys.readouterr().out
-    assert "fused: seed, fractions" in out and "default (smoke)" in out and "default (full)" in out
-    epochs = next(line for line in out.splitlines() if line.startswith("epochs"))
-    assert "int" in epochs and ">= 1" in epochs and " 2 " in f" {epochs} "
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("epochs (int): most epochs per model")
+    assert lines[at + 1] == "    allowed: a whole number >= 1 and <= 10,000"
+    assert lines[at + 2] == "    default: smoke 2, cpu 25, full 30"
+    assert "fused" in lines[at + 3] and "dataset" not in lines[at + 3]
 
 
 def test_every_notebook_states_exactly_its_parameters_once():

@@ -171,22 +171,27 @@ def cache_key(paths, size: int, transform=None, harmonise_to=None) -> str:
     return digest.hexdigest()[:20]
 
 
-def decode_all(paths, size: int, step, harmonise_to=None, desc: str = "decoding") -> list:
-    """Decode in threads and report every unusable image in one error, not just the first."""
-    def one(path):
+def decode_into(out: np.ndarray, paths, size: int, step, harmonise_to=None, desc: str = "decoding") -> np.ndarray:
+    """Decode in threads straight into out (N, size, size), in path order; every unusable image in one error.
+
+    Writing each image into its row, rather than stacking a list, keeps peak memory near one array.
+    """
+    def one(item):
+        row, path = item
         try:
-            return step(decode(path, size, harmonise_to)), None
+            out[row] = step(decode(path, size, harmonise_to))
+            return None
         except BadImage as err:
-            return None, str(err)
+            return str(err)
 
     workers = min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(workers) as pool:
-        results = list(tqdm(pool.map(one, paths), total=len(paths), desc=f"{desc} {len(paths)} images at {size}px",
-                            disable=len(paths) < PROGRESS_FROM))
-    errors = [e for _, e in results if e]
+        errors = [e for e in tqdm(pool.map(one, enumerate(paths)), total=len(paths),
+                                  desc=f"{desc} {len(paths)} images at {size}px",
+                                  disable=len(paths) < PROGRESS_FROM) if e]
     if errors:
         raise BadImage(f"{len(errors)} of {len(paths)} image(s) cannot be used: {'; '.join(errors)}")
-    return [image for image, _ in results]
+    return out
 
 
 def load_images(paths, size: int, desc: str = "decoding", transform=None, harmonise_to=None) -> np.ndarray:
@@ -205,9 +210,13 @@ def load_images(paths, size: int, desc: str = "decoding", transform=None, harmon
     if target.is_file():
         return np.load(target, mmap_mode="r")
     target.parent.mkdir(parents=True, exist_ok=True)
-    images = decode_all(paths, size, step, harmonise_to, desc)
-    array = np.stack(images) if images else np.zeros((0, size, size), np.uint8)
     partial = target.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(partial, array)
-    os.replace(partial, target)
+    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(paths), size, size))
+    try:
+        decode_into(out, paths, size, step, harmonise_to, desc)
+        out.flush()
+        del out
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
     return np.load(target, mmap_mode="r")
