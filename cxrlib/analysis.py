@@ -147,11 +147,11 @@ def image_model(ch, key: str):
     if model.input.shape[-1] in (1, 3):
         return model
     run = runs.ChapterRun(ch.profile, chapter, ch.runs_root)
-    path = getattr(run, "live_file", run.file)("models", f"{name}_on_images.keras")
+    path = run.live_file("models", f"{name}_on_images.keras")
     if not path.is_file():
         raise FileNotFoundError(f"{key} takes backbone features, and {path} (it joined to its backbone) is missing; "
                                 f"run: cxr run {chapter} --profile {ch.profile} --force")
-    return keras.models.load_model(path)
+    return keras.models.load_model(path, compile=False)
 
 
 def chosen_models(ch, chosen: dict) -> dict:

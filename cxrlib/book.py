@@ -148,22 +148,18 @@ def column_texts(column: pd.Series, decimals: int = 3) -> pd.Series:
     return column.map(lambda v: cell_text(v, decimals))
 
 
-# Carried by every table itself (a scoped <style>), so a page needs no extra stylesheet.
-TABLE_CSS = [
-    {"selector": "", "props": "border-collapse: collapse; margin: 0.5em 0 1em 0; font-size: 0.9em; max-width: 100%"},
-    {"selector": "th, td", "props": "padding: 0.2em 0.7em; border-bottom: 1px solid #ddd; vertical-align: top"},
-    {"selector": "td", "props": "text-align: right; font-variant-numeric: tabular-nums"},
-    {"selector": "th", "props": "text-align: left"},
-    {"selector": "thead th", "props": "border-bottom: 2px solid #446"},
-]
+def breakable(text: str) -> str:
+    """Text whose long identifiers ('pretrained/chexnet_finetune_conv5_block15_0_bn') may wrap after '/' and '_'."""
+    return re.sub(r"\S{21,}", lambda long: re.sub(r"([/_])", "\\1\u200b", long.group()), text)
 
 
 def table_style(frame: pd.DataFrame, max_columns: int = 7, decimals: int = 3):
     """The book's one table style: formatted cells, and a wide table turned on its side to fit the column."""
     text = frame.apply(lambda column: column_texts(column, decimals)) if len(frame) else frame.astype(str)
+    text = text.map(breakable)
     if frame.shape[1] > max_columns and frame.shape[0] < frame.shape[1]:
         text = text.T
-    return text.style.set_table_attributes('class="cxr-table"').set_table_styles(TABLE_CSS)
+    return text.style.set_table_attributes('class="cxr-table"')  # styled by _static/cxr.css in the book
 
 
 def table_chunks(frame: pd.DataFrame, max_columns: int = 7) -> list:

@@ -227,7 +227,7 @@ class Chapter:
         self.run.keep("models", f"{name}.keras")
         if self.run.live_file("histories", f"{name}.csv").is_file():
             self.run.keep("histories", f"{name}.csv")
-        return keras.models.load_model(self.run.file("models", f"{name}.keras"))
+        return keras.models.load_model(self.run.file("models", f"{name}.keras"), compile=False)
 
     def _train(self, name: str, build, inputs, settings: dict, made: str):
         """Seeded, resumable training in the work folder (which outlives a failed run)."""
@@ -288,7 +288,7 @@ class Chapter:
 
         self.earlier(chapter, model)
         return keras.models.load_model(runs.ChapterRun(self.profile, chapter, self.runs_root).live_file(
-            "models", f"{model}.keras"))
+            "models", f"{model}.keras"), compile=False)
 
     def earlier_metrics(self, chapter: str, model: str) -> pd.DataFrame:
         """Another chapter's metrics row for one model (checked like its predictions)."""

@@ -275,12 +275,21 @@ def record_time(profile: str, chapter: str, seconds: float) -> None:
 
 
 def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, force: bool = False,
-                 book_root: Path = REPO_ROOT, log=print) -> list:
-    """Execute the chapters (and their dependencies) that are out of date; return those executed."""
+                 book_root: Path = REPO_ROOT, log=print, jobs: int = 1, only: bool = False) -> list:
+    """Execute the chapters (and their dependencies) that are out of date; return those executed.
+
+    jobs > 1 runs chapters whose dependencies are done at once, each in a process of its own (on a GPU of
+    its own where there are several); only=True runs exactly the named chapters, trusting their
+    dependencies' results in place.
+    """
     profile_settings(profile)
-    order = chapter_order(names)
+    order = list(names) if only else chapter_order(names)
     params = check_parameters(params or {}, order)
+    if jobs > 1:
+        return run_parallel(order, profile, data_dir, params, force, book_root, jobs, log)
     ids = Identities(profile, data_dir, log)
+    if only:
+        ids.done.update({c: info.get("identity") for c, info in runs.chapter_infos(profile).items()})
     executed, started_all = [], time.perf_counter()
     for chapter in order:
         injected = chapter_parameters(chapter, profile, data_dir, params)
@@ -301,6 +310,71 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
     log(f"{len(executed)} chapter(s) run, {len(order) - len(executed)} up to date, "
         f"{time.perf_counter() - started_all:.0f}s in all")
     return executed
+
+
+def visible_gpus() -> list:
+    """The GPU indices a chapter process may be given (CUDA_VISIBLE_DEVICES, else nvidia-smi's list)."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [g for g in given.split(",") if g.strip()]
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(k) for k, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+
+
+def chapter_command(chapter: str, profile: str, data_dir, params: dict, force: bool, book_root: Path) -> list:
+    """The `cxr run` of one chapter alone, as a child process of `cxr run -j N` runs it."""
+    command = [sys.executable, "-m", "cxrlib.runner", "run", chapter, "--only", "--profile", profile,
+               "--book-root", str(book_root)]
+    command += ["--data", str(data_dir)] if data_dir else []
+    for name, value in params.items():
+        if PARAMETERS[name].takes(chapter):
+            command += ["-p", f"{name}={yaml.safe_dump(list(value) if isinstance(value, tuple) else value, default_flow_style=True).strip().removesuffix('...').strip()}"]
+    return command + (["--force"] if force else [])
+
+
+def run_parallel(order: list, profile: str, data_dir, params: dict, force: bool, book_root: Path, jobs: int,
+                 log=print) -> list:
+    """Start each chapter once its dependencies are done, at most `jobs` at a time, one GPU each."""
+    gpus, pending, running, done, executed, failed = visible_gpus(), list(order), {}, set(), [], []
+    while pending or running:
+        ready = [c for c in pending if set(CHAPTERS[c]) & set(order) <= done]
+        while ready and len(running) < jobs and not failed:
+            chapter = ready.pop(0)
+            pending.remove(chapter)
+            slot = next(k for k in range(jobs) if k not in {s for _, s in running.values()})
+            env = dict(os.environ)
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+            log(f"- {chapter}: started" + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else ""))
+            running[chapter] = (subprocess.Popen(chapter_command(chapter, profile, data_dir, params, force, book_root),
+                                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+                                slot)
+        if failed and not running:
+            break
+        try:
+            time.sleep(0.5)
+        except KeyboardInterrupt:
+            for process, _ in running.values():
+                process.wait()
+            raise Interrupted(f"interrupted chapter(s) {', '.join(running)}; the previous results and pages are "
+                              f"untouched; the next run resumes their training from the last finished epoch") from None
+        for chapter, (process, _) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[chapter]
+            output = process.stdout.read().strip()
+            if process.returncode:
+                failed.append(f"{chapter}: {output.splitlines()[-1] if output else process.returncode}")
+                continue
+            done.add(chapter)
+            executed += [chapter] if "1 chapter(s) run" in output else []
+            log(f"  {chapter}: " + (output.splitlines()[-2] if "done in" in output else "up to date, skipped"))
+    if failed:
+        raise RunnerError("; ".join(failed) + (f"; not started: {', '.join(pending)}" if pending else ""))
+    return [c for c in order if c in executed]
 
 
 def toc_files(book_root: Path = REPO_ROOT) -> list:
@@ -357,6 +431,10 @@ def main(argv=None) -> int:
     run.add_argument("--data", default=os.environ.get("CXR_DATA_DIR"), help="an NIH ChestX-ray14 folder")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="a notebook parameter")
     run.add_argument("--force", action="store_true", help="run even when nothing changed")
+    run.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                     help="run up to N independent chapters at once, each on a GPU of its own where there are several")
+    run.add_argument("--only", action="store_true", help=argparse.SUPPRESS)  # a -j child: this chapter alone
+    run.add_argument("--book-root", default=str(REPO_ROOT), help=argparse.SUPPRESS)
     run.add_argument("--tuner-workers", type=int, metavar="N", help="Hyperband in keras-tuner's distributed mode: a "
                      "chief and one worker per visible GPU, or N CPU workers (the parameter tuner_workers)")
     run.add_argument("--from-page", metavar="PATH", help="re-run the chapter of an executed page with its recorded "
@@ -379,7 +457,8 @@ def main(argv=None) -> int:
             params = parse_assignments(args.param)
             if args.tuner_workers is not None:
                 params["TUNER_WORKERS"] = args.tuner_workers
-            run_chapters(args.chapters, args.profile, args.data, params, args.force)
+            run_chapters(args.chapters, args.profile, args.data, params, args.force, Path(args.book_root),
+                         jobs=args.jobs, only=args.only)
         elif args.command == "compare":
             from cxrlib import repro
 

@@ -79,7 +79,8 @@ def smoke_book(tmp_path_factory):
     root = base / "bookroot"
     (root / "book").mkdir(parents=True)
     repo = Path(__file__).resolve().parents[1]
-    for name in ("_config.yml", "_toc.yml", "book/intro.md"):
+    for name in ("_config.yml", "_toc.yml", "book/intro.md", "_static/cxr.css"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text((repo / name).read_text())
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CXR_CACHE_DIR", str(base / "cache"))

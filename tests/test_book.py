@@ -21,6 +21,7 @@ def book_copy(tmp_path: Path) -> Path:
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, root / name)
     shutil.copy(ROOT / "book" / "intro.md", root / "book" / "intro.md")
+    shutil.copytree(ROOT / "_static", root / "_static")
     return root
 
 

@@ -268,3 +268,9 @@ def test_titles_break_without_splitting_the_tag():
     assert plots.short_lines("CheXNet (DenseNet121) (no pretrained weights)") == "CheXNet (DenseNet121)\n(no pretrained weights)"
     assert plots.short_lines("Fused") == "Fused"
     assert plots.wrapped("a " * 50, 20).count("\n") == 4 and plots.wrapped("short") == "short"
+
+
+def test_long_identifiers_in_tables_may_wrap():
+    assert book.breakable("0.250") == "0.250" and book.breakable("fused_grid/base") == "fused_grid/base"
+    assert book.breakable("pretrained/vgg16_finetune_block5_conv1 0.1") == \
+        "pretrained/\u200bvgg16_\u200bfinetune_\u200bblock5_\u200bconv1 0.1"

@@ -28,7 +28,7 @@ TOY_BODY = """
 import os, time
 import pandas as pd
 from cxrlib.chapter import open_chapter
-ch = open_chapter("fused", globals(), show=False)
+ch = open_chapter(CHAPTER, globals(), show=False)
 ch.run.save_history("toy", pd.DataFrame({"epoch": [0], "loss": [float(ch["epochs"])]}))
 ch.run.save_metrics("toy", pd.DataFrame({"Accuracy": [0.5]}, index=["toy"]))
 if os.environ.get("TOY_WAIT"):
@@ -40,15 +40,17 @@ ch.finish()
 """
 
 
-def toy_notebooks(folder: Path) -> Path:
-    """A 'fused' notebook that saves a history and a metrics row, and can be made to fail or wait."""
+def toy_notebooks(folder: Path, chapters=("fused",)) -> Path:
+    """Notebooks that save a history and a metrics row, and can be made to fail or wait."""
     folder.mkdir(parents=True, exist_ok=True)
-    params = ["PROFILE = 'cpu'", "DATA_DIR = None"] + [f"{n.upper()} = None" for n in chapter_parameters("fused")]
-    cell = nbformat.v4.new_code_cell("\n".join(params))
-    cell.metadata["tags"] = ["parameters"]
-    notebook = nbformat.v4.new_notebook(cells=[cell, nbformat.v4.new_code_cell(TOY_BODY)])
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, folder / "fused.ipynb")
+    for chapter in chapters:
+        params = ["PROFILE = 'cpu'", "DATA_DIR = None"] + [f"{n.upper()} = None" for n in chapter_parameters(chapter)]
+        cell = nbformat.v4.new_code_cell("\n".join(params))
+        cell.metadata["tags"] = ["parameters"]
+        body = nbformat.v4.new_code_cell(f"CHAPTER = {chapter!r}\n{TOY_BODY}")
+        notebook = nbformat.v4.new_notebook(cells=[cell, body])
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(notebook, folder / f"{chapter}.ipynb")
     return folder
 
 
@@ -227,3 +229,19 @@ def test_a_notebook_run_by_hand_and_the_runner_reach_the_same_identity(isolated,
             "scratch", "smoke", nih_folder, params))
         by_hand = Chapter("scratch", "smoke", nih_folder, isolated / "runs", **params)
         assert by_hand.identity == stamp
+
+
+def test_independent_chapters_run_at_once_in_processes_of_their_own(isolated, monkeypatch, nih_folder):
+    """`cxr run -j 2`: scratch and fused have no dependency on each other; each runs as its own `cxr run`."""
+    monkeypatch.setenv("CXR_NOTEBOOKS_DIR", str(toy_notebooks(isolated / "notebooks", ("scratch", "fused"))))
+    (isolated / "book").mkdir()
+    lines = []
+    executed = runner.run_chapters(["scratch", "fused"], "smoke", nih_folder, {"epochs": 3}, book_root=isolated,
+                                   log=lines.append, jobs=2)
+    assert sorted(executed) == ["fused", "scratch"]
+    for chapter in executed:
+        history = pd.read_csv(isolated / "runs" / "smoke" / chapter / "histories" / "toy.csv")
+        assert history["loss"].tolist() == [3.0]  # the parameter reached the child process
+        assert (isolated / "book" / "chapters" / f"{chapter}.ipynb").is_file()
+    assert runner.run_chapters(["scratch", "fused"], "smoke", nih_folder, {"epochs": 3}, book_root=isolated,
+                               log=lines.append, jobs=2) == []  # and the children's stamps hold
