@@ -297,7 +297,7 @@ def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int
     from cxrlib.plots import short_lines
 
     columns = max(len(examples), 1)
-    fig, axes = plt.subplots(len(models), columns, figsize=(PAGE_INCHES, 2.75 * len(models) + 0.4),
+    fig, axes = plt.subplots(len(models), columns, figsize=(PAGE_INCHES, 2.9 * len(models) + 0.5),
                              squeeze=False)
     shown = images_for(list(examples.values()), size)
     for row, (name, model) in zip(axes, models.items()):
@@ -311,7 +311,7 @@ def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int
             said = f"; said {CLASSES[guess]}" if guess is not None else ""
             overlay(ax, shown[image_id], heatmap, f"{short_lines(name)}\n{label}{said}", box)
     fig.suptitle("Grad-CAM of the true class (red: radiologist's box, where NIH has one)", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title above the panel titles
     return fig
 
 

@@ -152,3 +152,16 @@ def plot_histories(histories: dict, metric: str = "val_loss", title: str = "Vali
     legend_outside(ax, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_grouped_bars(table: pd.DataFrame, title: str, xlabel: str, ylabel: str = "model"):
+    """Horizontal bars, one group per row (names on two lines where tagged), one colour per column, legend outside."""
+    if table.empty:
+        say_empty(f"{title}: nothing to show.")
+        return None
+    shown = table.iloc[::-1].rename(index=lambda name: short_lines(str(name)))
+    ax = shown.plot.barh(figsize=(7.5, 0.22 * table.shape[1] * len(table) + 1.5))
+    ax.set(title=wrapped(title, 60), xlabel=xlabel, ylabel=ylabel)
+    legend_outside(ax)
+    ax.figure.tight_layout()
+    return ax.figure

@@ -92,16 +92,21 @@ def restore_seed_states(model, states: dict) -> None:
 
 
 class Backup(keras.callbacks.Callback):
-    """After every epoch, the whole training state in one folder, swapped in atomically.
+    """The whole training state in one folder, swapped in atomically at the end of an epoch.
 
     model.keras (weights and optimizer), seeds.npz (layer random states), state.json (identity,
     epochs done, history, the callbacks' counters). A backup of another identity is never resumed.
+    It is written after the first epoch, then whenever the time since the last one is at least
+    SPACING times what writing it took (so it costs at most about 1/SPACING of the training time),
+    and after the last epoch; a resumed run repeats the epochs since, with the same result.
     """
+
+    SPACING = 20
 
     def __init__(self, folder: Path, identity: str, watched, history: list):
         super().__init__()
         self.folder, self.identity, self.watched, self.history = Path(folder), identity, watched, history
-        self.restore_from = None
+        self.restore_from, self.saved_epoch, self.cost, self.last = None, None, 0.0, time.perf_counter()
 
     def on_train_begin(self, logs=None):
         """Callbacks reset their counters when fit starts; put the saved ones back."""
@@ -109,10 +114,22 @@ class Backup(keras.callbacks.Callback):
             for callback in self.watched:
                 for key, value in self.restore_from.get(type(callback).__name__, {}).items():
                     setattr(callback, key, value)
+        self.last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        """Record the epoch, then write model, seeds and state to backup.new and swap it in."""
+        """Record the epoch; write the backup when it is due."""
         self.history.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        if self.saved_epoch is None or time.perf_counter() - self.last >= self.SPACING * self.cost:
+            self.save(epoch)
+
+    def on_train_end(self, logs=None):
+        """The finished state too, so a chapter that fails later reloads this model instead of training it again."""
+        if self.history and self.saved_epoch != self.history[-1]["epoch"]:
+            self.save(self.history[-1]["epoch"])
+
+    def save(self, epoch: int) -> None:
+        """Write model, seeds and state to backup.new, then swap it in."""
+        started = time.perf_counter()
         state = {"identity": self.identity, "epochs_done": epoch + 1, "history": self.history,
                  **{type(c).__name__: {k: _plain(getattr(c, k, None)) for k in CALLBACK_STATE[type(c)]}
                     for c in self.watched}}
@@ -124,6 +141,8 @@ class Backup(keras.callbacks.Callback):
         (fresh / "state.json").write_text(json.dumps(state, default=_plain))
         shutil.rmtree(self.folder, ignore_errors=True)
         os.replace(fresh, self.folder)
+        self.saved_epoch, self.last = epoch, time.perf_counter()
+        self.cost = self.last - started
 
 
 def read_backup(folder: Path, identity: str, name: str):

@@ -274,3 +274,22 @@ def test_long_identifiers_in_tables_may_wrap():
     assert book.breakable("0.250") == "0.250" and book.breakable("fused_grid/base") == "fused_grid/base"
     assert book.breakable("pretrained/vgg16_finetune_block5_conv1 0.1") == \
         "pretrained/\u200bvgg16_\u200bfinetune_\u200bblock5_\u200bconv1 0.1"
+
+
+@pytest.mark.parametrize("draw", ["metric_bars", "grouped_bars"])
+def test_bar_legends_stay_off_the_bars(draw):
+    import matplotlib.pyplot as plt
+
+    from cxrlib import plots
+
+    table = pd.DataFrame({"Accuracy": [0.99, 0.5], "F1-macro": [0.98, 0.4], "ROC AUC": [0.97, 0.6]},
+                         index=["VGG16 (no pretrained weights)", "Fused"])
+    fig = (plots.plot_metric_bars(table, list(table), "Models") if draw == "metric_bars"
+           else plots.plot_grouped_bars(table, "Models", "score"))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not any(boxes_overlap(legend, bar.get_window_extent(renderer)) for bar in ax.patches)
+    assert "VGG16\n(no pretrained weights)" in [t.get_text() for t in ax.get_yticklabels()]
+    plt.close(fig)

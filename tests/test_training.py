@@ -79,9 +79,13 @@ def weights_equal(a, b) -> bool:
     return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
 
 
-@pytest.mark.parametrize("crash_at", [1, 4])
-def test_resumed_training_equals_an_uninterrupted_run(tmp_path, crash_at):
-    """Weights, history, learning-rate schedule and early stopping: bit for bit, wherever the crash falls."""
+@pytest.mark.parametrize("crash_at, spacing", [(1, 0), (4, 0), (4, 10**9)])
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch, crash_at, spacing):
+    """Weights, history, learning-rate schedule and early stopping: bit for bit, wherever the crash falls,
+    with a backup after every epoch (spacing 0) or only after the first (the epochs since are repeated)."""
+    from cxrlib.training import Backup
+
+    monkeypatch.setattr(Backup, "SPACING", spacing)
     settings = dict(epochs=30, patience=4, learnable_val=False)
     whole, whole_history = fit(tmp_path / "whole", **settings)
     assert len(whole_history) < 30 and whole_history["learning_rate"].nunique() > 1  # both callbacks acted
