@@ -83,6 +83,9 @@ def test_a_failing_chapter_leaves_the_last_good_results_untouched(toy, monkeypat
     assert run(root, data) == ["fused"]
     good = snapshot(root)
     assert "runs/smoke/fused/chapter.json" in good and "book/chapters/fused.ipynb" in good
+    with pytest.raises(runner.RunnerError, match="parameter epochs='abc' is not allowed"):
+        run(root, data, epochs="abc")
+    assert snapshot(root) == good
     monkeypatch.setenv("TOY_FAIL", "1")
     with pytest.raises(runner.RunnerError, match="previous results and page are untouched"):
         run(root, data, epochs=3)

@@ -86,16 +86,27 @@ def file_records(paths, desc: str = "hashing") -> list:
         else:
             stale.append((path, key))
     if stale:
-        workers = min(8, (os.cpu_count() or 2) * 2)
-        with ThreadPoolExecutor(workers) as pool:
-            fresh = list(tqdm(pool.map(lambda item: inspect_file(item[0]), stale), total=len(stale),
-                              desc=f"{desc} {len(stale)} images", disable=len(stale) < PROGRESS_FROM))
-        with _connect() as con:
-            con.executemany(f"INSERT OR REPLACE INTO files VALUES ({', '.join('?' * len(COLUMNS))})",
-                            [(str(p), *k, r.sha256, r.width, r.height, r.problem)
-                             for (p, k), r in zip(stale, fresh)])
-        records.update({str(p): r for (p, _), r in zip(stale, fresh)})
+        records.update(_inspect_and_store(stale, desc))
     return [records[str(p)] for p in paths]
+
+
+def _inspect_and_store(stale: list, desc: str, chunk: int = 2000) -> dict:
+    """Read new files in threads, storing each chunk as it is done, so an interrupted first pass over a
+    large set keeps what it had read."""
+    workers = min(8, (os.cpu_count() or 2) * 2)
+    found = {}
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(stale), desc=f"{desc} {len(stale)} images",
+                                                   disable=len(stale) < PROGRESS_FROM) as progress:
+        for start in range(0, len(stale), chunk):
+            part = stale[start:start + chunk]
+            fresh = list(pool.map(lambda item: inspect_file(item[0]), part))
+            with _connect() as con:
+                con.executemany(f"INSERT OR REPLACE INTO files VALUES ({', '.join('?' * len(COLUMNS))})",
+                                [(str(p), *k, r.sha256, r.width, r.height, r.problem)
+                                 for (p, k), r in zip(part, fresh)])
+            found.update({str(p): r for (p, _), r in zip(part, fresh)})
+            progress.update(len(part))
+    return found
 
 
 def _rows(con, paths) -> list:
