@@ -112,12 +112,16 @@ def rebuild_command(chapter: str, profile: str, changed: dict, data_dir=None, co
     if data_dir:
         words += ["--data", str(data_dir)]
     for name, value in changed.items():
-        words += ["-p", f"{name.lower()}={_yaml_value(value)}"]
+        words += ["-p", f"{name.lower()}={yaml_value(value)}"]
     command = " ".join(shlex.quote(w) for w in words)
-    return f"git checkout {commit} && {command}" if commit else command
+    if not commit or " " in commit:  # no git checkout to name
+        return command
+    clean = commit.removesuffix("-dirty")
+    note = "  # this build also had uncommitted changes" if clean != commit else ""
+    return f"git checkout {clean} && {command}{note}"
 
 
-def _yaml_value(value) -> str:
+def yaml_value(value) -> str:
     """A parameter value as `-p` reads it back (YAML flow style, one line)."""
     import yaml
 

@@ -326,12 +326,14 @@ def visible_gpus() -> list:
 
 def chapter_command(chapter: str, profile: str, data_dir, params: dict, force: bool, book_root: Path) -> list:
     """The `cxr run` of one chapter alone, as a child process of `cxr run -j N` runs it."""
+    from cxrlib.repro import yaml_value
+
     command = [sys.executable, "-m", "cxrlib.runner", "run", chapter, "--only", "--profile", profile,
                "--book-root", str(book_root)]
     command += ["--data", str(data_dir)] if data_dir else []
     for name, value in params.items():
         if PARAMETERS[name].takes(chapter):
-            command += ["-p", f"{name}={yaml.safe_dump(list(value) if isinstance(value, tuple) else value, default_flow_style=True).strip().removesuffix('...').strip()}"]
+            command += ["-p", f"{name}={yaml_value(value)}"]
     return command + (["--force"] if force else [])
 
 
