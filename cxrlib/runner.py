@@ -1,6 +1,6 @@
 """`cxr`: execute chapters with papermill in dependency order, skip unchanged ones, build the book.
 
-    cxr run [CHAPTER ...] [--profile P] [--data PATH] [-p name=value ...] [--force]
+    cxr run [CHAPTER ...] [--profile P] [--data PATH] [-p name=value ...] [--force] [-j N] [--tuner-workers N]
     cxr run --from-page book/chapters/CHAPTER.ipynb [--force]
     cxr compare RUNS_A RUNS_B
     cxr book
