@@ -79,7 +79,6 @@ class Chapter:
                                          harmonise_resolution=s["harmonise_resolution"],
                                          on_bad_image=s["on_bad_image"], min_per_split=s["min_per_split"])
         self.data_id = identity.data_identity(self.data, s)
-        self.fingerprint = self.data_id
         self.run = runs.ChapterRun(profile, name, runs_root, staged=True)
         self.identity = self.chapter_identity()
         self.weights = self.inherited_weights()

@@ -51,7 +51,7 @@ def split_digest(table) -> str:
 
 def data_identity(data, settings: dict) -> str:
     """The exact split, the images' content and the settings that shape their pixels."""
-    return digest(split_digest(data.table), data.source.fingerprint(),
+    return digest(split_digest(data.table), data.source.fingerprint(), getattr(data, "harmonise_to", None),
                   {k: settings.get(k) for k in DATA_SETTINGS})
 
 

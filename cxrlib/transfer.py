@@ -71,7 +71,7 @@ def backbone_features(ch, name: str, base, weights: str) -> dict:
     size = ch["backbone_size"]
     extractor = keras.Sequential([*backbones.preprocessing(backbones.spec(name).preprocessing), base])
     return {split: extract(lambda batch: extractor(batch, training=False), ch.data.images(split, size),
-                           feature_key(name, size, weights, weights_digest(ch, name), ch["seed"], ch.fingerprint,
+                           feature_key(name, size, weights, weights_digest(ch, name), ch["seed"], ch.data_id,
                                        tuple(ch.data.split(split)["Image Index"])),
                            ch["batch_size"], desc=f"{name} features, {split}")
             for split in SPLITS}

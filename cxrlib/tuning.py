@@ -119,7 +119,7 @@ def chapter_search(ch):
     size = ch["image_size"]
     settings = {"image_size": size, "resize_to": ch["resize_to"], "max_epochs": ch["hyperband_max_epochs"],
                 "factor": ch["hyperband_factor"], "iterations": ch["hyperband_iterations"], "seed": ch["seed"],
-                "patience": ch["patience"], "tag": f"{ch.fingerprint}|{ch['batch_size']}|{ch['class_weight']}"}
+                "patience": ch["patience"], "tag": f"{ch.data_id}|{ch['batch_size']}|{ch['class_weight']}"}
     weights = class_weights(ch.data.labels("train"), ch["class_weight"])
     folder = Path(ch.run.file("work", "tuner"))
     if not ch["tuner_workers"]:

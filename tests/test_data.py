@@ -218,7 +218,7 @@ def noise_png(path, seed):
 
 
 def test_replacing_an_image_with_a_same_sized_one_changes_identity_and_pixels(nih_folder, isolated):
-    from cxrlib.data import data_identity
+    from cxrlib.identity import data_identity
 
     for i, path in enumerate(sorted((nih_folder / "images").glob("*.png"))):
         noise_png(path, i)
@@ -230,7 +230,7 @@ def test_replacing_an_image_with_a_same_sized_one_changes_identity_and_pixels(ni
     assert target.stat().st_size == size
     after = load_data(nih_folder, fractions=(0.5, 0.25, 0.25))
     assert after.source.fingerprint() != before.source.fingerprint()
-    assert data_identity(after) != data_identity(before)
+    assert data_identity(after, {}) != data_identity(before, {})
     second = after.images("train", 32)
     np.testing.assert_array_equal(second[0], replacement)
     np.testing.assert_array_equal(second[1:], first[1:])

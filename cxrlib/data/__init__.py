@@ -1,7 +1,6 @@
 """Data: NIH metadata, image sources, patient-disjoint splits, cached images and tf.data pipelines."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +16,7 @@ from cxrlib.data.splits import (SPLITS, apply_caps, assert_patient_disjoint, che
                                 split_counts, split_patients)
 
 __all__ = ["ChestData", "DataError", "DropSummary", "Source", "SPLITS", "SYNTHETIC_WARNING", "augmentation",
-           "assert_patient_disjoint", "class_counts", "data_identity", "drop_summary", "load_data",
+           "assert_patient_disjoint", "class_counts", "drop_summary", "load_data",
            "make_dataset", "native_resolution", "nih_label_file", "read_metadata", "single_label",
            "split_patients"]
 
@@ -93,15 +92,6 @@ def load_data(data_dir=None, seed: int = 42, fractions=(0.6, 0.2, 0.2), caps=Non
 def drop_summary(data) -> DropSummary:
     """The drop summary of a ChestData or Source: print it, or .line() / .table() it."""
     return data.drops
-
-
-def data_identity(data: ChestData) -> str:
-    """Hash of every row's image id, label, split and image content hash, plus the harmonised size."""
-    digest = hashlib.sha256(f"{data.source.kind}:{data.harmonise_to}".encode())
-    hashes = data.source.files["sha256"]
-    for name, label, split in zip(data.table["Image Index"], data.table["label"], data.table["split"]):
-        digest.update(f"{name}:{label}:{split}:{hashes[name]};".encode())
-    return digest.hexdigest()[:20]
 
 
 def native_resolution(data: ChestData) -> pd.DataFrame:
