@@ -11,7 +11,7 @@ import pandas as pd
 
 from cxrlib import identity, runs, training
 from cxrlib.config import CLASSES, REPO_ROOT, notebooks_dir
-from cxrlib.data import SYNTHETIC_WARNING, ChestData, load_data
+from cxrlib.data import SYNTHETIC_WARNING, ChestData, load_for
 from cxrlib.metrics import metrics_row
 from cxrlib.params import PARAMETERS, resolve_parameters
 from cxrlib.repro import lock_text, rebuild_command
@@ -74,10 +74,7 @@ class Chapter:
         self.name, self.profile, self.data_dir = name, profile, data_dir
         self.settings, self.changed = resolve_parameters(name, profile, params)
         s = self.settings
-        self.data: ChestData = load_data(data_dir, s["seed"], tuple(s["fractions"]), s["caps"],
-                                         s["training_set"], s["max_per_class"],
-                                         harmonise_resolution=s["harmonise_resolution"],
-                                         on_bad_image=s["on_bad_image"], min_per_split=s["min_per_split"])
+        self.data: ChestData = load_for(data_dir, s)
         self.data_id = identity.data_identity(self.data, s)
         self.run = runs.ChapterRun(profile, name, runs_root, staged=True)
         self.identity = self.chapter_identity()

@@ -131,14 +131,11 @@ class Identities:
 
     def data_id(self, settings: dict) -> str:
         """The data identity for these settings (the split and image contents), cached per selection."""
-        from cxrlib.data import load_data
+        import cxrlib.data
 
         key = identity.digest({k: settings.get(k) for k in (*identity.DATA_SETTINGS, "min_per_split")})
         if key not in self.loaded:
-            data = load_data(self.data_dir, settings["seed"], tuple(settings["fractions"]), settings["caps"],
-                             settings["training_set"], settings["max_per_class"],
-                             harmonise_resolution=settings["harmonise_resolution"],
-                             on_bad_image=settings["on_bad_image"], min_per_split=settings["min_per_split"])
+            data = cxrlib.data.load_for(self.data_dir, settings)
             self.loaded[key] = identity.data_identity(data, settings)
             if self.log and len(self.loaded) == 1:
                 self.log(f"data: {data.source.describe()}; {data.drops.line()}")

@@ -16,7 +16,7 @@ from cxrlib.data.splits import (SPLITS, apply_caps, assert_patient_disjoint, che
                                 split_counts, split_patients)
 
 __all__ = ["ChestData", "DataError", "DropSummary", "Source", "SPLITS", "SYNTHETIC_WARNING", "augmentation",
-           "assert_patient_disjoint", "class_counts", "drop_summary", "load_data",
+           "assert_patient_disjoint", "class_counts", "drop_summary", "load_data", "load_for",
            "make_dataset", "native_resolution", "nih_label_file", "read_metadata", "single_label",
            "split_patients"]
 
@@ -114,6 +114,14 @@ def pipeline_resolution(data: ChestData) -> str:
                 f"{data.harmonise_to} px (harmonise_resolution), so resolution cannot tell the classes apart")
     return (f"native sizes {', '.join(map(str, sizes))} px, kept as they are (harmonise_resolution off): "
             f"if the classes differ in native size, a model can use sharpness as a label")
+
+
+def load_for(data_dir, settings: dict) -> ChestData:
+    """load_data with a chapter's resolved settings, as the chapter and the runner both call it."""
+    return load_data(data_dir, settings["seed"], tuple(settings["fractions"]), settings["caps"],
+                     settings["training_set"], settings["max_per_class"],
+                     harmonise_resolution=settings["harmonise_resolution"], on_bad_image=settings["on_bad_image"],
+                     min_per_split=settings["min_per_split"])
 
 
 def overview(data: ChestData, nih_table=None) -> pd.DataFrame:
