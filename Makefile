@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= cpu
+# DATA: empty for the real sample shipped in data/, an NIH folder, or "synthetic" (synthetic images only when asked for)
 DATA ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -15,8 +16,10 @@ LOCK_PLATFORM := x86_64-manylinux_2_28
 UV_VERSION := 0.13.9
 UV_VENV := .venv-lock
 UV := $(UV_VENV)/bin/uv
+# the project's Jupyter kernel, registered inside $(VENV); every notebook names it
+KERNEL := cxr-book
 
-.PHONY: book test env run clean lock bench
+.PHONY: book test env run clean lock bench browse
 
 $(STAMP): pyproject.toml $(wildcard $(LOCK))
 	@test -f $(LOCK) || { echo "make: no lock file $(LOCK) for $(PYTHON) (Python $(PY_TAG)); locks exist for" \
@@ -28,14 +31,19 @@ $(STAMP): pyproject.toml $(wildcard $(LOCK))
 		"restore the lock (git diff $(LOCK)) or regenerate it with 'make lock'" >&2; exit 1; }
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python ($(KERNEL))" >/dev/null
 	touch $(STAMP)
 
 env: $(STAMP)
 
-## Execute every chapter (PROFILE=smoke|cpu|full, DATA=<NIH folder>) and build the HTML book into _build/html
+## Execute every chapter (PROFILE=smoke|cpu|full, DATA=<NIH folder>|synthetic) and build the HTML book into _build/html
 book: $(STAMP)
 	$(BIN)/cxr run --profile $(PROFILE) $(if $(DATA),--data $(DATA))
 	$(BIN)/cxr book
+
+## Browse the misclassified images of PROFILE's run folder in Voila (prints the address to open)
+browse: $(STAMP)
+	$(BIN)/cxr browse --profile $(PROFILE)
 
 ## Run the test suite (it executes every chapter in the smoke profile and builds the book)
 test: $(STAMP)

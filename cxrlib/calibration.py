@@ -1,20 +1,33 @@
 """Calibration (beyond the report): do the probabilities mean what they say? Reliability diagrams,
-expected calibration error over equal-mass bins, and temperature scaling fitted on validation only."""
+expected calibration error over equal-mass bins, and temperature scaling fitted on validation only.
+
+Temperature scaling works on logits (the classifier's pre-softmax scores, saved with every prediction):
+log-probabilities recovered from saved probabilities would be clipped where a probability underflows, and
+a sharp model's fitted temperature would then come out far too small.
+"""
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 BINS = 15
-EPS = 1e-12
+# Temperatures searched, on a log scale: wide enough for a model 40 times too sharp; a fit at either end says so.
+SEARCH = (0.01, 100.0)
+AT_BOUND = 1e-3  # a fit this close to an end of the search (in log T) stopped there
 
 
 def equal_mass_bins(confidence, bins: int = BINS) -> np.ndarray:
-    """Bin index of each prediction, with (nearly) the same number of predictions in every bin."""
-    order = np.argsort(np.asarray(confidence), kind="stable")
-    index = np.empty(len(order), int)
-    index[order] = np.arange(len(order)) * bins // max(len(order), 1)
-    return index
+    """Bin of each prediction by its rank, (nearly) the same count in every bin; tied confidences take the bin
+    of their lowest rank, so they share one bin and the bins never depend on the order of the rows.
+
+    Not scikit-learn's calibration_curve(strategy="quantile"): it also keeps ties together, but returns no
+    bin counts, which the ECE weights by.
+    """
+    confidence = np.asarray(confidence, float)
+    first_rank = np.searchsorted(np.sort(confidence), confidence, side="left")
+    return first_rank * bins // max(len(confidence), 1)
 
 
 def reliability(y_true, probs, bins: int = BINS) -> pd.DataFrame:
@@ -32,44 +45,69 @@ def expected_calibration_error(y_true, probs, bins: int = BINS) -> float:
     return float(np.sum(table["count"] * (table["confidence"] - table["accuracy"]).abs()) / table["count"].sum())
 
 
-def scale(probs, temperature: float) -> np.ndarray:
-    """Probabilities recomputed from log-probabilities divided by the temperature (T > 1 softens)."""
-    logits = np.log(np.clip(np.asarray(probs, float), EPS, 1)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
+def log_softmax(logits) -> np.ndarray:
+    """Log-probabilities of logits, in float64 and never clipped (exact where a probability underflows)."""
+    z = np.asarray(logits, float)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def negative_log_likelihood(y_true, probs) -> float:
-    """Mean -log p(true class): what temperature scaling minimises."""
-    probs = np.asarray(probs, float)
-    return float(-np.mean(np.log(np.clip(probs[np.arange(len(probs)), np.asarray(y_true)], EPS, 1))))
+def softmax(logits) -> np.ndarray:
+    """Probabilities of logits (rows sum to 1)."""
+    return np.exp(log_softmax(logits))
 
 
-def fit_temperature(y_val, probs_val) -> float:
-    """Guo et al.'s temperature scaling: the one T minimising validation log-loss (searched in [0.05, 20])."""
+def scale(logits, temperature: float) -> np.ndarray:
+    """Probabilities of the logits divided by the temperature (T > 1 softens; the top class never changes)."""
+    return softmax(np.asarray(logits, float) / temperature)
+
+
+def negative_log_likelihood(y_true, logits) -> float:
+    """Mean -log p(true class) from logits: what temperature scaling minimises (the log-loss)."""
+    log_probs = log_softmax(logits)
+    return float(-np.mean(log_probs[np.arange(len(log_probs)), np.asarray(y_true, int)]))
+
+
+class TemperatureFit(NamedTuple):
+    """A fitted temperature, and whether the search stopped at one of its ends (the optimum may lie beyond)."""
+
+    temperature: float
+    at_bound: bool
+
+    def text(self) -> str:
+        """The temperature as the page shows it, saying where it is only the end of the search."""
+        return f"{self.temperature:.3f}" + (" (bound of the search)" if self.at_bound else "")
+
+
+def fit_temperature(y_val, logits_val, search=SEARCH) -> TemperatureFit:
+    """Guo et al.'s temperature scaling: the one T minimising validation log-loss of the logits / T."""
     from scipy.optimize import minimize_scalar
 
-    found = minimize_scalar(lambda log_t: negative_log_likelihood(y_val, scale(probs_val, np.exp(log_t))),
-                            bounds=(np.log(0.05), np.log(20)), method="bounded")
-    return float(np.exp(found.x))
+    low, high = np.log(search[0]), np.log(search[1])
+
+    def loss(log_t):
+        return negative_log_likelihood(y_val, np.asarray(logits_val, float) / np.exp(log_t))
+
+    found = minimize_scalar(loss, bounds=(low, high), method="bounded").x
+    best = min((low, high, found), key=loss)  # the ends too: on a flat stretch the search stops anywhere
+    return TemperatureFit(float(np.exp(best)), bool(min(best - low, high - best) < AT_BOUND))
 
 
 def temperature_table(val: dict, test: dict, y_val, y_test, bins: int = BINS) -> pd.DataFrame:
     """Per model: the temperature fitted on validation, and test ECE and log-loss before and after it.
 
-    val, test: name -> probabilities (rows in the order of y_val, y_test).
+    val, test: name -> logits (or log-probabilities; rows in the order of y_val, y_test).
     """
     rows = {}
     for name in test:
-        t = fit_temperature(y_val, val[name])
-        after = scale(test[name], t)
-        rows[name] = {"temperature (fitted on validation)": t,
-                      "ECE before": expected_calibration_error(y_test, test[name], bins),
+        fit = fit_temperature(y_val, val[name])
+        before, after = softmax(test[name]), scale(test[name], fit.temperature)
+        rows[name] = {"temperature (fitted on validation)": fit.text(),
+                      "ECE before": expected_calibration_error(y_test, before, bins),
                       "ECE after": expected_calibration_error(y_test, after, bins),
                       "log-loss before": negative_log_likelihood(y_test, test[name]),
-                      "log-loss after": negative_log_likelihood(y_test, after)}
-    return pd.DataFrame(rows).T.rename_axis("model (test set)")
+                      "log-loss after": negative_log_likelihood(y_test, np.asarray(test[name], float) / fit.temperature)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model (test set)")
 
 
 def plot_reliability(curves: dict, y_true, title: str, bins: int = BINS):

@@ -70,19 +70,21 @@ class Result:
 class Chapter:
     """A chapter's parameters, data and run folder; trains and evaluates models the same way everywhere."""
 
-    def __init__(self, name: str, profile: str = "cpu", data_dir=None, runs_root=None, **params):
-        self.name, self.profile, self.data_dir = name, profile, data_dir
+    def __init__(self, name: str, profile: str = "cpu", data_dir=None, runs_root=None, readonly: bool = False,
+                 **params):
+        self.name, self.profile, self.data_dir, self.readonly = name, profile, data_dir, readonly
         self.settings, self.changed = resolve_parameters(name, profile, params)
         s = self.settings
         self.data: ChestData = load_for(data_dir, s)
         self.data_id = identity.data_identity(self.data, s)
-        self.run = runs.ChapterRun(profile, name, runs_root, staged=True)
+        self.run = runs.ChapterRun(profile, name, runs_root, staged=not readonly)  # read-only: the results in place
         self.identity = self.chapter_identity()
         self.weights = self.inherited_weights()
         training.set_determinism(s.get("deterministic", True))
-        self.run.write_info({"chapter": name, "profile": profile, "identity": self.identity,
-                             "settings": s, "changed": self.changed, "data": self.data.source.describe(),
-                             "data_identity": self.data_id, "commit": project_commit(), "weights": self.weights})
+        if not readonly:
+            self.run.write_info({"chapter": name, "profile": profile, "identity": self.identity,
+                                 "settings": s, "changed": self.changed, "data": self.data.source.describe(),
+                                 "data_identity": self.data_id, "commit": project_commit(), "weights": self.weights})
 
     def chapter_identity(self) -> str:
         """This chapter's whole output, as the runner computes it: notebook, settings, data, upstream, code."""
@@ -116,8 +118,16 @@ class Chapter:
         """The chapter's last cell: move its staged results into place (the runner does it when it runs us)."""
         if os.environ.get(RUNNER_ENV):
             return
+        if self.readonly:
+            print(f"chapter '{self.name}' ran read-only: nothing was written to {self.run.live}")
+            return
         self.run.promote()
         print(f"results of chapter '{self.name}' are in place: {self.run.live}")
+
+    @property
+    def live(self) -> bool:
+        """True in a live front end (Jupyter, Voila); False when `cxr run` executes the notebook."""
+        return live_front_end()
 
     def __getitem__(self, key):
         """chapter['epochs'] reads a resolved setting."""
@@ -246,8 +256,8 @@ class Chapter:
         predictions = {}
         for split in ("val", "test"):
             rows = self.data.split(split)
-            probs, seconds = training.predict(model, inputs(split, False))
-            predictions[split] = runs.predictions_frame(rows["Image Index"], rows["label"], probs)
+            probs, logits, seconds = training.predict_with_logits(model, inputs(split, False))
+            predictions[split] = runs.predictions_frame(rows["Image Index"], rows["label"], probs, logits)
             self.run.save_predictions(name, split, predictions[split])
         row = metrics_row(name, predictions["test"]["label"], runs.probabilities(predictions["test"]), seconds)
         self.run.save_metrics(name, row)
@@ -299,17 +309,24 @@ def synthetic_banner() -> str:
             f"&#9888; {SYNTHETIC_WARNING}</div>")
 
 
-def open_chapter(name: str, namespace=None, show: bool = True, **params) -> Chapter:
+def live_front_end() -> bool:
+    """Whether a person's front end runs this kernel, i.e. `cxr run` (papermill) does not."""
+    return not os.environ.get(RUNNER_ENV)
+
+
+def open_chapter(name: str, namespace=None, show: bool = True, viewer: bool = False, **params) -> Chapter:
     """Start a chapter from its notebook's globals: check parameters, load and check data, show the summary.
 
     namespace is the notebook's globals(): PROFILE, DATA_DIR and every parameter of the table found
-    there (values left at None take the profile's); keyword arguments override it.
+    there (values left at None take the profile's); keyword arguments override it. viewer=True (a
+    chapter that only reads others' results): in a live front end it opens read-only, staging,
+    writing and promoting nothing; under `cxr run` it publishes its results as any chapter does.
     """
     namespace = dict(namespace or {})
     given = {**notebook_parameters(namespace), **{k.lower(): v for k, v in params.items()}}
     profile = given.pop("profile", None) or namespace.get("PROFILE") or "cpu"
     data_dir = given.pop("data_dir", None) or namespace.get("DATA_DIR")
-    chapter = Chapter(name, profile, data_dir, **given)
+    chapter = Chapter(name, profile, data_dir, readonly=viewer and live_front_end(), **given)
     if show:
         chapter.show_provenance()
     return chapter

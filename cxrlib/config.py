@@ -109,9 +109,10 @@ CHAPTER_DEFAULTS = {
     "fused": {},
     "fused_grid": {},
     "pretrained": {"backbones": ("vgg16", "resnet152", "resnet50", "chexnet")},
-    "error_analysis": {"per_class": 4, "interactive": False},
+    "error_analysis": {"per_class": 4},
     "explainability": {"activation_maps": 32},
     "ensemble": {"ga_crossover": 0.9, "ga_mutation": 0.2, "ga_crossover_genes": 0.5, "ga_tournament": 3,
                  "ga_elitism": 0.1, "ga_restarts": 3},
+    "subgroups": {},
     "conclusions": {},
 }

@@ -210,11 +210,12 @@ def as_model_input(model, image) -> np.ndarray:
     return image
 
 
-def gradcam(model, image: np.ndarray, class_index=None, layer=None) -> tuple:
-    """(heatmap in [0, 1] at the image's size, class explained): Selvaraju et al.'s Grad-CAM.
+def gradcam_cells(model, image: np.ndarray, class_index=None, layer=None) -> tuple:
+    """(Grad-CAM in [0, 1] on the target layer's own grid, class explained): Selvaraju et al.'s Grad-CAM.
 
     The gradient is that of the class's pre-softmax score (through the softmax it would fade as the
     model grows confident); class_index None explains the predicted class; layer overrides the target.
+    The grid is kept, because where a coarse map points is the centre of its hottest cell.
     """
     import tensorflow as tf
 
@@ -230,47 +231,104 @@ def gradcam(model, image: np.ndarray, class_index=None, layer=None) -> tuple:
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[0]
     cam = cam / (tf.reduce_max(cam) + 1e-8)
-    heatmap = tf.image.resize(cam[..., None], image.shape[:2])[..., 0].numpy()
-    return np.clip(heatmap, 0, 1), class_index
+    return np.clip(cam.numpy(), 0, 1), class_index
+
+
+def gradcam(model, image: np.ndarray, class_index=None, layer=None) -> tuple:
+    """(heatmap in [0, 1] at the image's size, class explained): Grad-CAM's cells resized bilinearly."""
+    cells, class_index = gradcam_cells(model, image, class_index, layer)
+    return upsample(cells, np.shape(image)[:2]), class_index
+
+
+def _bilinear_axis(cells: int, size: int) -> tuple:
+    """(lower cell, upper cell, weight of the upper) for each output pixel along one axis; half-pixel centres,
+    edges held, as tf.image.resize's bilinear mode computes them."""
+    source = np.clip((np.arange(size) + 0.5) * cells / size - 0.5, 0, cells - 1)
+    lower = np.floor(source).astype(int)
+    return lower, np.minimum(lower + 1, cells - 1), source - lower
+
+
+def upsample(cells: np.ndarray, shape) -> np.ndarray:
+    """A coarse map resized bilinearly to shape (rows, columns): what is drawn and boxed."""
+    cells = np.asarray(cells, np.float32)
+    top, bottom, down = _bilinear_axis(cells.shape[0], int(shape[0]))
+    left, right, across = _bilinear_axis(cells.shape[1], int(shape[1]))
+    rows = cells[top] * (1 - down)[:, None] + cells[bottom] * down[:, None]
+    return (rows[:, left] * (1 - across) + rows[:, right] * across).astype(np.float32)
+
+
+NO_SPATIAL_INFORMATION = "no spatial information at this input size"
+
+
+def has_spatial_information(heatmap) -> bool:
+    """Whether a map can say where: at least 2x2 cells and not constant (a 1x1 target map is neither)."""
+    heatmap = np.asarray(heatmap, float)
+    return heatmap.ndim == 2 and min(heatmap.shape) >= 2 and float(np.ptp(heatmap)) > 1e-6
 
 
 def overlay(ax, image: np.ndarray, heatmap: np.ndarray, title: str, box=None, fontsize: int = 10):
-    """The image in gray, the heatmap in colour on top, and an optional (x, y, w, h) box in red."""
+    """The image in gray, the heatmap in colour on top, and an optional (x, y, w, h) box in red.
+
+    A heatmap without spatial information is not tinted over the image: the panel says so instead.
+    """
     from matplotlib.patches import Rectangle
 
     ax.imshow(to_display(image), cmap="gray")
-    ax.imshow(heatmap, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+    if has_spatial_information(heatmap):
+        ax.imshow(heatmap, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+    else:
+        ax.text(0.5, 0.5, NO_SPATIAL_INFORMATION.replace(" at ", "\nat "), transform=ax.transAxes, ha="center",
+                va="center", fontsize=max(fontsize - 2, 7), bbox={"facecolor": "white", "alpha": 0.85})
     if box is not None:
         ax.add_patch(Rectangle(box[:2], box[2], box[3], fill=False, edgecolor="red", linewidth=1.5))
     ax.set_title(title, fontsize=fontsize)
     ax.axis("off")
 
 
-def heatmap_at(model, images_for, image_id: str, size=None, class_index=None) -> tuple:
-    """Grad-CAM of one image at the model's own input size, optionally resized to size x size."""
-    import tensorflow as tf
-
+def cells_at(model, images_for, image_id: str, class_index=None) -> tuple:
+    """Grad-CAM of one image at the model's own input size, on the target layer's grid, and the class explained."""
     side = model.input.shape[1]
-    gray = images_for([image_id], side)[image_id]
-    heatmap, explained = gradcam(model, gray, class_index)
-    if size and size != side:
-        heatmap = tf.image.resize(heatmap[..., None], (size, size))[..., 0].numpy()
-    return heatmap, explained
+    return gradcam_cells(model, images_for([image_id], side)[image_id], class_index)
+
+
+def heatmap_at(model, images_for, image_id: str, size=None, class_index=None) -> tuple:
+    """Grad-CAM of one image at the model's own input size, resized to size x size (default: that input size)."""
+    cells, explained = cells_at(model, images_for, image_id, class_index)
+    side = size or model.input.shape[1]
+    return upsample(cells, (side, side)), explained
+
+
+def vote(classes: list) -> int:
+    """The class most models chose; ties go to the first model's (as the browser's 'all models' row reads)."""
+    counts = {k: classes.count(k) for k in classes}
+    return next(k for k in classes if counts[k] == max(counts.values()))
 
 
 def heatmap_source(models: dict, images_for, size: int):
-    """A function (model name or 'all models', image id) -> Grad-CAM at size, for the widget browser.
+    """A function (model name or 'all models', image id, class index) -> Grad-CAM at size, for the browser.
 
-    'all models' averages every model's heatmap. Heatmaps are computed on demand and remembered.
+    Every heatmap explains one named class: the one given, else the model's prediction ('all models': the
+    class most models predict). 'All models' averages the models' maps of that class that have spatial
+    information; when none has, the result is constant and reads as such. Maps are computed once and remembered.
     """
     memory = {}
 
-    def heatmap(name: str, image_id: str):
-        names = list(models) if name not in models else [name]
-        for n in names:
-            if (n, image_id) not in memory:
-                memory[n, image_id] = heatmap_at(models[n], images_for, image_id, size)[0]
-        return np.mean([memory[n, image_id] for n in names], axis=0)
+    def one(name: str, image_id: str, class_index=None):
+        """One model's map of a class (None: its prediction) and the class explained."""
+        key = (name, image_id, class_index)
+        if key not in memory:
+            memory[key] = heatmap_at(models[name], images_for, image_id, size, class_index)
+            memory[name, image_id, memory[key][1]] = memory[key]
+        return memory[key]
+
+    def heatmap(name: str, image_id: str, class_index=None):
+        if name in models:
+            return one(name, image_id, class_index)[0]
+        if class_index is None:
+            class_index = vote([one(n, image_id)[1] for n in models])
+        maps = [one(n, image_id, int(class_index))[0] for n in models]
+        informative = [m for m in maps if has_spatial_information(m)]
+        return np.mean(informative, axis=0) if informative else np.zeros((size, size), np.float32)
     return heatmap
 
 
@@ -317,8 +375,32 @@ def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int
 
 # --- heatmaps against NIH's boxes ------------------------------------------------------------------
 
-THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)  # Wang et al. 2017
+# Wang et al. 2017 (ChestX-ray8) count a localisation as correct when IoBB reaches T(IoBB) = 0.1, 0.25, 0.5,
+# 0.75 or 0.9; IoU is scored at the same thresholds.
+THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
+LEVEL = 0.5  # a heatmap's predicted box surrounds its largest region at or above this share of its maximum
+# The pointing game's tolerance in pixels of NIH's 1024-pixel frame. Zhang et al. (2018) count a hit within
+# 15 pixels of the box; we count only a peak inside the box.
+POINTING_TOLERANCE = 0
 AREA = "predicted box area (share of frame)"
+NO_INFORMATION = "maps without spatial information (share)"
+
+
+def scoring_rules(original: int = 1024) -> str:
+    """The box-scoring rules in words, made from the constants the scores are computed with."""
+    thresholds = ", ".join(f"{t:g}" for t in THRESHOLDS)
+    tolerance = ("no tolerance: the point must fall inside the box (Zhang et al. 2018 allow 15 pixels)"
+                 if not POINTING_TOLERANCE else
+                 f"a tolerance of {POINTING_TOLERANCE} pixels of the {original}-pixel frame, as Zhang et al. 2018")
+    return (f"**How the boxes are scored.** A heatmap's predicted box surrounds its largest region at or above "
+            f"{LEVEL:.0%} of its maximum. IoU and IoBB are counted at the thresholds Wang et al. (2017) used for "
+            f"IoBB, T = {thresholds}. The pointing game's point is the centre of the hottest cell of the "
+            f"model's own Grad-CAM grid (on a 7x7 grid of a 224-pixel image, a cell is 32 pixels wide), not the "
+            f"first pixel of the flat top that resizing makes of that cell; it is scored with {tolerance}. "
+            f"The shuffled baseline moves each heatmap to another image *of the same label*, so every boxed "
+            f"class counts by its number of boxes (a label with a single boxed image has no shuffled score). "
+            f"A map of fewer than 2x2 cells, or a constant one, has {NO_SPATIAL_INFORMATION}: the row "
+            f"'{NO_INFORMATION}' gives their share, and their boxes and points mean nothing.")
 
 
 def read_boxes(path) -> pd.DataFrame:
@@ -331,7 +413,7 @@ def read_boxes(path) -> pd.DataFrame:
     return table
 
 
-def predicted_box(heatmap: np.ndarray, level: float = 0.5):
+def predicted_box(heatmap: np.ndarray, level: float = LEVEL):
     """(x, y, w, h) around the largest connected region where the heatmap reaches level x its maximum."""
     from scipy import ndimage
 
@@ -355,31 +437,54 @@ def box_overlap(pred, truth) -> tuple:
     return (inter / union if union else 0.0), (inter / pred_area if pred_area else 0.0)
 
 
-def inside(x, y, truth) -> bool:
-    """Whether pixel (x, y) lies in the (x, y, w, h) box."""
-    return truth[0] <= x < truth[0] + truth[2] and truth[1] <= y < truth[1] + truth[3]
+def inside(x, y, truth, tolerance: float = 0.0) -> bool:
+    """Whether point (x, y) lies in the (x, y, w, h) box, or within tolerance pixels of it."""
+    if not tolerance:
+        return truth[0] <= x < truth[0] + truth[2] and truth[1] <= y < truth[1] + truth[3]
+    dx = max(truth[0] - x, 0.0, x - truth[0] - truth[2])
+    dy = max(truth[1] - y, 0.0, y - truth[1] - truth[3])
+    return float(np.hypot(dx, dy)) <= tolerance
 
 
-def pointing_hit(heatmap: np.ndarray, truth) -> bool:
-    """Whether the heatmap's maximum falls inside the box (Zhang et al.'s pointing game)."""
-    y, x = np.unravel_index(np.argmax(heatmap), heatmap.shape)
-    return inside(x, y, truth)
+def peak_point(heatmap: np.ndarray, size=None) -> tuple:
+    """(x, y) where a map points, in a size x size frame: the centre of its hottest cell (first one on ties).
+
+    On a coarse map this is the cell's centre; resizing first would make the cell a flat top whose first
+    pixel, at its top-left edge, is what argmax returns. A full-size map's cells are its pixels.
+    """
+    heatmap = np.asarray(heatmap)
+    rows, columns = heatmap.shape
+    size = size or columns
+    row, column = np.unravel_index(np.argmax(heatmap), heatmap.shape)
+    return (column + 0.5) * size / columns, (row + 0.5) * size / rows
 
 
-def score_heatmap(heatmap: np.ndarray, truth) -> dict:
-    """IoU and IoBB hits at every threshold, the pointing game and the predicted box's share of the frame."""
-    pred = predicted_box(heatmap)
+def pointing_hit(heatmap: np.ndarray, truth, size=None, tolerance: float = 0.0) -> bool:
+    """Whether the heatmap's peak cell centre falls inside the box (Zhang et al.'s pointing game)."""
+    return inside(*peak_point(heatmap, size), truth, tolerance)
+
+
+def score_heatmap(heatmap: np.ndarray, truth, size=None, tolerance: float = 0.0) -> dict:
+    """IoU and IoBB hits at every threshold, the pointing game and the predicted box's share of the frame.
+
+    heatmap: a map at size x size, or a coarser Grad-CAM grid that is resized for the box (not for the point).
+    """
+    heatmap = np.asarray(heatmap, float)
+    size = size or heatmap.shape[1]
+    frame = heatmap if heatmap.shape == (size, size) else upsample(heatmap, (size, size))
+    pred = predicted_box(frame)
     iou, iobb = box_overlap(pred, truth)
     row = {f"IoU>={t}": iou >= t for t in THRESHOLDS}
     row.update({f"IoBB>={t}": iobb >= t for t in THRESHOLDS})
-    row["pointing"] = pointing_hit(heatmap, truth)
-    row[AREA] = pred[2] * pred[3] / heatmap.size
+    row["pointing"] = pointing_hit(heatmap, truth, size, tolerance)
+    row[AREA] = pred[2] * pred[3] / size ** 2
+    row[NO_INFORMATION] = not has_spatial_information(heatmap)
     return row
 
 
 def random_point_hits(truth, size: int, draws: int, rng) -> np.ndarray:
-    """The pointing game played by a uniformly random pixel, draws times: chance is the box's share."""
-    xs, ys = rng.integers(0, size, draws), rng.integers(0, size, draws)
+    """The pointing game played by a uniformly random pixel's centre, draws times: chance is the box's share."""
+    xs, ys = rng.integers(0, size, draws) + 0.5, rng.integers(0, size, draws) + 0.5
     return np.array([inside(x, y, truth) for x, y in zip(xs, ys)])
 
 
@@ -393,30 +498,47 @@ def shuffled_pairs(ids: list, rng) -> dict:
             return {ids[i]: ids[j] for i, j in enumerate(order)}
 
 
-def score_boxes(heatmaps: dict, boxes, size: int, original: int = 1024, repeats: int = 20, seed: int = 0):
+def shuffled_within_labels(scored: list, heatmaps: dict, rng) -> list:
+    """(box, heatmap of another image of the box's label) for one round of the shuffled baseline.
+
+    Each label's heatmaps are deranged among that label's boxed images only, so every box of a label with
+    two or more images is scored in every round, whatever the other labels' sizes.
+    """
+    pairs = []
+    for label in sorted({box["Finding Label"] for box in scored}):
+        mine = [box for box in scored if box["Finding Label"] == label]
+        other = shuffled_pairs(sorted({box["Image Index"] for box in mine}), rng)
+        pairs += [(box, heatmaps[other[box["Image Index"]], label]) for box in mine if box["Image Index"] in other]
+    return pairs
+
+
+def box_truth(box, size: int, original: int) -> np.ndarray:
+    """A box row's (x, y, w, h), scaled from the original frame to size pixels."""
+    return np.array([box["x"], box["y"], box["w"], box["h"]], float) * size / original
+
+
+def score_boxes(heatmaps: dict, boxes, size: int, original: int = 1024, repeats: int = 20, seed: int = 0,
+                tolerance: float = POINTING_TOLERANCE):
     """Hit rates of heatmaps against NIH boxes, beside two baselines with matched statistics.
 
-    heatmaps: (image id, box's class) -> heatmap at size x size, each explaining the class of its box.
-    'shuffled heatmaps': the same heatmaps on the wrong images (repeats derangements), so their shape
-    and area match; 'random point': a uniformly random pixel for the pointing game. Boxes are in the
-    original 1024-pixel frame and scaled to the heatmap's size.
+    heatmaps: (image id, box's class) -> heatmap at size x size or on its Grad-CAM grid, each explaining
+    the class of its box. 'shuffled heatmaps': the same heatmaps on other images of the same label (repeats
+    derangements), so their shape and area match; 'random point': a uniformly random pixel for the pointing
+    game. Boxes are in the original frame (NIH: 1024 pixels) and scaled to size; tolerance is in its pixels.
     """
     rng = np.random.default_rng(seed)
     scored = [box for _, box in boxes.iterrows() if (box["Image Index"], box["Finding Label"]) in heatmaps]
     if not scored:
         return pd.DataFrame()
-    ids = sorted({box["Image Index"] for box in scored})
+    near = tolerance * size / original
     ours, shuffled, points = [], [], []
     for box in scored:
-        truth = np.array([box["x"], box["y"], box["w"], box["h"]]) * size / original
-        ours.append(score_heatmap(heatmaps[box["Image Index"], box["Finding Label"]], truth))
+        truth = box_truth(box, size, original)
+        ours.append(score_heatmap(heatmaps[box["Image Index"], box["Finding Label"]], truth, size, near))
         points.append(random_point_hits(truth, size, repeats, rng).mean())
     for _ in range(repeats):
-        other = shuffled_pairs(ids, rng)
-        for box in scored:
-            if box["Image Index"] in other and (other[box["Image Index"]], box["Finding Label"]) in heatmaps:
-                truth = np.array([box["x"], box["y"], box["w"], box["h"]]) * size / original
-                shuffled.append(score_heatmap(heatmaps[other[box["Image Index"]], box["Finding Label"]], truth))
+        shuffled += [score_heatmap(heatmap, box_truth(box, size, original), size, near)
+                     for box, heatmap in shuffled_within_labels(scored, heatmaps, rng)]
     rows = list(ours[0])
     table = pd.DataFrame({"Grad-CAM": pd.DataFrame(ours).mean(),
                           "shuffled heatmaps": pd.DataFrame(shuffled).mean() if shuffled else np.nan,
@@ -426,13 +548,14 @@ def score_boxes(heatmaps: dict, boxes, size: int, original: int = 1024, repeats:
 
 
 def score_models(models: dict, boxes, images_for, repeats: int = 20, seed: int = 0) -> pd.DataFrame:
-    """Box-scoring table for every model (columns: model x method): each heatmap explains its box's class."""
+    """Box-scoring table for every model (columns: model x method): each heatmap explains its box's class and
+    is kept on its Grad-CAM grid, so the pointing game reads the hottest cell."""
     from cxrlib.config import CLASSES
 
     tables = {}
     for name, model in models.items():
         wanted = sorted({(i, label) for i, label in zip(boxes["Image Index"], boxes["Finding Label"])})
-        heatmaps = {(i, label): heatmap_at(model, images_for, i, class_index=CLASSES.index(label))[0]
+        heatmaps = {(i, label): cells_at(model, images_for, i, class_index=CLASSES.index(label))[0]
                     for i, label in wanted}
         tables[name] = score_boxes(heatmaps, boxes, model.input.shape[1], repeats=repeats, seed=seed)
     tables = {k: v for k, v in tables.items() if len(v)}

@@ -131,8 +131,6 @@ PARAMETERS = {
     # analysis chapters
     "examples_per_class": _int(help="example images shown per class", chapters=("dataset",), low=1, high=64),
     "per_class": _int(help="misclassified images shown per class", chapters=("error_analysis",), low=1, high=64),
-    "interactive": Param("bool", help="show the ipywidgets browser (needs a live kernel)",
-                         chapters=("error_analysis",)),
     "activation_maps": _int(help="feature maps shown per layer", chapters=("explainability",), low=1, high=512),
     "ga_population": _int(help="genetic algorithm: population", chapters=("ensemble",), low=4, high=10_000),
     "ga_generations": _int(help="genetic algorithm: generations", chapters=("ensemble",), low=1, high=10_000),
@@ -143,7 +141,7 @@ PARAMETERS = {
     "ga_tournament": _int(help="genetic algorithm: tournament size", chapters=("ensemble",), low=2, high=1000),
     "ga_elitism": _float(help="genetic algorithm: share of elites kept", chapters=("ensemble",), low=0, high=1),
     "ga_restarts": _int(help="genetic algorithm: independent restarts", chapters=("ensemble",), low=1, high=100),
-    "bootstrap": _int(help="patient bootstrap resamples", chapters=("ensemble",), low=10, high=1_000_000),
+    "bootstrap": _int(help="patient bootstrap resamples", chapters=("ensemble", "subgroups"), low=10, high=1_000_000),
 }
 # Settings of a profile that are not user parameters (the profile declares them).
 PROFILE_ONLY = ("min_per_split",)

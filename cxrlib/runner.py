@@ -5,6 +5,8 @@
     cxr compare RUNS_A RUNS_B
     cxr book
     cxr list
+    cxr predict PATH ... --model CHAPTER/MODEL [--profile P] [-o CSV] [--gradcam DIR]
+    cxr browse [--profile P] [--port N] [--token T] [--lab] [--open]
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from cxrlib import identity, runs
 from cxrlib.config import REPO_ROOT, notebooks_dir, profile_settings, runs_dir
 from cxrlib.data.errors import DataError
 from cxrlib.params import PARAMETERS, ParameterError, check, resolve_parameters
+from cxrlib.predict import add_parser as predict_parser
 from cxrlib.runs import RUNNER_ENV
 
 # chapter -> chapters whose results it reads; dict order is the book's (the report's) order
@@ -40,6 +43,7 @@ CHAPTERS = {
     "error_analysis": ("scratch", "fused", "pretrained"),
     "explainability": ("scratch", "fused", "pretrained"),
     "ensemble": ("scratch", "fused", "pretrained"),
+    "subgroups": ("scratch", "fused", "pretrained", "ensemble"),
     "conclusions": ("preprocessing", "resizer", "hyperband", "fused_grid", "ensemble"),
 }
 
@@ -116,9 +120,11 @@ def check_parameters(params: dict, order: list) -> dict:
 
 def chapter_parameters(chapter: str, profile: str, data_dir, params: dict) -> dict:
     """What papermill injects: the profile, the data folder, and the user's parameters this chapter takes."""
+    from cxrlib.data.sources import SYNTHETIC, is_synthetic
+
     injected = {"PROFILE": profile}
     if data_dir:
-        injected["DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
+        injected["DATA_DIR"] = SYNTHETIC if is_synthetic(data_dir) else str(Path(data_dir).expanduser().resolve())
     injected.update({k.upper(): v for k, v in params.items() if PARAMETERS[k.lower()].takes(chapter)})
     return injected
 
@@ -185,8 +191,10 @@ def execute(chapter: str, injected: dict, output: Path, log: Path) -> None:
     """Run one notebook with papermill; a failure names the chapter, its notebook and its kernel log."""
     import papermill
 
+    from cxrlib.browse import kernel_name
+
     output.parent.mkdir(parents=True, exist_ok=True)
-    # the kernel is started as plain 'python': make sure that is this environment's interpreter
+    # the project's kernel (`make env` registers it), else 'python3' started as plain 'python': this interpreter
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # after Ctrl-C, nbclient's abandoned tasks would log tracebacks at exit: the one-line message says it all
@@ -195,7 +203,7 @@ def execute(chapter: str, injected: dict, output: Path, log: Path) -> None:
     try:
         with stderr_to(log):
             papermill.execute_notebook(str(notebooks_dir() / f"{chapter}.ipynb"), str(output), parameters=injected,
-                                       kernel_name="python3", cwd=str(notebooks_dir()), progress_bar=False)
+                                       kernel_name=kernel_name(), cwd=str(notebooks_dir()), progress_bar=False)
     finally:
         os.environ.pop(RUNNER_ENV, None)
 
@@ -427,7 +435,8 @@ def main(argv=None) -> int:
     run = sub.add_parser("run", help="execute chapters with papermill")
     run.add_argument("chapters", nargs="*", help=f"default: all ({', '.join(CHAPTERS)})")
     run.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), help="smoke, cpu or full")
-    run.add_argument("--data", default=os.environ.get("CXR_DATA_DIR"), help="an NIH ChestX-ray14 folder")
+    run.add_argument("--data", default=os.environ.get("CXR_DATA_DIR"),
+                     help="an NIH ChestX-ray14 folder, or 'synthetic' (default: the real sample shipped in data/)")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="a notebook parameter")
     run.add_argument("--force", action="store_true", help="run even when nothing changed")
     run.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
@@ -443,6 +452,14 @@ def main(argv=None) -> int:
     compare.add_argument("runs_b", metavar="RUNS_B", help="the other run folder")
     sub.add_parser("book", help="build the HTML book into _build/html")
     sub.add_parser("list", help="list the chapters and their parameters")
+    predict_parser(sub)
+    browse = sub.add_parser("browse", help="browse a profile's misclassified images in Voila (prints the address)")
+    browse.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), help="smoke, cpu or full")
+    browse.add_argument("--port", type=int, default=0, help="default: a free port")
+    browse.add_argument("--ip", default="127.0.0.1", help="the address to listen on")
+    browse.add_argument("--token", help="default: a random token (it is part of the address printed)")
+    browse.add_argument("--lab", action="store_true", help="JupyterLab on the notebooks instead of Voila's read-only view")
+    browse.add_argument("--open", action="store_true", help="also open the address in a web browser")
     args = parser.parse_args(argv)
     try:
         if args.command == "run" and args.from_page:
@@ -464,6 +481,14 @@ def main(argv=None) -> int:
             print(repro.compare_text(args.runs_a, args.runs_b))
         elif args.command == "book":
             build_book()
+        elif args.command == "predict":
+            from cxrlib import predict
+
+            return predict.main(args)
+        elif args.command == "browse":
+            from cxrlib import browse
+
+            browse.serve(args.profile, args.port, args.token, args.ip, args.lab, args.open)
         else:
             print(parameter_listing())
     except Interrupted as err:

@@ -73,22 +73,24 @@ def _plain(value):
     return float(value) if np.ndim(value) == 0 else value
 
 
+def _seed_generators(model) -> dict:
+    """key -> seed generator of every layer, nested ones included; keyed by position and class, because a
+    reloaded model renames nested layers' paths ('augmentation/random_flip' comes back as 'random_flip')."""
+    return {f"{i}:{type(layer).__name__}/{k}": generator
+            for i, layer in enumerate(model._flatten_layers(include_self=True))
+            for k, generator in enumerate(getattr(layer, "_seed_generators", []))}
+
+
 def seed_states(model) -> dict:
     """The random-number states of every layer (dropout, augmentation), which model.save leaves out."""
-    states = {}
-    for layer in model._flatten_layers(include_self=True):
-        for k, generator in enumerate(getattr(layer, "_seed_generators", [])):
-            states[f"{layer.path}/{k}"] = keras.ops.convert_to_numpy(generator.state.value)
-    return states
+    return {key: keras.ops.convert_to_numpy(g.state.value) for key, g in _seed_generators(model).items()}
 
 
 def restore_seed_states(model, states: dict) -> None:
     """Put back the random-number states saved with seed_states."""
-    for layer in model._flatten_layers(include_self=True):
-        for k, generator in enumerate(getattr(layer, "_seed_generators", [])):
-            key = f"{layer.path}/{k}"
-            if key in states:
-                generator.state.assign(states[key])
+    for key, generator in _seed_generators(model).items():
+        if key in states:
+            generator.state.assign(states[key])
 
 
 class Backup(keras.callbacks.Callback):
@@ -213,6 +215,43 @@ def predict(model, dataset):
     started = time.perf_counter()
     probs = model.predict(dataset, verbose=0)
     return np.asarray(probs, dtype=float), time.perf_counter() - started
+
+
+def all_layers(model):
+    """Every layer of a model, nested models' layers included, in order."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from all_layers(layer)
+
+
+def classifier_layer(model):
+    """The softmax Dense layer that ends the model: the one named 'classifier' (every model of the book),
+    else the last Dense with a softmax; None where there is neither."""
+    layers = list(all_layers(model))
+    named = [layer for layer in layers if layer.name == "classifier"]
+    dense = [layer for layer in layers
+             if isinstance(layer, keras.layers.Dense) and layer.activation is keras.activations.softmax]
+    return (named or dense or [None])[-1]
+
+
+def predict_with_logits(model, dataset):
+    """(probabilities, logits, seconds): one prediction with the classifier's softmax switched off, so the
+    logits come out exact (a float32 softmax rounds small probabilities to 0, and their logs cannot be
+    recovered); the probabilities are their softmax in float64."""
+    from cxrlib.calibration import softmax
+
+    classifier = classifier_layer(model)
+    if classifier is None or classifier.activation is not keras.activations.softmax:
+        raise ValueError(f"model {model.name} has no softmax layer named 'classifier' to take logits from")
+    model.predict_function = None  # a compiled prediction would keep the softmax
+    classifier.activation = keras.activations.linear
+    try:
+        logits, seconds = predict(model, dataset)
+    finally:
+        classifier.activation = keras.activations.softmax
+        model.predict_function = None
+    return softmax(logits), logits, seconds
 
 
 def distribution_scope():

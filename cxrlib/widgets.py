@@ -3,6 +3,7 @@ HTML/JS twin (no kernel, no network) and a gallery figure."""
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import uuid
@@ -81,10 +82,11 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
         axes[0, 0].text(0.5, 0.5, "no image matches this choice", ha="center", va="center")
     for (image_ax, bar_ax), (_, row) in zip(axes, chosen.iterrows()):
         image_id = row["Image Index"]
-        caption = f"{image_id}\ntrue {CLASSES[row['label']]}, predicted {CLASSES[row['pred']]}"
+        caption = f"{image_id}\ntrue {CLASSES[row['label']]}\npredicted {CLASSES[row['pred']]}"
         heatmap = heatmaps(model, image_id) if heatmaps else None
-        if heatmap is not None:
-            overlay(image_ax, images[image_id], heatmap, caption)
+        if heatmap is not None:  # overlay says so where the map has no spatial information
+            caption += f"\n{figure_gradcam_note(model, CLASSES[row['pred']])}"
+            overlay(image_ax, images[image_id], fit(heatmap, np.shape(images[image_id])[:2]), caption, fontsize=8)
         else:
             image_ax.imshow(to_display(images[image_id]), cmap="gray")
             image_ax.set_title(caption, fontsize=8)
@@ -92,7 +94,7 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
         probs = pd.DataFrame({m: selection.frames[m].loc[image_id, [f"p_{c}" for c in CLASSES]].to_numpy()
                               for m in selection.models}, index=list(CLASSES))
         probs.plot.barh(ax=bar_ax, legend=image_ax is axes[0, 0], xlim=(0, 1))
-        bar_ax.set(xlabel="probability", ylabel="class", title="every model's probabilities")
+        bar_ax.set(xlabel="probability", ylabel="", title="every model's probabilities")
         if image_ax is axes[0, 0]:
             legend_outside(bar_ax, fontsize=7)
     fig.suptitle(wrapped(title))
@@ -116,30 +118,124 @@ def static_gallery(predictions: dict, images: dict, model: str = ALL_MODELS, tru
     return draw_page(selection, chosen.head(count), images, heatmaps, title, model)
 
 
+def page_text(first: int, count: int, total: int) -> str:
+    """'image 4 of 7', 'images 1-3 of 7', or that nothing matches."""
+    if not total:
+        return "no misclassified image matches this choice"
+    if count == 1:
+        return f"image {first + 1} of {total}"
+    return f"images {first + 1}-{first + count} of {total}"
+
+
+def no_match_text(model: str, true_class: str, predicted: str) -> str:
+    """The sentence shown instead of images when a choice picks none."""
+    return (f"No test image misclassified by {model} has true class {true_class} and predicted class "
+            f"{predicted}.")
+
+
+def figure_gradcam_note(model: str, predicted: str) -> str:
+    """The class a drawn Grad-CAM explains, short enough for a panel title ('all models': their mean map of it)."""
+    return f"Grad-CAM of {predicted}" + (f" ({ALL_MODELS}' mean)" if model == ALL_MODELS else "")
+
+
+def gradcam_note(model: str, predicted: str) -> str:
+    """What the Grad-CAM overlay explains, in words."""
+    if model == ALL_MODELS:
+        return f"Grad-CAM: every model's map of {predicted}, averaged"
+    return f"Grad-CAM of {model}'s prediction ({predicted})"
+
+
+def probability_table(selection: Selection, image_id: str, true_label: int) -> str:
+    """Every model's probabilities for one image, as an HTML table with a bar in each cell."""
+    cell = '<{0} style="padding:0.15em 0.8em 0.15em 0;text-align:left">{1}</{0}>'
+    head = "".join(cell.format("th", html.escape(c) + (" (true)" if k == true_label else ""))
+                   for k, c in enumerate(CLASSES))
+    rows = []
+    for model in selection.models:
+        probs = selection.frames[model].loc[image_id, [f"p_{c}" for c in CLASSES]].to_numpy(float)
+        bars = "".join(cell.format("td", f'<span class="cxr-bar" style="display:inline-block;height:0.7em;'
+                                         f'width:{p * 4:.2f}em;background:#4c72b0;margin-right:0.3em"></span>{p:.3f}')
+                       for p in probs)
+        rows.append(f"<tr>{cell.format('td', html.escape(model))}{bars}</tr>")
+    return (f'<table class="cxr-probs" style="font-size:0.85em;border-collapse:collapse">'
+            f"<tr>{cell.format('th', 'model')}{head}</tr>{''.join(rows)}</table>")
+
+
+def dropdown_width(description: str, options) -> str:
+    """A width that shows the description and the longest option whole."""
+    return f"{len(description) + max(len(str(o)) for o in options) + 9}ch"
+
+
 class MisclassifiedBrowser:
     """Choose a model (or all models), a true and a predicted class; page through the misclassified images.
 
-    heatmaps(model name or 'all models', image id) -> heatmap at the images' size enables the overlay.
+    heatmaps(model name or 'all models', image id) -> heatmap (any size; None: not available) enables the
+    Grad-CAM overlay. `MisclassifiedBrowser.from_runs(profile=...)` reads all three from a run folder.
     """
 
-    def __init__(self, predictions: dict, images: dict, heatmaps=None, per_page: int = 3):
+    IMAGE_PX = 256
+
+    def __init__(self, predictions: dict, images: dict, heatmaps=None, per_page: int = 3, title: str = ""):
         import ipywidgets as w
 
         self.selection, self.images, self.heatmaps, self.per_page = Selection(predictions), images, heatmaps, per_page
-        self.page = 0
-        self.model = w.Dropdown(options=[ALL_MODELS, *self.selection.models], description="model")
-        self.true_class = w.Dropdown(options=[ANY, *CLASSES], description="true")
-        self.predicted = w.Dropdown(options=[ANY, *CLASSES], description="predicted")
-        self.gradcam = w.Checkbox(value=False, description="Grad-CAM overlay", disabled=heatmaps is None)
+        self.page, self.pictures = 0, {}
+        self.model = self.dropdown("model", [ALL_MODELS, *self.selection.models])
+        self.true_class = self.dropdown("true", [ANY, *CLASSES])
+        self.predicted = self.dropdown("predicted", [ANY, *CLASSES])
+        self.gradcam = w.Checkbox(value=False, description="Grad-CAM overlay", indent=False,
+                                  disabled=heatmaps is None, layout=w.Layout(width="auto"))
         self.previous, self.next = w.Button(description="previous"), w.Button(description="next")
-        self.status, self.output = w.Label(), w.Output()
-        for control in (self.model, self.true_class, self.predicted, self.gradcam):
+        self.status, self.message = w.Label(layout=w.Layout(margin="0 0 0 1.5em")), w.HTML()
+        self.rows = [self.row() for _ in range(per_page)]
+        for name, control in (("model", self.model), ("true", self.true_class), ("predicted", self.predicted),
+                              ("gradcam", self.gradcam), ("previous", self.previous), ("next", self.next),
+                              ("status", self.status), ("message", self.message)):
+            control.add_class(f"cxr-{name}")
+        for control in (self.model, self.true_class, self.predicted):
             control.observe(lambda _: self.show(reset=True), names="value")
+        self.gradcam.observe(lambda _: self.show(), names="value")  # the same page, with or without the overlay
         self.previous.on_click(lambda _: self.turn(-1))
         self.next.on_click(lambda _: self.turn(+1))
-        self.widget = w.VBox([w.HBox([self.model, self.true_class, self.predicted]),
-                              w.HBox([self.previous, self.next, self.gradcam, self.status]), self.output])
+        heading = [w.HTML(f"<b>{html.escape(title)}</b>")] if title else []
+        self.widget = w.VBox([*heading, w.HBox([self.model, self.true_class, self.predicted]),
+                              w.HBox([self.previous, self.next, self.gradcam, self.status]), self.message,
+                              *(box for box, _, _ in self.rows)])
+        self.widget.add_class("cxr-widget-browser")
         self.show(reset=True)
+
+    @classmethod
+    def from_runs(cls, profile=None, runs_root=None, per_page: int = 3):
+        """The browser of a profile's run folder (default: the profile `cxr browse` serves, else cpu), from what
+        the error-analysis chapter saved there: predictions, images and cached Grad-CAM. Reads only."""
+        import os
+
+        from cxrlib import browse
+
+        profile = profile or os.environ.get(browse.PROFILE_ENV) or "cpu"
+        predictions, images, heatmaps = browse.load_cache(profile, runs_root)
+        folder = browse.cache_folder(profile, runs_root).parent.parent
+        return cls(predictions, images, heatmaps, per_page, title=f"Misclassified test images, profile {profile} ({folder})")
+
+    @staticmethod
+    def dropdown(description: str, options: list):
+        """A dropdown wide enough for its longest option."""
+        import ipywidgets as w
+
+        return w.Dropdown(options=options, description=description, style={"description_width": "initial"},
+                          layout=w.Layout(width=dropdown_width(description, options)))
+
+    def row(self) -> tuple:
+        """One image slot: (box, image, caption and probabilities)."""
+        import ipywidgets as w
+
+        image = w.Image(format="jpeg", width=self.IMAGE_PX, height=self.IMAGE_PX)
+        text = w.HTML(layout=w.Layout(margin="0 0 0 1em"))
+        box = w.HBox([image, text], layout=w.Layout(display="none", margin="0.4em 0"))
+        box.add_class("cxr-row")
+        image.add_class("cxr-image")
+        text.add_class("cxr-caption")
+        return box, image, text
 
     def chosen(self) -> pd.DataFrame:
         """The images the current controls select."""
@@ -148,31 +244,70 @@ class MisclassifiedBrowser:
     def current(self) -> pd.DataFrame:
         """The images on the current page."""
         start = self.page * self.per_page
-        return self.chosen().iloc[start:start + self.per_page]
+        return self.picked.iloc[start:start + self.per_page]
+
+    def pages(self) -> int:
+        """How many pages the selection fills (at least one)."""
+        return max(1, -(-len(self.picked) // self.per_page))
 
     def turn(self, step: int):
         """Go to the previous or next page, staying within the selection."""
-        pages = max(1, -(-len(self.chosen()) // self.per_page))
-        self.page = min(max(self.page + step, 0), pages - 1)
+        self.page = min(max(self.page + step, 0), self.pages() - 1)
         self.show()
 
     def show(self, reset: bool = False):
-        """Redraw the page and the status line."""
-        import matplotlib.pyplot as plt
-        from IPython.display import display
-
+        """Say at once that a page is loading (old images hidden), then fill the page and the status line."""
         if reset:
-            self.page = 0
-        total, page = len(self.chosen()), self.current()
-        first = self.page * self.per_page
-        self.status.value = (f"images {first + 1}-{first + len(page)} of {total}" if total else "no image matches")
-        self.output.clear_output(wait=True)
-        with self.output:
-            heatmaps = self.heatmaps if self.gradcam.value else None
-            self.figure = draw_page(self.selection, page, self.images, heatmaps,
-                                    f"Misclassified by {self.model.value}", self.model.value)
-            display(self.figure)
-            plt.close(self.figure)
+            self.page, self.picked = 0, self.chosen()
+        page, total, first = self.current(), len(self.picked), self.page * self.per_page
+        text = page_text(first, len(page), total)
+        self.previous.disabled, self.next.disabled = self.page == 0, self.page >= self.pages() - 1
+        for box, _, _ in self.rows:
+            box.layout.display = "none"
+        self.message.value = f"<i>loading {text} ...</i>" if total else ""
+        self.status.value = f"loading {text} ..." if total else text
+        if not total:
+            self.message.value = html.escape(no_match_text(self.model.value, self.true_class.value,
+                                                           self.predicted.value))
+            return
+        for (box, image, caption), (_, row) in zip(self.rows, page.iterrows()):
+            image.value, caption.value = self.picture(row), self.caption(row)
+            box.layout.display = "flex"
+        self.message.value = ""
+        self.status.value = text
+
+    def overlay_heatmap(self, image_id: str):
+        """The Grad-CAM to draw over an image, or None (overlay off, none available, or no spatial information)."""
+        from cxrlib.explain import has_spatial_information
+
+        if not (self.gradcam.value and self.heatmaps):
+            return None
+        heatmap = self.heatmaps(self.model.value, image_id)
+        return heatmap if heatmap is not None and has_spatial_information(heatmap) else None
+
+    def picture(self, row) -> bytes:
+        """The image as JPEG bytes, with the model's Grad-CAM when the overlay is on (made once, remembered)."""
+        from cxrlib.explain import to_display
+
+        image_id = row["Image Index"]
+        key = (image_id, self.model.value if self.gradcam.value else None)
+        if key not in self.pictures:
+            heatmap = self.overlay_heatmap(image_id)
+            image = self.images[image_id]
+            pixels = to_display(image) if heatmap is None else gradcam_pixels(image, heatmap)
+            self.pictures[key] = jpeg_bytes(pixels, self.IMAGE_PX, quality=85)
+        return self.pictures[key]
+
+    def caption(self, row) -> str:
+        """The image id, true and predicted class, what the overlay shows, and every model's probabilities."""
+        image_id, model, predicted = row["Image Index"], self.model.value, CLASSES[row["pred"]]
+        lines = [f"<b>{html.escape(image_id)}</b>",
+                 f"true {CLASSES[row['label']]}, predicted {predicted} by {html.escape(model)}"]
+        if self.gradcam.value:
+            lines.append(html.escape(gradcam_note(model, predicted)) if self.overlay_heatmap(image_id) is not None
+                         else "no Grad-CAM with spatial information for this image")
+        return ("<div>" + "<br>".join(lines) + "</div>"
+                + probability_table(self.selection, image_id, int(row["label"])))
 
     def _ipython_display_(self):
         """Show the controls when the browser is the value of a cell."""
@@ -183,8 +318,8 @@ class MisclassifiedBrowser:
 
 # ---------------------------------------------------------------- the static twin for the rendered book
 
-def data_uri(pixels: np.ndarray, size: int, quality: int = 65) -> str:
-    """An image as a small embedded JPEG (gray or RGB floats in [0, 1], or uint8)."""
+def jpeg_bytes(pixels: np.ndarray, size: int, quality: int = 65) -> bytes:
+    """An image as JPEG bytes at size x size (gray or RGB floats in [0, 1], or uint8)."""
     from PIL import Image
 
     array = np.asarray(pixels)
@@ -193,7 +328,22 @@ def data_uri(pixels: np.ndarray, size: int, quality: int = 65) -> str:
     image = Image.fromarray(array).resize((size, size), Image.BILINEAR)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
+
+
+def data_uri(pixels: np.ndarray, size: int, quality: int = 65) -> str:
+    """An image as a small embedded JPEG (gray or RGB floats in [0, 1], or uint8)."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(pixels, size, quality)).decode()
+
+
+def fit(heatmap, shape) -> np.ndarray:
+    """A heatmap resized bilinearly to an image's (rows, columns)."""
+    from PIL import Image
+
+    heat = np.asarray(heatmap, np.float32)
+    if heat.shape == tuple(shape):
+        return heat
+    return np.asarray(Image.fromarray(heat).resize((int(shape[1]), int(shape[0])), Image.BILINEAR))
 
 
 def gradcam_pixels(image, heatmap) -> np.ndarray:
@@ -203,11 +353,7 @@ def gradcam_pixels(image, heatmap) -> np.ndarray:
     from cxrlib.explain import to_display
 
     gray = to_display(image)
-    heat = np.asarray(heatmap, float)
-    if heat.shape != gray.shape:
-        from PIL import Image
-
-        heat = np.asarray(Image.fromarray(heat.astype(np.float32)).resize(gray.shape[::-1], Image.BILINEAR))
+    heat = fit(heatmap, gray.shape)
     colour = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
     return 0.6 * np.repeat(gray[..., None], 3, axis=-1) + 0.4 * colour
 
@@ -217,23 +363,37 @@ def browser_data(predictions: dict, images: dict, heatmaps=None, thumb: int = 11
     """What the static browser embeds: for each model (and 'all models') and each (true, predicted) pair,
     up to per_choice misclassified images with every model's probabilities; Grad-CAM overlays for at
     most gradcam_limit (model, image) pairs."""
+    from cxrlib.explain import has_spatial_information
+
     selection = Selection(predictions)
-    choices, shown, cams = {}, {}, {}
+    choices, shown, cams, notes = {}, {}, {}, {}
     for model in (ALL_MODELS, *selection.models):
         picked = selection.pick(model)
         chosen = pd.concat([g.head(per_choice) for _, g in picked.groupby(["label", "pred"], sort=True)]) \
             if len(picked) else picked
         choices[model] = [[row["Image Index"], int(row["label"]), int(row["pred"])] for _, row in chosen.iterrows()]
-        for image_id in chosen["Image Index"]:
+        for image_id, pred in zip(chosen["Image Index"], chosen["pred"]):
             shown.setdefault(image_id, data_uri(images[image_id], thumb))
-            if heatmaps is not None and len(cams) < gradcam_limit:
+            if heatmaps is not None and len(notes) < gradcam_limit:
                 heatmap = heatmaps(model, image_id)
-                if heatmap is not None:
-                    cams[f"{model}|{image_id}"] = data_uri(gradcam_pixels(images[image_id], heatmap), thumb)
+                if heatmap is not None:  # named by its class; a map without spatial information is not drawn
+                    key, informative = f"{model}|{image_id}", has_spatial_information(heatmap)
+                    notes[key] = static_gradcam_note(model, CLASSES[int(pred)], informative)
+                    if informative:
+                        cams[key] = data_uri(gradcam_pixels(images[image_id], heatmap), thumb)
     probs = {image_id: {m: [round(float(p), 3) for p in selection.frames[m].loc[image_id, [f"p_{c}" for c in CLASSES]]]
                         for m in selection.models} for image_id in shown}
     return {"classes": list(CLASSES), "models": [ALL_MODELS, *selection.models], "choices": choices,
-            "thumbs": shown, "cams": cams, "probs": probs}
+            "thumbs": shown, "cams": cams, "notes": notes, "probs": probs}
+
+
+def static_gradcam_note(model: str, predicted: str, informative: bool) -> str:
+    """The static browser's line under an image: which class the Grad-CAM explains, and whether its map has
+    spatial information."""
+    from cxrlib.explain import NO_SPATIAL_INFORMATION
+
+    note = gradcam_note(model, predicted)
+    return note if informative else f"{note}: {NO_SPATIAL_INFORMATION}"
 
 
 _BROWSER_JS = """
@@ -259,6 +419,8 @@ _BROWSER_JS = """
     state.page = Math.max(0, Math.min(state.page, list.length - 1));
     var img = q("image"), caption = q("caption"), table = q("probs"), cam = q("gradcam");
     table.innerHTML = "";
+    q("previous").disabled = state.page <= 0;
+    q("next").disabled = state.page >= list.length - 1;
     if (!list.length) {
       img.style.display = "none"; cam.textContent = "";
       caption.textContent = "No image misclassified by " + model + " matches this choice.";
@@ -268,7 +430,8 @@ _BROWSER_JS = """
     var c = list[state.page], id = c[0], key = model + "|" + id, useCam = q("overlay").checked && data.cams[key];
     img.style.display = ""; img.src = useCam ? data.cams[key] : data.thumbs[id]; img.alt = id;
     caption.textContent = id + ": true " + data.classes[c[1]] + ", predicted " + data.classes[c[2]] + " by " + model;
-    cam.textContent = data.cams[key] ? (useCam ? "Grad-CAM overlay shown" : "Grad-CAM available") : "Grad-CAM not computed for this image";
+    var note = data.notes[key] ? data.notes[key] + (data.cams[key] && !useCam ? " (overlay off)" : "") : "";
+    cam.textContent = note || "Grad-CAM not computed for this image";
     q("status").textContent = "image " + (state.page + 1) + " of " + list.length;
     var head = document.createElement("tr"); head.innerHTML = "<th>model</th>";
     data.classes.forEach(function (k) { var th = document.createElement("th"); th.textContent = k; head.appendChild(th); });
@@ -279,7 +442,8 @@ _BROWSER_JS = """
       table.appendChild(tr);
     });
   }
-  ["model", "true", "predicted", "overlay"].forEach(function (n) { q(n).addEventListener("change", function () { state.page = 0; show(); }); });
+  ["model", "true", "predicted"].forEach(function (n) { q(n).addEventListener("change", function () { state.page = 0; show(); }); });
+  q("overlay").addEventListener("change", show);  // the same image, with or without the overlay
   q("previous").addEventListener("click", function () { state.page -= 1; show(); });
   q("next").addEventListener("click", function () { state.page += 1; show(); });
   show();

@@ -1,4 +1,4 @@
-"""Shared fixtures: small NIH-layout folders the tests write themselves, and the real sample when present."""
+"""Shared fixtures: small NIH-layout folders the tests write themselves, and the real sample shipped in data/."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["CXR_OFFLINE"] = "1"  # tests never touch the network (also inherited by notebook kernels)
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "cxr14-sample"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "cxr14-sample"  # ships with the project
 
 
 def write_folder(root: Path, rows, image_size: int = 32) -> Path:
@@ -56,9 +56,8 @@ def isolated(tmp_path, monkeypatch):
 
 @pytest.fixture
 def sample_dir():
-    """The shared real sample; tests that need it are skipped where it is absent."""
-    if not SAMPLE.is_dir():
-        pytest.skip("the shared real sample (../shared/cxr14-sample) is not present")
+    """The real sample shipped in data/cxr14-sample: part of the project, so its absence is a failure."""
+    assert (SAMPLE / "labels.csv").is_file(), f"the real sample is missing from {SAMPLE}"
     return SAMPLE
 
 
@@ -85,7 +84,7 @@ def smoke_book(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CXR_CACHE_DIR", str(base / "cache"))
         patch.setenv("CXR_RUNS_DIR", str(base / "runs"))
-        patch.setenv("CXR_SAMPLE_DIR", str(SAMPLE if SAMPLE.is_dir() else base / "no-sample-here"))
+        patch.setenv("CXR_SAMPLE_DIR", str(SAMPLE))
         executed = runner.run_chapters(profile="smoke", book_root=root)
         assert executed == runner.chapter_order(), f"the smoke build executed {executed}"
         runner.build_book(root)

@@ -38,17 +38,13 @@ def outputs(path: Path) -> str:
 
 @pytest.mark.book
 def test_smoke_book(smoke_book, monkeypatch):
-    """The session's one smoke build (shared with the browser test): on the real sample where it exists
-    (as in CI); on a stranger's machine, on synthetic images."""
-    real = SAMPLE.is_dir()
+    """The session's one smoke build (shared with the browser test), on the real sample shipped in data/."""
     base = smoke_book.parent  # the smoke_book fixture keeps runs/ and cache/ beside the book root
     for chapter in runner.CHAPTERS:
         text = outputs(smoke_book / "book" / "chapters" / f"{chapter}.ipynb")
         assert "Provenance." in text and 'class="cxr-summary"' in text
-        if real:
-            assert "real NIH sample" in text and "SYNTHETIC" not in text
-        else:
-            assert "SYNTHETIC DATA" in text and "border:3px solid" in text
+        assert "real NIH ChestX-ray14 sample shipped with the project in data/cxr14-sample" in text
+        assert "SYNTHETIC" not in text
         page = (smoke_book / "_build" / "html" / "book" / "chapters" / f"{chapter}.html").read_text()
         images = re.findall(r'<img[^>]+src="([^"]+\.png)"', page)
         assert len(images) >= 2, f"{chapter} shows {len(images)} figures"
@@ -59,17 +55,16 @@ def test_smoke_book(smoke_book, monkeypatch):
 
     monkeypatch.setenv("CXR_CACHE_DIR", str(base / "cache"))
     monkeypatch.setenv("CXR_RUNS_DIR", str(base / "runs"))
-    monkeypatch.setenv("CXR_SAMPLE_DIR", str(SAMPLE if real else base / "no-sample-here"))
+    monkeypatch.setenv("CXR_SAMPLE_DIR", str(SAMPLE))
     assert runner.run_chapters(profile="smoke", book_root=smoke_book) == []  # nothing changed: all skipped
     (base / "runs" / "smoke" / "dataset" / "chapter.json").unlink()  # results lost: run again
     assert runner.run_chapters(["dataset"], profile="smoke", book_root=smoke_book) == ["dataset"]
 
 
 @pytest.mark.book
-def test_synthetic_run_is_labelled_loudly(isolated, monkeypatch):
-    monkeypatch.setenv("CXR_SAMPLE_DIR", str(isolated / "no-sample-here"))
+def test_synthetic_run_is_labelled_loudly(isolated):
     root = book_copy(isolated)
-    runner.run_chapters(["dataset"], profile="smoke", book_root=root)
+    runner.run_chapters(["dataset"], profile="smoke", data_dir="synthetic", book_root=root)  # asked for, never a fallback
     text = outputs(root / "book" / "chapters" / "dataset.ipynb")
     assert "SYNTHETIC DATA" in text and "border:3px solid" in text
 

@@ -1,5 +1,5 @@
-"""Calibration against known answers: equal-mass bins, ECE by hand, and temperature scaling of an
-over-confident model fitted on one set and checked on another."""
+"""Calibration against known answers: equal-mass bins that keep ties together, ECE by hand, and temperature
+scaling fitted on logits, recovering a known sharpening, on one set and checked on another."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,17 +14,27 @@ def softmax(z):
 
 
 def overconfident(n: int, seed: int, sharpness: float = 3.0):
-    """Labels drawn from softmax(z) (so softmax(z) is calibrated), and a model reporting softmax(3 z)."""
+    """Labels drawn from softmax(z) (so softmax(z) is calibrated), and a model's logits sharpness * z."""
     rng = np.random.default_rng(seed)
     z = rng.normal(0, 1.0, (n, 4))
     truth = softmax(z)
     labels = np.array([rng.choice(4, p=p) for p in truth])
-    return labels, softmax(sharpness * z), truth
+    return labels, sharpness * z, truth
 
 
 def test_equal_mass_bins_hold_the_same_count():
     index = calibration.equal_mass_bins(np.random.default_rng(0).random(150), bins=15)
     assert np.bincount(index).tolist() == [10] * 15
+
+
+def test_tied_confidences_share_one_bin_in_any_row_order():
+    # 100 rows all at confidence 0.5, 50 of them right: the true ECE is 0 (the old code gave 0.47 or 0.16)
+    probs = np.tile([0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3], (100, 1))
+    labels = np.r_[np.zeros(50, int), np.ones(50, int)]
+    rng = np.random.default_rng(0)
+    for order in [np.arange(100), np.arange(100)[::-1], *(rng.permutation(100) for _ in range(10))]:
+        assert calibration.expected_calibration_error(labels[order], probs[order]) == pytest.approx(0, abs=1e-12)
+        assert len(np.unique(calibration.equal_mass_bins(probs[order].max(axis=1)))) == 1
 
 
 def test_ece_by_hand():
@@ -34,23 +44,55 @@ def test_ece_by_hand():
     assert calibration.expected_calibration_error(labels, probs, bins=2) == pytest.approx(0.1)
 
 
+def test_log_probabilities_stay_exact_where_probabilities_underflow():
+    logits = np.array([[0.0, -800.0, 5.0, 1.0]])
+    with np.errstate(divide="ignore"):
+        assert np.log(softmax(logits))[0, 1] == -np.inf  # what a saved probability can give back
+    exact = -805.0 - np.log1p(np.exp(-5) + np.exp(-4))
+    assert calibration.log_softmax(logits)[0, 1] == pytest.approx(exact, rel=1e-12)
+    assert calibration.negative_log_likelihood([1], logits) == pytest.approx(-exact, rel=1e-12)
+
+
+@pytest.mark.parametrize("sharpness", [3, 20, 40])
+def test_temperature_fitted_on_logits_recovers_the_sharpening(sharpness):
+    # clipped log-probabilities gave T = 12.7 for s = 20 and 14.7 for s = 40
+    labels, logits, _ = overconfident(3000, seed=0, sharpness=sharpness)
+    fit = calibration.fit_temperature(labels, logits)
+    assert fit.temperature == pytest.approx(sharpness, rel=0.05) and not fit.at_bound
+
+
+def test_a_fit_at_the_end_of_the_search_says_so():
+    labels = np.arange(40) % 4
+    right = 10 * np.eye(4)[labels]  # every image right: sharper is always better, T runs to the lower end
+    low = calibration.fit_temperature(labels, right)
+    assert low.at_bound and low.temperature == pytest.approx(calibration.SEARCH[0], rel=0.01)
+    assert low.text() == "0.010 (bound of the search)"
+    wrong = 10 * np.eye(4)[(labels + 1) % 4]  # every image wrong: flatter is always better, T runs to the upper end
+    high = calibration.fit_temperature(labels, wrong)
+    assert high.at_bound and high.text() == "100.000 (bound of the search)"
+    table = calibration.temperature_table({"right": right, "wrong": wrong}, {"right": right, "wrong": wrong}, labels, labels)
+    assert table["temperature (fitted on validation)"].tolist() == [low.text(), high.text()]
+    assert calibration.fit_temperature(*overconfident(500, seed=3)[:2]).text().count("bound") == 0
+
+
 def test_temperature_scaling_fitted_on_validation_fixes_an_overconfident_model():
-    y_val, p_val, _ = overconfident(3000, seed=0)
-    y_test, p_test, truth = overconfident(3000, seed=1)
-    t = calibration.fit_temperature(y_val, p_val)
-    assert t == pytest.approx(3.0, rel=0.15)  # undoes the sharpening
-    before = calibration.expected_calibration_error(y_test, p_test)
-    after = calibration.expected_calibration_error(y_test, calibration.scale(p_test, t))
+    y_val, z_val, _ = overconfident(3000, seed=0)
+    y_test, z_test, truth = overconfident(3000, seed=1)
+    t = calibration.fit_temperature(y_val, z_val).temperature
+    assert t == pytest.approx(3.0, rel=0.05)  # undoes the sharpening
+    before = calibration.expected_calibration_error(y_test, calibration.softmax(z_test))
+    after = calibration.expected_calibration_error(y_test, calibration.scale(z_test, t))
     assert after < before / 2 and after < 0.03
     # scaling never changes which class is predicted
-    assert (calibration.scale(p_test, t).argmax(axis=1) == p_test.argmax(axis=1)).all()
-    table = calibration.temperature_table({"m": p_val}, {"m": p_test}, y_val, y_test)
+    assert (calibration.scale(z_test, t).argmax(axis=1) == z_test.argmax(axis=1)).all()
+    table = calibration.temperature_table({"m": z_val}, {"m": z_test}, y_val, y_test)
     assert table.loc["m", "ECE after"] == pytest.approx(after)
     assert table.loc["m", "log-loss after"] < table.loc["m", "log-loss before"]
+    assert table.loc["m", "temperature (fitted on validation)"] == f"{t:.3f}"
 
 
 def test_reliability_diagram_has_labels():
-    y, p, _ = overconfident(300, seed=2)
-    fig = calibration.plot_reliability({"m": p}, y, "calibration")
+    y, z, _ = overconfident(300, seed=2)
+    fig = calibration.plot_reliability({"m": softmax(z)}, y, "calibration")
     ax = fig.axes[0]
     assert ax.get_title() == "calibration" and "ECE" in ax.get_legend().get_texts()[1].get_text()

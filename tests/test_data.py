@@ -86,10 +86,11 @@ def test_patient_in_two_splits_is_refused():
         assert_patient_disjoint(table)
 
 
-def test_real_sample_split_is_patient_disjoint(sample_dir, monkeypatch):
+def test_real_sample_split_is_patient_disjoint(sample_dir, isolated, monkeypatch):
     monkeypatch.setenv("CXR_SAMPLE_DIR", str(sample_dir))
     data = load_data()
-    assert data.source.kind == "sample" and len(data.source.table) == 422
+    labels = pd.read_csv(sample_dir / "labels.csv")
+    assert data.source.kind == "sample" and len(data.source.table) == labels["Finding Labels"].isin(CLASSES).sum()
     assert_patient_disjoint(data.table)
     patients = [set(data.split(s)["Patient ID"]) for s in ("train", "val", "test")]
     assert not (patients[0] & patients[1] or patients[0] & patients[2] or patients[1] & patients[2])
@@ -107,16 +108,22 @@ def test_report_caps_rebuild_both_training_set_sizes():
     assert (more["split"] == "test").sum() == sum(REPORT_COUNTS["test"].values())
 
 
-def test_source_order_explicit_then_sample_then_synthetic(nih_folder, isolated, monkeypatch):
+def test_source_order_explicit_then_sample_and_synthetic_only_when_asked(nih_folder, isolated, monkeypatch):
+    monkeypatch.delenv("CXR_DATA_DIR", raising=False)
     assert resolve_source(nih_folder).kind == "nih"
     monkeypatch.setenv("CXR_SAMPLE_DIR", str(nih_folder))
     assert resolve_source().kind == "sample"
     monkeypatch.setenv("CXR_SAMPLE_DIR", str(isolated / "absent"))
+    with pytest.raises(DataError) as missing:  # a missing sample is an error, never a silent fallback
+        resolve_source()
+    message = str(missing.value)
+    assert "\n" not in message and f"expected it at {isolated / 'absent'}" in message and "DATA=synthetic" in message
     with pytest.warns(UserWarning, match="SYNTHETIC DATA"):
-        source = resolve_source()
+        source = resolve_source("synthetic")
     assert source.synthetic and set(source.table["Finding Labels"]) == set(CLASSES)
-    with pytest.raises(DataError, match="no data"):
-        resolve_source(allow_synthetic=False)
+    monkeypatch.setenv("CXR_DATA_DIR", "synthetic")
+    with pytest.warns(UserWarning, match="SYNTHETIC DATA"):
+        assert resolve_source().synthetic
 
 
 def test_synthetic_images_are_deterministic_and_differ_by_class(tmp_path):
@@ -156,9 +163,13 @@ def one_row_of_each_kind(root):
 
 
 def test_drop_summary_counts_one_row_of_each_kind(tmp_path, isolated):
+    from cxrlib.data import check_used_images
+
     root = one_row_of_each_kind(tmp_path / "nih")
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match="1 of 6 labelled images are not on disk"):
         source = open_folder(root, "nih", on_bad_image="skip")
+    with pytest.warns(UserWarning, match="skipping 1 unusable"):  # images are checked once a split uses them
+        source, _, _ = check_used_images(source, source.table.assign(split="train"), "skip")
     drops = source.drops
     assert (drops.rows_read, drops.rows_kept) == (9, 4)
     assert drops.dropped == {"multi-label": ["00000010_000.png"], "other finding": ["00000011_000.png"],
@@ -177,7 +188,7 @@ def test_unusable_images_are_all_named_in_one_error_unless_skipped(nih_folder, i
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(paths[5])
     with pytest.raises(DataError, match=rf"2 image\(s\) .*{paths[0].name} \(cannot decode.*{paths[5].name} "
                                         rf"\(constant image.*on_bad_image='skip'"):
-        open_folder(nih_folder, "nih")
+        load_data(nih_folder, fractions=(0.5, 0.25, 0.25))
     with pytest.warns(UserWarning, match="skipping 2 unusable"):
         data = load_data(nih_folder, fractions=(0.5, 0.25, 0.25), on_bad_image="skip")
     assert data.drops.dropped["unreadable image"] == [paths[0].name, paths[5].name]

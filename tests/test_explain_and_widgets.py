@@ -50,23 +50,45 @@ def test_selection_by_model_and_classes():
 
 def test_browser_controls_drive_what_it_shows():
     images = {f"{i}.png": np.full((16, 16), 20 * i, np.uint8) for i in range(6)}
-    browser = MisclassifiedBrowser(predictions(), images, heatmaps=lambda model, image_id: np.ones((16, 16)) * 0.5, per_page=1)
-    assert browser.model.value == ALL_MODELS and browser.status.value == "images 1-1 of 2"
+    browser = MisclassifiedBrowser(predictions(), images, heatmaps=lambda model, image_id: np.eye(16), per_page=1)
+    assert browser.model.value == ALL_MODELS and browser.status.value == "image 1 of 2"
     browser.next.click()
-    assert list(browser.current()["Image Index"]) == ["5.png"] and browser.status.value == "images 2-2 of 2"
+    assert list(browser.current()["Image Index"]) == ["5.png"] and browser.status.value == "image 2 of 2"
     browser.next.click()  # stays on the last page
     assert browser.page == 1
     browser.model.value = "b"  # a new choice starts again at the first page
-    assert browser.page == 0 and browser.status.value == "images 1-1 of 4"
+    assert browser.page == 0 and browser.status.value == "image 1 of 4"
     browser.true_class.value = "Infiltration"
     assert list(browser.chosen()["Image Index"]) == ["5.png"]
     browser.predicted.value = "Atelectasis"
-    assert browser.status.value == "no image matches"
+    assert browser.status.value.startswith("no ")
     browser.predicted.value = "any"
-    assert len(browser.figure.axes[0].images) == 1  # the X-ray alone
+    caption = browser.rows[0][2].value
+    assert "true Infiltration" in caption and "Grad-CAM" not in caption  # the X-ray alone
     browser.gradcam.value = True
-    assert len(browser.figure.axes[0].images) == 2  # the X-ray and its heatmap
-    assert "true Infiltration" in browser.figure.axes[0].get_title()
+    assert "Grad-CAM of b&#x27;s prediction (Effusion)" in browser.rows[0][2].value
+
+
+def test_browser_names_the_class_of_the_all_models_overlay_and_empty_maps():
+    images = {f"{i}.png": np.full((16, 16), 20 * i, np.uint8) for i in range(6)}
+    browser = MisclassifiedBrowser(predictions(), images, heatmaps=lambda model, image_id: np.eye(16), per_page=1)
+    browser.gradcam.value = True  # all models: 1.png, true Effusion, both models said No Finding
+    assert "map of No Finding" in browser.rows[0][2].value
+    flat = MisclassifiedBrowser(predictions(), images, heatmaps=lambda model, image_id: np.ones((16, 16)), per_page=1)
+    flat.gradcam.value = True
+    assert "no Grad-CAM with spatial information" in flat.rows[0][2].value
+
+
+def figure_texts(fig) -> str:
+    return " ".join(t.get_text() for ax in fig.axes for t in [ax.title, *ax.texts]).replace("\n", " ")
+
+
+def test_gallery_names_the_class_and_says_when_a_map_has_no_spatial_information():
+    images = {f"{i}.png": np.zeros((16, 16), np.uint8) for i in range(6)}
+    fig = static_gallery(predictions(), images, count=1, heatmaps=lambda model, image_id: np.eye(16))
+    assert "Grad-CAM of No Finding (all models' mean)" in figure_texts(fig) and len(fig.axes[0].images) == 2
+    flat = static_gallery(predictions(), images, count=1, heatmaps=lambda model, image_id: np.full((16, 16), 0.5))
+    assert explain.NO_SPATIAL_INFORMATION in figure_texts(flat) and len(flat.axes[0].images) == 1
 
 
 def test_static_gallery_has_a_title():
@@ -92,3 +114,13 @@ def test_static_browser_twin_is_self_contained_and_small():
     assert [c[0] for c in data["choices"]["a"]] == sorted(["1.png", "2.png", "5.png"])
     assert all(c[1] != c[2] for cs in data["choices"].values() for c in cs)  # every entry is a mistake
     assert set(data["probs"]["1.png"]) == {"a", "b"}
+    assert data["notes"][f"{ALL_MODELS}|1.png"] == "Grad-CAM: every model's map of No Finding, averaged"
+
+
+def test_static_browser_names_maps_without_spatial_information_and_draws_none():
+    from cxrlib.widgets import browser_data
+
+    images = {f"{i}.png": np.full((64, 64), 30 * i, np.uint8) for i in range(6)}
+    data = browser_data(predictions(), images, heatmaps=lambda model, image_id: np.full((64, 64), 0.3))
+    assert data["notes"] and not data["cams"]
+    assert all(note.endswith(explain.NO_SPATIAL_INFORMATION) for note in data["notes"].values())

@@ -146,11 +146,11 @@ def test_random_baselines_point_at_chance():
 def test_box_scoring_explains_the_class_of_the_box(monkeypatch):
     asked = []
 
-    def spy(model, images_for, image_id, size=None, class_index=None):
+    def spy(model, images_for, image_id, class_index=None):
         asked.append((image_id, class_index))
         return np.ones((8, 8)), 0
 
-    monkeypatch.setattr(explain, "heatmap_at", spy)
+    monkeypatch.setattr(explain, "cells_at", spy)
     model = type("M", (), {"input": type("I", (), {"shape": (None, 8, 8, 3)})()})()
     boxes = pd.DataFrame({"Image Index": ["a.png", "b.png"], "Finding Label": ["Effusion", "Atelectasis"],
                           "x": [0, 0], "y": [0, 0], "w": [512, 512], "h": [512, 512]})
@@ -175,3 +175,155 @@ def test_grid_titles_are_readable_and_say_no_pretrained_weights():
     title = fig.axes[0].title
     assert "no pretrained weights" in title.get_text()
     assert explain.shown_points(fig, title.get_fontsize()) >= 10
+
+
+# --- coarse maps, the within-label baseline and maps without spatial information ---------------------
+
+def coarse_map(row: int = 3, column: int = 0, cells: int = 7) -> np.ndarray:
+    """A cells x cells Grad-CAM grid peaked at one cell, lower everywhere else."""
+    cam = np.full((cells, cells), 0.2)
+    cam[row, column] = 1.0
+    return cam
+
+
+def test_upsample_is_tensorflows_bilinear_resize():
+    import tensorflow as tf
+
+    for cells, size in ((7, 224), (2, 87), (3, 3), (6, 250)):
+        cam = np.random.default_rng(cells).uniform(0, 1, (cells, cells)).astype(np.float32)
+        expected = tf.image.resize(cam[..., None], (size, size))[..., 0].numpy()
+        np.testing.assert_allclose(explain.upsample(cam, (size, size)), expected, atol=1e-6)
+
+
+def test_pointing_on_a_coarse_map_is_the_peak_cells_centre():
+    # 7x7 cells over 224 px: a cell is 32 px, so cell (row 3, column 0) is centred at x = 16, y = 112
+    cam = coarse_map()
+    assert explain.peak_point(cam, 224) == (16.0, 112.0)
+    # resized first, the peak cell becomes a flat top whose first pixel sits on the image's edge
+    y, x = np.unravel_index(np.argmax(explain.upsample(cam, (224, 224))), (224, 224))
+    assert (x, y) == (0, 111)
+    box = (8, 104, 16, 16)  # around the cell's centre, clear of the edge
+    assert explain.pointing_hit(cam, box, 224)
+    assert explain.score_heatmap(cam, box, 224)["pointing"]
+    assert not explain.pointing_hit(explain.upsample(cam, (224, 224)), box, 224)  # what resizing first gave
+
+
+def test_box_scoring_keeps_the_grid_for_the_point_and_resizes_for_the_box():
+    scale = 1024 / 224  # the box of the coarse-map test above, in NIH's 1024-pixel frame
+    boxes = pd.DataFrame({"Image Index": ["a.png"], "Finding Label": ["Effusion"],
+                          "x": [8 * scale], "y": [104 * scale], "w": [16 * scale], "h": [16 * scale]})
+    table = explain.score_boxes({("a.png", "Effusion"): coarse_map()}, boxes, size=224)
+    assert table.loc["pointing", "Grad-CAM"] == 1.0
+    # the predicted box is the peak cell's region at half the maximum on the resized map: within the left column
+    assert 0 < table.loc[explain.AREA, "Grad-CAM"] < 2 / 49
+
+
+def test_pointing_tolerance_counts_near_misses_only_when_asked():
+    box = (100, 100, 20, 20)
+    assert not explain.inside(130, 110, box) and explain.inside(130, 110, box, tolerance=15)
+    assert not explain.inside(140, 130, box, tolerance=15)  # 20 px right and 10 px below: 22.4 px away
+    assert explain.inside(110, 110, box, tolerance=15)
+
+
+def test_the_page_states_the_scoring_rules_from_the_constants():
+    rules = explain.scoring_rules()
+    assert all(f"{t:g}" in rules for t in explain.THRESHOLDS) and "Wang et al. (2017)" in rules
+    assert "15 pixels" in rules and ("no tolerance" in rules) == (explain.POINTING_TOLERANCE == 0)
+    assert "centre of the hottest cell" in rules and "same label" in rules
+
+
+def test_shuffled_baseline_shuffles_within_each_label():
+    # 2 Effusion boxes covering the whole frame and 10 tiny Atelectasis boxes, each heatmap peaked on its own
+    # image's box. Within each label, every shuffled Effusion map still hits (the box is the frame) and no
+    # Atelectasis map lands on another image's tiny box: 2 hits of 12 boxes = 1/6 = 0.167 in every round.
+    # Shuffling across labels scored only the boxes whose partner shared their label (about 2/11 Effusion and
+    # 10 x 9/11 Atelectasis per round) and gave about 2 / 92 = 0.02.
+    size, rows, heatmaps = 64, [], {}
+    for i in range(2):
+        rows.append({"Image Index": f"e{i}.png", "Finding Label": "Effusion", "x": 0, "y": 0, "w": size, "h": size})
+        heatmaps[f"e{i}.png", "Effusion"] = coarse_map(i, 5, cells=8)
+    for i in range(10):
+        x, y = 2 + 6 * i, 30
+        rows.append({"Image Index": f"a{i}.png", "Finding Label": "Atelectasis", "x": x, "y": y, "w": 2, "h": 2})
+        heatmap = np.zeros((size, size))
+        heatmap[y, x] = 1.0
+        heatmaps[f"a{i}.png", "Atelectasis"] = heatmap
+    table = explain.score_boxes(heatmaps, pd.DataFrame(rows), size, original=size, repeats=20)
+    assert table.loc["pointing", "Grad-CAM"] == 1.0
+    assert table.loc["pointing", "shuffled heatmaps"] == pytest.approx(2 / 12)
+    assert round(table.loc["pointing", "shuffled heatmaps"], 3) == 0.167
+
+
+def test_a_label_with_one_boxed_image_has_no_shuffled_partner():
+    rng = np.random.default_rng(0)
+    boxes = [{"Image Index": name, "Finding Label": label}
+             for name, label in (("a.png", "Effusion"), ("b.png", "Effusion"), ("c.png", "Atelectasis"))]
+    heatmaps = {(b["Image Index"], b["Finding Label"]): np.full((2, 2), i) for i, b in enumerate(boxes)}
+    pairs = explain.shuffled_within_labels(boxes, heatmaps, rng)
+    assert sorted((box["Image Index"], int(heatmap[0, 0])) for box, heatmap in pairs) == [("a.png", 1), ("b.png", 0)]
+
+
+def test_maps_without_spatial_information():
+    assert not explain.has_spatial_information(np.ones((1, 1)))
+    assert not explain.has_spatial_information(np.zeros((8, 8)))
+    assert not explain.has_spatial_information(explain.upsample(np.full((1, 1), 0.7), (87, 87)))
+    assert not explain.has_spatial_information(np.ones((1, 5)) * np.arange(5))  # one row of cells
+    assert explain.has_spatial_information(np.eye(2))
+    rows = explain.score_boxes({("a.png", "Effusion"): np.ones((1, 1))},
+                               pd.DataFrame([{"Image Index": "a.png", "Finding Label": "Effusion",
+                                              "x": 0, "y": 0, "w": 8, "h": 8}]), size=16, original=16)
+    assert rows.loc[explain.NO_INFORMATION, "Grad-CAM"] == 1.0
+
+
+def one_cell_model(size: int = 16):
+    """A net whose Grad-CAM target map is 1x1, as the deep backbones' at smoke size."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(4, size, activation="relu")(inputs)  # one cell
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="classifier")(x))
+
+
+def texts(ax) -> str:
+    return " ".join(t.get_text() for t in ax.texts).replace("\n", " ")
+
+
+def test_a_one_cell_map_is_drawn_as_no_spatial_information():
+    model = one_cell_model()
+    image = np.random.default_rng(0).uniform(0, 255, (16, 16, 3))
+    cells, _ = explain.gradcam_cells(model, image, class_index=0)
+    assert cells.shape == (1, 1) and not explain.has_spatial_information(explain.gradcam(model, image, 0)[0])
+    images = {"a.png": image[..., 0].astype(np.uint8)}
+    fig = explain.gradcam_grid({"ResNet152": model}, {"Effusion": "a.png"},
+                               lambda ids, size: {i: images[i] for i in ids}, size=16)
+    ax = fig.axes[0]
+    assert len(ax.images) == 1  # the X-ray only, no uniform tint
+    assert explain.NO_SPATIAL_INFORMATION in texts(ax)
+
+
+def test_an_informative_map_is_tinted_without_a_warning():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    explain.overlay(ax, np.zeros((8, 8)), np.eye(8), "x")
+    assert len(ax.images) == 2 and explain.NO_SPATIAL_INFORMATION not in texts(ax)
+    plt.close(fig)
+
+
+def test_all_models_explain_one_class_and_skip_empty_maps(monkeypatch):
+    # a predicts Effusion (1), b Atelectasis (3), c Effusion: every model's map of Effusion is averaged;
+    # c's map has no spatial information and is left out of the average
+    predicted = {"a": 1, "b": 3, "c": 1}
+    maps = {"a": np.eye(4), "b": np.fliplr(np.eye(4)), "c": np.ones((4, 4))}
+    asked = []
+
+    def fake(model, images_for, image_id, size=None, class_index=None):
+        asked.append((model, class_index))
+        return maps[model], predicted[model] if class_index is None else class_index
+
+    monkeypatch.setattr(explain, "heatmap_at", fake)
+    source = explain.heatmap_source({"a": "a", "b": "b", "c": "c"}, None, 4)
+    heatmap = source("all models", "x.png")
+    assert {k for m, k in asked if k is not None} == {1} and ("b", 1) in asked
+    np.testing.assert_allclose(heatmap, (np.eye(4) + np.fliplr(np.eye(4))) / 2)
+    assert source("b", "x.png") is maps["b"] and source("all models", "x.png", 3) is not None

@@ -224,9 +224,9 @@ def _freeze_code_digest(monkeypatch):
     monkeypatch.setattr(identity, "code_digest", lambda: frozen)
 
 
-def _use_sample(monkeypatch, folder: Path):
-    """The real sample where present (as in CI), synthetic images elsewhere."""
-    monkeypatch.setenv("CXR_SAMPLE_DIR", str(SAMPLE if SAMPLE.is_dir() else folder / "no-sample-here"))
+def _use_sample(monkeypatch):
+    """The real sample shipped in data/ (named, so a CXR_SAMPLE_DIR of the caller's cannot leak in)."""
+    monkeypatch.setenv("CXR_SAMPLE_DIR", str(SAMPLE))
 
 
 def _run_in(monkeypatch, folder: Path, chapters, **kwargs) -> Path:
@@ -244,7 +244,7 @@ def _without_timing(frame: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.mark.book
 def test_training_twice_from_empty_folders_gives_identical_results(tmp_path, monkeypatch):
-    _use_sample(monkeypatch, tmp_path)
+    _use_sample(monkeypatch)
     first, second = tmp_path / "first", tmp_path / "second"
     for folder in (first, second):
         _run_in(monkeypatch, folder, ["fused"])
@@ -265,7 +265,7 @@ def test_training_twice_from_empty_folders_gives_identical_results(tmp_path, mon
 
 @pytest.mark.book
 def test_a_page_rerun_with_from_page_has_the_original_stamp(tmp_path, monkeypatch):
-    _use_sample(monkeypatch, tmp_path)
+    _use_sample(monkeypatch)
     _freeze_code_digest(monkeypatch)
     original = _run_in(monkeypatch, tmp_path / "original", ["dataset"], params={"seed": 7})
     page = original / "book" / "chapters" / "dataset.ipynb"

@@ -1,17 +1,18 @@
 """Data: NIH metadata, image sources, patient-disjoint splits, cached images and tf.data pipelines."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 from cxrlib.config import CLASSES
 from cxrlib.data.errors import DataError
-from cxrlib.data.images import load_images
+from cxrlib.data.content import record_problems
+from cxrlib.data.images import check_images, first_decode, load_images
 from cxrlib.data.metadata import DropSummary, class_counts, read_metadata, single_label
 from cxrlib.data.pipeline import augmentation, make_dataset
-from cxrlib.data.sources import SYNTHETIC_WARNING, Source, nih_label_file, resolve_source
+from cxrlib.data.sources import SYNTHETIC_WARNING, Source, handle_bad_images, nih_label_file, resolve_source
 from cxrlib.data.splits import (SPLITS, apply_caps, assert_patient_disjoint, check_splits, limit_per_class,
                                 split_counts, split_patients)
 
@@ -69,24 +70,81 @@ class ChestData:
 
 def load_data(data_dir=None, seed: int = 42, fractions=(0.6, 0.2, 0.2), caps=None,
               training_set: str = "more", max_per_class=None, *, harmonise_resolution: bool = False,
-              on_bad_image: str = "fail", min_per_split: int = 1) -> ChestData:
-    """Resolve the source, split by patient, apply the report's caps and any profile limits, then check the splits.
+              on_bad_image: str = "fail", min_per_split: int = 1, image_size=None) -> ChestData:
+    """Resolve the source, split by patient, apply the report's caps and any profile limits, check the images
+    the splits use, then check the splits.
 
-    harmonise_resolution: when the source mixes native sizes, bring every image down to the smallest
+    harmonise_resolution: when the images used mix native sizes, bring every image down to the smallest
     first, so resolution cannot tell the classes apart. on_bad_image: "fail" names every unusable
     image in one error, "skip" leaves them out (counted in the drop summary). min_per_split: the
-    fewest images of each class every split must hold.
+    fewest images of each class every split must hold. image_size: the size the caller will ask
+    for; an image never decoded before is checked and resized to it in one decode, and cached.
     """
     source = resolve_source(data_dir, on_bad_image=on_bad_image)
     table = split_patients(source.table, fractions, seed)
     table = apply_caps(table, caps, seed, training_set)
     table = limit_per_class(table, max_per_class, seed)
+    source, table, harmonise_to = check_used_images(source, table, on_bad_image, image_size,
+                                                    harmonise_resolution)
     missing = [c for c in CLASSES if not (table["Finding Labels"] == c).any()]
     if missing:
         raise DataError(f"no image of class(es) {', '.join(missing)} in {source.describe()}")
     check_splits(table, min_per_split, source.describe())
-    harmonise_to = source.smallest_native_size() if harmonise_resolution else None
     return ChestData(source, table.reset_index(drop=True), harmonise_to)
+
+
+def check_used_images(source: Source, table: pd.DataFrame, on_bad_image: str, size=None,
+                      harmonise: bool = False) -> tuple:
+    """(source, table, harmonise_to) once every image the splits use is known to be usable, before any training.
+
+    Images not decoded before are decoded once here (checked and, with a size, resized and cached in the same
+    decode); images no split uses are not decoded. Bad images fail in one error or, with on_bad_image="skip",
+    leave their split and are counted in the source's drop summary.
+    """
+    files = source.files.loc[table["Image Index"]].copy()
+    harmonise_to = smallest_size(files) if harmonise else None
+    if files["problem"].isna().any():
+        found = first_touch(source, table, files, size, harmonise_to)
+        files.loc[found.index, "problem"] = found
+    kept, drops = handle_bad_images(table, files, source.drops, on_bad_image, source.root)
+    if len(kept) == len(table):
+        return source, table, harmonise_to
+    left = source.table[~source.table["Image Index"].isin(files.index[files["problem"] != ""])]
+    source = replace(source, table=left.reset_index(drop=True), drops=drops,
+                     paths={n: source.paths[n] for n in left["Image Index"]})
+    good = files.loc[kept["Image Index"]]
+    return source, kept, smallest_size(good) if harmonise else None
+
+
+def first_touch(source: Source, table: pd.DataFrame, files: pd.DataFrame, size, harmonise_to) -> pd.Series:
+    """The problem ('' when usable) of each image decoded now, by name, stored in the content index.
+
+    With a size, each split holding an image never decoded is decoded once and cached at that size;
+    without, only those images are decoded, to be checked.
+    """
+    known_bad = files["problem"].notna() & (files["problem"] != "")
+    if size is None:
+        names = files.index[files["problem"].isna()].tolist()
+        problems = check_images([source.paths[n] for n in names])
+    else:
+        names, problems = [], []
+        for split in SPLITS:
+            part = [n for n in table.loc[table["split"] == split, "Image Index"] if not known_bad[n]]
+            if files.loc[part, "problem"].isna().any():
+                names += part
+                problems += first_decode([source.paths[n] for n in part], size, harmonise_to, desc=split)
+    record_problems([source.paths[n] for n in names], problems)
+    return pd.Series(problems, index=names, dtype=object)
+
+
+def smallest_size(files: pd.DataFrame):
+    """The native size (shorter side) every image is brought down to when harmonising; None when all agree.
+
+    Images already known to be unusable do not count.
+    """
+    usable = files[files["problem"].isna() | (files["problem"] == "")]
+    sizes = usable[["width", "height"]].min(axis=1)
+    return int(sizes.min()) if sizes.nunique() > 1 else None
 
 
 def drop_summary(data) -> DropSummary:
@@ -121,7 +179,7 @@ def load_for(data_dir, settings: dict) -> ChestData:
     return load_data(data_dir, settings["seed"], tuple(settings["fractions"]), settings["caps"],
                      settings["training_set"], settings["max_per_class"],
                      harmonise_resolution=settings["harmonise_resolution"], on_bad_image=settings["on_bad_image"],
-                     min_per_split=settings["min_per_split"])
+                     min_per_split=settings["min_per_split"], image_size=settings.get("image_size"))
 
 
 def overview(data: ChestData, nih_table=None) -> pd.DataFrame:

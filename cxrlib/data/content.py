@@ -1,8 +1,10 @@
-"""What each image file holds: a content hash, its native size and whether it decodes to a usable picture.
+"""What each image file holds: a content hash, its native size (from its header) and whether it is usable.
 
-Computed once per file and kept in a small SQLite index under the cache folder, keyed by the file's
-absolute path, size, mtime and ctime, so a file replaced by another of the same size and name is
-hashed (and checked) afresh, and every cache or result keyed by content hashes is invalidated.
+Hash and header are read once per file and kept in a small SQLite index under the cache folder, keyed by
+the file's absolute path, size, mtime and ctime, so a file replaced by another of the same size and name is
+hashed (and checked) afresh, and every cache or result keyed by content hashes is invalidated. Reading the
+header decodes no pixel: whether the picture itself is usable is learnt from the first decode that a split
+needs (images.first_decode), and stored here, so no image is decoded only to be checked.
 """
 from __future__ import annotations
 
@@ -19,20 +21,23 @@ from tqdm.std import tqdm  # plain text, never a notebook widget the static book
 from cxrlib.config import cache_dir
 from cxrlib.data.errors import DataError
 
-# Bump when the checks in images.inspect_bytes change, so old verdicts are recomputed.
-INDEX_VERSION = 1
+# Bump when the checks in images.inspect_header or images.checked_pixels change, so old verdicts are recomputed.
+INDEX_VERSION = 2
 PROGRESS_FROM = 1000
 COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "version", "sha256", "width", "height", "problem")
 
 
 @dataclass(frozen=True)
 class FileRecord:
-    """One image file: sha256 of its bytes, native width and height, and why it is unusable (or '')."""
+    """One image file: sha256 of its bytes, native width and height, and why it is unusable.
+
+    problem is '' for a usable image, None while its pixels have not been decoded yet.
+    """
 
     sha256: str
     width: int
     height: int
-    problem: str
+    problem: str | None
 
 
 def index_path() -> Path:
@@ -64,12 +69,22 @@ def _stat_key(path: Path) -> tuple:
 
 
 def inspect_file(path: Path) -> FileRecord:
-    """Read the file once: hash its bytes and decode them to check the picture."""
-    from cxrlib.data.images import inspect_bytes
+    """Read the file once: hash its bytes and read its header (size, format, pixel budget), decoding no pixel."""
+    from cxrlib.data.images import inspect_header
 
-    data = path.read_bytes()
-    width, height, problem = inspect_bytes(data)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        return FileRecord("", 0, 0, f"cannot read: {err.strerror or err}")
+    width, height, problem = inspect_header(data)
     return FileRecord(hashlib.sha256(data).hexdigest(), width, height, problem)
+
+
+def record_problems(paths, problems) -> None:
+    """Store what decoding found ('' for usable), so an image is checked once per version of the file."""
+    rows = [(problem, str(Path(p).expanduser().resolve())) for p, problem in zip(paths, problems)]
+    with _connect() as con:
+        con.executemany("UPDATE files SET problem = ? WHERE path = ?", rows)
 
 
 def file_records(paths, desc: str = "hashing") -> list:

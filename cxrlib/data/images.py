@@ -1,5 +1,10 @@
 """Decode each image as it really is, check it is a plausible picture, resize it once and cache the result.
 
+The first decode of an image both checks it and resizes it (first_decode), and only images a split uses are
+decoded. Before any pixel is decoded, the size the file's header states is checked against a pixel budget,
+MAX_PIXELS, so a decompression bomb is refused without allocating its pixels; any failure of the decoder
+(Pillow's errors, its warnings raised as errors, zlib errors, truncated data) makes a BadImage named in one line.
+
 16-bit PNGs are scaled by the bit depth the file actually uses (its sBIT chunk, else the smallest
 common depth that holds its largest value), so a 12-bit detector image is not read as nearly black
 or clipped to white. Palette, grey+alpha, RGB and RGBA images become grey by the ITU-R 601 luma,
@@ -12,6 +17,7 @@ import io
 import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +38,10 @@ WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 # A decode with this share of pixels at the extreme is not a radiograph (a clipped 16-bit file, a blank page).
 EXTREME_SHARE = 0.95
 WHITE_FROM, BLACK_UP_TO = 250, 5
+# The pixel budget: an image whose header states more pixels is a bad image, refused before decoding.
+# 6,000 x 6,000 = 36 million: 34 times NIH's 1,024 px images, 4 times a 3,000 px detector image, and
+# below Pillow's own bomb warning (89 million), which it therefore never reaches.
+MAX_PIXELS = 6000 * 6000
 
 
 class BadImage(DataError):
@@ -118,44 +128,106 @@ def problem(pixels: np.ndarray) -> str:
     return ""
 
 
-def decode_bytes(data: bytes) -> np.ndarray:
-    """The file's full-size 8-bit grey pixels; BadImage when they cannot be had."""
+def png_header_size(data: bytes):
+    """(width, height) from a PNG's IHDR, which the standard puts first; None for other formats."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+def check_budget(width: int, height: int) -> None:
+    """Refuse an image whose stated size exceeds MAX_PIXELS before any of its pixels is decoded."""
+    if width * height > MAX_PIXELS:
+        raise BadImage(f"too large: {width} x {height} pixels ({width * height:,}), over the budget of "
+                       f"{MAX_PIXELS:,} pixels (MAX_PIXELS)")
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line, or its type's name where it has none."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def decoder_failure(err: Exception, data: bytes) -> BadImage:
+    """Whatever a decoder raised, as a one-line BadImage."""
+    if isinstance(err, UnidentifiedImageError):
+        return BadImage(f"cannot decode: not an image format Pillow reads (starts with {data[:8]!r})")
+    if isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return BadImage(f"too large: {one_line(err)}")
+    return BadImage(f"cannot decode: {one_line(err)}")
+
+
+@contextmanager
+def opened(data: bytes):
+    """The image with only its header read and its size within the budget; any failure inside is a BadImage."""
+    stated = png_header_size(data)
+    if stated:
+        check_budget(*stated)  # before Pillow reads further, so a bomb is named by its size
     try:
         with Image.open(io.BytesIO(data)) as image:
-            return grey_pixels(image, significant_bits(data))
-    except UnidentifiedImageError as err:
-        raise BadImage(f"cannot decode: not an image format Pillow reads (starts with {data[:8]!r})") from err
-    except (OSError, ValueError, SyntaxError) as err:
-        raise BadImage(f"cannot decode: {err}") from err
+            check_budget(*image.size)  # what Pillow will allocate, whatever the format
+            yield image
+    except BadImage:
+        raise
+    except Exception as err:  # noqa: BLE001 - any decoder failure is a bad image, never a traceback
+        raise decoder_failure(err, data) from err
+
+
+def decode_bytes(data: bytes) -> np.ndarray:
+    """The file's full-size 8-bit grey pixels: the one place pixels are decoded; BadImage when they cannot be had."""
+    with opened(data) as image:
+        return grey_pixels(image, significant_bits(data))
+
+
+def inspect_header(data: bytes) -> tuple:
+    """(width, height, problem) from the header alone, decoding no pixel; problem is None when the header is fine."""
+    try:
+        with opened(data) as image:
+            return image.size[0], image.size[1], None
+    except BadImage as err:
+        width, height = png_header_size(data) or (0, 0)
+        return width, height, str(err)
 
 
 def inspect_bytes(data: bytes) -> tuple:
-    """(width, height, problem) of an image file's bytes; problem is '' for a usable image."""
+    """(width, height, problem) of an image file's bytes, decoded in full; problem is '' for a usable image."""
     try:
         pixels = decode_bytes(data)
     except BadImage as err:
-        return 0, 0, str(err)
+        width, height = png_header_size(data) or (0, 0)
+        return width, height, str(err)
     return pixels.shape[1], pixels.shape[0], problem(pixels)
 
 
-def decode(path: Path, size: int, harmonise_to=None) -> np.ndarray:
-    """8-bit grey at size x size; with harmonise_to, first brought down to that native size."""
-    name = Path(path).name
+def checked_pixels(path: Path) -> np.ndarray:
+    """Full-size grey pixels of a usable image; BadImage saying why (without the file's name) otherwise."""
     try:
-        pixels = decode_bytes(Path(path).read_bytes())
+        data = Path(path).read_bytes()
     except OSError as err:
-        raise BadImage(f"{name}: cannot read: {err.strerror or err}") from err
-    except BadImage as err:
-        raise BadImage(f"{name}: {err}") from err
+        raise BadImage(f"cannot read: {err.strerror or err}") from err
+    pixels = decode_bytes(data)
     reason = problem(pixels)
     if reason:
-        raise BadImage(f"{name}: {reason}")
+        raise BadImage(reason)
+    return pixels
+
+
+def resized(pixels: np.ndarray, size: int, harmonise_to=None) -> np.ndarray:
+    """size x size; with harmonise_to, first brought down to that native size."""
     gray = Image.fromarray(pixels)
     if harmonise_to and min(gray.size) > harmonise_to:
         gray = gray.resize((harmonise_to, harmonise_to), Image.LANCZOS)
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.BILINEAR)
     return np.asarray(gray, dtype=np.uint8)
+
+
+def decode(path: Path, size: int, harmonise_to=None) -> np.ndarray:
+    """8-bit grey at size x size, checked in the same decode; with harmonise_to, first brought down to that size."""
+    try:
+        pixels = checked_pixels(path)
+    except BadImage as err:
+        raise BadImage(f"{Path(path).name}: {err}") from err
+    return resized(pixels, size, harmonise_to)
 
 
 TRANSFORMS = {}  # name -> function(uint8 image) -> uint8 image, registered by cxrlib.preprocessing
@@ -171,52 +243,142 @@ def cache_key(paths, size: int, transform=None, harmonise_to=None) -> str:
     return digest.hexdigest()[:20]
 
 
-def decode_into(out: np.ndarray, paths, size: int, step, harmonise_to=None, desc: str = "decoding") -> np.ndarray:
-    """Decode in threads straight into out (N, size, size), in path order; every unusable image in one error.
+def cache_file(paths, size: int, transform=None, harmonise_to=None) -> Path:
+    """Where the array of these images at this size (harmonised, transformed) is cached."""
+    return cache_dir() / "images" / f"{cache_key(paths, size, transform, harmonise_to)}_{size}.npy"
 
-    Writing each image into its row, rather than stacking a list, keeps peak memory near one array.
+
+def threads() -> int:
+    """Decoding threads: Pillow releases the GIL while it inflates, so a few per core pay."""
+    return min(8, (os.cpu_count() or 2) * 2)
+
+
+def as_is(image: np.ndarray) -> np.ndarray:
+    """The step that leaves a decoded image unchanged."""
+    return image
+
+
+def fill(out: np.ndarray, paths, size: int, step=as_is, harmonise_to=None, desc: str = "decoding") -> list:
+    """Decode in threads straight into out (N, size, size), in path order; each image's problem ('' when usable).
+
+    Each image is checked and resized in the same decode. Writing each image into its row, rather than
+    stacking a list, keeps peak memory near one array.
     """
     def one(item):
         row, path = item
         try:
-            out[row] = step(decode(path, size, harmonise_to))
-            return None
+            out[row] = step(resized(checked_pixels(path), size, harmonise_to))
+            return ""
         except BadImage as err:
             return str(err)
 
-    workers = min(8, (os.cpu_count() or 2) * 2)
-    with ThreadPoolExecutor(workers) as pool:
-        errors = [e for e in tqdm(pool.map(one, enumerate(paths)), total=len(paths),
-                                  desc=f"{desc} {len(paths)} images at {size}px",
-                                  disable=len(paths) < PROGRESS_FROM) if e]
+    with ThreadPoolExecutor(threads()) as pool:
+        return list(tqdm(pool.map(one, enumerate(paths)), total=len(paths),
+                         desc=f"{desc} {len(paths)} images at {size}px", disable=len(paths) < PROGRESS_FROM))
+
+
+def decode_into(out: np.ndarray, paths, size: int, step, harmonise_to=None, desc: str = "decoding") -> np.ndarray:
+    """fill, with every unusable image named in one error."""
+    reasons = fill(out, paths, size, step, harmonise_to, desc)
+    errors = [f"{Path(p).name}: {why}" for p, why in zip(paths, reasons) if why]
     if errors:
         raise BadImage(f"{len(errors)} of {len(paths)} image(s) cannot be used: {'; '.join(errors)}")
     return out
 
 
-def load_images(paths, size: int, desc: str = "decoding", transform=None, harmonise_to=None) -> np.ndarray:
-    """(N, size, size) uint8, decoded in threads the first time and memory-mapped afterwards.
-
-    transform names a registered per-image function (e.g. "otsu") applied after decoding;
-    harmonise_to first brings every larger image down to that many pixels a side.
-    """
-    paths = [Path(p) for p in paths]
-    if transform:
-        import cxrlib.preprocessing  # noqa: F401  (registers the transforms)
-    if transform is not None and transform not in TRANSFORMS:
-        raise ValueError(f"unknown image transform {transform!r}; known: {', '.join(TRANSFORMS)}")
-    step = TRANSFORMS[transform] if transform else (lambda image: image)
-    target = cache_dir() / "images" / f"{cache_key(paths, size, transform, harmonise_to)}_{size}.npy"
-    if target.is_file():
-        return np.load(target, mmap_mode="r")
+def publish(target: Path, count: int, size: int, write) -> np.ndarray:
+    """Fill a new (count, size, size) array with write(out), then move it into place whole; returned memory-mapped."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".{os.getpid()}.tmp.npy")
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(paths), size, size))
     try:
-        decode_into(out, paths, size, step, harmonise_to, desc)
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(count, size, size))
+        write(out)
         out.flush()
         del out
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
     return np.load(target, mmap_mode="r")
+
+
+def transform_step(transform):
+    """The registered per-image function a transform names (the identity for None)."""
+    if transform:
+        import cxrlib.preprocessing  # noqa: F401  (registers the transforms)
+    if transform is not None and transform not in TRANSFORMS:
+        raise ValueError(f"unknown image transform {transform!r}; known: {', '.join(TRANSFORMS)}")
+    return TRANSFORMS[transform] if transform else as_is
+
+
+def transform_rows(out: np.ndarray, decoded: np.ndarray, step) -> None:
+    """Apply a transform to images already decoded and cached, row by row."""
+    for row in range(len(decoded)):
+        out[row] = step(np.array(decoded[row]))
+
+
+def copy_rows(out: np.ndarray, source: np.ndarray, rows) -> None:
+    """out[i] = source[rows[i]], one row at a time, so no second array is held in memory."""
+    for i, row in enumerate(rows):
+        out[i] = source[row]
+
+
+def load_images(paths, size: int, desc: str = "decoding", transform=None, harmonise_to=None) -> np.ndarray:
+    """(N, size, size) uint8, decoded in threads the first time and memory-mapped afterwards.
+
+    transform names a registered per-image function (e.g. "otsu") applied after decoding; it is applied to
+    the cached untransformed array when there is one, so a transform decodes nothing again. harmonise_to
+    first brings every larger image down to that many pixels a side.
+    """
+    paths = [Path(p) for p in paths]
+    step = transform_step(transform)
+    target = cache_file(paths, size, transform, harmonise_to)
+    if target.is_file():
+        return np.load(target, mmap_mode="r")
+    plain = cache_file(paths, size, None, harmonise_to) if transform else None
+    if plain is not None and plain.is_file():
+        decoded = np.load(plain, mmap_mode="r")
+        return publish(target, len(paths), size, lambda out: transform_rows(out, decoded, step))
+    return publish(target, len(paths), size, lambda out: decode_into(out, paths, size, step, harmonise_to, desc))
+
+
+def first_decode(paths, size: int, harmonise_to=None, desc: str = "checking") -> list:
+    """Each image's problem ('' when usable), from one decode per image that both checks it and resizes it.
+
+    The usable images' array, in path order, is cached exactly as load_images makes it, so a split that
+    keeps them (bad images skipped) is then served without decoding again. A cached array holds only
+    usable images, so when one is found nothing is decoded.
+    """
+    paths = [Path(p) for p in paths]
+    target = cache_file(paths, size, None, harmonise_to)
+    if not paths or target.is_file():
+        return [""] * len(paths)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.first.tmp.npy")
+    try:
+        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(paths), size, size))
+        reasons = fill(out, paths, size, as_is, harmonise_to, desc)
+        usable = [row for row, why in enumerate(reasons) if not why]
+        out.flush()
+        if len(usable) == len(paths):
+            os.replace(partial, target)
+        elif usable:
+            publish(cache_file([paths[r] for r in usable], size, None, harmonise_to), len(usable), size,
+                    lambda kept: copy_rows(kept, out, usable))
+        del out
+    finally:
+        partial.unlink(missing_ok=True)
+    return reasons
+
+
+def check_images(paths, desc: str = "checking") -> list:
+    """Each image's problem ('' when usable), from one full decode each; for callers that name no size."""
+    def one(path):
+        try:
+            checked_pixels(path)
+            return ""
+        except BadImage as err:
+            return str(err)
+
+    with ThreadPoolExecutor(threads()) as pool:
+        return list(tqdm(pool.map(one, paths), total=len(paths), desc=f"{desc} {len(paths)} images",
+                         disable=len(paths) < PROGRESS_FROM))

@@ -1,7 +1,12 @@
 """Reading NIH label files, keeping the four single-label classes, and accounting for every row left out."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import gzip
+import io
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +26,10 @@ NIH_FINDINGS = ("No Finding", "Atelectasis", "Cardiomegaly", "Effusion", "Infilt
                 "Pleural_Thickening", "Hernia")
 DROP_REASONS = ("multi-label", "other finding", "unknown label", "missing image", "unreadable image")
 EXAMPLES = 3
+# Distinct unknown label values the summary line shows, most frequent first.
+VALUES_SHOWN = 5
+# Characters no label file holds as text: what a UTF-16 file or a binary file looks like when read as 8-bit text.
+NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def find_metadata(folder: Path) -> Path:
@@ -32,11 +41,18 @@ def find_metadata(folder: Path) -> Path:
 
 
 def read_metadata(path: Path) -> pd.DataFrame:
-    """Fail with the missing column names rather than a KeyError later, and name any hostile row."""
+    """Fail with the missing column names rather than a KeyError later, and name any hostile row.
+
+    The text encoding used (see label_text) is in the table's attrs["encoding"].
+    """
+    text, encoding = label_text(path)
     try:
-        table = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot read label file {path}: {err}") from err
+        table = pd.read_csv(io.StringIO(text))
+    except pd.errors.EmptyDataError as err:
+        raise DataError(f"label file {path} is empty; it needs a header row with "
+                        f"{', '.join(REQUIRED_COLUMNS)}") from err
+    except pd.errors.ParserError as err:
+        raise DataError(f"cannot read label file {path}: {' '.join(str(err).split())}") from err
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise DataError(f"label file {path} lacks the column(s) {', '.join(missing)}; "
@@ -45,7 +61,40 @@ def read_metadata(path: Path) -> pd.DataFrame:
         check_image_name(name, where=f"label file {path}, row {row}")
     check_unique_names(table, path)
     check_patient_ids(table, path)
+    table.attrs["encoding"] = encoding
     return table
+
+
+def label_bytes(path: Path) -> bytes:
+    """The label file's bytes, unpacked when NIH's .gz name says so."""
+    try:
+        data = Path(path).read_bytes()
+        return gzip.decompress(data) if str(path).endswith(".gz") else data
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"cannot read label file {path}: {getattr(err, 'strerror', None) or err}") from err
+
+
+def label_text(path: Path) -> tuple:
+    """(text, encoding) of a label file: UTF-8 (a BOM allowed), else Windows-1252 or Latin-1, as spreadsheets save.
+
+    Windows-1252 and Latin-1 differ only in bytes 0x80-0x9F: a file without them is named Latin-1 (both read it
+    alike). A file that is text in none of these (UTF-16, a binary file) is refused with the line and what to do.
+    """
+    data = label_bytes(path)
+    try:
+        text, encoding = data.decode("utf-8-sig"), "UTF-8"
+    except UnicodeDecodeError:
+        try:
+            text = data.decode("cp1252")
+            encoding = "Windows-1252" if re.search(rb"[\x80-\x9f]", data) else "Latin-1"
+        except UnicodeDecodeError:
+            text, encoding = data.decode("latin-1"), "Latin-1"
+    odd = NOT_TEXT.search(text)
+    if odd:
+        line = text.count("\n", 0, odd.start()) + 1
+        raise DataError(f"label file {path}, line {line}: character {odd.group()!r} is not text in UTF-8, "
+                        f"Windows-1252 or Latin-1 (a UTF-16 or binary file?); save the file as UTF-8 (CSV UTF-8)")
+    return text, encoding
 
 
 def check_image_name(name, where: str = "") -> str:
@@ -79,11 +128,16 @@ def check_patient_ids(table: pd.DataFrame, path) -> None:
                         f"a whole number ({int(bad.sum())} row(s) like it)")
 
 
+def normalised(label) -> str:
+    """A label with stray spaces trimmed around it and around each '|'-separated part; case is kept."""
+    return "|".join(p.strip() for p in str(label).split("|"))
+
+
 def label_reason(label) -> str:
     """Why a row's 'Finding Labels' keeps it out of the task ('' when it is one of the four classes)."""
     if pd.isna(label) or not str(label).strip():
         return "unknown label"
-    parts = [p.strip() for p in str(label).split("|")]
+    parts = normalised(label).split("|")
     if any(p not in NIH_FINDINGS for p in parts):
         return "unknown label"
     if len(parts) > 1:
@@ -98,8 +152,12 @@ def single_label(table: pd.DataFrame) -> pd.DataFrame:
 
 def sort_rows(table: pd.DataFrame) -> tuple:
     """(rows of the four single-label classes, {reason: image names} of every row left out)."""
+    return split_rows(table, table["Finding Labels"].map(label_reason))
+
+
+def split_rows(table: pd.DataFrame, reasons: pd.Series) -> tuple:
+    """sort_rows with each row's reason already known."""
     labels = table["Finding Labels"].map(lambda v: v.strip() if isinstance(v, str) else v)
-    reasons = labels.map(label_reason)
     keep = table[reasons == ""].copy()
     keep["Finding Labels"] = labels[reasons == ""]
     keep["label"] = keep["Finding Labels"].map({c: i for i, c in enumerate(CLASSES)}).astype(int)
@@ -108,13 +166,53 @@ def sort_rows(table: pd.DataFrame) -> tuple:
     return keep.reset_index(drop=True), dropped
 
 
+def read_labels(path: Path) -> tuple:
+    """(the four single-label classes, DropSummary) of a label file: every row left out, the unknown label
+    values with their counts, how labels were normalised and the text encoding."""
+    raw = read_metadata(path)
+    reasons = raw["Finding Labels"].map(label_reason)
+    table, dropped = split_rows(raw, reasons)
+    labels = raw["Finding Labels"]
+    trimmed = int(sum(isinstance(v, str) and normalised(v) != v for v in labels))
+    drops = DropSummary(str(path), len(raw), dropped, encoding=raw.attrs.get("encoding", "UTF-8"),
+                        unknown_values=unknown_values(labels[reasons == "unknown label"]), trimmed=trimmed)
+    return table, drops
+
+
+def unknown_values(labels) -> dict:
+    """Each unknown label exactly as written ('' for an empty cell) -> rows, most frequent first."""
+    return dict(Counter("" if pd.isna(v) else str(v) for v in labels).most_common())
+
+
+def nih_spelling(value: str) -> str:
+    """NIH's spelling of a label that differs from it only in case (stray spaces aside), else ''."""
+    by_lower = {f.lower(): f for f in NIH_FINDINGS}
+    parts = [by_lower.get(p.lower()) for p in normalised(value).split("|")]
+    return "|".join(parts) if all(parts) else ""
+
+
+def shown_value(value: str, count: int) -> str:
+    """One unknown label as the summary shows it: quoted (stray spaces show), its rows, NIH's spelling if only
+    case differs."""
+    text = f"{value!r} ×{count}" if value.strip() else f"(empty) ×{count}"
+    spelling = nih_spelling(value) if value.strip() else ""
+    return f"{text} (NIH spells it {spelling!r})" if spelling else text
+
+
 @dataclass
 class DropSummary:
-    """Rows read from the label file, rows kept, and the image names of every row left out, by reason."""
+    """Rows read from the label file, rows kept, and the image names of every row left out, by reason.
+
+    Also what the reader did to the labels: the unknown values with their rows, how many labels had stray
+    spaces trimmed (case is never changed) and the text encoding the file was read in.
+    """
 
     label_file: str
     rows_read: int
     dropped: dict = field(default_factory=dict)  # reason -> list of image names
+    encoding: str = "UTF-8"
+    unknown_values: dict = field(default_factory=dict)  # label as written -> rows
+    trimmed: int = 0  # labels with stray spaces trimmed before matching
 
     @property
     def rows_kept(self) -> int:
@@ -126,26 +224,43 @@ class DropSummary:
         if reason not in DROP_REASONS:
             raise ValueError(f"drop reason must be one of {', '.join(DROP_REASONS)}, got {reason!r}")
         dropped = {**self.dropped, reason: [*self.dropped.get(reason, []), *map(str, names)]}
-        return DropSummary(self.label_file, self.rows_read, dropped)
+        return replace(self, dropped=dropped)
 
     def count(self, reason: str) -> int:
         """Rows dropped for one reason."""
         return len(self.dropped.get(reason, []))
 
+    def values(self, shown: int = VALUES_SHOWN) -> str:
+        """The unknown label values as the summary shows them: 'Infiltrate' ×2, ' effusion ' ×1, ..."""
+        items = [shown_value(v, n) for v, n in self.unknown_values.items()]
+        more = len(items) - shown
+        return ", ".join(items[:shown]) + (f", ... ({more} more values)" if more > 0 else "")
+
+    def normalising(self) -> str:
+        """What was done to the labels before matching them to NIH's findings."""
+        return f"labels matched after trimming stray spaces ({self.trimmed} trimmed), case not changed"
+
     def table(self, examples: int = EXAMPLES) -> pd.DataFrame:
-        """One row per reason with its count and first image names, then the rows kept and read."""
-        rows = [{"rows": self.count(r), "first images": _first(self.dropped.get(r, []), examples)}
-                for r in DROP_REASONS]
-        rows += [{"rows": self.rows_kept, "first images": ""}, {"rows": self.rows_read, "first images": ""}]
-        index = pd.Index([f"dropped: {r}" for r in DROP_REASONS] + ["kept", "read"], name=Path(self.label_file).name)
+        """One row per reason with its count and first image names (and the unknown values), then kept and read."""
+        rows = [{"rows": self.count(r), "first images": _first(self.dropped.get(r, []), examples),
+                 "values": self.values() if r == "unknown label" else ""} for r in DROP_REASONS]
+        rows += [{"rows": self.rows_kept, "first images": "", "values": ""},
+                 {"rows": self.rows_read, "first images": "", "values": ""}]
+        name = Path(self.label_file).name + ("" if self.encoding == "UTF-8" else f" (read as {self.encoding})")
+        index = pd.Index([f"dropped: {r}" for r in DROP_REASONS] + ["kept", "read"], name=name)
         return pd.DataFrame(rows, index=index)
 
     def line(self, examples: int = EXAMPLES) -> str:
-        """One line for the runner and provenance: read, kept, and each reason with its first names."""
+        """One line for the runner and provenance: read, kept, each reason with its first names, the unknown
+        values, how labels were normalised and (when not UTF-8) the encoding."""
         parts = [f"{self.count(r)} {r} ({_first(self.dropped[r], examples)})" for r in DROP_REASONS
                  if self.count(r)]
         dropped = "; dropped " + ", ".join(parts) if parts else "; nothing dropped"
-        return f"{Path(self.label_file).name}: {self.rows_read} rows read, {self.rows_kept} kept{dropped}"
+        notes = [f"unknown label: {self.values()}"] if self.unknown_values else []
+        notes += [self.normalising()] if self.unknown_values or self.trimmed else []
+        notes += [f"read as {self.encoding}, not UTF-8"] if self.encoding != "UTF-8" else []
+        return (f"{Path(self.label_file).name}: {self.rows_read} rows read, {self.rows_kept} kept{dropped}"
+                + "".join(f"; {n}" for n in notes))
 
     def __str__(self) -> str:
         return self.line()

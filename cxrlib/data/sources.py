@@ -1,4 +1,4 @@
-"""Where the images come from: a user's NIH folder, the shared real sample, or a synthetic set."""
+"""Where the images come from: a user's NIH folder, the real sample shipped in data/, or (asked for) a synthetic set."""
 from __future__ import annotations
 
 import hashlib
@@ -12,14 +12,16 @@ import pandas as pd
 from cxrlib.config import REPO_ROOT, cache_dir
 from cxrlib.data.errors import DataError
 from cxrlib.data.content import file_records
-from cxrlib.data.metadata import (METADATA_NAMES, DropSummary, find_metadata, read_metadata,
-                                   sort_rows)
+from cxrlib.data.metadata import METADATA_NAMES, DropSummary, find_metadata, read_labels
 
-SAMPLE_DIR = REPO_ROOT.parent / "shared" / "cxr14-sample"
-NIH_METADATA_DIR = REPO_ROOT.parent / "shared" / "nih-metadata"
-KIND_TEXT = {"nih": "NIH ChestX-ray14 folder", "sample": "real NIH sample",
+# What ships with the project (data/README.md): the real sample and NIH's own label files.
+SAMPLE_DIR = REPO_ROOT / "data" / "cxr14-sample"
+NIH_METADATA_DIR = REPO_ROOT / "data" / "nih-metadata"
+# DATA=synthetic (--data synthetic, CXR_DATA_DIR=synthetic, DATA_DIR = "synthetic"): the only way to get synthetic images
+SYNTHETIC = "synthetic"
+KIND_TEXT = {"nih": "NIH ChestX-ray14 folder", "sample": "real NIH ChestX-ray14 sample",
              "synthetic": "SYNTHETIC images (not real X-rays)"}
-SYNTHETIC_WARNING = ("SYNTHETIC DATA: no NIH images and no real sample were found, so every "
+SYNTHETIC_WARNING = ("SYNTHETIC DATA: this run was asked for synthetic images (DATA=synthetic), so every "
                      "number and picture here comes from procedurally generated images. They "
                      "say nothing about chest X-ray classification.")
 BAD_IMAGE_CHOICES = ("fail", "skip")
@@ -46,7 +48,7 @@ class Source:
         """One phrase for provenance lines."""
         skipped = self.drops.count("unreadable image") if self.drops else 0
         extra = f"; {skipped} unreadable image(s) skipped" if skipped else ""
-        return f"{KIND_TEXT[self.kind]} at {self.root} ({len(self.table)} single-label images{extra})"
+        return f"{KIND_TEXT[self.kind]} {where(self.root)} ({len(self.table)} single-label images{extra})"
 
     def fingerprint(self) -> str:
         """Changes whenever the images (by content) or labels a run would use change."""
@@ -65,6 +67,15 @@ class Source:
         """The size every image is brought down to when resolutions are harmonised; None when all agree."""
         sizes = self.native_sizes()
         return int(sizes.min()) if sizes.nunique() > 1 else None
+
+
+def where(root: Path) -> str:
+    """'shipped with the project in data/cxr14-sample' for the project's own data, else 'at /the/folder'."""
+    try:
+        inside = Path(root).resolve().relative_to(REPO_ROOT / "data")
+    except ValueError:
+        return f"at {root}"
+    return f"shipped with the project in data/{inside.as_posix()}"
 
 
 def index_images(root: Path) -> dict:
@@ -89,13 +100,12 @@ def locate(given: Path) -> tuple:
 
 
 def open_folder(root: Path, kind: str, on_bad_image: str = "fail") -> Source:
-    """Read a folder in NIH layout (or its label file), check every listed image, and count what is left out."""
+    """Read a folder in NIH layout (or its label file), hash every listed image and read its header, and count
+    what is left out. Images are decoded (and bad ones reported) only once a split uses them: load_data."""
     if on_bad_image not in BAD_IMAGE_CHOICES:
         raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_CHOICES)}, got {on_bad_image!r}")
     root, metadata = locate(root)
-    raw = read_metadata(metadata)
-    table, dropped = sort_rows(raw)
-    drops = DropSummary(str(metadata), len(raw), dropped)
+    table, drops = read_labels(metadata)
     if table.empty:
         raise DataError(f"{metadata} lists no single-label image of the four classes ({drops.line()})")
     paths = index_images(root)
@@ -110,7 +120,6 @@ def open_folder(root: Path, kind: str, on_bad_image: str = "fail") -> Source:
                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
     names = table["Image Index"].tolist()
     files = file_table(names, [paths[n] for n in names])
-    table, drops = handle_bad_images(table, files, drops, on_bad_image, root)
     return Source(kind, root, metadata, table, {n: paths[n] for n in table["Image Index"]}, files, drops)
 
 
@@ -134,26 +143,38 @@ def handle_bad_images(table, files, drops, on_bad_image: str, root):
     return table, drops.add("unreadable image", bad.index)
 
 
-def resolve_source(data_dir=None, allow_synthetic: bool = True, on_bad_image: str = "fail") -> Source:
-    """Prefer an explicit NIH folder, then the real sample, then synthetic images (with a warning)."""
+def is_synthetic(data_dir) -> bool:
+    """True for the word that asks for synthetic images (a folder of that name is given as ./synthetic)."""
+    return isinstance(data_dir, str) and data_dir.strip().lower() == SYNTHETIC
+
+
+def resolve_source(data_dir=None, on_bad_image: str = "fail") -> Source:
+    """An explicit NIH folder (data_dir, else CXR_DATA_DIR), else the real sample (CXR_SAMPLE_DIR, else the one
+    shipped in data/); synthetic images only when data_dir or CXR_DATA_DIR is 'synthetic'. Never a silent fallback."""
     explicit = data_dir or os.environ.get("CXR_DATA_DIR")
+    if is_synthetic(explicit):
+        from cxrlib.data.synthetic import make_synthetic
+
+        warnings.warn(SYNTHETIC_WARNING)
+        return open_folder(make_synthetic(cache_dir() / "synthetic"), "synthetic", on_bad_image)
     if explicit:
         return open_folder(Path(explicit), "nih", on_bad_image)
     sample = Path(os.environ.get("CXR_SAMPLE_DIR", SAMPLE_DIR))
-    if sample.is_dir():
-        return open_folder(sample, "sample", on_bad_image)
-    if not allow_synthetic:
-        raise DataError(f"no data: set DATA_DIR / CXR_DATA_DIR, or place the sample at {sample}")
-    from cxrlib.data.synthetic import make_synthetic
+    if not sample.is_dir():
+        raise DataError(f"the real sample is missing: expected it at {sample} (it ships with the project in "
+                        f"data/cxr14-sample; CXR_SAMPLE_DIR names another copy); give an NIH folder with DATA=/path, "
+                        f"or ask for synthetic images with DATA=synthetic (--data synthetic, CXR_DATA_DIR=synthetic)")
+    return open_folder(sample, "sample", on_bad_image)
 
-    warnings.warn(SYNTHETIC_WARNING)
-    return open_folder(make_synthetic(cache_dir() / "synthetic"), "synthetic", on_bad_image)
+
+def nih_metadata_dir() -> Path:
+    """NIH's label file and box list: CXR_NIH_METADATA, else the copy shipped in data/nih-metadata."""
+    return Path(os.environ.get("CXR_NIH_METADATA", NIH_METADATA_DIR))
 
 
 def nih_label_file():
     """NIH's full label file (all 112,120 images) when it is anywhere we know of, else None."""
-    folder = Path(os.environ.get("CXR_NIH_METADATA", NIH_METADATA_DIR))
     try:
-        return find_metadata(folder)
+        return find_metadata(nih_metadata_dir())
     except DataError:
         return None

@@ -27,7 +27,7 @@ def stem(image_size: int, resize_to: int, resizer: bool, augment: bool, contrast
     inputs, x = grey_input(image_size)
     x = layers.Rescaling(1.0 / 255)(x)
     if augment:
-        x = augmentation(contrast)(x)
+        x = augmentation(contrast, value_range=(0.0, 1.0))(x)  # the rescaled images run from 0 to 1
     x = learnable_resizer(resize_to)(x) if resizer else layers.Resizing(resize_to, resize_to)(x)
     return inputs, x
 
