@@ -19,7 +19,7 @@ UV := $(UV_VENV)/bin/uv
 # the project's Jupyter kernel, registered inside $(VENV); every notebook names it
 KERNEL := cxr-book
 
-.PHONY: book test env run clean lock bench browse
+.PHONY: book test test-slow test-all env run clean lock bench browse
 
 $(STAMP): pyproject.toml $(wildcard $(LOCK))
 	@test -f $(LOCK) || { echo "make: no lock file $(LOCK) for $(PYTHON) (Python $(PY_TAG)); locks exist for" \
@@ -45,8 +45,17 @@ book: $(STAMP)
 browse: $(STAMP)
 	$(BIN)/cxr browse --profile $(PROFILE)
 
-## Run the test suite (it executes every chapter in the smoke profile and builds the book)
+## The fast suite: every module, known answers, toy chapters; no book built (a few minutes on 2 cores)
 test: $(STAMP)
+	$(BIN)/python -m pytest -m "not book and not browser"
+
+## The end-to-end checks: the smoke book read in headless Chromium, the full profile at toy size,
+## determinism, reruns from a page, and the widget in a real Jupyter front end
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m "book or browser"
+
+## Both, in one pytest session (what CI runs)
+test-all: $(STAMP)
 	$(BIN)/python -m pytest
 
 $(UV):

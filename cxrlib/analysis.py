@@ -98,9 +98,20 @@ def display_labels(ch, chosen: dict) -> dict:
 
 
 def missing_models_message(chosen: dict) -> str:
-    """Which of the report's models are absent, and which chapter would produce them."""
+    """Which of the report's models are absent, and which chapter would produce them; when none is, the models
+    by name and their number (the report's ensemble had six members: two CheXNet fine tunings)."""
     absent = [f"{label} (run: cxr run {REPORT_MODELS[label][0]})" for label in REPORT_MODELS if label not in chosen]
-    return "All five of the report's models are present." if not absent else "Missing: " + "; ".join(absent)
+    if absent:
+        return "Missing: " + "; ".join(absent)
+    return f"All {len(REPORT_MODELS)} models of the report's error analysis are present: {', '.join(REPORT_MODELS)}."
+
+
+def predicted_classes(predictions: dict) -> pd.Series:
+    """Model -> which classes it predicts (metrics.predicted_classes: 'all 4', 'only Effusion', ...), for a table
+    that shows the models beside what they get right or wrong."""
+    from cxrlib.metrics import PREDICTED, predicted_classes as words
+
+    return pd.Series({name: words(frame["pred"]) for name, frame in predictions.items()}, name=PREDICTED)
 
 
 def correctness(predictions: dict) -> pd.DataFrame:

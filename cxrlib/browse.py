@@ -68,8 +68,9 @@ def compute_heatmaps(models: dict, images_for, predictions: dict) -> dict:
     HEATMAP_SIZE px as uint8 (0-255), for every image the browser can show."""
     from cxrlib.explain import heatmap_source
 
-    source = heatmap_source(models, images_for, HEATMAP_SIZE)
-    return {pair: np.round(np.clip(source(*pair), 0, 1) * 255).astype(np.uint8) for pair in browsed_pairs(predictions)}
+    source, pairs = heatmap_source(models, images_for, HEATMAP_SIZE), browsed_pairs(predictions)
+    source.prefetch(pairs)
+    return {pair: np.round(np.clip(source(*pair), 0, 1) * 255).astype(np.uint8) for pair in pairs}
 
 
 def stacked(arrays: list, empty_shape: tuple, dtype) -> np.ndarray:

@@ -75,8 +75,12 @@ class TemperatureFit(NamedTuple):
     at_bound: bool
 
     def text(self) -> str:
-        """The temperature as the page shows it, saying where it is only the end of the search."""
-        return f"{self.temperature:.3f}" + (" (bound of the search)" if self.at_bound else "")
+        """The temperature as the page shows it; a search that stopped at an end reads as that end, not a fit:
+        '≥ 100 (search bound, not a fit)'."""
+        if not self.at_bound:
+            return f"{self.temperature:.3f}"
+        side = "≤" if self.temperature < 1 else "≥"
+        return f"{side} {self.temperature:g} (search bound, not a fit)"
 
 
 def fit_temperature(y_val, logits_val, search=SEARCH) -> TemperatureFit:
@@ -93,14 +97,19 @@ def fit_temperature(y_val, logits_val, search=SEARCH) -> TemperatureFit:
     return TemperatureFit(float(np.exp(best)), bool(min(best - low, high - best) < AT_BOUND))
 
 
+def fit_temperatures(val: dict, y_val) -> dict:
+    """name -> TemperatureFit, each fitted on the validation logits alone."""
+    return {name: fit_temperature(y_val, logits) for name, logits in val.items()}
+
+
 def temperature_table(val: dict, test: dict, y_val, y_test, bins: int = BINS) -> pd.DataFrame:
     """Per model: the temperature fitted on validation, and test ECE and log-loss before and after it.
 
     val, test: name -> logits (or log-probabilities; rows in the order of y_val, y_test).
     """
-    rows = {}
+    rows, fits = {}, fit_temperatures({name: val[name] for name in test}, y_val)
     for name in test:
-        fit = fit_temperature(y_val, val[name])
+        fit = fits[name]
         before, after = softmax(test[name]), scale(test[name], fit.temperature)
         rows[name] = {"temperature (fitted on validation)": fit.text(),
                       "ECE before": expected_calibration_error(y_test, before, bins),
@@ -110,18 +119,44 @@ def temperature_table(val: dict, test: dict, y_val, y_test, bins: int = BINS) ->
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model (test set)")
 
 
-def plot_reliability(curves: dict, y_true, title: str, bins: int = BINS):
-    """Reliability diagram: accuracy against confidence per equal-mass bin, one line per model, ECE in the legend."""
-    import matplotlib.pyplot as plt
+def plot_reliability(curves: dict, y_true, title: str, bins: int = BINS, columns: int = 3):
+    """Reliability diagrams, one small panel per model (its ECE in the panel's title): accuracy against
+    confidence per equal-mass bin, marker area by the bin's images, beside the diagonal of perfect calibration.
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfect calibration")
-    for name, probs in curves.items():
-        table = reliability(y_true, probs, bins)
-        ece = expected_calibration_error(y_true, probs, bins)
-        ax.plot(table["confidence"], table["accuracy"], marker="o", label=f"{name} (ECE {ece:.3f})")
-    ax.set(title=title, xlabel=f"mean confidence of the predicted class ({bins} equal-mass bins)",
-           ylabel="accuracy in the bin", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # outside the data (the book's figure style)
-    fig.tight_layout()
+    The top class's confidence is never below 1/classes, so the x axis starts there. One panel per model keeps
+    every curve readable however many there are; the legend sits below the panels, never over a curve.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from cxrlib.plots import short_lines, wrapped
+
+    names = list(curves)
+    columns = max(1, min(columns, len(names)))
+    rows = -(-len(names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(7.5, 2.6 * rows + 1.1), squeeze=False, sharex=True, sharey=True)
+    floor = 1 / np.asarray(next(iter(curves.values()))).shape[1] if names else 0.0
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
+        table = reliability(y_true, curves[name], bins)
+        ece = expected_calibration_error(y_true, curves[name], bins)
+        ax.plot([floor, 1], [floor, 1], color="gray", linestyle="--", linewidth=1)
+        ax.scatter(table["confidence"], table["accuracy"], s=8 + 60 * table["count"] / table["count"].max(),
+                   color="#1f77b4", zorder=3)
+        ax.set_title(f"{short_lines(name)}\nECE {ece:.3f}", fontsize=8)
+        ax.set(xlim=(floor - 0.02, 1.02), ylim=(-0.02, 1.02))
+        ax.set_xticks([0.25, 0.5, 0.75, 1.0] if floor <= 0.25 else [floor, 1.0])
+        ax.set_yticks([0, 0.5, 1.0])
+        ax.tick_params(labelsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("confidence", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy", fontsize=8)
+    fig.suptitle(wrapped(title))
+    handles = [Line2D([], [], color="gray", linestyle="--", label="perfect calibration"),
+               Line2D([], [], color="#1f77b4", marker="o", linestyle="none",
+                      label=f"accuracy in each of {bins} equal-mass bins of confidence (area: images in the bin)")]
+    fig.tight_layout(rect=(0, 0.09 if rows == 1 else 0.06, 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncols=1, frameon=False, fontsize=8)
     return fig

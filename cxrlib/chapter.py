@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from cxrlib import identity, runs, training
+from cxrlib import identity, runs
 from cxrlib.config import CLASSES, REPO_ROOT, notebooks_dir
 from cxrlib.data import SYNTHETIC_WARNING, ChestData, load_for
 from cxrlib.metrics import metrics_row
@@ -67,6 +67,10 @@ class Result:
     identity: str = ""
 
 
+# Chapters that read saved predictions and metrics only: they never import TensorFlow, and start seconds sooner.
+WITHOUT_TENSORFLOW = ("dataset", "ensemble", "subgroups", "conclusions")
+
+
 class Chapter:
     """A chapter's parameters, data and run folder; trains and evaluates models the same way everywhere."""
 
@@ -80,15 +84,24 @@ class Chapter:
         self.run = runs.ChapterRun(profile, name, runs_root, staged=not readonly)  # read-only: the results in place
         self.identity = self.chapter_identity()
         self.weights = self.inherited_weights()
-        training.set_determinism(s.get("deterministic", True))
+        if name not in WITHOUT_TENSORFLOW:
+            self.training()  # deterministic ops before the first model is built or read
         if not readonly:
             self.run.write_info({"chapter": name, "profile": profile, "identity": self.identity,
                                  "settings": s, "changed": self.changed, "data": self.data.source.describe(),
                                  "data_identity": self.data_id, "commit": project_commit(), "weights": self.weights})
 
+    def training(self):
+        """cxrlib.training, with TensorFlow's deterministic ops set: imported by the chapters that train or
+        predict only, so the analysis chapters do not pay TensorFlow's seconds of import."""
+        from cxrlib import training
+
+        training.set_determinism(self.settings.get("deterministic", True))
+        return training
+
     def chapter_identity(self) -> str:
         """This chapter's whole output, as the runner computes it: notebook, settings, data, upstream, code."""
-        from cxrlib.runner import CHAPTERS
+        from cxrlib.registry import CHAPTERS
 
         infos = runs.chapter_infos(self.profile, self.runs_root)
         upstream = [infos.get(c, {}).get("identity") for c in CHAPTERS.get(self.name, ())]
@@ -98,7 +111,7 @@ class Chapter:
 
     def inherited_weights(self) -> str:
         """The weights this chapter starts from, or what the pretrained chapter used, for those that analyse it."""
-        from cxrlib.runner import CHAPTERS, chapter_order
+        from cxrlib.registry import CHAPTERS, chapter_order
 
         if self.name == "pretrained":
             from cxrlib.transfer import weights_summary
@@ -134,10 +147,10 @@ class Chapter:
         return self.settings[key]
 
     def provenance(self) -> str:
-        """The chapter's full provenance, as Markdown (collapsed under the summary box)."""
+        """The chapter's full provenance, as Markdown (collapsed under the summary box, which names the weights)."""
         changed = ", ".join(f"{k}={v!r}" for k, v in self.changed.items()) or "none"
         return (f"**Provenance.** Profile `{self.profile}` · data: {self.data.source.describe()}, "
-                f"used {self.counts_text()} · pretrained weights: {self.weights} · "
+                f"used {self.counts_text()} · "
                 f"parameters changed from the defaults: {changed} · {versions_text()} · {lock_text()} · "
                 f"identity `{self.identity}` · device: {device_text()} · commit `{project_commit()}`")
 
@@ -168,11 +181,12 @@ class Chapter:
         """Display the summary box (with a loud banner inside it when the data are synthetic)."""
         from IPython.display import HTML, display
 
-        from cxrlib.book import use_book_tables
+        from cxrlib.book import library_logs_to_stderr, use_book_tables
         from cxrlib.plots import use_book_style
 
         use_book_style()  # one figure style and one table style for every chapter
         use_book_tables()
+        library_logs_to_stderr()  # TensorFlow's warnings go to the chapter's log, not its page
         display(HTML(self.summary_html()))
         if self.data.source.synthetic:
             print("WARNING:", SYNTHETIC_WARNING)
@@ -213,7 +227,7 @@ class Chapter:
             self.run.save_model(model, name)
             self.run.save_history(name, history)
         else:
-            history = training.read_history(self.run.file("histories", f"{name}.csv"))
+            history = self.training().read_history(self.run.file("histories", f"{name}.csv"))
         runs.write_json(self.run.file("models", f"{name}.json"), record)
         result = self.evaluate(name, model, inputs, history)
         result.identity = made
@@ -242,6 +256,7 @@ class Chapter:
         from cxrlib.data.pipeline import steps_per_epoch
 
         keras.utils.set_random_seed(self["seed"])
+        training = self.training()
         training.set_mixed_precision(self["mixed_precision"])
         steps = steps_per_epoch(len(self.data.split("train")), self["batch_size"])
         with training.distribution_scope():
@@ -249,14 +264,16 @@ class Chapter:
                 build(), lambda start: (inputs("train", True, start), steps), inputs("val", False),
                 self.run.file("work", name), epochs=settings["epochs"], patience=self["patience"],
                 learning_rate=settings["learning_rate"], name=name, identity=made,
-                class_weight=training.class_weights(self.data.labels("train"), self["class_weight"]))
+                class_weight=training.class_weights(self.data.labels("train"), self["class_weight"]),
+                run_eagerly=self["run_eagerly"])
 
     def evaluate(self, name: str, model, inputs, history=None) -> Result:
         """Predict validation and test splits, save both, and the test metrics row."""
         predictions = {}
+        model.run_eagerly = self["run_eagerly"]  # as in training: a handful of batches is not worth a graph
         for split in ("val", "test"):
             rows = self.data.split(split)
-            probs, logits, seconds = training.predict_with_logits(model, inputs(split, False))
+            probs, logits, seconds = self.training().predict_with_logits(model, inputs(split, False))
             predictions[split] = runs.predictions_frame(rows["Image Index"], rows["label"], probs, logits)
             self.run.save_predictions(name, split, predictions[split])
         row = metrics_row(name, predictions["test"]["label"], runs.probabilities(predictions["test"]), seconds)

@@ -41,6 +41,9 @@ _COMMON = {
     "min_per_split": 1,
     # TensorFlow's deterministic ops: bit-identical reruns on a CPU; full may switch them off for speed
     "deterministic": True,
+    # graph tracing pays off over many steps; the smoke profile's few steps run eagerly instead, since tracing
+    # a deep backbone (ResNet152, DenseNet121) takes longer there than training it
+    "run_eagerly": False,
     # section 4: pretrained backbones
     "allow_random_weights": True,
     "chexnet_weights": None,
@@ -60,14 +63,16 @@ _COMMON = {
 }
 PROFILES = {
     # seconds per chapter: tiny images, a few epochs, a handful of images per class
-    "smoke": {**_COMMON, "class_weight": "balanced", "harmonise_resolution": True, "image_size": 96, "resize_to": 87, "batch_size": 16, "epochs": 2,
-              "patience": 2, "max_per_class": {"train": 24, "val": 8, "test": 8},
+    "smoke": {**_COMMON, "run_eagerly": True, "class_weight": "balanced", "harmonise_resolution": True, "image_size": 64, "resize_to": 57, "batch_size": 16, "epochs": 2,
+              "patience": 2, "max_per_class": {"train": 16, "val": 8, "test": 8},
               "backbone_size": 32, "fine_tune": "first", "fine_tune_epochs": 1, "hyperband_max_epochs": 2,
               "ga_population": 12, "ga_generations": 8, "bootstrap": 100},
-    # a 2-core laptop: the sample at reduced resolution, enough epochs to learn something
-    "cpu": {**_COMMON, "class_weight": "balanced", "harmonise_resolution": True, "min_per_split": 3, "image_size": 128, "resize_to": 113,
+    # a 2-core laptop: the sample at reduced resolution, enough epochs to learn something. Every image is first
+    # harmonised to the sample's smallest native size (64 px), so larger inputs add pixels but no information:
+    # the from-scratch nets take 96 px (the fused net's last maps stay 4x4 for Grad-CAM), the backbones 64 px
+    "cpu": {**_COMMON, "class_weight": "balanced", "harmonise_resolution": True, "min_per_split": 3, "image_size": 96, "resize_to": 87,
             "batch_size": 16, "epochs": 25, "patience": 8, "max_per_class": None,
-            "backbone_size": 128, "fine_tune": "first", "fine_tune_epochs": 5, "hyperband_max_epochs": 6},
+            "backbone_size": 64, "fine_tune": "first", "fine_tune_epochs": 5, "hyperband_max_epochs": 6},
     # the report's settings, meant for a GPU and the real dataset
     "full": {**_COMMON, "image_size": 250, "resize_to": 227, "batch_size": 16, "epochs": 30,
              "patience": 5, "fractions": (0.8, 0.1, 0.1), "caps": REPORT_COUNTS,

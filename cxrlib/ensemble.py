@@ -235,6 +235,9 @@ def plot_ga_history(results: list, title: str = "Genetic algorithm: best macro F
     for result in results:
         ax.plot(result.history, label=f"seed {result.seed}")
     ax.set(title=title, xlabel="generation", ylabel="best macro F1 (validation)")
+    from cxrlib.plots import score_axis
+
+    score_axis(ax, [r.history for r in results])  # never a scale finer than one image's worth of F1
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # outside the data (the book's figure style)
     fig.tight_layout()
     return fig

@@ -1,6 +1,8 @@
 """Explainability: what the learnt resizer outputs, intermediate activations and Grad-CAM heatmaps."""
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pandas as pd
 
@@ -198,6 +200,18 @@ def _maps_and_logits(model, layer=None):
     return run
 
 
+_FORWARDS = weakref.WeakKeyDictionary()  # model -> {target layer: its maps-and-logits function}
+
+
+def _forward(model, layer=None):
+    """_maps_and_logits, built once per model and target: building it wires a new Keras model over every layer,
+    which for ResNet152 costs more than the gradient itself."""
+    built = _FORWARDS.setdefault(model, {})
+    if layer not in built:
+        built[layer] = _maps_and_logits(model, layer)
+    return built[layer]
+
+
 def as_model_input(model, image) -> np.ndarray:
     """One grey (h, w), (h, w, 1) or RGB image as float32 with the channels the model's input takes."""
     image = np.asarray(image, np.float32)
@@ -210,6 +224,35 @@ def as_model_input(model, image) -> np.ndarray:
     return image
 
 
+GRADCAM_BATCH = 32  # images per gradient pass: one eager pass of a deep net costs about the same for 1 or 32
+
+
+def gradcam_cells_batch(model, images, class_indices=None, layer=None) -> list:
+    """Grad-CAM of several images in one gradient pass per GRADCAM_BATCH: [(cells in [0, 1], class explained)].
+
+    Each image's score depends on its own maps only (inference mode), so the gradient of the summed scores
+    gives every image its own gradient. class_indices: one per image, None for its predicted class.
+    """
+    import tensorflow as tf
+
+    classes = list(class_indices) if class_indices is not None else [None] * len(images)
+    forward, results = _forward(model, layer), []
+    for start in range(0, len(images), GRADCAM_BATCH):
+        chunk = np.stack([as_model_input(model, image) for image in images[start:start + GRADCAM_BATCH]])
+        with tf.GradientTape() as tape:
+            maps, logits = forward(tf.convert_to_tensor(chunk))
+            predicted = tf.argmax(logits, axis=1).numpy()
+            chosen = [int(p if c is None else c) for p, c in zip(predicted, classes[start:start + GRADCAM_BATCH])]
+            score = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=0) * tf.eye(len(chosen)))
+        grads = tape.gradient(score, maps)
+        maps = tf.cast(maps, tf.float32)
+        grads = tf.zeros_like(maps) if grads is None else tf.cast(grads, tf.float32)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        cams = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1)).numpy()
+        results += [(np.clip(cam / (cam.max() + 1e-8), 0, 1), k) for cam, k in zip(cams, chosen)]
+    return results
+
+
 def gradcam_cells(model, image: np.ndarray, class_index=None, layer=None) -> tuple:
     """(Grad-CAM in [0, 1] on the target layer's own grid, class explained): Selvaraju et al.'s Grad-CAM.
 
@@ -217,21 +260,7 @@ def gradcam_cells(model, image: np.ndarray, class_index=None, layer=None) -> tup
     model grows confident); class_index None explains the predicted class; layer overrides the target.
     The grid is kept, because where a coarse map points is the centre of its hottest cell.
     """
-    import tensorflow as tf
-
-    batch = tf.convert_to_tensor(as_model_input(model, image)[None])
-    forward = _maps_and_logits(model, layer)
-    with tf.GradientTape() as tape:
-        maps, logits = forward(batch)
-        class_index = int(tf.argmax(logits[0])) if class_index is None else int(class_index)
-        score = logits[:, class_index]
-    grads = tape.gradient(score, maps)
-    maps = tf.cast(maps, tf.float32)
-    grads = tf.zeros_like(maps) if grads is None else tf.cast(grads, tf.float32)
-    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1))[0]
-    cam = cam / (tf.reduce_max(cam) + 1e-8)
-    return np.clip(cam.numpy(), 0, 1), class_index
+    return gradcam_cells_batch(model, [image], [class_index], layer)[0]
 
 
 def gradcam(model, image: np.ndarray, class_index=None, layer=None) -> tuple:
@@ -266,8 +295,29 @@ def has_spatial_information(heatmap) -> bool:
     return heatmap.ndim == 2 and min(heatmap.shape) >= 2 and float(np.ptp(heatmap)) > 1e-6
 
 
+# Grad-CAM's colours: a perceptually ordered map (dark: no weight, yellow: the map's maximum) that holds no
+# cyan, so the radiologist's box, drawn in BOX_COLOUR, never blends into the heat.
+CAM_CMAP = "inferno"
+BOX_COLOUR = "cyan"
+CAM_ALPHA = 0.45
+
+
+def cam_colourbar(fig, bottom_inches: float = 0.3, label: str = "Grad-CAM weight (share of the map's maximum)"):
+    """One horizontal colour bar for every Grad-CAM overlay of a figure, saying what its colours mean, in a strip
+    bottom_inches above the figure's lower edge (leave about 0.9 inch free there)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    height = fig.get_figheight()
+    cax = fig.add_axes([0.25, bottom_inches / height, 0.5, 0.13 / height])
+    bar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap=CAM_CMAP), cax=cax, orientation="horizontal")
+    bar.set_label(label, fontsize=9)
+    bar.ax.tick_params(labelsize=8)
+    return bar
+
+
 def overlay(ax, image: np.ndarray, heatmap: np.ndarray, title: str, box=None, fontsize: int = 10):
-    """The image in gray, the heatmap in colour on top, and an optional (x, y, w, h) box in red.
+    """The image in gray, the heatmap in colour (CAM_CMAP) on top, and an optional (x, y, w, h) box in BOX_COLOUR.
 
     A heatmap without spatial information is not tinted over the image: the panel says so instead.
     """
@@ -275,12 +325,12 @@ def overlay(ax, image: np.ndarray, heatmap: np.ndarray, title: str, box=None, fo
 
     ax.imshow(to_display(image), cmap="gray")
     if has_spatial_information(heatmap):
-        ax.imshow(heatmap, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+        ax.imshow(heatmap, cmap=CAM_CMAP, alpha=CAM_ALPHA, vmin=0, vmax=1)
     else:
         ax.text(0.5, 0.5, NO_SPATIAL_INFORMATION.replace(" at ", "\nat "), transform=ax.transAxes, ha="center",
                 va="center", fontsize=max(fontsize - 2, 7), bbox={"facecolor": "white", "alpha": 0.85})
     if box is not None:
-        ax.add_patch(Rectangle(box[:2], box[2], box[3], fill=False, edgecolor="red", linewidth=1.5))
+        ax.add_patch(Rectangle(box[:2], box[2], box[3], fill=False, edgecolor=BOX_COLOUR, linewidth=1.8))
     ax.set_title(title, fontsize=fontsize)
     ax.axis("off")
 
@@ -321,6 +371,26 @@ def heatmap_source(models: dict, images_for, size: int):
             memory[name, image_id, memory[key][1]] = memory[key]
         return memory[key]
 
+    def compute(wanted) -> None:
+        """Fill memory for (model, image id, class or None) keys, one batched Grad-CAM pass per model."""
+        for name in models:
+            keys = [key for key in dict.fromkeys(wanted) if key[0] == name and key not in memory]
+            if not keys:
+                continue
+            side = models[name].input.shape[1]
+            images = images_for([image_id for _, image_id, _ in keys], side)
+            found = gradcam_cells_batch(models[name], [images[i] for _, i, _ in keys], [k for _, _, k in keys])
+            for (_, image_id, class_index), (cells, explained) in zip(keys, found):
+                memory[name, image_id, class_index] = memory[name, image_id, explained] = (
+                    upsample(cells, (size, size)), explained)
+
+    def prefetch(pairs) -> None:
+        """Compute the maps of many (model or 'all models', image id) pairs in batches, before they are asked for."""
+        pairs = list(pairs)
+        compute([(n, i, None) for name, i in pairs for n in (models if name not in models else [name])])
+        compute([(n, i, vote([memory[m, i, None][1] for m in models])) for name, i in pairs if name not in models
+                 for n in models])
+
     def heatmap(name: str, image_id: str, class_index=None):
         if name in models:
             return one(name, image_id, class_index)[0]
@@ -329,6 +399,7 @@ def heatmap_source(models: dict, images_for, size: int):
         maps = [one(n, image_id, int(class_index))[0] for n in models]
         informative = [m for m in maps if has_spatial_information(m)]
         return np.mean(informative, axis=0) if informative else np.zeros((size, size), np.float32)
+    heatmap.prefetch = prefetch
     return heatmap
 
 
@@ -355,7 +426,7 @@ def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int
     from cxrlib.plots import short_lines
 
     columns = max(len(examples), 1)
-    fig, axes = plt.subplots(len(models), columns, figsize=(PAGE_INCHES, 2.9 * len(models) + 0.5),
+    fig, axes = plt.subplots(len(models), columns, figsize=(PAGE_INCHES, 2.9 * len(models) + 1.3),
                              squeeze=False)
     shown = images_for(list(examples.values()), size)
     for row, (name, model) in zip(axes, models.items()):
@@ -368,8 +439,10 @@ def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int
             guess = (predicted or {}).get(name, {}).get(image_id)
             said = f"; said {CLASSES[guess]}" if guess is not None else ""
             overlay(ax, shown[image_id], heatmap, f"{short_lines(name)}\n{label}{said}", box)
-    fig.suptitle("Grad-CAM of the true class (red: radiologist's box, where NIH has one)", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title above the panel titles
+    fig.suptitle(f"Grad-CAM of the true class ({BOX_COLOUR}: radiologist's box, where NIH has one)", fontsize=11)
+    # room for the title above the panel titles, and for the colour bar below the panels
+    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1 - 0.4 / fig.get_figheight()))
+    cam_colourbar(fig)
     return fig
 
 
@@ -555,8 +628,9 @@ def score_models(models: dict, boxes, images_for, repeats: int = 20, seed: int =
     tables = {}
     for name, model in models.items():
         wanted = sorted({(i, label) for i, label in zip(boxes["Image Index"], boxes["Finding Label"])})
-        heatmaps = {(i, label): cells_at(model, images_for, i, class_index=CLASSES.index(label))[0]
-                    for i, label in wanted}
+        shown = images_for(sorted({i for i, _ in wanted}), model.input.shape[1])
+        found = gradcam_cells_batch(model, [shown[i] for i, _ in wanted], [CLASSES.index(k) for _, k in wanted])
+        heatmaps = {pair: cells for pair, (cells, _) in zip(wanted, found)}
         tables[name] = score_boxes(heatmaps, boxes, model.input.shape[1], repeats=repeats, seed=seed)
     tables = {k: v for k, v in tables.items() if len(v)}
     return pd.concat(tables, axis=1) if tables else pd.DataFrame()

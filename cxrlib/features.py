@@ -14,7 +14,7 @@ def feature_key(*parts) -> str:
     """A short, stable name for one cached feature array: its parts, how the images were decoded and the
     library code, so features of an older decode or older code are never served."""
     from cxrlib import identity
-    from cxrlib.data.images import DECODE_VERSION
+    from cxrlib.data.decode import DECODE_VERSION
 
     made_by = (f"decode {DECODE_VERSION}", f"code {identity.code_digest()}")
     return hashlib.sha256("|".join(map(str, (*parts, *made_by))).encode()).hexdigest()[:20]

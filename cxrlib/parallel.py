@@ -1,9 +1,9 @@
-"""Hyperband over several processes with keras-tuner's own distributed mode: one chief oracle, N workers, gRPC.
+"""Processes for keras-tuner's distributed mode: one chief oracle, N workers, gRPC (cxrlib.tuning is what they run).
 
 The chief (KERASTUNER_TUNER_ID=chief) hands out trials and keeps their results; each worker
 (KERASTUNER_TUNER_ID=worker<k>) asks it for a trial, trains it and reports back. Here one worker
 runs per visible GPU (CUDA_VISIBLE_DEVICES set to that GPU alone), or N CPU workers where there is no GPU.
-Workers on other machines join by running `python -m cxrlib.parallel worker SPEC` with the same three
+Workers on other machines join by running `python -m cxrlib.tuning worker SPEC` with the same three
 environment variables pointing at the chief (see the README, "Hyperband on several machines").
 """
 from __future__ import annotations
@@ -74,23 +74,6 @@ def write_spec(folder: Path, train, val, *, batch_size: int, seed: int, class_we
     return path
 
 
-def run_role(spec_path) -> None:
-    """Run this process's part (chief or worker, from KERASTUNER_TUNER_ID) of the search in spec_path."""
-    from cxrlib.data.pipeline import make_dataset, steps_per_epoch
-    from cxrlib.tuning import search
-
-    spec = json.loads(Path(spec_path).read_text())
-
-    def data(split, shuffle=False):
-        images = np.load(spec[split]["images"], mmap_mode="r")
-        return make_dataset(images, np.asarray(spec[split]["labels"]), spec["batch_size"], shuffle, spec["seed"])
-
-    weights = {int(k): v for k, v in spec["class_weight"].items()} if spec["class_weight"] else None
-    steps = steps_per_epoch(len(spec["train"]["labels"]), spec["batch_size"])  # as the one-process search
-    search(data("train", shuffle=True), data("val"), Path(spec["folder"]), class_weight=weights,
-           steps_per_epoch=steps, **spec["search"])
-
-
 def distributed_search(spec_path: Path, workers: int, host=None, port=None, timeout=None) -> list:
     """Start the chief and the workers (one per visible GPU, else `workers` CPU workers); wait for all.
 
@@ -105,7 +88,7 @@ def distributed_search(spec_path: Path, workers: int, host=None, port=None, time
     if not pins:
         raise ValueError(f"tuner_workers must be >= 1 on a machine without GPUs, got {workers}")
     logs = Path(spec_path).parent
-    command = [sys.executable, "-m", "cxrlib.parallel", "run", str(spec_path)]
+    command = [sys.executable, "-m", "cxrlib.tuning", "run", str(spec_path)]
     chief = _start(command, tuner_env("chief", host, port), logs / "chief.log")
     names = [f"worker{k}" for k in range(len(pins))]
     started = [_start(command, tuner_env(name, host, port, pin), logs / f"{name}.log") for name, pin in zip(names, pins)]
@@ -130,16 +113,3 @@ def _start(command, env, log: Path):
 def _tail(path: Path, chars: int = 3000) -> str:
     """The end of a log file."""
     return path.read_text(errors="replace")[-chars:] if path.is_file() else "(no log)"
-
-
-def main(argv=None):
-    """`python -m cxrlib.parallel run SPEC`: be the chief or a worker, as KERASTUNER_TUNER_ID says."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] not in ("run", "worker"):
-        raise SystemExit("usage: python -m cxrlib.parallel run|worker SPEC.json "
-                         "(with KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT set)")
-    run_role(args[1])
-
-
-if __name__ == "__main__":
-    main()

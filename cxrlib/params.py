@@ -219,7 +219,7 @@ def resolve_parameters(chapter: str, profile: str, params: dict):
 
     Returns the settings and the overrides that differ from the defaults (for provenance).
     """
-    from cxrlib.runner import CHAPTERS
+    from cxrlib.registry import CHAPTERS
 
     defaults = {**profile_settings(profile), **CHAPTER_DEFAULTS.get(chapter, {})}
     given = {k.lower(): check(k, v, chapter if chapter in CHAPTERS else None)

@@ -21,8 +21,44 @@ BOOK_STYLE = {
 
 
 def use_book_style() -> None:
-    """Apply the book's figure style to every later figure (chapters call it when they open)."""
+    """Apply the book's figure style to every later figure (chapters call it when they open), and in a running
+    chapter give every figure a text form that says what it shows (describe_figures)."""
     plt.rcParams.update(BOOK_STYLE)
+    describe_figures()
+
+
+def figure_alt(fig) -> str:
+    """What a figure shows, in words, for its alt text: its title, and its panels' titles where they differ."""
+    def clean(text):
+        return " ".join(str(text).split())
+
+    title = clean(fig._suptitle.get_text()) if getattr(fig, "_suptitle", None) else ""
+    panels = []
+    for ax in fig.axes:
+        if getattr(ax, "_colorbar", None) is not None or not ax.get_visible():
+            continue
+        name = clean(ax.get_title())
+        if name and name not in panels and name != title:
+            panels.append(name)
+    if not title and panels:
+        title, panels = panels[0], panels[1:]
+    shown = f"; panels: {', '.join(panels[:6])}" + (f" and {len(panels) - 6} more" if len(panels) > 6 else "") \
+        if panels else ""
+    return f"Figure: {title or 'untitled'}{shown}"
+
+
+def describe_figures() -> None:
+    """In IPython, a figure's text form (what the notebook keeps beside its image) becomes figure_alt: the book's
+    build makes it the image's alt text (cxrlib.book.figure_alts). A no-op elsewhere."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        from matplotlib.figure import Figure
+
+        shell.display_formatter.formatters["text/plain"].for_type(Figure, lambda fig, p, cycle: p.text(figure_alt(fig)))
 
 
 def say_empty(message: str) -> None:
@@ -53,6 +89,66 @@ def epoch_ticks(ax, epochs) -> None:
             ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
     else:
         ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+# A loss axis never spans less than this: differences smaller than LOSS_SPAN (or a tenth of the loss itself)
+# between epochs are within what reshuffling or reseeding a run moves, so an axis scaled below it would blow
+# noise up into a curve (1.38630 to 1.38638 drawn as a slope).
+LOSS_SPAN = 0.05
+ONE_EPOCH_NOTE = "one epoch trained: each value is a single point, not a curve"
+
+
+def _numbers(values) -> np.ndarray:
+    """The finite numbers of a value, a sequence or a list of sequences (of any lengths), flat."""
+    parts = values if isinstance(values, (list, tuple)) else [values]
+    flat = [np.asarray(pd.to_numeric(pd.Series(np.ravel(np.asarray(v, dtype=object))), errors="coerce"), float)
+            for v in parts]
+    flat = np.concatenate(flat) if flat else np.array([])
+    return flat[np.isfinite(flat)]
+
+
+def noise_span(values) -> float:
+    """The smallest span a loss axis may have for these values (LOSS_SPAN, or a tenth of their level)."""
+    values = _numbers(values)
+    level = float(np.median(np.abs(values))) if len(values) else 0.0
+    return max(LOSS_SPAN, 0.1 * level)
+
+
+def loss_axis(ax, values) -> None:
+    """Scale a loss axis no finer than the run's noise (noise_span), with at most five ticks of two decimals."""
+    values = _numbers(values)
+    if len(values):
+        span_axis(ax, values, noise_span(values), low=0.0)
+
+
+SCORE_SPAN = 0.1  # a score axis (accuracy, F1 in [0, 1]) never spans less: one image more or less moves it that much
+
+
+def score_axis(ax, values) -> None:
+    """Scale an axis of scores in [0, 1] no finer than SCORE_SPAN, within [0, 1]."""
+    values = _numbers(values)
+    if len(values):
+        span_axis(ax, values, SCORE_SPAN, low=0.0, high=1.0)
+
+
+def span_axis(ax, values, floor: float, low=None, high=None) -> None:
+    """The y axis around the values, spanning at least floor (kept within low and high), with at most five ticks."""
+    from matplotlib.ticker import MaxNLocator
+
+    least, most = float(np.min(values)), float(np.max(values))
+    span = max(most - least, floor) * 1.16
+    bottom = (least + most) / 2 - span / 2
+    if low is not None:
+        bottom = max(bottom, low)
+    if high is not None:
+        bottom = min(bottom, high - span) if span < high - (low or 0) else (low or 0)
+    ax.set_ylim(bottom, bottom + span)
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
+
+
+def single_points(epochs) -> bool:
+    """Whether a history holds one epoch only (drawn as points with ONE_EPOCH_NOTE, never as a line)."""
+    return len(set(int(e) for e in epochs)) <= 1
 
 
 def legend_outside(ax, **kwargs):
@@ -104,17 +200,27 @@ def plot_history(history: pd.DataFrame, title: str):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
     epochs = history.get("epoch", pd.Series(range(len(history)))) + 1
+    points = single_points(epochs)  # one epoch: points and a note, not a line between two dots
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for prefix, style, name in (("", "-o", "training"), ("val_", "--s", "validation")):
             if prefix + metric in history:
-                ax.plot(epochs, history[prefix + metric], style, ms=3, label=name)
+                ax.plot(epochs, history[prefix + metric], style[-1] if points else style, ms=6 if points else 3,
+                        label=name)
         ax.set(title=metric, xlabel="epoch", ylabel=metric)
         epoch_ticks(ax, epochs)
+        if metric == "loss":
+            loss_axis(ax, [history[c] for c in ("loss", "val_loss") if c in history])
+        else:
+            ax.set_ylim(0, 1)  # accuracy: the whole scale, so a few images' change stays small
     handles, labels = axes[0].get_legend_handles_labels()
     fig.suptitle(wrapped(title))
-    fig.tight_layout(rect=(0, 0.07 if handles else 0, 1, 1))
+    bottom = (0.07 if handles else 0) + (0.06 if points else 0)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     if handles:  # below the plots, clear of the title and the data
-        fig.legend(handles, labels, loc="lower center", ncols=2, frameon=False)
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.06 if points else 0), ncols=2,
+                   frameon=False)
+    if points:
+        fig.text(0.5, 0.01, ONE_EPOCH_NOTE, ha="center", va="bottom", fontsize=9, style="italic")
     return fig
 
 
@@ -145,12 +251,19 @@ def plot_histories(histories: dict, metric: str = "val_loss", title: str = "Vali
         say_empty(f"{title}: no model recorded {metric}.")
         return None
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    singles = [name for name, history in drawn.items() if single_points(history["epoch"])]
     for name, history in drawn.items():
-        ax.plot(history["epoch"] + 1, history[metric], "-o", ms=3, label=name)
+        ax.plot(history["epoch"] + 1, history[metric], "o" if name in singles else "-o",
+                ms=6 if name in singles else 3, label=name)
     ax.set(title=wrapped(title, 60), xlabel="epoch", ylabel=metric)
     epoch_ticks(ax, pd.concat([h["epoch"] for h in drawn.values()]) + 1)
+    if "loss" in metric:
+        loss_axis(ax, [h[metric] for h in drawn.values()])
     legend_outside(ax, fontsize=8)
-    fig.tight_layout()
+    if singles:
+        note = ONE_EPOCH_NOTE if len(singles) == len(drawn) else f"{', '.join(singles)}: {ONE_EPOCH_NOTE}"
+        fig.text(0.01, 0.01, wrapped(note, 110), ha="left", va="bottom", fontsize=9, style="italic")
+    fig.tight_layout(rect=(0, 0.06 if singles else 0, 1, 1))
     return fig
 
 

@@ -84,8 +84,7 @@ def model_file(folder: Path, key: str, name: str) -> Path:
     path = folder / "models" / f"{name}.keras"
     if not path.is_file():
         saved = sorted(p.stem for p in (folder / "models").glob("*.keras"))
-        listing = ", ".join(saved) if saved else f"none (run: cxr run {key.split('/')[0]})"
-        raise PredictError(f"no saved model {path}; models saved there: {listing}")
+        raise PredictError(f"no saved model {path} (for {key}); models saved there: {', '.join(saved) or 'none'}")
     return path
 
 
@@ -202,14 +201,14 @@ def transform_step(name):
     if not name:
         return lambda image: image
     import cxrlib.preprocessing  # noqa: F401  (registers the transforms)
-    from cxrlib.data.images import TRANSFORMS
+    from cxrlib.preprocessing import TRANSFORMS
 
     return TRANSFORMS[name]
 
 
 def decode_one(path: Path, saved: SavedModel, step):
     """(image the model sees, '') or (None, why it cannot be used), by the library's training decode."""
-    from cxrlib.data.images import BadImage, decode
+    from cxrlib.data.decode import BadImage, decode
 
     try:
         return step(decode(path, saved.size, saved.harmonise_to)), ""
@@ -217,13 +216,13 @@ def decode_one(path: Path, saved: SavedModel, step):
         return None, str(err).removeprefix(f"{path.name}: ")
 
 
-def decode_chunk(paths: list, saved: SavedModel, step, progress) -> list:
-    """decode_one of every path, in threads and in order, advancing the progress bar."""
+def decode_chunk(paths: list, saved: SavedModel, step, tick) -> list:
+    """decode_one of every path, in threads and in order, calling tick() after each."""
     with ThreadPoolExecutor(4) as pool:
         found = []
         for item in pool.map(lambda p: decode_one(p, saved, step), paths):
             found.append(item)
-            progress.update(1)
+            tick()
     return found
 
 
@@ -289,13 +288,41 @@ def write_overlay(saved: SavedModel, image: np.ndarray, class_index: int, target
     return str(target)
 
 
-def overlays(saved: SavedModel, good: list, predicted, folder: Path, taken: set) -> list:
-    """write_overlay of every (path, image) for its predicted class."""
-    return [write_overlay(saved, image, CLASSES.index(label), overlay_name(folder, path, taken), path.name)
-            for (path, image), label in zip(good, predicted)]
+def overlays(saved: SavedModel, good: list, predicted, folder: Path, taken: set, tick) -> list:
+    """write_overlay of every (path, image) for its predicted class, calling tick() after each."""
+    written = []
+    for (path, image), label in zip(good, predicted):
+        written.append(write_overlay(saved, image, CLASSES.index(label), overlay_name(folder, path, taken), path.name))
+        tick()
+    return written
+
+
+def gradcam_summary(said: pd.Series, folder) -> str:
+    """One line: how many overlays were written where, and how many maps had no spatial information."""
+    written = int(said.str.endswith(".png").sum())
+    empty = f"; {len(said) - written} map(s) with no spatial information at this input size, so no overlay (the " \
+            f"CSV says so)" if written < len(said) else ""
+    return f"Grad-CAM: {written} overlay(s) written to {folder}{empty}"
 
 
 # ---------------------------------------------------------------- the command
+
+def predict_chunk(chunk: list, saved: SavedModel, step, gradcam, taken: set, progress) -> tuple:
+    """(frame of the usable files, [(file, reason)] of the others) for one chunk of files; the bar counts decoded
+    images, or with gradcam the overlays written (and the files that failed)."""
+    decoded = decode_chunk(chunk, saved, step, (lambda: None) if gradcam else (lambda: progress.update(1)))
+    failed = [(path, why) for path, (_, why) in zip(chunk, decoded) if why]
+    good = [(path, image) for path, (image, why) in zip(chunk, decoded) if not why]
+    if gradcam:
+        progress.update(len(failed))
+    if not good:
+        return None, failed
+    frame = rows_for([path for path, _ in good], probabilities(saved, np.stack([i for _, i in good])), saved)
+    if gradcam:
+        frame["gradcam"] = overlays(saved, good, frame["predicted"], Path(gradcam), taken,
+                                    lambda: progress.update(1))
+    return frame, failed
+
 
 def predict_files(paths, saved: SavedModel, gradcam=None, err=None) -> tuple:
     """(predictions frame, [(file, reason)] of the files that could not be used), with a progress bar on long
@@ -311,17 +338,9 @@ def predict_files(paths, saved: SavedModel, gradcam=None, err=None) -> tuple:
     with tqdm(total=len(files), desc=f"predicting with {saved.key}", unit="image", file=err or sys.stderr,
               disable=len(files) < PROGRESS_FROM) as progress:
         for start in range(0, len(files), CHUNK):
-            chunk = files[start:start + CHUNK]
-            decoded = decode_chunk(chunk, saved, step, progress)
-            failed += [(path, why) for path, (_, why) in zip(chunk, decoded) if why]
-            good = [(path, image) for path, (image, why) in zip(chunk, decoded) if not why]
-            if not good:
-                continue
-            images = np.stack([image for _, image in good])
-            frame = rows_for([path for path, _ in good], probabilities(saved, images), saved)
-            if gradcam:
-                frame["gradcam"] = overlays(saved, good, frame["predicted"], Path(gradcam), taken)
-            frames.append(frame)
+            frame, bad = predict_chunk(files[start:start + CHUNK], saved, step, gradcam, taken, progress)
+            frames += [] if frame is None else [frame]
+            failed += bad
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), failed
 
 
@@ -338,13 +357,10 @@ def run_predict(paths, key: str, profile: str = "cpu", output="predictions.csv",
     if not table.empty:
         write_csv(Path(output), table)
     print(f"{len(table)} image(s) predicted with {key} (profile {profile}, {saved.size} px, temperature scaling "
-          f"{temperature_text(saved)}){f' -> {output}' if len(table) else ''}; {len(failed)} could not be used"
-          + (f"; Grad-CAM overlays in {gradcam}" if gradcam and len(table) else ""), file=out)
+          f"{temperature_text(saved)}){f' -> {output}' if len(table) else ''}; {len(failed)} could not be used",
+          file=out)
     if gradcam and len(table):
-        empty = int((~table["gradcam"].str.endswith(".png")).sum())
-        if empty:
-            print(f"{empty} Grad-CAM map(s) have no spatial information at this input size: no overlay written "
-                  f"for them (the CSV says so)", file=out)
+        print(gradcam_summary(table["gradcam"], gradcam), file=out)
     return 1 if failed else 0
 
 

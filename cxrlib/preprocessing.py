@@ -10,8 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.filters import gaussian, threshold_otsu
 
-from cxrlib.data.images import TRANSFORMS
-
 SIGMA = 1.0  # blur, in pixels of the stored image
 
 
@@ -40,7 +38,8 @@ def otsu(image: np.ndarray) -> np.ndarray:
     return otsu_steps(image).result
 
 
-TRANSFORMS["otsu"] = otsu
+# image transforms by name, as chapters ask for them (data.images applies them to its cached arrays)
+TRANSFORMS = {"otsu": otsu}
 
 
 def plot_otsu(steps: OtsuSteps, title: str):

@@ -62,6 +62,29 @@ GA_WEIGHTS = {"ResNet152": 0.13074769, "VGG16": 0.13225159, "CheXNet1": 0.278807
 BEST = {"Accuracy": 0.7302, "F1-macro": 0.7275, "ROC AUC": 0.9073}
 
 
+# chapter -> {our model (or a model-name prefix ending in '_'): the report's row it reproduces}. A model
+# missing here has no counterpart in the report (the first CNN, a features-only head, differential evolution).
+COUNTERPARTS = {
+    "scratch": {"second_cnn": "CNN_from_scratch"},
+    "preprocessing": {"second_cnn_otsu": "Prep_scratch"},
+    "hyperband": {"tuned_cnn": "Tuner"},
+    "fused": {"fused": "Fused"},
+    "fused_grid": {"base": "Base", **{name: name for name in (
+        "no_da_no_rs_prep", "no_da_yes_rs_2048", "yes_da_yes_rs_4096", "no_da_yes_rs_4096", "yes_da_no_rs_4096",
+        "no_da_no_rs_4096")}},
+    "pretrained": {"vgg16_finetune_": "VGG16", "resnet152_finetune_": "ResNet152", "chexnet_finetune_": "CheXNet1"},
+    "ensemble": {"average": "Average voting", "ga": "Weighted average voting"},
+}
+
+
+def counterpart(chapter: str, model: str):
+    """The report's row that our `model` of `chapter` reproduces, or None where the report has none."""
+    for name, row in COUNTERPARTS.get(chapter, {}).items():
+        if model == name or (name.endswith("_") and model.startswith(name)):
+            return row
+    return None
+
+
 def report_rows(*names: str) -> pd.DataFrame:
     """The report's rows by name, in our metrics-table layout."""
     unknown = [n for n in names if n not in REPORT]
@@ -81,7 +104,8 @@ def paired(ours: pd.DataFrame, pairs: dict) -> pd.DataFrame:
         rows = {"ours": ours.loc[model]}
         if report_name:
             rows[f"report ({report_name})"] = report_rows(report_name).iloc[0]
-        blocks.append(pd.DataFrame(rows).T.set_index(pd.MultiIndex.from_product([[model], list(rows)])))
+        block = pd.DataFrame(rows).T.reindex(columns=ours.columns)  # ours' columns, in ours' order
+        blocks.append(block.set_index(pd.MultiIndex.from_product([[model], list(rows)])))
     table = pd.concat(blocks)
     table.index.names = ["model", "source"]
     return table

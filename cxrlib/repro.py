@@ -134,7 +134,7 @@ def page_parameters(page) -> tuple:
     """(chapter, parameters) papermill recorded in an executed page; the chapter is the file's name."""
     import nbformat
 
-    from cxrlib.runner import CHAPTERS, RunnerError
+    from cxrlib.registry import CHAPTERS, RunnerError
 
     page = Path(page)
     if not page.is_file():
@@ -146,17 +146,6 @@ def page_parameters(page) -> tuple:
         raise RunnerError(f"page {page} has no parameters recorded by papermill (metadata.papermill.parameters); "
                           f"it was not executed by `cxr run`")
     return page.stem, dict(papermill["parameters"])
-
-
-def rerun_from_page(page, force: bool = False, book_root=REPO_ROOT, log=print) -> list:
-    """Run a chapter again with the profile, data folder and parameters recorded in its executed page."""
-    from cxrlib.runner import run_chapters
-
-    chapter, params = page_parameters(page)
-    profile = params.pop("PROFILE", "cpu")
-    data_dir = params.pop("DATA_DIR", None)
-    log(f"- {chapter}: parameters from {page}: profile {profile}, data {data_dir or 'default'}, {params or 'no others'}")
-    return run_chapters([chapter], profile, data_dir, params, force, book_root=book_root, log=log)
 
 
 def _metric_files(folder: Path) -> dict:
@@ -175,8 +164,10 @@ def _metrics(path: Path):
     """One model's metrics row as a Series, timing columns left out."""
     import pandas as pd
 
-    row = pd.read_csv(path, index_col=0).iloc[0]
-    return row[[c for c in row.index if not TIMING.search(str(c))]].astype(float)
+    from cxrlib.metrics import PREDICTED
+
+    row = pd.read_csv(path, index_col=0).iloc[0]  # PREDICTED is words (which classes), not a metric
+    return row[[c for c in row.index if not TIMING.search(str(c)) and c != PREDICTED]].astype(float)
 
 
 def _probability_difference(metrics_path: Path, other_metrics_path: Path) -> float:

@@ -27,48 +27,9 @@ from cxrlib import identity, runs
 from cxrlib.config import REPO_ROOT, notebooks_dir, profile_settings, runs_dir
 from cxrlib.data.errors import DataError
 from cxrlib.params import PARAMETERS, ParameterError, check, resolve_parameters
+from cxrlib.registry import CHAPTERS, RunnerError, chapter_order  # noqa: F401  (the CLI's own names)
 from cxrlib.predict import add_parser as predict_parser
 from cxrlib.runs import RUNNER_ENV
-
-# chapter -> chapters whose results it reads; dict order is the book's (the report's) order
-CHAPTERS = {
-    "dataset": (),
-    "preprocessing": ("scratch", "fused_grid"),
-    "resizer": ("fused", "fused_grid"),
-    "scratch": (),
-    "hyperband": ("scratch",),
-    "fused": (),
-    "fused_grid": ("fused",),
-    "pretrained": (),
-    "error_analysis": ("scratch", "fused", "pretrained"),
-    "explainability": ("scratch", "fused", "pretrained"),
-    "ensemble": ("scratch", "fused", "pretrained"),
-    "subgroups": ("scratch", "fused", "pretrained", "ensemble"),
-    "conclusions": ("preprocessing", "resizer", "hyperband", "fused_grid", "ensemble"),
-}
-
-
-class RunnerError(RuntimeError):
-    """A problem the user can fix: unknown chapter or parameter, failed chapter, missing pages."""
-
-
-def chapter_order(names=None) -> list:
-    """The requested chapters plus everything they depend on: dependencies first, else book order."""
-    for name in names or ():
-        if name not in CHAPTERS:
-            raise RunnerError(f"unknown chapter {name!r}; chapters: {', '.join(CHAPTERS)}")
-    order: list = []
-
-    def visit(chapter):
-        if chapter not in order:
-            for dependency in CHAPTERS[chapter]:
-                visit(dependency)
-            order.append(chapter)
-
-    for name in [c for c in CHAPTERS if c in set(names or CHAPTERS)]:
-        visit(name)
-    return order
-
 
 def parse_assignments(pairs) -> dict:
     """-p name=value pairs; values are read as YAML so numbers, booleans and lists keep their type."""
@@ -125,8 +86,18 @@ def chapter_parameters(chapter: str, profile: str, data_dir, params: dict) -> di
     injected = {"PROFILE": profile}
     if data_dir:
         injected["DATA_DIR"] = SYNTHETIC if is_synthetic(data_dir) else str(Path(data_dir).expanduser().resolve())
-    injected.update({k.upper(): v for k, v in params.items() if PARAMETERS[k.lower()].takes(chapter)})
+    injected.update({k.upper(): as_literal(v) for k, v in params.items() if PARAMETERS[k.lower()].takes(chapter)})
     return injected
+
+
+def as_literal(value):
+    """A checked value as papermill can write it into the notebook: tuples (backbones, fractions) as lists, since
+    papermill writes a type it does not know, a tuple among them, as its string."""
+    if isinstance(value, (tuple, list)):
+        return [as_literal(v) for v in value]
+    if isinstance(value, dict):
+        return {k: as_literal(v) for k, v in value.items()}
+    return value
 
 
 class Identities:
@@ -428,6 +399,17 @@ def parameter_listing() -> str:
     return "\n".join(lines)
 
 
+def rerun_from_page(page, force: bool = False, book_root=REPO_ROOT, log=print) -> list:
+    """Run a chapter again with the profile, data folder and parameters recorded in its executed page."""
+    from cxrlib.repro import page_parameters
+
+    chapter, params = page_parameters(page)
+    profile = params.pop("PROFILE", "cpu")
+    data_dir = params.pop("DATA_DIR", None)
+    log(f"- {chapter}: parameters from {page}: profile {profile}, data {data_dir or 'default'}, {params or 'no others'}")
+    return run_chapters([chapter], profile, data_dir, params, force, book_root=book_root, log=log)
+
+
 def main(argv=None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="cxr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -468,7 +450,7 @@ def main(argv=None) -> int:
             if args.chapters or args.param:
                 raise RunnerError(f"--from-page re-runs {args.from_page} with its own parameters; "
                                   f"drop the chapter names {args.chapters} and -p {args.param}")
-            repro.rerun_from_page(args.from_page, args.force)
+            rerun_from_page(args.from_page, args.force)
         elif args.command == "run":
             params = parse_assignments(args.param)
             if args.tuner_workers is not None:

@@ -129,6 +129,11 @@ class ChapterRun:
         """Per-epoch training history."""
         return write_csv(self.file("histories", f"{name}.csv"), history)
 
+    def save_temperatures(self, fits: dict) -> Path:
+        """Each model's temperature fitted on validation ('chapter/model' -> T), for `cxr predict`."""
+        return write_json(self.path / "temperatures.json",
+                          {key: {"temperature": fit.temperature, "at_bound": fit.at_bound} for key, fit in fits.items()})
+
     def write_info(self, info: dict) -> Path:
         """What produced this folder: parameters, data identity, versions."""
         return write_json(self.path / "chapter.json", info)

@@ -30,7 +30,7 @@ ATTRIBUTES = {
 FNFR = "FNFR"
 BASES = ("images of the class", "diseased images")  # what a recall's and the FNFR's n count
 METRICS = (FNFR, *(f"recall: {c}" for c in CLASSES))
-# ChestX-ray14's ensemble models as the ensemble chapter saves them
+# the ensembles, by the names the ensemble chapter saves them under
 ENSEMBLES = {"average": "Average voting", "ga": "Weighted average voting (GA)",
              "differential_evolution": "Weighted average voting (differential evolution)"}
 CITATION = ("Seyyed-Kalantari L, Zhang H, McDermott MBA, Chen IY, Ghassemi M. Underdiagnosis bias of artificial "
@@ -111,17 +111,16 @@ def group_counts(people: pd.DataFrame) -> pd.DataFrame:
     """Test images, diseased test images and patients per group of every attribute."""
     rows = []
     for attribute, (_, groups, _) in ATTRIBUTES.items():
-        for group in groups:
-            mine = people[people[attribute] == group]
-            rows.append({"attribute": attribute, "group": group, "images": len(mine),
-                         "diseased images": int((mine["label"] != NO_FINDING).sum()),
-                         "patients": mine["Patient ID"].nunique()})
+        rows += [count_row(people[people[attribute] == group], attribute, group) for group in groups]
         unknown = people[people[attribute].isna()]
-        if len(unknown):
-            rows.append({"attribute": attribute, "group": "unknown", "images": len(unknown),
-                         "diseased images": int((unknown["label"] != NO_FINDING).sum()),
-                         "patients": unknown["Patient ID"].nunique()})
+        rows += [count_row(unknown, attribute, "unknown")] if len(unknown) else []
     return pd.DataFrame(rows).set_index(["attribute", "group"])
+
+
+def count_row(mine: pd.DataFrame, attribute: str, group: str) -> dict:
+    """One group's images, diseased images and patients."""
+    return {"attribute": attribute, "group": group, "images": len(mine),
+            "diseased images": int((mine["label"] != NO_FINDING).sum()), "patients": mine["Patient ID"].nunique()}
 
 
 # ---------------------------------------------------------------- rates and the bootstrap

@@ -21,21 +21,42 @@ class EpochLine(keras.callbacks.Callback):
         self.name, self.epochs, self.started = name, epochs, time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        """Print losses, accuracies and the learning rate after each epoch."""
+        """Print losses, accuracies and the learning rate after each epoch, and a plain sentence when
+        ReduceLROnPlateau (silent: verbose=0) has just lowered the learning rate."""
         logs = logs or {}
         shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
         elapsed = time.perf_counter() - self.started
         print(f"[{self.name}] epoch {epoch + 1}/{self.epochs}: {shown} ({elapsed:.0f}s)", flush=True)
+        rate = self.learning_rate()
+        before, self.rate = getattr(self, "rate", None), rate
+        if before is not None and rate is not None and rate < before * (1 - 1e-6):
+            print(f"[{self.name}] learning rate lowered from {before:.3g} to {rate:.3g} (no recent improvement)",
+                  flush=True)
+
+    def on_train_begin(self, logs=None):
+        """Remember the learning rate the fit starts from."""
+        self.rate = self.learning_rate()
+
+    def learning_rate(self):
+        """The optimizer's current learning rate (None where the model has none)."""
+        try:
+            return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        except (AttributeError, TypeError, ValueError):
+            return None
+
+
+BEST = "best.weights.h5"  # the best epoch's weights, in each model's training folder
 
 
 def report_callbacks(folder: Path, monitor: str, patience: int, min_lr: float, best_so_far=None):
     """ReduceLROnPlateau (factor 0.8, patience*6/10), EarlyStopping and best-only checkpointing."""
     return [
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.8, patience=max(1, int(patience * 6 / 10)),
-                                          min_lr=min_lr, min_delta=0.001, verbose=1),
+                                          min_lr=min_lr, min_delta=0.001, verbose=0),  # EpochLine says it in words
         keras.callbacks.EarlyStopping(monitor=monitor, patience=patience),
-        keras.callbacks.ModelCheckpoint(folder / "best.keras", monitor=monitor, save_best_only=True,
-                                        initial_value_threshold=best_so_far),
+        # weights only: the optimizer's state (twice the weights) is kept by the backup, not here
+        keras.callbacks.ModelCheckpoint(folder / BEST, monitor=monitor, save_best_only=True,
+                                        save_weights_only=True, initial_value_threshold=best_so_far),
     ]
 
 
@@ -168,12 +189,13 @@ def read_backup(folder: Path, identity: str, name: str):
 def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int,
           learning_rate: float = 1e-4, monitor: str = "val_loss", min_lr: float = 1e-7,
           compile_model: bool = True, name: str = "model", extra_callbacks=(), class_weight=None,
-          identity: str = "unnamed"):
+          identity: str = "unnamed", run_eagerly: bool = False):
     """Fit with Adam and sparse categorical cross-entropy; resume after a crash; return the best model.
 
     train_data(start_epoch) returns (dataset, steps per epoch): an endless, epoch-aware training
     pipeline whose order depends only on the seed and the epoch, so a resumed run sees the batches an
-    uninterrupted one would. folder keeps best.keras and a backup of this identity after every epoch:
+    uninterrupted one would. run_eagerly skips tracing a graph, which costs more than it saves when a
+    deep net trains for a handful of steps (the smoke profile). folder keeps the best weights and a backup of this identity after every epoch:
     an interrupted fit continues after its last finished epoch, and a finished one (kept until the
     chapter's results are in place) is reloaded without training again.
     """
@@ -189,10 +211,11 @@ def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int
         with np.load(backup / "seeds.npz") as seeds:
             restore_seed_states(model, dict(seeds))
     else:
-        (folder / "best.keras").unlink(missing_ok=True)
+        (folder / BEST).unlink(missing_ok=True)
         if compile_model:
             model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.run_eagerly = run_eagerly
     start = state["epochs_done"] if state else 0
     history = list(state["history"]) if state else []
     watched = report_callbacks(folder, monitor, patience, min_lr)
@@ -204,7 +227,7 @@ def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=start, steps_per_epoch=steps,
                   callbacks=[*watched, EpochLine(name, epochs), *extra_callbacks, saver], verbose=0,
                   class_weight=class_weight, shuffle=False)  # the pipeline shuffles, by epoch
-    best_path = folder / "best.keras"
+    best_path = folder / BEST
     if best_path.is_file():
         model.load_weights(best_path)
     return model, pd.DataFrame(history)

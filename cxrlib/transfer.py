@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +87,8 @@ def fine_tune_points(name: str, choice: str) -> tuple:
 def run_backbone(ch, name: str) -> BackboneRun:
     """Train the report's head on cached features, then fine-tune from each chosen layer."""
     base, weights, pretrained = load_backbone(ch, name)
-    print(f"{backbones.spec(name).title}: {weights}")
+    # the full text (with where to place a missing file) for the log; the page's summary box has the short form
+    print(f"{backbones.spec(name).title}: {weights}", file=sys.stderr)
     run = BackboneRun(name, weights, pretrained)
     features = backbone_features(ch, name, base, weights)
     spec = {"backbone": name, "size": ch["backbone_size"], "weights": weights,

@@ -5,11 +5,15 @@ Search space: 1-3 dense layers, dropout 0-0.5, 1024-4096 units in steps of 512, 
 """
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 
+from cxrlib import parallel
 from cxrlib.models import second_cnn
 from cxrlib.training import EpochLine
 
@@ -112,7 +116,6 @@ def search(train_ds, val_ds, folder: Path, *, image_size: int, resize_to: int, m
 def chapter_search(ch):
     """The hyperband chapter's search, with the final training's class weights: in this process, or under
     keras-tuner's distributed mode with a chief and ch['tuner_workers'] workers (cxrlib.parallel)."""
-    from cxrlib import parallel
     from cxrlib.data.pipeline import steps_per_epoch
     from cxrlib.training import class_weights
 
@@ -180,3 +183,32 @@ def plot_trials(trials: pd.DataFrame, title: str = "Hyperband trials"):
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)  # outside the data (the book's figure style)
     fig.tight_layout()
     return fig
+
+
+def run_role(spec_path) -> None:
+    """Run this process's part (chief or worker, from KERASTUNER_TUNER_ID) of the search in spec_path."""
+    from cxrlib.data.pipeline import make_dataset, steps_per_epoch
+
+    spec = json.loads(Path(spec_path).read_text())
+
+    def data(split, shuffle=False):
+        images = np.load(spec[split]["images"], mmap_mode="r")
+        return make_dataset(images, np.asarray(spec[split]["labels"]), spec["batch_size"], shuffle, spec["seed"])
+
+    weights = {int(k): v for k, v in spec["class_weight"].items()} if spec["class_weight"] else None
+    steps = steps_per_epoch(len(spec["train"]["labels"]), spec["batch_size"])  # as the one-process search
+    search(data("train", shuffle=True), data("val"), Path(spec["folder"]), class_weight=weights,
+           steps_per_epoch=steps, **spec["search"])
+
+
+def main(argv=None):
+    """`python -m cxrlib.tuning run SPEC`: be the chief or a worker, as KERASTUNER_TUNER_ID says."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in ("run", "worker"):
+        raise SystemExit("usage: python -m cxrlib.tuning run|worker SPEC.json "
+                         "(with KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT set)")
+    run_role(args[1])
+
+
+if __name__ == "__main__":
+    main()

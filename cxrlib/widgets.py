@@ -48,6 +48,15 @@ class Selection:
         best = votes.max(axis=0)
         return np.array([next(p for p in preds[:, i] if votes[p, i] == best[i]) for i in range(preds.shape[1])])
 
+    def agreement(self, image_id: str, class_index: int) -> int:
+        """How many models predict class_index for one image (what an 'all models' caption may claim)."""
+        return int(sum(int(frame.loc[image_id, "pred"]) == int(class_index) for frame in self.frames.values()))
+
+    def claim(self, model: str, image_id: str, class_index: int) -> str:
+        """'predicted Effusion by VGG16', or for 'all models' how many of them predict it, counted from the data."""
+        return prediction_claim(model, CLASSES[int(class_index)], self.agreement(image_id, class_index),
+                                len(self.frames))
+
     def pick(self, model: str, true_class: str = ANY, predicted: str = ANY) -> pd.DataFrame:
         """Misclassified images of one model (or of every model) filtered by true and predicted class."""
         labels = next(iter(self.frames.values()))["label"].to_numpy()
@@ -64,6 +73,14 @@ class Selection:
         return pd.DataFrame({"Image Index": np.asarray(self.ids)[keep], "label": labels[keep], "pred": pred[keep]})
 
 
+def prediction_claim(model: str, predicted: str, agreeing: int, total: int) -> str:
+    """The words for what was predicted: one model's prediction, or for 'all models' the class most of them
+    predict with how many do ('by 2 of 5 models'; 'by all 5 models' only when every one does)."""
+    if model != ALL_MODELS:
+        return f"predicted {predicted} by {model}"
+    return f"predicted {predicted} by " + (f"all {total} models" if agreeing == total else f"{agreeing} of {total} models")
+
+
 def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps=None, title: str = "",
               model: str = ALL_MODELS):
     """One row per image: the image (with the model's Grad-CAM when heatmaps(model, id) is given) and
@@ -74,7 +91,8 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
     from cxrlib.plots import legend_outside, wrapped
 
     rows = max(len(chosen), 1)
-    fig, axes = plt.subplots(rows, 2, figsize=(7.5, 2.6 * rows + 0.4), squeeze=False,
+    bar = 0.8 if heatmaps else 0.0  # inches kept below the panels for the Grad-CAM colour bar
+    fig, axes = plt.subplots(rows, 2, figsize=(7.5, 2.6 * rows + 0.4 + bar), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 2.2]})
     if chosen.empty:
         for ax in axes.flat:
@@ -82,14 +100,16 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
         axes[0, 0].text(0.5, 0.5, "no image matches this choice", ha="center", va="center")
     for (image_ax, bar_ax), (_, row) in zip(axes, chosen.iterrows()):
         image_id = row["Image Index"]
-        caption = f"{image_id}\ntrue {CLASSES[row['label']]}\npredicted {CLASSES[row['pred']]}"
+        claim = selection.claim(model, image_id, row["pred"]).replace(f" by {model}", "")  # the title names the model
+        caption = f"{image_id}\ntrue {CLASSES[row['label']]}\n{claim}"
         heatmap = heatmaps(model, image_id) if heatmaps else None
         if heatmap is not None:  # overlay says so where the map has no spatial information
             caption += f"\n{figure_gradcam_note(model, CLASSES[row['pred']])}"
-            overlay(image_ax, images[image_id], fit(heatmap, np.shape(images[image_id])[:2]), caption, fontsize=8)
+            overlay(image_ax, images[image_id], fit(heatmap, np.shape(images[image_id])[:2]), panel_caption(caption),
+                    fontsize=8)
         else:
             image_ax.imshow(to_display(images[image_id]), cmap="gray")
-            image_ax.set_title(caption, fontsize=8)
+            image_ax.set_title(panel_caption(caption), fontsize=8)
             image_ax.axis("off")
         probs = pd.DataFrame({m: selection.frames[m].loc[image_id, [f"p_{c}" for c in CLASSES]].to_numpy()
                               for m in selection.models}, index=list(CLASSES))
@@ -98,7 +118,11 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
         if image_ax is axes[0, 0]:
             legend_outside(bar_ax, fontsize=7)
     fig.suptitle(wrapped(title))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, bar / fig.get_figheight(), 1, 1))
+    if heatmaps:
+        from cxrlib.explain import cam_colourbar
+
+        cam_colourbar(fig, bottom_inches=0.25)
     return fig
 
 
@@ -302,7 +326,7 @@ class MisclassifiedBrowser:
         """The image id, true and predicted class, what the overlay shows, and every model's probabilities."""
         image_id, model, predicted = row["Image Index"], self.model.value, CLASSES[row["pred"]]
         lines = [f"<b>{html.escape(image_id)}</b>",
-                 f"true {CLASSES[row['label']]}, predicted {predicted} by {html.escape(model)}"]
+                 f"true {CLASSES[row['label']]}, {html.escape(self.selection.claim(model, image_id, row['pred']))}"]
         if self.gradcam.value:
             lines.append(html.escape(gradcam_note(model, predicted)) if self.overlay_heatmap(image_id) is not None
                          else "no Grad-CAM with spatial information for this image")
@@ -318,22 +342,31 @@ class MisclassifiedBrowser:
 
 # ---------------------------------------------------------------- the static twin for the rendered book
 
-def jpeg_bytes(pixels: np.ndarray, size: int, quality: int = 65) -> bytes:
-    """An image as JPEG bytes at size x size (gray or RGB floats in [0, 1], or uint8)."""
+def jpeg_bytes(pixels: np.ndarray, size, quality: int = 65) -> bytes:
+    """An image as JPEG bytes at size x size (None: its own size; gray or RGB floats in [0, 1], or uint8)."""
     from PIL import Image
 
     array = np.asarray(pixels)
     if array.dtype != np.uint8:
         array = (np.clip(array, 0, 1) * 255).astype(np.uint8)
-    image = Image.fromarray(array).resize((size, size), Image.BILINEAR)
+    image = Image.fromarray(array)
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
-def data_uri(pixels: np.ndarray, size: int, quality: int = 65) -> str:
-    """An image as a small embedded JPEG (gray or RGB floats in [0, 1], or uint8)."""
+def data_uri(pixels: np.ndarray, size=None, quality: int = 65) -> str:
+    """An image as a small embedded JPEG (gray or RGB floats in [0, 1], or uint8; size None: its own size)."""
     return "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(pixels, size, quality)).decode()
+
+
+def panel_caption(text: str, width: int = 26) -> str:
+    """A caption wrapped to the image panel's width, so it never runs into the bar chart beside it."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
 
 
 def fit(heatmap, shape) -> np.ndarray:
@@ -354,24 +387,30 @@ def gradcam_pixels(image, heatmap) -> np.ndarray:
 
     gray = to_display(image)
     heat = fit(heatmap, gray.shape)
-    colour = matplotlib.colormaps["jet"](np.clip(heat, 0, 1))[..., :3]
-    return 0.6 * np.repeat(gray[..., None], 3, axis=-1) + 0.4 * colour
+    from cxrlib.explain import CAM_ALPHA, CAM_CMAP
+
+    colour = matplotlib.colormaps[CAM_CMAP](np.clip(heat, 0, 1))[..., :3]
+    return (1 - CAM_ALPHA) * np.repeat(gray[..., None], 3, axis=-1) + CAM_ALPHA * colour
 
 
-def browser_data(predictions: dict, images: dict, heatmaps=None, thumb: int = 112, per_choice: int = 6,
+def browser_data(predictions: dict, images: dict, heatmaps=None, thumb=None, per_choice: int = 6,
                  gradcam_limit: int = 40) -> dict:
     """What the static browser embeds: for each model (and 'all models') and each (true, predicted) pair,
-    up to per_choice misclassified images with every model's probabilities; Grad-CAM overlays for at
-    most gradcam_limit (model, image) pairs."""
+    up to per_choice misclassified images, each with how many models predict its shown class (captions
+    claim no more than that), every model's probabilities, and how many images each pair holds in all (the
+    page says where it shows fewer); Grad-CAM overlays for at most gradcam_limit (model, image) pairs.
+    Images are embedded at their own size (thumb: a size to resize them to instead)."""
     from cxrlib.explain import has_spatial_information
 
     selection = Selection(predictions)
-    choices, shown, cams, notes = {}, {}, {}, {}
+    choices, totals, shown, cams, notes = {}, {}, {}, {}, {}
     for model in (ALL_MODELS, *selection.models):
         picked = selection.pick(model)
-        chosen = pd.concat([g.head(per_choice) for _, g in picked.groupby(["label", "pred"], sort=True)]) \
-            if len(picked) else picked
-        choices[model] = [[row["Image Index"], int(row["label"]), int(row["pred"])] for _, row in chosen.iterrows()]
+        groups = list(picked.groupby(["label", "pred"], sort=True)) if len(picked) else []
+        chosen = pd.concat([g.head(per_choice) for _, g in groups]) if groups else picked
+        totals[model] = [[int(label), int(pred), len(g)] for (label, pred), g in groups]
+        choices[model] = [[row["Image Index"], int(row["label"]), int(row["pred"]),
+                           selection.agreement(row["Image Index"], row["pred"])] for _, row in chosen.iterrows()]
         for image_id, pred in zip(chosen["Image Index"], chosen["pred"]):
             shown.setdefault(image_id, data_uri(images[image_id], thumb))
             if heatmaps is not None and len(notes) < gradcam_limit:
@@ -381,10 +420,15 @@ def browser_data(predictions: dict, images: dict, heatmaps=None, thumb: int = 11
                     notes[key] = static_gradcam_note(model, CLASSES[int(pred)], informative)
                     if informative:
                         cams[key] = data_uri(gradcam_pixels(images[image_id], heatmap), thumb)
+    # every model's probabilities for every image a model misclassifies (numbers only, so the whole test set's
+    # mistakes fit): what the browser's table shows, and what any caption about them can be checked against
+    wrong = set(selection.pick(ALL_MODELS, ANY, ANY)["Image Index"]).union(
+        *(set(selection.pick(m)["Image Index"]) for m in selection.models))
     probs = {image_id: {m: [round(float(p), 3) for p in selection.frames[m].loc[image_id, [f"p_{c}" for c in CLASSES]]]
-                        for m in selection.models} for image_id in shown}
+                        for m in selection.models} for image_id in sorted(wrong | set(shown))}
     return {"classes": list(CLASSES), "models": [ALL_MODELS, *selection.models], "choices": choices,
-            "thumbs": shown, "cams": cams, "notes": notes, "probs": probs}
+            "totals": totals, "per_choice": per_choice, "gradcam_limit": gradcam_limit, "thumbs": shown, "cams": cams,
+            "notes": notes, "probs": probs}
 
 
 def static_gradcam_note(model: str, predicted: str, informative: bool) -> str:
@@ -401,40 +445,54 @@ _BROWSER_JS = """
   var root = document.getElementById("%(id)s");
   var data = JSON.parse(root.querySelector("script[type='application/json']").textContent);
   var q = function (name) { return root.querySelector("[data-role='" + name + "']"); };
-  var state = {page: 0};
+  var state = {page: 0, key: ""};
   function fill(select, options) {
     options.forEach(function (o) { var e = document.createElement("option"); e.value = o; e.textContent = o; select.appendChild(e); });
   }
   fill(q("model"), data.models);
   fill(q("true"), ["any"].concat(data.classes));
   fill(q("predicted"), ["any"].concat(data.classes));
-  function chosen() {
+  function matches(label, pred) {
     var t = q("true").value, p = q("predicted").value;
-    return data.choices[q("model").value].filter(function (c) {
-      return (t === "any" || data.classes[c[1]] === t) && (p === "any" || data.classes[c[2]] === p);
-    });
+    return (t === "any" || data.classes[label] === t) && (p === "any" || data.classes[pred] === p);
+  }
+  function chosen() {
+    return data.choices[q("model").value].filter(function (c) { return matches(c[1], c[2]); });
+  }
+  function total() {  // every misclassified image of this choice, shown or not
+    return data.totals[q("model").value].reduce(function (n, t) { return n + (matches(t[0], t[1]) ? t[2] : 0); }, 0);
+  }
+  function claim(model, predicted, agreeing) {  // no more than the data say: how many models predict it
+    if (model !== "all models") return "predicted " + predicted + " by " + model;
+    var models = data.models.length - 1;
+    return "predicted " + predicted + " by " + (agreeing === models ? "all " + models + " models" : agreeing + " of " + models + " models");
   }
   function show() {
-    var list = chosen(), model = q("model").value;
+    var list = chosen(), model = q("model").value, all = total();
+    var choice = [model, q("true").value, q("predicted").value].join("|");
+    if (choice !== state.key) { state.key = choice; state.page = 0; }  // a new choice starts at its first image
     state.page = Math.max(0, Math.min(state.page, list.length - 1));
     var img = q("image"), caption = q("caption"), table = q("probs"), cam = q("gradcam");
     table.innerHTML = "";
     q("previous").disabled = state.page <= 0;
     q("next").disabled = state.page >= list.length - 1;
     if (!list.length) {
-      img.style.display = "none"; cam.textContent = "";
+      img.style.display = "none"; img.removeAttribute("src"); cam.textContent = "";
       caption.textContent = "No image misclassified by " + model + " matches this choice.";
       q("status").textContent = "0 images";
       return;
     }
     var c = list[state.page], id = c[0], key = model + "|" + id, useCam = q("overlay").checked && data.cams[key];
-    img.style.display = ""; img.src = useCam ? data.cams[key] : data.thumbs[id]; img.alt = id;
-    caption.textContent = id + ": true " + data.classes[c[1]] + ", predicted " + data.classes[c[2]] + " by " + model;
+    var said = claim(model, data.classes[c[2]], c[3]);
+    img.style.display = ""; img.src = useCam ? data.cams[key] : data.thumbs[id];
+    img.alt = "Chest X-ray " + id + ", true class " + data.classes[c[1]] + ", " + said + (useCam ? ", with the Grad-CAM overlay" : "");
+    caption.textContent = id + ": true " + data.classes[c[1]] + ", " + said;
     var note = data.notes[key] ? data.notes[key] + (data.cams[key] && !useCam ? " (overlay off)" : "") : "";
-    cam.textContent = note || "Grad-CAM not computed for this image";
-    q("status").textContent = "image " + (state.page + 1) + " of " + list.length;
+    cam.textContent = note || "no Grad-CAM kept for this model and image (the book keeps " + data.gradcam_limit + " overlays)";
+    q("status").textContent = "image " + (state.page + 1) + " of " + list.length + (all > list.length
+      ? " shown (" + all + " misclassified: the book keeps the first " + data.per_choice + " of each true and predicted class)" : "");
     var head = document.createElement("tr"); head.innerHTML = "<th>model</th>";
-    data.classes.forEach(function (k) { var th = document.createElement("th"); th.textContent = k; head.appendChild(th); });
+    data.classes.forEach(function (k, i) { var th = document.createElement("th"); th.textContent = k + (i === c[1] ? " (true)" : ""); head.appendChild(th); });
     table.appendChild(head);
     Object.keys(data.probs[id]).forEach(function (m) {
       var tr = document.createElement("tr"), td = document.createElement("td"); td.textContent = m; tr.appendChild(td);
@@ -442,7 +500,7 @@ _BROWSER_JS = """
       table.appendChild(tr);
     });
   }
-  ["model", "true", "predicted"].forEach(function (n) { q(n).addEventListener("change", function () { state.page = 0; show(); }); });
+  ["model", "true", "predicted"].forEach(function (n) { q(n).addEventListener("change", show); });
   q("overlay").addEventListener("change", show);  // the same image, with or without the overlay
   q("previous").addEventListener("click", function () { state.page -= 1; show(); });
   q("next").addEventListener("click", function () { state.page += 1; show(); });
@@ -450,24 +508,32 @@ _BROWSER_JS = """
 })();
 """
 
+INTERACTIVE_NOTE = ("Fully interactive in this page, without a kernel: choose a model (or all models), the true and "
+                    "the predicted class, page through the images, and switch the Grad-CAM overlay.")
+
 
 def static_browser(predictions: dict, images: dict, heatmaps=None, **options) -> str:
-    """The misclassified-image browser as one self-contained HTML block (embedded thumbnails, no kernel,
-    no network): choose a model, a true and a predicted class, page through the images."""
+    """The misclassified-image browser as one self-contained HTML block (embedded images at their own size, no
+    kernel, no network): choose a model, a true and a predicted class, page through the images."""
     data = browser_data(predictions, images, heatmaps, **options)
     element = f"cxr-browser-{uuid.uuid4().hex[:8]}"
     payload = json.dumps(data).replace("</", "<\\/")
-    return (f'<div class="cxr-browser" id="{element}" style="border:1px solid #ccc;padding:0.6em;max-width:100%">'
-            '<div><label>model <select data-role="model"></select></label> '
+    return (f'<div class="cxr-browser" id="{element}" style="border:1px solid #ccc;padding:0.6em;max-width:100%;'
+            'box-sizing:border-box">'
+            f'<p style="margin:0 0 0.4em 0;font-size:0.9em"><em>{html.escape(INTERACTIVE_NOTE)}</em></p>'
+            '<div style="display:flex;flex-wrap:wrap;gap:0.3em 1em">'
+            '<label>model <select data-role="model" style="max-width:100%"></select></label> '
             '<label>true <select data-role="true"></select></label> '
             '<label>predicted <select data-role="predicted"></select></label> '
             '<label><input type="checkbox" data-role="overlay" checked> Grad-CAM overlay</label></div>'
-            '<div><button type="button" data-role="previous">previous</button> '
+            '<div style="margin-top:0.3em"><button type="button" data-role="previous">previous</button> '
             '<button type="button" data-role="next">next</button> <span data-role="status"></span></div>'
             '<div style="display:flex;gap:1em;flex-wrap:wrap;align-items:flex-start;margin-top:0.5em">'
-            '<figure style="margin:0"><img data-role="image" width="224" height="224" style="image-rendering:auto">'
+            '<figure style="margin:0;max-width:100%"><img data-role="image" alt="" '
+            'style="max-width:100%;height:auto;image-rendering:auto">'
             '<figcaption data-role="caption"></figcaption><div data-role="gradcam" style="font-size:0.85em"></div></figure>'
-            '<table data-role="probs" class="cxr-table" style="font-size:0.85em"></table></div>'
+            '<div style="max-width:100%;overflow-x:auto">'
+            '<table data-role="probs" class="cxr-table cxr-probs"></table></div></div>'
             f'<script type="application/json">{payload}</script>'
             f"<script>{_BROWSER_JS % {'id': element}}</script></div>")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import matplotlib
@@ -29,15 +30,17 @@ def test_table_style_keeps_whole_columns_whole_and_turns_wide_tables():
     frame = pd.DataFrame({"units": [2560.0, 512.0], "accuracy": [1.0, 0.25], "auc": [math.nan, 0.4]}, index=["a", "b"])
     shown = book.table_style(frame).data
     assert shown.loc["a"].tolist() == ["2,560", "1.000", "–"] and shown.loc["b"].tolist() == ["512", "0.250", "0.400"]
-    wide = pd.DataFrame(np.full((2, 12), 0.5), columns=[f"m{i}" for i in range(12)])
-    assert book.table_style(wide).data.shape == (12, 2)
-    assert [c.shape[1] for c in book.table_chunks(wide, 5)] == [5, 5, 2]
+    wide = pd.DataFrame(np.full((2, 12), 0.5), columns=[f"m{i}" for i in range(12)], index=["ours", "report"])
+    assert book.table_style(wide).data.shape == (12, 2)  # a few named rows: turned on its side
+    numbered = pd.DataFrame(np.full((2, 12), 0.5))  # rows 0 and 1 would become headers "0" and "1": never turned
+    assert book.table_style(numbered).data.shape == (2, 12) and book.table_html(numbered).count("<table") == 2
+    assert [c.shape[1] for c in book.table_chunks(wide, 5)] == [4, 4, 4]  # near equal groups, no lone column
 
 
 def test_limiting_factors_list_what_the_run_records():
     smoke = book.limiting_factors(PROFILES["smoke"], "real NIH sample at x (422 images)",
                                   "random weights (no pretrained weights)")
-    assert smoke == ["2 epochs (report: up to 30)", "24 training images per class", "87 px images (report: 227)",
+    assert smoke == ["2 epochs (report: up to 30)", "16 training images per class", "57 px images (report: 227)",
                      "32 px backbone inputs (report: 224)", "no pretrained weights", "the 422-image real sample"]
     assert book.limiting_factors({**PROFILES["full"], "allow_random_weights": False}, "NIH ChestX-ray14 at /d",
                                  "ImageNet") == []
@@ -46,7 +49,7 @@ def test_limiting_factors_list_what_the_run_records():
 
 def test_profile_in_words_and_model_label():
     assert book.profile_in_words("smoke", PROFILES["smoke"]) == (
-        "smoke build: 2 epochs, 24 training images per class; for checking the machinery, not for reading the numbers")
+        "smoke build: 2 epochs, 16 training images per class; for checking the machinery, not for reading the numbers")
     assert book.model_label("VGG16", pretrained=False) == "VGG16 (no pretrained weights)"
     assert book.model_label("VGG16 (no pretrained weights)", pretrained=False) == "VGG16 (no pretrained weights)"
     assert book.model_label("VGG16", pretrained=True) == "VGG16"
@@ -90,11 +93,142 @@ def fake_book(tmp_path: Path) -> tuple:
 def test_build_page_from_the_run_folder(tmp_path):
     root, runs = fake_book(tmp_path)
     text = book.build_page(root, runs, today="2026-01-02")
-    assert "**smoke build: 2 epochs, 24 training images per class" in text and "2026-01-02" in text
+    assert "**smoke build: 2 epochs, 16 training images per class" in text and "2026-01-02" in text
     assert "`abc123`" in text and "tensorflow" in text
-    assert "| fused network | fused | 0.500 / 0.618 | 0.400 / 0.606 | 0.700 / 0.836 |" in text
+    assert "| fused network | fused | Fused | 0.500 / 0.618 | 0.400 / 0.606 | 0.700 / 0.836 |" in text
     assert "vgg16 (no pretrained weights)" in text and "| the build's limits (above); 32 px backbone inputs (report: 224); no pretrained weights |" in text
     assert "| fused | 20 |" in text and "| pretrained | 61 |" in text
+
+
+def test_build_page_pairs_our_best_with_the_reports_row_of_the_same_model(tmp_path):
+    from cxrlib.metrics import PREDICTED
+
+    root, runs = fake_book(tmp_path)
+    folder = runs / "smoke" / "fused_grid"
+    (folder / "metrics").mkdir(parents=True)
+    (folder / "chapter.json").write_text(json.dumps({"settings": PROFILES["smoke"], "data": "x", "commit": "abc123"}))
+    for name, f1, predicts in (("no_da_no_rs_prep", 0.45, "only Effusion"), ("base", 0.3, "all 4")):
+        pd.DataFrame({"Accuracy": [0.5], "F1-macro": [f1], "ROC AUC": [0.7], PREDICTED: [predicts]},
+                     index=[name]).to_csv(folder / "metrics" / f"{name}.csv")
+    text = book.build_page(root, runs, today="2026-01-02")
+    # the report's own no_da_no_rs_prep (accuracy 0.518), never the chapter's headline no_da_yes_rs_2048 (0.618)
+    assert "| fused network variants | no_da_no_rs_prep (predicts only Effusion) | no_da_no_rs_prep | 0.500 / 0.518 |" in text
+    (folder / "metrics" / "no_da_no_rs_prep.csv").unlink()
+    pd.DataFrame({"Accuracy": [0.5], "F1-macro": [0.5], "ROC AUC": [0.7]}, index=["unknown_variant"]).to_csv(
+        folder / "metrics" / "unknown_variant.csv")
+    assert "| unknown_variant | none for this model | 0.500 / – |" in book.build_page(root, runs, today="2026-01-02")
+
+
+def test_weights_read_short_without_local_paths():
+    long = ("VGG16: no pretrained weights: ImageNet file not found and no network; place vgg16_notop.h5 (from "
+            "https://storage.googleapis.com/x/vgg16_notop.h5) in /root/.keras/models/; ResNet152: ImageNet "
+            "(/home/me/.keras/models/resnet152_notop.h5); CheXNet (DenseNet121): CheXNet (/data/w/chexnet.h5; 241 of "
+            "241 weighted layers loaded by name); ResNet50: no CheXNet file given (CHEXNET_WEIGHTS or "
+            "CXR_CHEXNET_WEIGHTS), so DenseNet121 with no pretrained weights")
+    short = book.weights_for_readers(long)
+    assert short == ("VGG16: no pretrained weights (ImageNet file not found, offline); ResNet152: ImageNet (Keras's "
+                     "cache); CheXNet (DenseNet121): CheXNet (chexnet.h5; 241 of 241 weighted layers loaded by name); "
+                     "ResNet50: no pretrained weights (no CheXNet file given)")
+    box = book.summary_box(profile="smoke", settings=PROFILES["smoke"], data="d", counts="c", weights=long,
+                           changed={}, commit="abc")
+    assert "/root" not in box and "/home" not in box and "place " not in box and box.count("no pretrained weights") == 2
+
+
+def code_cell(tags, outputs=(), source="x = 1"):
+    return {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": source, "outputs": list(outputs)}
+
+
+def test_prepared_pages_hide_code_unless_shown_on_purpose_and_drop_empty_toggles(tmp_path):
+    shown = {"output_type": "display_data", "data": {"text/plain": "table"}}
+    stderr = {"output_type": "stream", "name": "stderr", "text": "W0000 tensorflow chatter"}
+    cells = [code_cell([], [shown]), code_cell(["hide-input"], []), code_cell(["hide-input"], [stderr]),
+             code_cell(["show-code"], [shown]), code_cell(["hide-input"], [shown]), code_cell(["remove-cell"])]
+    path = tmp_path / "chapter.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}}))
+    assert book.hide_injected_cells(path)
+    tags = [c["metadata"]["tags"] for c in json.loads(path.read_text())["cells"]]
+    assert tags == [["hide-input"], ["remove-cell"], ["remove-cell"], ["show-code"], ["hide-input"], ["remove-cell"]]
+
+
+def test_every_figure_gets_its_title_as_alt_text(tmp_path):
+    import base64
+    import hashlib
+
+    png = b"\x89PNG fake bytes"
+    digest = hashlib.sha256(png).hexdigest()
+    cells = [code_cell(["hide-input"], [{"output_type": "display_data", "data": {
+        "image/png": base64.b64encode(png).decode(), "text/plain": "Figure: Fused network; panels: loss, accuracy"}}])]
+    path = tmp_path / "chapter.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}}))
+    alts = book.figure_alts(path)
+    assert alts == {f"{digest}.png": "Figure: Fused network; panels: loss, accuracy"}
+    page = (f'<h1>Fused</h1><h2>Training</h2><img alt="../../_images/{digest}.png" src="../../_images/{digest}.png" />'
+            '<h2>Results</h2><img src="../../_images/other.png" /><img alt="A chest X-ray" src="x.jpeg" />')
+    fixed = book.with_alt_texts(page, alts)
+    assert f'<img alt="Figure: Fused network; panels: loss, accuracy" src="../../_images/{digest}.png" />' in fixed
+    assert '<img alt="Figure in the section Results" src="../../_images/other.png" />' in fixed
+    assert '<img alt="A chest X-ray" src="x.jpeg" />' in fixed
+
+
+def test_figure_text_is_its_title_and_panels():
+    import matplotlib.pyplot as plt
+
+    from cxrlib import plots
+
+    fig = plots.plot_history(pd.DataFrame({"epoch": [0, 1], "loss": [1.3, 1.2], "accuracy": [0.2, 0.3]}), "Fused network")
+    assert plots.figure_alt(fig) == "Figure: Fused network; panels: loss, accuracy"
+    plt.close(fig)
+
+
+def test_every_column_keeps_one_number_format():
+    frame = pd.DataFrame({"layers": [1, 2], "dropout": [0.23847, 0.1], "units": [2560, 1024],
+                          "learning_rate": [1e-4, 1e-3]}, index=["report", "ours"])
+    shown = book.table_style(frame).data
+    assert shown["layers"].tolist() == ["1", "2"] and shown["units"].tolist() == ["2,560", "1,024"]
+    assert shown["learning_rate"].tolist() == ["1.0e-04", "1.0e-03"] and shown["dropout"].tolist() == ["0.238", "0.100"]
+
+
+def test_which_classes_a_model_predicts_stays_beside_its_row_in_every_part():
+    from cxrlib.metrics import F1_COLUMNS, GLOBAL_COLUMNS, PREDICTED, metrics_row
+
+    never = metrics_row("never No Finding", [0, 1, 2, 3], np.eye(4)[[1, 1, 2, 3]])
+    single = metrics_row("one class", [0, 1, 2, 3], np.eye(4)[[1, 1, 1, 1]])
+    assert never.loc["never No Finding", PREDICTED] == "3: never No Finding"
+    assert never.loc["never No Finding", "FNFR"] == 0.0  # the number that looks perfect, and why it is not
+    assert single.loc["one class", PREDICTED] == "only Effusion"
+    table = pd.concat([never, single, metrics_row("all", [0, 1, 2, 3], np.eye(4)[[0, 1, 2, 3]])])
+    assert table.loc["all", PREDICTED] == "all 4"
+    parts = book.table_chunks(table[[*GLOBAL_COLUMNS, *F1_COLUMNS, PREDICTED]])
+    assert len(parts) == 2 and all(part.columns[-1] == PREDICTED for part in parts)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_metrics_table_of_a_notebook_says_which_classes_each_model_predicts(path):
+    """A notebook that picks the metrics columns (GLOBAL_COLUMNS or F1_COLUMNS) for a table picks PREDICTED too."""
+    import re
+
+    for cell in json.loads(path.read_text())["cells"]:
+        source = "".join(cell["source"])
+        for selection in re.findall(r"\[\[?[^\[\]]*(?:GLOBAL_COLUMNS|F1_COLUMNS)[^\[\]]*\]?\]", source):
+            if "import" in selection or "for c in" in selection:
+                continue
+            assert "PREDICTED" in selection or "PREDICTED" in source.split(selection, 1)[1][:40], \
+                f"{path.name}: {selection} shows metrics without saying which classes each model predicts"
+
+
+def test_table_headers_never_break_inside_a_word_in_the_css():
+    css = (ROOT / "_static" / "cxr.css").read_text()
+    rules = re.findall(r"([^{}]*)\{([^}]*)\}", re.sub(r"/\*.*?\*/", "", css, flags=re.S))
+    for selector, body in rules:
+        if "th" in re.split(r"[\s,.>:]+", selector):
+            assert "anywhere" not in body and "break-all" not in body, f"{selector.strip()}: {body.strip()}"
+
+
+def test_every_page_links_a_favicon_that_exists():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert (ROOT / config["html"]["favicon"]).is_file()
 
 
 def test_prepare_pages_hides_injected_cells_and_widget_state(tmp_path):
@@ -133,6 +267,9 @@ def test_notebook_reads_like_a_report_page(path):
     assert all("remove-cell" in tags[i] for i in range(1, setup)), \
         f"{path.name}: nothing may be shown between the title and the set-up cell that shows the summary box"
     assert "hide-input" in tags[setup], f"{path.name}: the set-up code must be hidden behind 'show code'"
+    shown = [i for i, (c, t) in enumerate(zip(cells, tags)) if c["cell_type"] == "code"
+             and not {"hide-input", "remove-input", "remove-cell", "hide-cell", book.SHOW_CODE} & set(t)]
+    assert not shown, f"{path.name}: code cells {shown} would show their code; hide them or tag them {book.SHOW_CODE}"
     assert all(not c.get("outputs") for c in cells), f"{path.name}: notebooks are stored without outputs"
 
 
@@ -155,8 +292,10 @@ def test_figure_style_has_no_offset_and_says_so_when_empty(capsys):
 def test_table_html_fits_the_column():
     wide_and_long = pd.DataFrame(np.zeros((12, 10)), columns=[f"c{i}" for i in range(10)])
     assert book.table_html(wide_and_long).count("<table") == 2  # split in column groups
-    wide = pd.DataFrame(np.zeros((2, 10)))
+    wide = pd.DataFrame(np.zeros((2, 10)), index=["VGG16", "Fused"])
     assert book.table_html(wide).count("<table") == 1 and book.table_style(wide).data.shape == (10, 2)
+    eight = pd.DataFrame(np.zeros((8, 10)), index=[f"model {i}" for i in range(8)])  # the report's final table
+    assert [part.shape[1] for part in book.table_chunks(eight)] == [5, 5]
 
 
 def test_one_label_helper_everywhere():
@@ -180,7 +319,7 @@ def test_conclusions_list_every_recorded_limit():
              "pretrained": {"settings": PROFILES["smoke"], "data": "real NIH sample at x (422 single-label images)",
                             "weights": "VGG16 (no pretrained weights)"}}
     limits = conclusions.recorded_limits(infos)
-    assert limits == ["2 epochs (report: up to 30)", "24 training images per class", "87 px images (report: 227)",
+    assert limits == ["2 epochs (report: up to 30)", "16 training images per class", "57 px images (report: 227)",
                       "the 422-image real sample", "32 px backbone inputs (report: 224)", "no pretrained weights"]
 
     class Source:
@@ -293,3 +432,23 @@ def test_bar_legends_stay_off_the_bars(draw):
     assert not any(boxes_overlap(legend, bar.get_window_extent(renderer)) for bar in ax.patches)
     assert "VGG16\n(no pretrained weights)" in [t.get_text() for t in ax.get_yticklabels()]
     plt.close(fig)
+
+
+def test_training_says_in_words_when_the_learning_rate_falls(tmp_path, capsys):
+    import keras
+
+    from cxrlib import training
+
+    plateau = training.report_callbacks(tmp_path, "val_loss", patience=5, min_lr=1e-7)[0]
+    assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau) and plateau.verbose == 0  # no raw Keras line
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    line = training.EpochLine("fused", epochs=3)
+    line.set_model(model)
+    line.on_train_begin()
+    line.on_epoch_end(0, {"loss": 1.0})
+    model.optimizer.learning_rate = 8e-4
+    line.on_epoch_end(1, {"loss": 1.0})
+    printed = capsys.readouterr().out
+    assert "[fused] learning rate lowered from 0.001 to 0.0008 (no recent improvement)" in printed
+    assert printed.count("learning rate lowered") == 1 and "ReduceLROnPlateau" not in printed

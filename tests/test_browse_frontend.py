@@ -123,9 +123,12 @@ def test_dropdowns_are_wide_enough_for_every_model_name():
     assert int(width.removesuffix("ch")) >= len("model") + max(len(n) for n in names) + 4
 
 
-def test_caption_of_a_gallery_row_does_not_overlap_the_bar_chart():
+@pytest.mark.parametrize("model", [ALL_MODELS, "CheXNet (no pretrained weights)"])
+@pytest.mark.parametrize("with_gradcam", [False, True])
+def test_caption_of_a_gallery_row_does_not_overlap_the_bar_chart(model, with_gradcam):
     selection = Selection(designed_predictions())
-    fig = draw_page(selection, selection.pick(ALL_MODELS).head(3), tiny_images(), title="t")
+    heatmaps = (lambda name, image_id: np.outer(np.linspace(0, 1, 12), np.ones(12))) if with_gradcam else None
+    fig = draw_page(selection, selection.pick(model).head(3), tiny_images(), heatmaps, title="t", model=model)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for image_ax, bar_ax in np.asarray(fig.axes[:6]).reshape(3, 2):

@@ -66,10 +66,10 @@ def test_a_fit_at_the_end_of_the_search_says_so():
     right = 10 * np.eye(4)[labels]  # every image right: sharper is always better, T runs to the lower end
     low = calibration.fit_temperature(labels, right)
     assert low.at_bound and low.temperature == pytest.approx(calibration.SEARCH[0], rel=0.01)
-    assert low.text() == "0.010 (bound of the search)"
+    assert low.text() == "≤ 0.01 (search bound, not a fit)"
     wrong = 10 * np.eye(4)[(labels + 1) % 4]  # every image wrong: flatter is always better, T runs to the upper end
     high = calibration.fit_temperature(labels, wrong)
-    assert high.at_bound and high.text() == "100.000 (bound of the search)"
+    assert high.at_bound and high.text() == "≥ 100 (search bound, not a fit)"
     table = calibration.temperature_table({"right": right, "wrong": wrong}, {"right": right, "wrong": wrong}, labels, labels)
     assert table["temperature (fitted on validation)"].tolist() == [low.text(), high.text()]
     assert calibration.fit_temperature(*overconfident(500, seed=3)[:2]).text().count("bound") == 0
@@ -93,6 +93,9 @@ def test_temperature_scaling_fitted_on_validation_fixes_an_overconfident_model()
 
 def test_reliability_diagram_has_labels():
     y, z, _ = overconfident(300, seed=2)
-    fig = calibration.plot_reliability({"m": softmax(z)}, y, "calibration")
-    ax = fig.axes[0]
-    assert ax.get_title() == "calibration" and "ECE" in ax.get_legend().get_texts()[1].get_text()
+    fig = calibration.plot_reliability({"m": softmax(z), "n": softmax(z / 2)}, y, "calibration")
+    assert fig._suptitle.get_text() == "calibration"
+    assert [ax.get_title().split("\n") for ax in fig.axes[:2]] == [
+        ["m", f"ECE {calibration.expected_calibration_error(y, softmax(z)):.3f}"],
+        ["n", f"ECE {calibration.expected_calibration_error(y, softmax(z / 2)):.3f}"]]
+    assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes[:1])

@@ -15,6 +15,7 @@ from cxrlib.data.synthetic import make_synthetic, render
 from PIL import Image
 
 from tests.conftest import make_rows, write_folder
+from tests.test_hostile_inputs import decodes, file_key  # noqa: F401  (decodes: the fixture counting every decode)
 
 
 def test_single_label_keeps_exact_matches_only(nih_folder):
@@ -135,10 +136,13 @@ def test_synthetic_images_are_deterministic_and_differ_by_class(tmp_path):
         assert np.abs(means[k] - means[0]).mean() > 2.0, CLASSES[k]
 
 
-def test_images_are_decoded_once_and_cached(nih_folder, isolated):
+def test_images_are_decoded_once_and_cached(nih_folder, isolated, decodes):
     paths = sorted((nih_folder / "images").glob("*.png"))
     first = load_images(paths, 24)
     assert first.shape == (len(paths), 24, 24) and first.dtype == np.uint8
+    assert decodes == {file_key(p): 1 for p in paths}  # every file decoded, each exactly once
+    np.testing.assert_array_equal(load_images(paths, 24), first)
+    assert decodes == {file_key(p): 1 for p in paths}  # the second call is served from the cache: no decode
     paths[0].write_bytes(b"corrupt but same name")  # a changed file must not be served from the cache
     with pytest.raises(DataError):
         load_images(paths, 24)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrlib.data.images import BadImage, decode, decode_bytes, inspect_bytes, load_images, problem
+from cxrlib.data.decode import BadImage, decode, decode_bytes, inspect_bytes, problem
+from cxrlib.data.images import load_images
 
 
 def twin(seed: int = 0, size: int = 24) -> np.ndarray:

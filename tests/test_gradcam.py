@@ -146,15 +146,15 @@ def test_random_baselines_point_at_chance():
 def test_box_scoring_explains_the_class_of_the_box(monkeypatch):
     asked = []
 
-    def spy(model, images_for, image_id, class_index=None):
-        asked.append((image_id, class_index))
-        return np.ones((8, 8)), 0
+    def spy(model, images, class_indices, layer=None):
+        asked.extend(zip(images, class_indices))
+        return [(np.ones((8, 8)), 0) for _ in images]
 
-    monkeypatch.setattr(explain, "cells_at", spy)
+    monkeypatch.setattr(explain, "gradcam_cells_batch", spy)
     model = type("M", (), {"input": type("I", (), {"shape": (None, 8, 8, 3)})()})()
     boxes = pd.DataFrame({"Image Index": ["a.png", "b.png"], "Finding Label": ["Effusion", "Atelectasis"],
                           "x": [0, 0], "y": [0, 0], "w": [512, 512], "h": [512, 512]})
-    explain.score_models({"m": model}, boxes, images_for=None)
+    explain.score_models({"m": model}, boxes, images_for=lambda ids, size: {i: i for i in ids})
     assert sorted(asked) == [("a.png", 1), ("b.png", 3)]
 
 

@@ -13,8 +13,8 @@ from PIL import Image, ImageFile
 
 from cxrlib.config import CLASSES
 from cxrlib.data import DataError, load_data, read_metadata
-from cxrlib.data import images as images_module
-from cxrlib.data.images import MAX_PIXELS, BadImage, decode_bytes
+from cxrlib.data import decode as decode_module
+from cxrlib.data.decode import MAX_PIXELS, BadImage, decode_bytes
 from cxrlib.data.sources import open_folder
 
 from tests.conftest import make_rows, write_folder
@@ -89,7 +89,7 @@ def test_any_exception_from_the_decoder_is_a_one_line_bad_image(monkeypatch, err
     def broken(image, sbit=None):
         raise error
 
-    monkeypatch.setattr(images_module, "grey_pixels", broken)
+    monkeypatch.setattr(decode_module, "grey_pixels", broken)
     with pytest.raises(BadImage) as refused:
         decode_bytes(good_png())
     message = str(refused.value)
@@ -101,7 +101,7 @@ def test_pillow_warnings_raised_as_errors_are_bad_images(monkeypatch):
     def warns(image, sbit=None):
         warnings.warn("Image size (100000000 pixels) exceeds limit", Image.DecompressionBombWarning)
 
-    monkeypatch.setattr(images_module, "grey_pixels", warns)
+    monkeypatch.setattr(decode_module, "grey_pixels", warns)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(BadImage, match=r"^too large: Image size \(100000000 pixels\)"):
@@ -155,14 +155,14 @@ def test_the_runner_stops_on_hostile_images_with_one_line_and_no_traceback(tmp_p
 def decodes(monkeypatch):
     """Every full decode of an image file, by the file's first bytes' hash: the one function that decodes pixels."""
     counts = {}
-    real = images_module.decode_bytes
+    real = decode_module.decode_bytes
 
     def counted(data):
         key = zlib.crc32(data)
         counts[key] = counts.get(key, 0) + 1
         return real(data)
 
-    monkeypatch.setattr(images_module, "decode_bytes", counted)
+    monkeypatch.setattr(decode_module, "decode_bytes", counted)
     return counts
 
 
@@ -193,7 +193,7 @@ def test_each_used_image_is_decoded_once_on_first_touch_and_unused_ones_never(ni
 
 
 def test_first_decode_fills_the_cache_with_what_a_later_decode_gives(nih_folder, isolated):
-    from cxrlib.data.images import decode
+    from cxrlib.data.decode import decode
 
     data = load_data(nih_folder, fractions=(0.5, 0.25, 0.25), image_size=20)
     cached = np.asarray(data.images("val", 20))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cxrlib.features import extract
 from cxrlib.preprocessing import otsu, otsu_steps
@@ -16,8 +17,14 @@ def test_otsu_keeps_pixels_darker_than_the_threshold():
     assert otsu(image)[16, 16] == 40 and otsu(image)[0, 0] == 0
 
 
-def test_flat_image_does_not_crash():
-    assert otsu(np.full((8, 8), 7, np.uint8)).shape == (8, 8)
+@pytest.mark.parametrize("level", [0, 7, 128, 255])
+def test_a_flat_image_has_its_own_level_as_threshold_and_keeps_no_pixel(level):
+    # no pixel is darker than any other: the threshold is the image's one grey level, the '<' mask is empty,
+    # and the result is black (the report's mask keeps only pixels darker than the threshold)
+    steps = otsu_steps(np.full((8, 8), level, np.uint8))
+    assert steps.threshold == pytest.approx(level / 255)
+    assert not steps.mask.any()
+    np.testing.assert_array_equal(otsu(np.full((8, 8), level, np.uint8)), np.zeros((8, 8), np.uint8))
 
 
 def test_features_are_computed_once(isolated):
@@ -31,6 +38,8 @@ def test_features_are_computed_once(isolated):
     first = extract(extractor, images, "key", batch_size=2)
     again = extract(extractor, images, "key", batch_size=2)
     assert calls == [2, 2, 1] and first.shape == (5, 3)
+    # the grey image copied into three channels: each channel's mean is the image's mean
+    np.testing.assert_allclose(first, np.repeat(images.mean(axis=(1, 2))[:, None], 3, axis=1), rtol=1e-6)
     np.testing.assert_array_equal(first, again)
 
 

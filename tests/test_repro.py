@@ -176,7 +176,7 @@ def test_page_parameters_come_from_papermills_metadata(tmp_path, monkeypatch):
     assert repro.page_parameters(page) == ("fused", {"PROFILE": "smoke", "DATA_DIR": "/d", "EPOCHS": 3})
     calls = []
     monkeypatch.setattr(runner, "run_chapters", lambda *a, **k: calls.append((a, k)) or ["fused"])
-    assert repro.rerun_from_page(page, book_root=tmp_path, log=lambda _: None) == ["fused"]
+    assert runner.rerun_from_page(page, book_root=tmp_path, log=lambda _: None) == ["fused"]
     (args, kwargs), = calls
     assert args == (["fused"], "smoke", "/d", {"EPOCHS": 3}, False) and kwargs["book_root"] == tmp_path
 
@@ -205,7 +205,7 @@ def test_from_page_reruns_a_toy_chapter_with_its_data_and_parameters(isolated, m
     assert chapter == "fused" and recorded["EPOCHS"] == 3 and recorded["DATA_DIR"] == str(nih_folder.resolve())
     shutil.copytree(first / "book", second / "book")
     (second / "book" / "chapters" / "fused.stamp").unlink()
-    assert repro.rerun_from_page(second / "book" / "chapters" / "fused.ipynb", book_root=second, **quiet) == ["fused"]
+    assert runner.rerun_from_page(second / "book" / "chapters" / "fused.ipynb", book_root=second, **quiet) == ["fused"]
     stamp = page.with_suffix(".stamp").read_text()
     assert (second / "book" / "chapters" / "fused.stamp").read_text() == stamp
     assert runner.chapter_stamp("fused", recorded, "smoke", nih_folder) == stamp
@@ -274,7 +274,7 @@ def test_a_page_rerun_with_from_page_has_the_original_stamp(tmp_path, monkeypatc
     copied = again / "book" / "chapters" / "dataset.ipynb"
     copied.parent.mkdir(parents=True)
     shutil.copy(page, copied)
-    assert repro.rerun_from_page(copied, book_root=again, force=True) == ["dataset"]
+    assert runner.rerun_from_page(copied, book_root=again, force=True) == ["dataset"]
     stamp = page.with_suffix(".stamp").read_text()
     assert (again / "book" / "chapters" / "dataset.stamp").read_text() == stamp
     assert runner.chapter_stamp("dataset", repro.page_parameters(page)[1], "smoke") == stamp

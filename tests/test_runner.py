@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from cxrlib import runner
+from cxrlib import registry, runner
 from cxrlib.chapter import resolve_parameters
 
 
 def test_dependencies_come_first_in_book_order(monkeypatch):
-    monkeypatch.setattr(runner, "CHAPTERS", {"a": (), "e": ("d",), "b": ("a",), "c": ("b",), "d": ()})
+    monkeypatch.setattr(registry, "CHAPTERS", {"a": (), "e": ("d",), "b": ("a",), "c": ("b",), "d": ()})
     assert runner.chapter_order(["c"]) == ["a", "b", "c"]
     assert runner.chapter_order() == ["a", "d", "e", "b", "c"]
     with pytest.raises(runner.RunnerError, match="unknown chapter 'x'"):

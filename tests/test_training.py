@@ -67,7 +67,7 @@ def test_training_returns_history_and_best_model(tmp_path):
     model, history = fit(tmp_path, epochs=3, patience=3)
     assert list(history["epoch"]) == [0, 1, 2]
     assert {"loss", "val_loss", "accuracy", "learning_rate"} <= set(history.columns)
-    assert (tmp_path / "best.keras").is_file() and (tmp_path / "backup" / "state.json").is_file()
+    assert (tmp_path / "best.weights.h5").is_file() and (tmp_path / "backup" / "state.json").is_file()
     again, again_history = fit(tmp_path, epochs=3, patience=3)  # a finished backup: reloaded, not retrained
     pd.testing.assert_frame_equal(history, again_history)
     assert weights_equal(model, again)

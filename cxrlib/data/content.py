@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm.std import tqdm  # plain text, never a notebook widget the static book cannot render
 
 from cxrlib.config import cache_dir
+from cxrlib.data.decode import inspect_header
 from cxrlib.data.errors import DataError
 
 # Bump when the checks in images.inspect_header or images.checked_pixels change, so old verdicts are recomputed.
@@ -70,8 +71,6 @@ def _stat_key(path: Path) -> tuple:
 
 def inspect_file(path: Path) -> FileRecord:
     """Read the file once: hash its bytes and read its header (size, format, pixel budget), decoding no pixel."""
-    from cxrlib.data.images import inspect_header
-
     try:
         data = path.read_bytes()
     except OSError as err:

@@ -1,0 +1,154 @@
+"""The pretrained chapter's procedure (cxrlib.transfer) and the analysis chapters' model loading (cxrlib.analysis),
+outside any notebook: VGG16 at 32 px on the tiny NIH folder, one epoch, seeded random weights (the suite's
+KERAS_HOME is empty and offline). Each function's result is checked against an independent computation or
+the report's text, not just that it ran."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrlib.config import CLASSES
+from tests.conftest import make_rows, write_folder
+from tests.test_chapter_units import independent_metrics
+
+PROBS = [f"p_{c}" for c in CLASSES]
+SETTINGS = {"fractions": (0.6, 0.2, 0.2), "seed": 42}
+SPLITS = ("train", "val", "test")
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """The pretrained chapter with one backbone (VGG16) and its first unfreeze point, run and promoted."""
+    from cxrlib.chapter import Chapter
+    from cxrlib.transfer import run_backbone
+
+    base = tmp_path_factory.mktemp("transfer-units")
+    folder = write_folder(base / "nih", make_rows())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CXR_CACHE_DIR", str(base / "cache"))
+        patch.setenv("CXR_RUNS_DIR", str(base / "runs"))
+        patch.setenv("KERAS_HOME", str(base / "keras-home"))  # no ImageNet file here
+        ch = Chapter("pretrained", "smoke", data_dir=str(folder), backbones=("vgg16",), backbone_size=32, epochs=1,
+                     fine_tune="first", fine_tune_epochs=1, batch_size=8, **SETTINGS)
+        run = run_backbone(ch, "vgg16")
+        ch.record_weights(run.label)
+        ch.finish()
+        yield {"ch": ch, "run": run, "folder": folder}
+
+
+def test_fine_tune_points_are_the_reports_unfreeze_layers():
+    from cxrlib.transfer import fine_tune_points
+
+    # the report's section 4: VGG16 from block5_conv1 (4.1.3.2, 3 conv layers) and block3_conv1 (4.1.3.3, 9),
+    # ResNet50 from conv5_block3_3_conv (4.2.4.2), CheXNet from conv5_block15_0_bn (4.3.2.2) and conv4_block1_0_bn
+    # (4.3.3.3, two dense blocks)
+    assert fine_tune_points("vgg16", "all") == ("block5_conv1", "block3_conv1")
+    assert fine_tune_points("resnet50", "all") == ("conv5_block3_3_conv",)
+    assert fine_tune_points("chexnet", "all") == ("conv5_block15_0_bn", "conv4_block1_0_bn")
+    assert fine_tune_points("vgg16", "first") == ("block5_conv1",)
+    assert fine_tune_points("chexnet", "none") == ()
+
+
+def test_run_backbone_trains_the_head_then_fine_tunes_from_the_first_point(pretrained):
+    ch, run = pretrained["ch"], pretrained["run"]
+    assert list(run.results) == ["vgg16_features", "vgg16_finetune_block5_conv1"]
+    assert not run.pretrained and "no pretrained weights" in run.weights
+    assert run.label == "VGG16 (no pretrained weights)"
+    live = ch.run.live
+    for name, result in run.results.items():
+        saved = pd.read_csv(live / "predictions" / f"{name}__test.csv")
+        assert saved["Image Index"].tolist() == ch.data.split("test")["Image Index"].tolist()
+        row = pd.read_csv(live / "metrics" / f"{name}.csv", index_col=0).loc[name]
+        for column, value in independent_metrics(saved).items():
+            assert row[column] == pytest.approx(value), (name, column)
+        assert result.metrics.loc[name, "Accuracy"] == row["Accuracy"]
+    head = json.loads((live / "models" / "vgg16_features.json").read_text())
+    tuned = json.loads((live / "models" / "vgg16_finetune_block5_conv1.json").read_text())
+    assert head["spec"]["stage"] == "features" and head["training"]["learning_rate"] == 1e-3  # feature_learning_rate
+    assert tuned["spec"]["from"] == "block5_conv1" and tuned["spec"]["augment"] is True  # 4.1.3: VGG16 with DA
+    assert tuned["training"]["learning_rate"] == 1e-5 and tuned["training"]["epochs"] == 1  # fine tuning's own
+    assert tuned["upstream"] == [run.results["vgg16_features"].identity]  # starts from the trained head
+
+
+def test_backbone_features_are_the_frozen_backbone_on_its_preprocessed_images(pretrained):
+    import keras
+
+    from cxrlib.config import cache_dir
+    from cxrlib.transfer import backbone_features, load_backbone
+
+    ch = pretrained["ch"]
+    base, weights, _ = load_backbone(ch, "vgg16")  # seeded: the same random weights run_backbone used
+    features = backbone_features(ch, "vgg16", base, weights)
+    cached = sorted((cache_dir() / "features").glob("*.npy"))
+    again = backbone_features(ch, "vgg16", base, weights)
+    assert sorted((cache_dir() / "features").glob("*.npy")) == cached  # computed once, then served from the cache
+    for split in SPLITS:
+        images = ch.data.images(split, 32).astype("float32")
+        # Keras's own VGG16 preprocessing (RGB -> BGR, ImageNet means subtracted) of the grey image copied thrice
+        rgb = keras.applications.vgg16.preprocess_input(np.repeat(images[..., None], 3, axis=-1))
+        expected = base.predict(rgb, verbose=0)
+        assert features[split].shape == (len(ch.data.split(split)), 1, 1, 512)  # 32 px / 2^5, 512 channels
+        np.testing.assert_allclose(features[split], expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(again[split], features[split])
+
+
+def test_evaluate_on_images_saves_the_head_joined_to_its_backbone_with_the_same_predictions(pretrained):
+    import keras
+
+    import cxrlib.models  # noqa: F401  (the custom layers)
+    from cxrlib.transfer import images_model_name
+
+    ch, run = pretrained["ch"], pretrained["run"]
+    joined = keras.models.load_model(ch.run.live / "models" / f"{images_model_name('vgg16')}.keras", compile=False)
+    assert joined.input.shape[1:] == (32, 32, 1)
+    saved = pd.read_csv(ch.run.live / "predictions" / "vgg16_features__test.csv")
+    images = ch.data.images("test", 32)[..., None]
+    np.testing.assert_allclose(joined.predict(images, verbose=0), saved[PROBS].to_numpy(), atol=1e-5)
+    # the head alone on the cached features predicts the same
+    from cxrlib.transfer import backbone_features, load_backbone
+
+    base, weights, _ = load_backbone(ch, "vgg16")
+    head = run.results["vgg16_features"].model
+    on_features = head.predict(backbone_features(ch, "vgg16", base, weights)["test"], verbose=0)
+    np.testing.assert_allclose(on_features, saved[PROBS].to_numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("layer,conv_layers", [("block5_conv1", 3), ("block3_conv1", 9)])
+def test_fine_tune_model_thaws_the_reports_layers_under_the_trained_head(pretrained, layer, conv_layers):
+    import keras
+
+    from cxrlib.transfer import fine_tune_model
+
+    ch, head = pretrained["ch"], pretrained["run"].results["vgg16_features"].model
+    before = [w.copy() for w in head.get_weights()]
+    model = fine_tune_model(ch, "vgg16", head, layer, augment=False)
+    base = model.get_layer("vgg16")
+    thawed = [lyr.name for lyr in base.layers if lyr.trainable and isinstance(lyr, keras.layers.Conv2D)]
+    assert len(thawed) == conv_layers and thawed[0] == layer  # 4.1.3.2: 3 conv layers; 4.1.3.3: 9
+    top = model.layers[-1]
+    for ours, trained in zip(top.get_weights(), before):
+        np.testing.assert_array_equal(ours, trained)  # the trained head, copied
+    top.set_weights([w + 1 for w in top.get_weights()])
+    for ours, trained in zip(head.get_weights(), before):
+        np.testing.assert_array_equal(ours, trained)  # a copy: the trained head itself is untouched
+    augmented = fine_tune_model(ch, "vgg16", head, layer, augment=True)
+    assert len(augmented.layers) == len(model.layers) + 1  # the augmentation block, before the preprocessing
+
+
+def test_image_model_and_chosen_models_give_models_that_take_images(pretrained):
+    from cxrlib import analysis
+    from cxrlib.chapter import Chapter
+
+    reader = Chapter("error_analysis", "smoke", data_dir=str(pretrained["folder"]), readonly=True, **SETTINGS)
+    images = reader.data.images("test", 32)[..., None]
+    for key in ("pretrained/vgg16_features", "pretrained/vgg16_finetune_block5_conv1"):
+        model = analysis.image_model(reader, key)
+        assert model.input.shape[1:] == (32, 32, 1)  # a features head comes back joined to its backbone
+        saved = reader.earlier("pretrained", key.split("/")[1])
+        np.testing.assert_allclose(model.predict(images, verbose=0), saved[PROBS].to_numpy(), atol=1e-5)
+    chosen = analysis.chosen_models(reader, {"VGG16": "pretrained/vgg16_features"})
+    assert list(chosen) == ["VGG16 (no pretrained weights)"]  # tagged: the chapter recorded random weights
+    assert chosen["VGG16 (no pretrained weights)"].input.shape[1:] == (32, 32, 1)
