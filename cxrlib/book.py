@@ -288,8 +288,12 @@ def read_infos(profile_dir: Path) -> dict:
 
 
 def chapter_metrics(profile_dir: Path, chapter: str) -> pd.DataFrame:
-    """Every metrics row one chapter saved (one row per model)."""
-    frames = [pd.read_csv(p, index_col=0) for p in sorted((profile_dir / chapter / "metrics").glob("*.csv"))]
+    """Every metrics row one chapter saved (one row per model), indexed by the model's saved name (its file's
+    name, what report.counterpart knows), with the name its row shows in column "label"."""
+    frames = []
+    for path in sorted((profile_dir / chapter / "metrics").glob("*.csv")):
+        row = pd.read_csv(path, index_col=0)
+        frames.append(row.assign(label=[str(name) for name in row.index]).set_axis([path.stem] * len(row)))
     return pd.concat(frames) if frames else pd.DataFrame()
 
 
@@ -308,7 +312,7 @@ def headline_table(profile_dir: Path, infos: dict) -> pd.DataFrame:
         info = infos[chapter]
         weights = info.get("weights", "") or infos.get("pretrained", {}).get("weights", "")
         pretrained_family = chapter in ("pretrained", "ensemble")
-        label = model_label(str(best), not (pretrained_family and NO_WEIGHTS in weights))
+        label = model_label(str(ours.loc[best, "label"]), not (pretrained_family and NO_WEIGHTS in weights))
         predicts = ours.loc[best, PREDICTED] if PREDICTED in ours else ""
         if isinstance(predicts, str) and predicts and not predicts.startswith("all "):  # an FNFR of 0 or an F1 of 0 that means "never predicts"
             label += f" (predicts {predicts.replace(': never', ' classes; never')})"

@@ -149,8 +149,12 @@ def plot_reliability(curves: dict, y_true, title: str, bins: int = BINS, columns
         ax.set_xticks([0.25, 0.5, 0.75, 1.0] if floor <= 0.25 else [floor, 1.0])
         ax.set_yticks([0, 0.5, 1.0])
         ax.tick_params(labelsize=8)
-    for ax in axes[-1]:
-        ax.set_xlabel("confidence", fontsize=8)
+    for column in range(columns):  # the lowest drawn panel of each column carries the axis' labels
+        shown = [row for row in range(rows) if row * columns + column < len(names)]
+        if shown:
+            ax = axes[shown[-1], column]
+            ax.tick_params(labelbottom=True)
+            ax.set_xlabel("confidence", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy", fontsize=8)
     fig.suptitle(wrapped(title))

@@ -5,7 +5,7 @@ import pandas as pd
 
 from cxrlib.book import limiting_factors
 from cxrlib.config import REPORT_COUNTS
-from cxrlib.metrics import macro_f1
+from cxrlib.metrics import PREDICTED, macro_f1
 from cxrlib.report import BEST
 
 
@@ -46,6 +46,12 @@ def closing_statement(ours: pd.DataFrame, source, test_images: int, profile: str
     best = choose_best(val_scores, ours)
     lines = [f"Our best model is **{best}** (validation macro F1 {val_scores[best]:.4f}; profile `{profile}`, "
              f"{source.describe()}, {test_images} test images). {WHY} Its test numbers:"]
+    predicts = ours.loc[best, PREDICTED] if PREDICTED in ours else None
+    if isinstance(predicts, str) and not predicts.startswith("all "):  # what a perfect-looking FNFR really means
+        never_normal = ("never" in predicts) == ("No Finding" in predicts)
+        why = " (so its FNFR of 0 only means that it never predicts No Finding)" if never_normal else ""
+        lines[0] = lines[0].replace(" Its test numbers:", f" On the test set it predicts "
+                                    f"{predicts.replace(': never', ' classes, never')}{why}. Its test numbers:")
     for metric, theirs in BEST.items():
         mine = ours.loc[best, metric]
         word = "above" if mine > theirs else "below"

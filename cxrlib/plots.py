@@ -48,17 +48,12 @@ def figure_alt(fig) -> str:
 
 
 def describe_figures() -> None:
-    """In IPython, a figure's text form (what the notebook keeps beside its image) becomes figure_alt: the book's
-    build makes it the image's alt text (cxrlib.book.figure_alts). A no-op elsewhere."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is not None:
-        from matplotlib.figure import Figure
+    """A figure's text form in IPython (what a notebook keeps beside its image) becomes figure_alt: the book's
+    build makes it the image's alt text (cxrlib.book.figure_alts). Set on the class as IPython's pretty-printing
+    hook, because the inline backend removes every printer registered for Figure whenever it (re)configures."""
+    from matplotlib.figure import Figure
 
-        shell.display_formatter.formatters["text/plain"].for_type(Figure, lambda fig, p, cycle: p.text(figure_alt(fig)))
+    Figure._repr_pretty_ = lambda fig, printer, cycle: printer.text(figure_alt(fig))
 
 
 def say_empty(message: str) -> None:
@@ -121,7 +116,9 @@ def loss_axis(ax, values) -> None:
         span_axis(ax, values, noise_span(values), low=0.0)
 
 
-SCORE_SPAN = 0.1  # a score axis (accuracy, F1 in [0, 1]) never spans less: one image more or less moves it that much
+# A score axis (accuracy, macro F1 in [0, 1]) never spans less: on validation sets of a few dozen images, a
+# handful of images moves a score by that much.
+SCORE_SPAN = 0.1
 
 
 def score_axis(ax, values) -> None:
@@ -140,8 +137,10 @@ def span_axis(ax, values, floor: float, low=None, high=None) -> None:
     bottom = (least + most) / 2 - span / 2
     if low is not None:
         bottom = max(bottom, low)
-    if high is not None:
-        bottom = min(bottom, high - span) if span < high - (low or 0) else (low or 0)
+    if high is not None and span >= high - (low or 0):
+        bottom, span = (low or 0), high - (low or 0)  # the whole scale
+    elif high is not None:
+        bottom = min(bottom, high - span)
     ax.set_ylim(bottom, bottom + span)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
 
@@ -182,7 +181,7 @@ def plot_image_grid(images, titles, title: str, columns: int = 4, cmap="gray", e
         return None
     columns = min(columns, len(images))
     rows = int(np.ceil(len(images) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.45 * rows), squeeze=False)  # room for two-line titles
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, titles):

@@ -117,6 +117,13 @@ def test_build_page_pairs_our_best_with_the_reports_row_of_the_same_model(tmp_pa
     pd.DataFrame({"Accuracy": [0.5], "F1-macro": [0.5], "ROC AUC": [0.7]}, index=["unknown_variant"]).to_csv(
         folder / "metrics" / "unknown_variant.csv")
     assert "| unknown_variant | none for this model | 0.500 / – |" in book.build_page(root, runs, today="2026-01-02")
+    # an ensemble's row shows its display name; its file's name ('average') is what pairs it with the report
+    folder = runs / "smoke" / "ensemble"
+    (folder / "metrics").mkdir(parents=True)
+    (folder / "chapter.json").write_text(json.dumps({"settings": PROFILES["smoke"], "data": "x", "commit": "abc123"}))
+    pd.DataFrame({"Accuracy": [0.5], "F1-macro": [0.5], "ROC AUC": [0.7]},
+                 index=["Average voting (no pretrained weights)"]).to_csv(folder / "metrics" / "average.csv")
+    assert "| Average voting (no pretrained weights) | Average voting | 0.500 / 0.700 |" in book.build_page(root, runs)
 
 
 def test_weights_read_short_without_local_paths():
@@ -452,3 +459,21 @@ def test_training_says_in_words_when_the_learning_rate_falls(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "[fused] learning rate lowered from 0.001 to 0.0008 (no recent improvement)" in printed
     assert printed.count("learning rate lowered") == 1 and "ReduceLROnPlateau" not in printed
+
+
+def test_the_closing_paragraph_says_when_our_best_never_predicts_a_class():
+    from cxrlib import conclusions
+    from cxrlib.metrics import PREDICTED
+
+    class Source:
+        synthetic, kind = False, "dataset"
+
+        def describe(self):
+            return "a test source"
+
+    ours = pd.DataFrame({"Accuracy": [0.5], "F1-macro": [0.4], "ROC AUC": [0.6],
+                         PREDICTED: ["2: never No Finding, Infiltration"]}, index=["m"])
+    text = conclusions.closing_statement(ours, Source(), 8, "smoke", pd.Series({"m": 0.3}))
+    assert "it predicts 2 classes, never No Finding, Infiltration (so its FNFR of 0 only means" in text
+    ours[PREDICTED] = "all 4"
+    assert "it predicts" not in conclusions.closing_statement(ours, Source(), 8, "smoke", pd.Series({"m": 0.3}))
