@@ -58,7 +58,7 @@ def misclassified(predictions: dict) -> list:
 
 def browsed_pairs(predictions: dict) -> list:
     """(model or 'all models', image id) for every image the browser can show with that choice."""
-    from cxrlib.widgets import ALL_MODELS, Selection
+    from cxrlib.selection import ALL_MODELS, Selection
 
     return misclassified(predictions) + [(ALL_MODELS, i) for i in Selection(predictions).pick(ALL_MODELS)["Image Index"]]
 
