@@ -6,6 +6,7 @@ import shutil
 import sys
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,19 @@ def make_rows(per_class: int = 12, images_per_patient: int = 2):
             rows.append({"Image Index": f"{patient:08d}_{i % images_per_patient:03d}.png",
                          "Finding Labels": label, "Patient ID": patient})
     return rows
+
+
+@contextmanager
+def toy_world(tmp_path_factory, name: str, **env):
+    """A module's own tiny NIH folder, image cache and run folder, with the environment pointing at them."""
+    base = tmp_path_factory.mktemp(name)
+    folder = write_folder(base / "nih", make_rows())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CXR_CACHE_DIR", str(base / "cache"))
+        patch.setenv("CXR_RUNS_DIR", str(base / "runs"))
+        for key, value in env.items():
+            patch.setenv(key, str(base / value))
+        yield base, folder
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from cxrlib.config import CLASSES
 from cxrlib.runs import JoinError
-from tests.conftest import make_rows, write_folder
+from tests.conftest import toy_world
 from tests.test_known_answers import AUC, ACCURACY, F1, FNFR, LOSS, hand_row
 
 PROBS = [f"p_{c}" for c in CLASSES]
@@ -51,11 +51,7 @@ def world(tmp_path_factory):
     """A run folder, cache and tiny NIH folder of this module's own; the scratch chapter trains 'tiny' there."""
     from cxrlib.chapter import Chapter
 
-    base = tmp_path_factory.mktemp("chapter-units")
-    folder = write_folder(base / "nih", make_rows())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CXR_CACHE_DIR", str(base / "cache"))
-        patch.setenv("CXR_RUNS_DIR", str(base / "runs"))
+    with toy_world(tmp_path_factory, "chapter-units") as (base, folder):
         scratch = Chapter("scratch", "smoke", data_dir=str(folder), epochs=1, batch_size=8, **DATA)
         trained = scratch.train_model("tiny", tiny_net, image_size=32)
         scratch.finish()

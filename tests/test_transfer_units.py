@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from cxrlib.config import CLASSES
-from tests.conftest import make_rows, write_folder
+from tests.conftest import toy_world
 from tests.test_chapter_units import independent_metrics
 
 PROBS = [f"p_{c}" for c in CLASSES]
@@ -25,12 +25,7 @@ def pretrained(tmp_path_factory):
     from cxrlib.chapter import Chapter
     from cxrlib.transfer import run_backbone
 
-    base = tmp_path_factory.mktemp("transfer-units")
-    folder = write_folder(base / "nih", make_rows())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CXR_CACHE_DIR", str(base / "cache"))
-        patch.setenv("CXR_RUNS_DIR", str(base / "runs"))
-        patch.setenv("KERAS_HOME", str(base / "keras-home"))  # no ImageNet file here
+    with toy_world(tmp_path_factory, "transfer-units", KERAS_HOME="keras-home") as (_, folder):  # no ImageNet file
         ch = Chapter("pretrained", "smoke", data_dir=str(folder), backbones=("vgg16",), backbone_size=32, epochs=1,
                      fine_tune="first", fine_tune_epochs=1, batch_size=8, **SETTINGS)
         run = run_backbone(ch, "vgg16")
