@@ -74,7 +74,7 @@ lock: $(UV)
 	$(UV_VENV)/bin/python -m cxrlib.repro environment-yml requirements/lock-py311.txt > environment.yml.tmp
 	mv environment.yml.tmp environment.yml
 
-## Benchmarks (tf.data pipeline, training helper, feature cache, data layer at 1k-16k images); results in benchmarks/results/
+## Benchmarks (tf.data pipeline, training helper, feature cache, data layer's first touch of 16k NIH images); results in benchmarks/results/
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(if $(NOTE),--note "$(NOTE)")
 

@@ -9,13 +9,15 @@ PIPELINE_IMAGES (a training set's size; the pipeline's cost does not depend on p
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import Goal
-from benchmarks.nih_folder import LABELS, make_nih_folder
+from benchmarks.nih_folder import make_nih_folder, present_rows
+from cxrlib.config import CLASSES
 
 KERAS_IMAGES = 256
 PIPELINE_IMAGES = 8192
@@ -23,13 +25,13 @@ EPOCHS = 3
 
 
 def keras_view(folder: Path, names, labels, target: Path) -> Path:
-    """The first images as Keras's directory layout (one sub-folder per label), as hard links."""
+    """These images as Keras's directory layout (one sub-folder per label), as hard links made afresh."""
     paths = {p.name: p for p in folder.glob("images_*/images/*.png")}
+    shutil.rmtree(target, ignore_errors=True)
     for name, label in zip(names, labels):
         link = target / label.replace("|", "_") / name
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.link(paths[name], link)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.link(paths[name], link)
     return target
 
 
@@ -66,7 +68,7 @@ def run(work: Path, size: int = 250, batch: int = 16) -> tuple:
     from cxrlib.data.images import load_images
 
     folder = make_nih_folder(work / "nih_1000", 1000)
-    table = __import__("pandas").read_csv(folder / "Data_Entry_2017.csv").iloc[:KERAS_IMAGES]
+    table = present_rows(folder).iloc[:KERAS_IMAGES]
     view = keras_view(folder, table["Image Index"], table["Finding Labels"], work / "keras_view")
     keras_ips = keras_rate(view, size, batch)
     paths = sorted(view.glob("*/*.png"))
@@ -74,7 +76,7 @@ def run(work: Path, size: int = 250, batch: int = 16) -> tuple:
     decoded = np.asarray(load_images(paths, size, desc="benchmark"))
     first_decode = len(paths) / (time.perf_counter() - started)
     images = np.resize(decoded, (PIPELINE_IMAGES, size, size))
-    labels = np.arange(PIPELINE_IMAGES) % len(LABELS[:4])
+    labels = np.arange(PIPELINE_IMAGES) % len(CLASSES)
     in_graph = pipeline_rate(images, labels, batch)
     mapped_file = work / "streamed.npy"
     np.save(mapped_file, images)
