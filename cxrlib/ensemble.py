@@ -219,14 +219,6 @@ def bootstrap_ci(y_true, probs, patients, n: int = 1000, seed: int = 0, level: f
                          for name, values in samples.items()}).T
 
 
-def plot_weights(weights: pd.DataFrame, title: str):
-    """Weights per model, one group of bars per method."""
-    ax = weights.plot.bar(figsize=(8, 3.8), rot=15)
-    ax.set(title=title, xlabel="model", ylabel="weight")
-    ax.figure.tight_layout()
-    return ax.figure
-
-
 def plot_ga_history(results: list, title: str = "Genetic algorithm: best macro F1 per generation"):
     """Convergence of every restart."""
     import matplotlib.pyplot as plt

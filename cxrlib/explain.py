@@ -335,17 +335,11 @@ def overlay(ax, image: np.ndarray, heatmap: np.ndarray, title: str, box=None, fo
     ax.axis("off")
 
 
-def cells_at(model, images_for, image_id: str, class_index=None) -> tuple:
-    """Grad-CAM of one image at the model's own input size, on the target layer's grid, and the class explained."""
-    side = model.input.shape[1]
-    return gradcam_cells(model, images_for([image_id], side)[image_id], class_index)
-
-
 def heatmap_at(model, images_for, image_id: str, size=None, class_index=None) -> tuple:
     """Grad-CAM of one image at the model's own input size, resized to size x size (default: that input size)."""
-    cells, explained = cells_at(model, images_for, image_id, class_index)
-    side = size or model.input.shape[1]
-    return upsample(cells, (side, side)), explained
+    given = model.input.shape[1]
+    cells, explained = gradcam_cells(model, images_for([image_id], given)[image_id], class_index)
+    return upsample(cells, (size or given, size or given)), explained
 
 
 def vote(classes: list) -> int:

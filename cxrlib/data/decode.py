@@ -60,15 +60,6 @@ def significant_bits(data: bytes):
     return max(sbit) if sbit else None
 
 
-def png_size(path: Path):
-    """(width, height) from a PNG's header without decoding it; None for other formats."""
-    with open(path, "rb") as f:
-        head = f.read(24)
-    if not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
-        return None
-    return struct.unpack(">II", head[16:24])
-
-
 def bits_used(top: int, sbit=None, container: int = 16) -> int:
     """The bit depth a wide image's values fill.
 

@@ -63,11 +63,6 @@ class Source:
         files = self.files.loc[self.table["Image Index"]]
         return files[["width", "height"]].min(axis=1).astype(int)
 
-    def smallest_native_size(self):
-        """The size every image is brought down to when resolutions are harmonised; None when all agree."""
-        sizes = self.native_sizes()
-        return int(sizes.min()) if sizes.nunique() > 1 else None
-
 
 def where(root: Path) -> str:
     """'shipped with the project in data/cxr14-sample' for the project's own data, else 'at /the/folder'."""
