@@ -71,7 +71,7 @@ lock: $(UV)
 			--extra test --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) pyproject.toml \
 			-o requirements/lock-py$$(echo $$version | tr -d .).txt || exit 1; \
 	done
-	$(UV_VENV)/bin/python -m cxrlib.repro environment-yml requirements/lock-py311.txt > environment.yml.tmp
+	$(UV_VENV)/bin/python -m cxrlib.machinery.repro environment-yml requirements/lock-py311.txt > environment.yml.tmp
 	mv environment.yml.tmp environment.yml
 
 ## Benchmarks (tf.data pipeline, training helper, feature cache, data layer's first touch of 16k NIH images); results in benchmarks/results/

@@ -2,13 +2,13 @@
 
 Each folder (benchmarks.nih_folder) holds NIH's real 112,120-row label file and `count` of its images as
 1,024 px PNGs, in NIH's layout; the other rows are images not downloaded. Each count runs in a fresh process
-with an empty cache (measure), calling what a chapter calls: cxrlib.data.load_for with the full profile's
+with an empty cache (measure), calling what a chapter calls: cxrlib.machinery.inputs.load_for with the full profile's
 settings (fractions 0.8/0.1/0.1, the report's caps, training_set "more", on_bad_image "fail", image_size
 250 px). That is what a real first touch of NIH's folder does: the full profile is the one meant for NIH's
 images, and the caps are the report's data set (13,873 images), so at 16,000 images present about that
 many are used and the other present ones are hashed but never decoded. load_for reads the label file,
 counts and skips the missing images, hashes every present listed image and reads its header (no decode),
-splits by patient, caps, then decodes each image a split uses once (cxrlib.data.images.first_decode:
+splits by patient, caps, then decodes each image a split uses once (cxrlib.machinery.inputs.images.first_decode:
 checked and resized to 250 px in one decode, cached). Then the chapter's arrays are read back from the
 cache (every byte, to a checksum). Below MIN_PER_SPLIT_FROM images, too few for the profile's ten images
 of each class in each split, min_per_split is 1 (recorded in the results); nothing else is changed.
@@ -71,9 +71,9 @@ def measure(folder: Path, cache: Path) -> dict:
     import numpy as np
 
     os.environ["CXR_CACHE_DIR"] = str(cache)
-    import cxrlib.data as data_layer
-    from cxrlib.config import profile_settings
-    from cxrlib.data import decode
+    import cxrlib.machinery.inputs as data_layer
+    from cxrlib.core.config import profile_settings
+    from cxrlib.machinery.inputs import decode
 
     settings = profile_settings(PROFILE)
     present = sum(1 for _ in folder.glob("images_*/images/*.png"))

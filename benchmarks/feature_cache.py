@@ -22,10 +22,10 @@ BACKBONE, SIZE, IMAGES, BATCH, HEADS, HEAD_EPOCHS = "resnet50", 128, 384, 32, 3,
 
 
 def extractor():
-    """Preprocessing and backbone in one model, as cxrlib.transfer builds it."""
+    """Preprocessing and backbone in one model, as cxrlib.machinery.transfer builds it."""
     import keras
 
-    from cxrlib.models import backbones
+    from cxrlib.science.models import backbones
 
     keras.utils.set_random_seed(0)
     base = backbones.backbone(BACKBONE, SIZE)
@@ -47,8 +47,8 @@ def train_head(features, labels):
     """The report's head for the backbone, fitted on cached features."""
     import keras
 
-    from cxrlib.data.pipeline import array_dataset, steps_per_epoch
-    from cxrlib.models import backbones
+    from cxrlib.science.data.pipeline import array_dataset, steps_per_epoch
+    from cxrlib.science.models import backbones
 
     head = backbones.head(BACKBONE, features.shape[1:])
     head.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
@@ -58,7 +58,7 @@ def train_head(features, labels):
 
 def run(work: Path) -> tuple:
     """(measurements, goals) of item 3."""
-    from cxrlib.features import extract, feature_key
+    from cxrlib.machinery.features import extract, feature_key
 
     os.environ["CXR_CACHE_DIR"] = str(work / "feature_cache")
     rng = np.random.default_rng(0)

@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks.common import Goal
 from benchmarks.nih_folder import make_nih_folder, present_rows
-from cxrlib.config import CLASSES
+from cxrlib.core.config import CLASSES
 
 KERAS_IMAGES = 256
 PIPELINE_IMAGES = 8192
@@ -49,7 +49,7 @@ def keras_rate(view: Path, size: int, batch: int) -> float:
 
 def pipeline_rate(images, labels, batch: int, epochs: int = EPOCHS) -> float:
     """Images per second of make_dataset (shuffled, epoch-aware) over `epochs` epochs after a warm-up."""
-    from cxrlib.data.pipeline import make_dataset, steps_per_epoch
+    from cxrlib.science.data.pipeline import make_dataset, steps_per_epoch
 
     steps = steps_per_epoch(len(images), batch)
     iterator = iter(make_dataset(images, labels, batch, shuffle=True, seed=0))
@@ -64,8 +64,8 @@ def pipeline_rate(images, labels, batch: int, epochs: int = EPOCHS) -> float:
 
 def run(work: Path, size: int = 250, batch: int = 16) -> tuple:
     """(measurements, goals) of item 1."""
-    from cxrlib.data import pipeline
-    from cxrlib.data.images import load_images
+    from cxrlib.science.data import pipeline
+    from cxrlib.machinery.inputs.images import load_images
 
     folder = make_nih_folder(work / "nih_1000", 1000)
     table = present_rows(folder).iloc[:KERAS_IMAGES]

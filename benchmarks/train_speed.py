@@ -15,7 +15,7 @@ import time
 import keras
 import numpy as np
 
-from cxrlib.models import count_params, fused_net, second_cnn
+from cxrlib.science.models import count_params, fused_net, second_cnn
 
 REPORT_TRAIN_IMAGES = 11_143
 

@@ -1,4 +1,4 @@
-"""Item 2: our training helper (cxrlib.training.train) against a bare model.fit on the same arrays.
+"""Item 2: our training helper (cxrlib.science.training.train) against a bare model.fit on the same arrays.
 
 Both compile the same freshly seeded second CNN with Adam and fit the same epoch-aware pipeline with
 validation; the helper adds the report's callbacks, best-model checkpointing, a per-epoch backup for
@@ -35,7 +35,7 @@ def fresh_model():
     """The second CNN at the cpu profile's size, seeded."""
     import keras
 
-    from cxrlib.models import second_cnn
+    from cxrlib.science.models import second_cnn
 
     keras.utils.set_random_seed(0)
     return second_cnn(image_size=IMAGE_SIZE, resize_to=RESIZE_TO)
@@ -45,7 +45,7 @@ def bare_fit(data):
     """model.fit with nothing but validation."""
     import keras
 
-    from cxrlib.data.pipeline import make_dataset, steps_per_epoch
+    from cxrlib.science.data.pipeline import make_dataset, steps_per_epoch
 
     x, y, vx, vy = data
     model = fresh_model()
@@ -55,9 +55,9 @@ def bare_fit(data):
 
 
 def helper_fit(data):
-    """cxrlib.training.train in a throw-away folder."""
-    from cxrlib.data.pipeline import make_dataset, steps_per_epoch
-    from cxrlib.training import train
+    """cxrlib.science.training.train in a throw-away folder."""
+    from cxrlib.science.data.pipeline import make_dataset, steps_per_epoch
+    from cxrlib.science.training import train
 
     x, y, vx, vy = data
     folder = Path(tempfile.mkdtemp(prefix="cxr-bench-train-"))

@@ -119,7 +119,7 @@ def write_folder(root: Path, rows, image_size: int = 32) -> Path:
 
 def make_rows(per_class: int = 12, images_per_patient: int = 2):
     """Rows in NIH's format for the four classes plus distractors that must be filtered out."""
-    from cxrlib.config import CLASSES
+    from cxrlib.core.config import CLASSES
 
     rows, patient = [], 1000
     for label in (*CLASSES, "Effusion|Infiltration", "Pneumonia"):
@@ -173,7 +173,7 @@ def smoke_book(tmp_path_factory):
     CXR_TEST_BOOK=/path/to/a/built/book/root reuses a book already built in that layout (root, ../runs,
     ../cache), for iterating on the rendering without executing every chapter again.
     """
-    from cxrlib import runner
+    from cxrlib.machinery import runner, site
 
     given = shortcut("CXR_TEST_BOOK")  # read from the caller's shell before the session sealed the environment
     if given:
@@ -192,5 +192,5 @@ def smoke_book(tmp_path_factory):
         patch.setenv("CXR_SAMPLE_DIR", str(SAMPLE))
         executed = runner.run_chapters(profile="smoke", book_root=root)
         assert executed == runner.chapter_order(), f"the smoke build executed {executed}"
-        runner.build_book(root)
+        site.build_book(root)
     return root

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import analysis, ensemble, explain, runs
+from cxrlib.machinery import analysis, runs; from cxrlib.science import boxes as box_scores, ensemble
 
 
 def one_hot(labels, confidence=0.9):
@@ -111,12 +111,12 @@ def test_model_choice_ties_go_to_the_reports_preference(tmp_path):
 
 
 def test_labels_say_no_pretrained_weights():
-    text = "VGG16 (no pretrained weights), CheXNet (DenseNet121)"  # as the pretrained chapter records it
-    assert analysis.display_label("VGG16", "pretrained/vgg16_features", text) == "VGG16 (no pretrained weights)"
-    assert analysis.display_label("CheXNet", "pretrained/chexnet_features", text) == "CheXNet"
-    assert analysis.display_label("Fused", "fused/fused", text) == "Fused"
-    assert analysis.display_label("ensemble/ga", "ensemble/ga", text) == "ensemble/ga (no pretrained weights)"
-    assert analysis.display_label("ensemble/ga", "ensemble/ga", "VGG16, CheXNet (DenseNet121)") == "ensemble/ga"
+    recorded = {"vgg16": {"pretrained": False}, "chexnet": {"pretrained": True}}  # chapter.json's fields
+    assert analysis.display_label("VGG16", "pretrained/vgg16_features", recorded) == "VGG16 (no pretrained weights)"
+    assert analysis.display_label("CheXNet", "pretrained/chexnet_features", recorded) == "CheXNet"
+    assert analysis.display_label("Fused", "fused/fused", recorded) == "Fused"
+    assert analysis.display_label("ensemble/ga", "ensemble/ga", recorded) == "ensemble/ga (no pretrained weights)"
+    assert analysis.display_label("ensemble/ga", "ensemble/ga", {"vgg16": {"pretrained": True}}) == "ensemble/ga"
 
 
 def peaked(size, x, y, width=3.0):
@@ -126,21 +126,21 @@ def peaked(size, x, y, width=3.0):
 
 def test_heatmap_peaked_inside_a_box_scores_a_hit():
     box = (20, 20, 12, 12)
-    row = explain.score_heatmap(peaked(64, 26, 26), box)
+    row = box_scores.score_heatmap(peaked(64, 26, 26), box)
     assert row["pointing"] and row["IoBB>=0.9"] and row["IoU>=0.25"]
-    miss = explain.score_heatmap(peaked(64, 55, 5), box)
+    miss = box_scores.score_heatmap(peaked(64, 55, 5), box)
     assert not miss["pointing"] and not miss["IoBB>=0.1"] and not miss["IoU>=0.1"]
 
 
 def test_box_overlap_by_hand():
-    iou, iobb = explain.box_overlap((0, 0, 10, 10), (5, 0, 10, 10))
+    iou, iobb = box_scores.box_overlap((0, 0, 10, 10), (5, 0, 10, 10))
     assert iou == pytest.approx(50 / 150) and iobb == pytest.approx(0.5)
 
 
 def test_score_boxes_scales_from_1024_and_beats_random():
     boxes = pd.DataFrame({"Image Index": ["a.png"], "Finding Label": ["Effusion"],
                           "x": [512.0], "y": [512.0], "w": [256.0], "h": [256.0]})
-    table = explain.score_boxes({("a.png", "Effusion"): peaked(64, 40, 40)}, boxes, size=64, repeats=50)
+    table = box_scores.score_boxes({("a.png", "Effusion"): peaked(64, 40, 40)}, boxes, size=64, repeats=50)
     assert table.loc["pointing", "Grad-CAM"] == 1.0
     assert table.loc["pointing", "random point"] < 0.5
     assert table["shuffled heatmaps"].isna().all()  # one image: no other image to shuffle onto
@@ -149,7 +149,7 @@ def test_score_boxes_scales_from_1024_and_beats_random():
 def test_nih_box_file_labels(tmp_path):
     path = tmp_path / "BBox_List_2017.csv"
     path.write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\na.png,Infiltrate,1,2,3,4\n")
-    boxes = explain.read_boxes(path)
+    boxes = box_scores.read_boxes(path)
     assert boxes.loc[0, "Finding Label"] == "Infiltration" and boxes.loc[0, "h"] == 4
 
 

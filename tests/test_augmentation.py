@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.data.pipeline import array_dataset, augmentation, layer_seeds, steps_per_epoch
-from cxrlib.models import fused_net
+from cxrlib.science.data.pipeline import array_dataset, steps_per_epoch
+from cxrlib.science.models.augment import augmentation, layer_seeds
+from cxrlib.science.models import fused_net
 
 DRAWS = 2000
 
@@ -101,7 +102,7 @@ def tiny_augmented_model():
 
 def fit_augmented(folder, crash_at=None):
     """Train the tiny augmented model for 5 epochs, optionally crashing at the start of one."""
-    from cxrlib.training import train
+    from cxrlib.science.training import train
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (32, 8, 8, 1)).astype("float32")
@@ -120,7 +121,7 @@ def fit_augmented(folder, crash_at=None):
 
 
 def test_augmented_training_resumes_bit_for_bit(tmp_path, monkeypatch):
-    from cxrlib.training import Backup
+    from cxrlib.science.training import Backup
 
     monkeypatch.setattr(Backup, "SPACING", 0)
     whole, whole_history = fit_augmented(tmp_path / "whole")

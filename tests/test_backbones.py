@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from cxrlib.models import backbones, count_params
+from cxrlib.science.models import backbones, count_params
+from cxrlib.machinery import weights as weight_files
 
 
 @pytest.fixture(scope="module")
@@ -35,21 +36,22 @@ def test_backbone_sizes_and_heads_match_the_report():
 
 def test_missing_imagenet_weights_fail_fast_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    weights, text = backbones.imagenet_weights("vgg16")
-    assert weights is None
-    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in text and str(tmp_path / "models") in text
-    with pytest.raises(backbones.WeightsUnavailable, match="ALLOW_RANDOM_WEIGHTS"):
-        backbones.pretrained_backbone("vgg16", 32, allow_random=False)
-    model, text, pretrained = backbones.pretrained_backbone("vgg16", 32, allow_random=True)
-    assert not pretrained and "no pretrained weights" in text
+    weights, used = weight_files.imagenet_weights("vgg16")
+    assert weights is None and not used.pretrained
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in used.long and str(tmp_path / "models") in used.long
+    with pytest.raises(weight_files.WeightsUnavailable, match="ALLOW_RANDOM_WEIGHTS"):
+        weight_files.pretrained_backbone("vgg16", 32, allow_random=False)
+    model, used = weight_files.pretrained_backbone("vgg16", 32, allow_random=True)
+    assert not used.pretrained and "no pretrained weights" in used.short
 
 
 def test_cached_imagenet_file_is_used(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    target = backbones.keras_cache_file("vgg16")
+    target = weight_files.keras_cache_file("vgg16")
     target.parent.mkdir(parents=True)
     target.write_bytes(b"placeholder")
-    assert backbones.imagenet_weights("vgg16") == (str(target), f"ImageNet ({target})")
+    assert weight_files.imagenet_weights("vgg16") == (str(target), weight_files.Weights(
+        True, "ImageNet (Keras's cache)", f"ImageNet ({target})"))
 
 
 def test_chexnet_file_loads_by_layer_name_skipping_the_14_class_top(tmp_path):
@@ -64,8 +66,8 @@ def test_chexnet_file_loads_by_layer_name_skipping_the_14_class_top(tmp_path):
     with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, donor)
     keras.utils.set_random_seed(2)
-    model, text, pretrained = backbones.pretrained_backbone("chexnet", 64, allow_random=False, chexnet_file=path)
-    assert pretrained and "CheXNet" in text
+    model, used = weight_files.pretrained_backbone("chexnet", 64, allow_random=False, chexnet_file=path)
+    assert used.pretrained and used.short == "CheXNet (chexnet_weights.h5; 241 of 241 weighted layers loaded by name)"
     for name in ("conv1_conv", "conv5_block16_2_conv", "bn"):
         for ours, theirs in zip(model.get_layer(name).get_weights(), donor.get_layer(name).get_weights()):
             np.testing.assert_array_equal(ours, theirs)
@@ -73,7 +75,7 @@ def test_chexnet_file_loads_by_layer_name_skipping_the_14_class_top(tmp_path):
 
 def test_missing_chexnet_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.h5"):
-        backbones.pretrained_backbone("chexnet", 32, allow_random=True, chexnet_file=tmp_path / "missing.h5")
+        weight_files.pretrained_backbone("chexnet", 32, allow_random=True, chexnet_file=tmp_path / "missing.h5")
 
 
 def test_preprocessing_modes_match_keras_applications():
@@ -131,7 +133,7 @@ def test_keras2_chexnet_file_fills_every_weighted_layer(tmp_path, small_densenet
     written = write_keras2_file(path, small_densenet)
     with h5py.File(path, "r") as f:
         assert "conv1/conv" in f and "conv1/bn" in f and "conv2_block1_0_bn" in f and "predictions" in f
-    load = backbones.load_chexnet_weights(small_densenet, path)
+    load = weight_files.load_chexnet_weights(small_densenet, path)
     weighted = [layer for layer in small_densenet.layers if layer.weights]
     assert (load.loaded, load.total, load.method) == (len(weighted), len(weighted), "name")
     assert len(weighted) == 241  # 120 convolutions and 121 batch normalisations
@@ -143,10 +145,10 @@ def test_keras2_chexnet_file_fills_every_weighted_layer(tmp_path, small_densenet
 def test_chexnet_file_missing_a_layer_fails_naming_it_unless_partial_is_allowed(tmp_path, small_densenet):
     path = tmp_path / "partial.h5"
     write_keras2_file(path, small_densenet, skip=("conv3_block2_1_conv",))
-    with pytest.raises(backbones.WeightsMismatch,
+    with pytest.raises(weight_files.WeightsMismatch,
                        match=r"no weights for 1 of the 241 weighted layers .*: conv3_block2_1_conv;"):
-        backbones.load_chexnet_weights(small_densenet, path)
-    load = backbones.load_chexnet_weights(small_densenet, path, allow_partial=True)
+        weight_files.load_chexnet_weights(small_densenet, path)
+    load = weight_files.load_chexnet_weights(small_densenet, path, allow_partial=True)
     assert (load.loaded, load.total, load.missing) == (240, 241, ("conv3_block2_1_conv",))
     assert "240 of 241 weighted layers loaded by name" in load.text()
 
@@ -155,14 +157,14 @@ def test_stem_left_under_keras2_names_is_not_silently_random(tmp_path, small_den
     path = tmp_path / "unmapped.h5"
     other_spelling = lambda n: n.replace("conv1_", "conv1:") if n.startswith("conv1_") else n  # noqa: E731
     write_keras2_file(path, small_densenet, rename=other_spelling, skip=("conv5_block16_2_conv",))
-    with pytest.raises(backbones.WeightsMismatch, match=r"3 of the 241 .*conv1_conv, conv1_bn, conv5_block16_2_conv"):
-        backbones.load_chexnet_weights(small_densenet, path)
+    with pytest.raises(weight_files.WeightsMismatch, match=r"3 of the 241 .*conv1_conv, conv1_bn, conv5_block16_2_conv"):
+        weight_files.load_chexnet_weights(small_densenet, path)
 
 
 def test_whole_model_of_the_same_architecture_loads_in_topological_order(tmp_path, small_densenet):
     path = tmp_path / "whole_model.h5"
     written = write_keras2_file(path, small_densenet, whole_model=True, seed=3)
-    load = backbones.load_chexnet_weights(small_densenet, path)
+    load = weight_files.load_chexnet_weights(small_densenet, path)
     assert (load.loaded, load.total, load.method) == (241, 241, "order")
     for name in ("conv1_conv", "conv4_block24_2_conv", "bn"):
         for ours, theirs in zip(small_densenet.get_layer(name).get_weights(), written[name]):
@@ -175,5 +177,5 @@ def test_a_different_architecture_fails_naming_the_layer_and_shapes(tmp_path, sm
     with h5py.File(path, "r+") as f:
         del f["bn"]["bn/gamma:0"]
         f["bn"].create_dataset("bn/gamma:0", data=np.ones(7, "float32"))
-    with pytest.raises(backbones.WeightsMismatch, match=r"layer bn expects weights of shapes \[\(1024,\)"):
-        backbones.load_chexnet_weights(small_densenet, path)
+    with pytest.raises(weight_files.WeightsMismatch, match=r"layer bn expects weights of shapes \[\(1024,\)"):
+        weight_files.load_chexnet_weights(small_densenet, path)

@@ -8,7 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cxrlib import runner
+from cxrlib.machinery import site
+from cxrlib.machinery import runner
 from tests.conftest import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,4 +73,4 @@ def test_synthetic_run_is_labelled_loudly(isolated):
 def test_missing_chapters_are_named_before_building(isolated):
     root = book_copy(isolated)
     with pytest.raises(runner.RunnerError, match="book/chapters/dataset"):
-        runner.build_book(root)
+        site.build_book(root)

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import book
-from cxrlib.config import PROFILES
+from cxrlib.machinery import site as book
+from cxrlib.present import labels as label_words, tables
+from cxrlib.core.config import PROFILES
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,40 +24,40 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 @pytest.mark.parametrize("value, text", [(2560.0, "2,560"), (math.nan, "–"), (None, "–"), (0.25, "0.250"),
                                          (1.0, "1.000"), (np.int64(12), "12"), (0.4, "0.400"), ("VGG16", "VGG16")])
 def test_cell_text_known_answers(value, text):
-    assert book.cell_text(value) == text
+    assert tables.cell_text(value) == text
 
 
 def test_table_style_keeps_whole_columns_whole_and_turns_wide_tables():
     frame = pd.DataFrame({"units": [2560.0, 512.0], "accuracy": [1.0, 0.25], "auc": [math.nan, 0.4]}, index=["a", "b"])
-    shown = book.table_style(frame).data
+    shown = tables.table_style(frame).data
     assert shown.loc["a"].tolist() == ["2,560", "1.000", "–"] and shown.loc["b"].tolist() == ["512", "0.250", "0.400"]
     wide = pd.DataFrame(np.full((2, 12), 0.5), columns=[f"m{i}" for i in range(12)], index=["ours", "report"])
-    assert book.table_style(wide).data.shape == (12, 2)  # a few named rows: turned on its side
+    assert tables.table_style(wide).data.shape == (12, 2)  # a few named rows: turned on its side
     numbered = pd.DataFrame(np.full((2, 12), 0.5))  # rows 0 and 1 would become headers "0" and "1": never turned
-    assert book.table_style(numbered).data.shape == (2, 12) and book.table_html(numbered).count("<table") == 2
-    assert [c.shape[1] for c in book.table_chunks(wide, 5)] == [4, 4, 4]  # near equal groups, no lone column
+    assert tables.table_style(numbered).data.shape == (2, 12) and tables.table_html(numbered).count("<table") == 2
+    assert [c.shape[1] for c in tables.table_chunks(wide, 5)] == [4, 4, 4]  # near equal groups, no lone column
 
 
 def test_limiting_factors_list_what_the_run_records():
-    smoke = book.limiting_factors(PROFILES["smoke"], "real NIH sample at x (422 images)",
-                                  "random weights (no pretrained weights)")
+    smoke = label_words.limiting_factors(PROFILES["smoke"], "real NIH sample at x (422 images)",
+                                  {"vgg16": {"pretrained": False}})
     assert smoke == ["2 epochs (report: up to 30)", "16 training images per class", "57 px images (report: 227)",
                      "32 px backbone inputs (report: 224)", "no pretrained weights", "the 422-image real sample"]
-    assert book.limiting_factors({**PROFILES["full"], "allow_random_weights": False}, "NIH ChestX-ray14 at /d",
-                                 "ImageNet") == []
-    assert "synthetic images" in book.limiting_factors({}, "SYNTHETIC images")
+    assert label_words.limiting_factors({**PROFILES["full"], "allow_random_weights": False}, "NIH ChestX-ray14 at /d",
+                                 {"vgg16": {"pretrained": True}}) == []
+    assert "synthetic images" in label_words.limiting_factors({}, "SYNTHETIC images")
 
 
 def test_profile_in_words_and_model_label():
-    assert book.profile_in_words("smoke", PROFILES["smoke"]) == (
+    assert label_words.profile_in_words("smoke", PROFILES["smoke"]) == (
         "smoke build: 2 epochs, 16 training images per class; for checking the machinery, not for reading the numbers")
-    assert book.model_label("VGG16", pretrained=False) == "VGG16 (no pretrained weights)"
-    assert book.model_label("VGG16 (no pretrained weights)", pretrained=False) == "VGG16 (no pretrained weights)"
-    assert book.model_label("VGG16", pretrained=True) == "VGG16"
+    assert label_words.model_label("VGG16", pretrained=False) == "VGG16 (no pretrained weights)"
+    assert label_words.model_label("VGG16 (no pretrained weights)", pretrained=False) == "VGG16 (no pretrained weights)"
+    assert label_words.model_label("VGG16", pretrained=True) == "VGG16"
 
 
 def test_summary_box_says_what_the_numbers_are_worth():
-    box = book.summary_box(profile="smoke", settings=PROFILES["smoke"], data="real sample <x>", counts="160 images",
+    box = label_words.summary_box(profile="smoke", settings=PROFILES["smoke"], data="real sample <x>", counts="160 images",
                            weights="none", changed={"epochs": 3}, commit="abc123", provenance="**Provenance.** `smoke`",
                            command="cxr run fused")
     assert box.startswith('<div class="cxr-summary"') and "for checking the machinery" in box
@@ -76,7 +77,7 @@ def fake_book(tmp_path: Path) -> tuple:
                 "metadata": {"papermill": {"parameters": {"PROFILE": "smoke"}}, "widgets": {"state": {}}}}
     (chapters / "fused.ipynb").write_text(json.dumps(notebook))
     for chapter, rows, weights in (("fused", {"fused": 0.4, "base": 0.3}, None),
-                                   ("pretrained", {"vgg16": 0.5}, "random weights (no pretrained weights)")):
+                                   ("pretrained", {"vgg16": 0.5}, {"vgg16": {"pretrained": False}})):
         folder = runs / "smoke" / chapter
         (folder / "metrics").mkdir(parents=True)
         info = {"settings": PROFILES["smoke"], "data": "real NIH sample (422 images)", "commit": "abc123"}
@@ -101,7 +102,7 @@ def test_build_page_from_the_run_folder(tmp_path):
 
 
 def test_build_page_pairs_our_best_with_the_reports_row_of_the_same_model(tmp_path):
-    from cxrlib.metrics import PREDICTED
+    from cxrlib.science.metrics import PREDICTED
 
     root, runs = fake_book(tmp_path)
     folder = runs / "smoke" / "fused_grid"
@@ -126,19 +127,28 @@ def test_build_page_pairs_our_best_with_the_reports_row_of_the_same_model(tmp_pa
     assert "| Average voting (no pretrained weights) | Average voting | 0.500 / 0.700 |" in book.build_page(root, runs)
 
 
-def test_weights_read_short_without_local_paths():
-    long = ("VGG16: no pretrained weights: ImageNet file not found and no network; place vgg16_notop.h5 (from "
-            "https://storage.googleapis.com/x/vgg16_notop.h5) in /root/.keras/models/; ResNet152: ImageNet "
-            "(/home/me/.keras/models/resnet152_notop.h5); CheXNet (DenseNet121): CheXNet (/data/w/chexnet.h5; 241 of "
-            "241 weighted layers loaded by name); ResNet50: no CheXNet file given (CHEXNET_WEIGHTS or "
-            "CXR_CHEXNET_WEIGHTS), so DenseNet121 with no pretrained weights")
-    short = book.weights_for_readers(long)
+def test_weights_read_short_without_local_paths(tmp_path, monkeypatch):
+    from cxrlib.machinery import weights as weight_files
+    from cxrlib.machinery.transfer import weights_fields
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    cached = weight_files.keras_cache_file("resnet152")
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"placeholder")
+    chexnet = tmp_path / "w" / "chexnet.h5"
+    chexnet.parent.mkdir()
+    chexnet.write_bytes(b"placeholder")
+    planned = {name: weights_fields(name, weight_files.planned_weights(name, chexnet_file))
+               for name, chexnet_file in (("vgg16", None), ("resnet152", None), ("chexnet", chexnet))}
+    assert str(tmp_path) in planned["vgg16"]["long"] and "place " in planned["vgg16"]["long"]  # the log says where
+    short = label_words.weights_text(planned)
     assert short == ("VGG16: no pretrained weights (ImageNet file not found, offline); ResNet152: ImageNet (Keras's "
-                     "cache); CheXNet (DenseNet121): CheXNet (chexnet.h5; 241 of 241 weighted layers loaded by name); "
-                     "ResNet50: no pretrained weights (no CheXNet file given)")
-    box = book.summary_box(profile="smoke", settings=PROFILES["smoke"], data="d", counts="c", weights=long,
-                           changed={}, commit="abc")
-    assert "/root" not in box and "/home" not in box and "place " not in box and box.count("no pretrained weights") == 2
+                     "cache); CheXNet (DenseNet121): CheXNet (chexnet.h5)")
+    box = label_words.summary_box(profile="smoke", settings=PROFILES["smoke"], data="d", counts="c", weights=short,
+                                  changed={}, commit="abc")
+    assert str(tmp_path) not in box and "place " not in box and box.count("no pretrained weights") == 1
+    assert label_words.weights_text({}) == "not used by this chapter"
+    assert label_words.weights_text(planned, inherited=True).startswith("the pretrained chapter's models used: VGG16")
 
 
 def code_cell(tags, outputs=(), source="x = 1"):
@@ -180,7 +190,7 @@ def test_every_figure_gets_its_title_as_alt_text(tmp_path):
 def test_figure_text_is_its_title_and_panels():
     import matplotlib.pyplot as plt
 
-    from cxrlib import plots
+    from cxrlib.present import plots
 
     fig = plots.plot_history(pd.DataFrame({"epoch": [0, 1], "loss": [1.3, 1.2], "accuracy": [0.2, 0.3]}), "Fused network")
     assert plots.figure_alt(fig) == "Figure: Fused network; panels: loss, accuracy"
@@ -190,13 +200,13 @@ def test_figure_text_is_its_title_and_panels():
 def test_every_column_keeps_one_number_format():
     frame = pd.DataFrame({"layers": [1, 2], "dropout": [0.23847, 0.1], "units": [2560, 1024],
                           "learning_rate": [1e-4, 1e-3]}, index=["report", "ours"])
-    shown = book.table_style(frame).data
+    shown = tables.table_style(frame).data
     assert shown["layers"].tolist() == ["1", "2"] and shown["units"].tolist() == ["2,560", "1,024"]
     assert shown["learning_rate"].tolist() == ["1.0e-04", "1.0e-03"] and shown["dropout"].tolist() == ["0.238", "0.100"]
 
 
 def test_which_classes_a_model_predicts_stays_beside_its_row_in_every_part():
-    from cxrlib.metrics import F1_COLUMNS, GLOBAL_COLUMNS, PREDICTED, metrics_row
+    from cxrlib.science.metrics import F1_COLUMNS, GLOBAL_COLUMNS, PREDICTED, metrics_row
 
     never = metrics_row("never No Finding", [0, 1, 2, 3], np.eye(4)[[1, 1, 2, 3]])
     single = metrics_row("one class", [0, 1, 2, 3], np.eye(4)[[1, 1, 1, 1]])
@@ -205,7 +215,7 @@ def test_which_classes_a_model_predicts_stays_beside_its_row_in_every_part():
     assert single.loc["one class", PREDICTED] == "only Effusion"
     table = pd.concat([never, single, metrics_row("all", [0, 1, 2, 3], np.eye(4)[[0, 1, 2, 3]])])
     assert table.loc["all", PREDICTED] == "all 4"
-    parts = book.table_chunks(table[[*GLOBAL_COLUMNS, *F1_COLUMNS, PREDICTED]])
+    parts = tables.table_chunks(table[[*GLOBAL_COLUMNS, *F1_COLUMNS, PREDICTED]])
     assert len(parts) == 2 and all(part.columns[-1] == PREDICTED for part in parts)
 
 
@@ -283,7 +293,7 @@ def test_notebook_reads_like_a_report_page(path):
 def test_figure_style_has_no_offset_and_says_so_when_empty(capsys):
     import matplotlib.pyplot as plt
 
-    from cxrlib import plots
+    from cxrlib.present import plots
 
     fig, ax = plt.subplots()
     ax.plot([0, 1, 2], [1.38630, 1.38631, 1.38632])
@@ -298,33 +308,34 @@ def test_figure_style_has_no_offset_and_says_so_when_empty(capsys):
 
 def test_table_html_fits_the_column():
     wide_and_long = pd.DataFrame(np.zeros((12, 10)), columns=[f"c{i}" for i in range(10)])
-    assert book.table_html(wide_and_long).count("<table") == 2  # split in column groups
+    assert tables.table_html(wide_and_long).count("<table") == 2  # split in column groups
     wide = pd.DataFrame(np.zeros((2, 10)), index=["VGG16", "Fused"])
-    assert book.table_html(wide).count("<table") == 1 and book.table_style(wide).data.shape == (10, 2)
+    assert tables.table_html(wide).count("<table") == 1 and tables.table_style(wide).data.shape == (10, 2)
     eight = pd.DataFrame(np.zeros((8, 10)), index=[f"model {i}" for i in range(8)])  # the report's final table
-    assert [part.shape[1] for part in book.table_chunks(eight)] == [5, 5]
+    assert [part.shape[1] for part in tables.table_chunks(eight)] == [5, 5]
 
 
 def test_one_label_helper_everywhere():
-    from cxrlib import analysis
-    from cxrlib.transfer import BackboneRun
+    from cxrlib.machinery import analysis
+    from cxrlib.machinery.transfer import BackboneRun
+    from cxrlib.machinery.weights import Weights
 
-    run = BackboneRun("chexnet", "random", pretrained=False)
-    assert run.label == book.model_label("CheXNet (DenseNet121)", False) == "CheXNet (DenseNet121) (no pretrained weights)"
+    run = BackboneRun("chexnet", Weights(False, "random", "random"))
+    assert run.label == label_words.model_label("CheXNet (DenseNet121)", False) == "CheXNet (DenseNet121) (no pretrained weights)"
     assert run.model_label("chexnet_features") == "chexnet_features (no pretrained weights)"
-    recorded = ", ".join([run.label, BackboneRun("vgg16", "ImageNet", pretrained=True).label])
+    recorded = {"chexnet": {"pretrained": False}, "vgg16": {"pretrained": True}}  # chapter.json's fields
     assert analysis.without_weights(recorded) == {"chexnet"}
     assert analysis.display_label("CheXNet", "pretrained/chexnet_features", recorded) == "CheXNet (no pretrained weights)"
     assert analysis.display_label("VGG16", "pretrained/vgg16_features", recorded) == "VGG16"
 
 
 def test_conclusions_list_every_recorded_limit():
-    from cxrlib import conclusions
+    from cxrlib.machinery import conclusions
 
     infos = {"scratch": {"settings": PROFILES["smoke"], "data": "real NIH sample at x (422 single-label images)",
-                         "weights": "not used by this chapter"},
+                         "weights": {}},
              "pretrained": {"settings": PROFILES["smoke"], "data": "real NIH sample at x (422 single-label images)",
-                            "weights": "VGG16 (no pretrained weights)"}}
+                            "weights": {"vgg16": {"pretrained": False}}}}
     limits = conclusions.recorded_limits(infos)
     assert limits == ["2 epochs (report: up to 30)", "16 training images per class", "57 px images (report: 227)",
                       "the 422-image real sample", "32 px backbone inputs (report: 224)", "no pretrained weights"]
@@ -349,7 +360,7 @@ def boxes_overlap(a, b) -> bool:
 def test_conclusions_legend_stays_off_the_bars():
     import matplotlib.pyplot as plt
 
-    from cxrlib import conclusions
+    from cxrlib.machinery import conclusions
 
     ours = pd.DataFrame({"Accuracy": [0.95], "F1-macro": [0.95], "ROC AUC": [0.99]}, index=["a/b (no pretrained weights)"])
     fig = conclusions.plot_best_vs_report(ours, pd.Series({"a/b (no pretrained weights)": 0.9}))
@@ -364,7 +375,7 @@ def test_conclusions_legend_stays_off_the_bars():
 def test_history_title_legend_and_panels_do_not_overlap():
     import matplotlib.pyplot as plt
 
-    from cxrlib import plots
+    from cxrlib.present import plots
 
     history = pd.DataFrame({"epoch": [0], "loss": [1.3863], "accuracy": [0.25], "val_loss": [1.38631], "val_accuracy": [0.3]})
     fig = plots.plot_history(history, "CheXNet (DenseNet121) (no pretrained weights): "
@@ -383,20 +394,20 @@ def test_history_title_legend_and_panels_do_not_overlap():
 
 
 def test_resizer_change_is_measured_not_claimed():
-    from cxrlib import explain
+    from cxrlib.present import gradcam as cam_figures
 
     ramp = [np.tile(np.linspace(0, 1, 16), (16, 1))]
-    same = explain.resizer_change(ramp, ramp)
+    same = cam_figures.resizer_change(ramp, ramp)
     assert "by 0.000 on average" in same and "about the same" in same and "1.00 times" in same
-    steeper = explain.resizer_change(ramp, [2 * ramp[0]])
+    steeper = cam_figures.resizer_change(ramp, [2 * ramp[0]])
     assert "by 0.500 on average" in steeper and "stronger" in steeper and "2.00 times" in steeper
 
 
 def test_empty_gallery_is_a_sentence_not_a_figure(monkeypatch):
     import matplotlib.pyplot as plt
 
-    from cxrlib import plots, runs
-    from cxrlib.widgets import static_gallery
+    from cxrlib.present import plots; from cxrlib.machinery import runs
+    from cxrlib.present.widgets import static_gallery
 
     said = []
     monkeypatch.setattr(plots, "say_empty", said.append)
@@ -409,7 +420,7 @@ def test_empty_gallery_is_a_sentence_not_a_figure(monkeypatch):
 
 
 def test_titles_break_without_splitting_the_tag():
-    from cxrlib import plots
+    from cxrlib.present import plots
 
     assert plots.short_lines("CheXNet (DenseNet121) (no pretrained weights)") == "CheXNet (DenseNet121)\n(no pretrained weights)"
     assert plots.short_lines("Fused") == "Fused"
@@ -417,8 +428,8 @@ def test_titles_break_without_splitting_the_tag():
 
 
 def test_long_identifiers_in_tables_may_wrap():
-    assert book.breakable("0.250") == "0.250" and book.breakable("fused_grid/base") == "fused_grid/base"
-    assert book.breakable("pretrained/vgg16_finetune_block5_conv1 0.1") == \
+    assert tables.breakable("0.250") == "0.250" and tables.breakable("fused_grid/base") == "fused_grid/base"
+    assert tables.breakable("pretrained/vgg16_finetune_block5_conv1 0.1") == \
         "pretrained/\u200bvgg16_\u200bfinetune_\u200bblock5_\u200bconv1 0.1"
 
 
@@ -426,7 +437,7 @@ def test_long_identifiers_in_tables_may_wrap():
 def test_bar_legends_stay_off_the_bars(draw):
     import matplotlib.pyplot as plt
 
-    from cxrlib import plots
+    from cxrlib.present import plots
 
     table = pd.DataFrame({"Accuracy": [0.99, 0.5], "F1-macro": [0.98, 0.4], "ROC AUC": [0.97, 0.6]},
                          index=["VGG16 (no pretrained weights)", "Fused"])
@@ -444,7 +455,7 @@ def test_bar_legends_stay_off_the_bars(draw):
 def test_training_says_in_words_when_the_learning_rate_falls(tmp_path, capsys):
     import keras
 
-    from cxrlib import training
+    from cxrlib.science import training
 
     plateau = training.report_callbacks(tmp_path, "val_loss", patience=5, min_lr=1e-7)[0]
     assert isinstance(plateau, keras.callbacks.ReduceLROnPlateau) and plateau.verbose == 0  # no raw Keras line
@@ -462,8 +473,8 @@ def test_training_says_in_words_when_the_learning_rate_falls(tmp_path, capsys):
 
 
 def test_the_closing_paragraph_says_when_our_best_never_predicts_a_class():
-    from cxrlib import conclusions
-    from cxrlib.metrics import PREDICTED
+    from cxrlib.machinery import conclusions
+    from cxrlib.science.metrics import PREDICTED
 
     class Source:
         synthetic, kind = False, "dataset"

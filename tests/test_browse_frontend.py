@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrlib import browse, runs
-from cxrlib.config import CLASSES
-from cxrlib.widgets import ALL_MODELS, MisclassifiedBrowser, Selection, draw_page, dropdown_width, page_text
+from cxrlib.machinery import browse, runs
+from cxrlib.core.config import CLASSES
+from cxrlib.present.widgets import ALL_MODELS, MisclassifiedBrowser, Selection, draw_page, dropdown_width, page_text
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = "smoke"
@@ -92,7 +92,7 @@ def test_status_says_image_for_one_and_images_for_several():
 
 
 def test_browser_pages_keep_their_place_and_disable_the_ends(run_folder):
-    browser = MisclassifiedBrowser.from_runs(profile=PROFILE, runs_root=run_folder)
+    browser = browse.browser(profile=PROFILE, runs_root=run_folder)
     assert browser.status.value == "images 1-3 of 4" and browser.previous.disabled and not browser.next.disabled
     browser.next.click()
     assert browser.status.value == "image 4 of 4" and browser.next.disabled and not browser.previous.disabled
@@ -109,7 +109,7 @@ def test_browser_pages_keep_their_place_and_disable_the_ends(run_folder):
 
 
 def test_a_page_says_it_is_loading_before_it_shows(run_folder):
-    browser = MisclassifiedBrowser.from_runs(profile=PROFILE, runs_root=run_folder)
+    browser = browse.browser(profile=PROFILE, runs_root=run_folder)
     seen = []
     browser.status.observe(lambda change: seen.append(change["new"]), names="value")
     browser.rows[0][0].layout.observe(lambda change: seen.append(f"row {change['new']}"), names="display")
@@ -140,7 +140,7 @@ def test_caption_of_a_gallery_row_does_not_overlap_the_bar_chart(model, with_gra
 
 def test_readme_snippet_runs_as_written(tmp_path, monkeypatch):
     readme = (ROOT / "README.md").read_text()
-    snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "from_runs" in block)
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "browser(" in block)
     profile = re.search(r'profile="(\w+)"', snippet).group(1)
     monkeypatch.setenv("CXR_RUNS_DIR", str(build_run_folder(tmp_path / "runs", profile)))
     *statements, last = snippet.strip().splitlines()
@@ -161,7 +161,7 @@ def test_every_notebook_names_the_projects_kernel_and_it_is_registered_here():
 
 
 def test_error_analysis_in_a_live_front_end_writes_nothing(isolated, nih_folder, monkeypatch):
-    from cxrlib.chapter import open_chapter
+    from cxrlib.machinery.chapter import open_chapter
 
     monkeypatch.delenv(runs.RUNNER_ENV, raising=False)
     root = isolated / "runs"
@@ -214,7 +214,7 @@ def start_server(run_folder: Path, scratch: Path) -> tuple:
            "MPLCONFIGDIR": str(scratch / "matplotlib")}
     log = scratch / "server.log"
     with open(log, "w") as out:
-        server = subprocess.Popen([sys.executable, "-m", "cxrlib.runner", "browse", "--profile", PROFILE,
+        server = subprocess.Popen([sys.executable, "-m", "cxrlib.machinery.cli", "browse", "--profile", PROFILE,
                                    "--port", str(port), "--token", token], stdout=out, stderr=subprocess.STDOUT,
                                   env=env, start_new_session=True)
     address = f"http://127.0.0.1:{port}/?token={token}"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cxrlib import runner
+from cxrlib.machinery import site
+from cxrlib.machinery import runner
 
 WIDTH = 1400
 PHONE = 390  # an iPhone 12-15's CSS width
@@ -103,7 +104,7 @@ return found;
 """
 
 # Code a reader sees without asking: any rendered cell input, except in cells tagged show-code
-# (cxrlib.book.SHOW_CODE: code a page shows on purpose); and "show code" toggles of cells that show nothing.
+# (cxrlib.machinery.site.SHOW_CODE: code a page shows on purpose); and "show code" toggles of cells that show nothing.
 VISIBLE_CODE_JS = r"""
 const found = [];
 for (const input of document.querySelectorAll(".cell_input")) {
@@ -179,7 +180,7 @@ def browser():
 
 def pages(root: Path) -> list:
     """Every page the table of contents names, as built HTML files."""
-    return [root / "_build" / "html" / f"{name}.html" for name in runner.toc_files(root)]
+    return [root / "_build" / "html" / f"{name}.html" for name in site.toc_files(root)]
 
 
 def set_width(driver, width: int) -> None:

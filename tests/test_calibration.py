@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrlib import calibration
+from cxrlib.present import figures
+from cxrlib.science import calibration
 
 
 def softmax(z):
@@ -93,7 +94,7 @@ def test_temperature_scaling_fitted_on_validation_fixes_an_overconfident_model()
 
 def test_reliability_diagram_has_labels():
     y, z, _ = overconfident(300, seed=2)
-    fig = calibration.plot_reliability({"m": softmax(z), "n": softmax(z / 2)}, y, "calibration")
+    fig = figures.plot_reliability({"m": softmax(z), "n": softmax(z / 2)}, y, "calibration")
     assert fig._suptitle.get_text() == "calibration"
     assert [ax.get_title().split("\n") for ax in fig.axes[:2]] == [
         ["m", f"ECE {calibration.expected_calibration_error(y, softmax(z)):.3f}"],

@@ -1,6 +1,6 @@
 """Chapter's own numbers, outside any notebook: the metrics row evaluate() saves for a hand-made prediction table,
 train_model's saved predictions and metrics against an independent computation, metrics() and earlier_metrics()
-as a later chapter reads them, and the hyperband chapter's search (tuning.chapter_search) with its known trial count.
+as a later chapter reads them, and the hyperband chapter's search (parallel.chapter_search) with its known trial count.
 Tiny inputs (the 32 px NIH folder of conftest, one epoch): seconds each."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from cxrlib.config import CLASSES
-from cxrlib.runs import JoinError
+from cxrlib.core.config import CLASSES
+from cxrlib.machinery.runs import JoinError
 from tests.conftest import toy_world
 from tests.test_known_answers import AUC, ACCURACY, F1, FNFR, LOSS, hand_row
 
@@ -37,7 +37,7 @@ def tiny_net(image_size: int):
     """A seeded, fast classifier with the book's grey input and a softmax layer named 'classifier'."""
     import keras
 
-    from cxrlib.models.inputs import grey_input
+    from cxrlib.science.models.inputs import grey_input
 
     inputs, x = grey_input(image_size)
     x = keras.layers.Rescaling(1 / 255)(x)
@@ -49,7 +49,7 @@ def tiny_net(image_size: int):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A run folder, cache and tiny NIH folder of this module's own; the scratch chapter trains 'tiny' there."""
-    from cxrlib.chapter import Chapter
+    from cxrlib.machinery.chapter import Chapter
 
     with toy_world(tmp_path_factory, "chapter-units") as (base, folder):
         scratch = Chapter("scratch", "smoke", data_dir=str(folder), epochs=1, batch_size=8, **DATA)
@@ -63,7 +63,7 @@ def test_evaluate_saves_the_metrics_of_a_hand_made_prediction_table(world):
     import keras
     import tensorflow as tf
 
-    from cxrlib.chapter import Chapter
+    from cxrlib.machinery.chapter import Chapter
 
     ch = Chapter("fused", "smoke", data_dir=str(world["folder"]), **DATA)
     tables = {}
@@ -119,7 +119,7 @@ def test_train_model_saves_predictions_of_its_model_and_their_metrics(world):
 
 
 def test_train_model_reuses_a_model_of_the_same_identity(world, capsys):
-    from cxrlib.chapter import Chapter
+    from cxrlib.machinery.chapter import Chapter
 
     again = Chapter("scratch", "smoke", data_dir=str(world["folder"]), epochs=1, batch_size=8, **DATA)
     result = again.train_model("tiny", tiny_net, image_size=32)
@@ -131,7 +131,7 @@ def test_train_model_reuses_a_model_of_the_same_identity(world, capsys):
 
 
 def test_a_later_chapter_reads_the_saved_metrics_rows(world):
-    from cxrlib.chapter import Chapter
+    from cxrlib.machinery.chapter import Chapter
 
     reader = Chapter("hyperband", "smoke", data_dir=str(world["folder"]), **DATA)
     table = reader.metrics()
@@ -151,8 +151,9 @@ def test_a_later_chapter_reads_the_saved_metrics_rows(world):
 
 
 def test_chapter_search_runs_hyperbands_trials_with_the_chapters_settings(world):
-    from cxrlib.chapter import Chapter
-    from cxrlib.tuning import chapter_search, trials_run, trials_table
+    from cxrlib.machinery.chapter import Chapter
+    from cxrlib.machinery.parallel import chapter_search
+    from cxrlib.science.tuning import trials_run, trials_table
 
     ch = Chapter("hyperband", "smoke", data_dir=str(world["folder"]), image_size=32, resize_to=28, batch_size=8,
                  hyperband_max_epochs=2, **DATA)
@@ -174,13 +175,13 @@ def test_list_parameters_reach_the_notebook_as_lists():
     runner once injected BACKBONES = "('vgg16',)" and the chapter refused its own parameter."""
     from papermill.translators import PythonTranslator
 
-    from cxrlib import runner
-    from cxrlib.params import resolve_parameters
+    from cxrlib.machinery import runner
+    from cxrlib.machinery.params import resolve_parameters
 
     params = runner.check_parameters({"BACKBONES": ["vgg16"], "FRACTIONS": [0.7, 0.15, 0.15],
                                       "CAPS": {"val": {"Effusion": 3}}}, ["pretrained"])
     scope: dict = {}
-    exec(PythonTranslator.codify(runner.chapter_parameters("pretrained", "full", None, params)), scope)
+    exec(PythonTranslator.codify(runner.injected_parameters("pretrained", "full", None, params)), scope)
     assert scope["BACKBONES"] == ["vgg16"] and scope["FRACTIONS"] == [0.7, 0.15, 0.15]
     assert scope["CAPS"] == {"val": {"Effusion": 3}}
     settings, _ = resolve_parameters("pretrained", "full", {k.lower(): scope[k] for k in ("BACKBONES", "FRACTIONS")})

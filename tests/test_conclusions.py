@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cxrlib import conclusions, runs
+from cxrlib.machinery import conclusions, runs
 
 
 def frame(labels, preds):

@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.config import CLASSES, REPORT_COUNTS
-from cxrlib.data import (DataError, assert_patient_disjoint, load_data, read_metadata,
+from cxrlib.core.config import CLASSES, REPORT_COUNTS
+from cxrlib.machinery.inputs import (DataError, assert_patient_disjoint, load_data, read_metadata,
                          single_label, split_patients)
-from cxrlib.data.images import load_images
-from cxrlib.data.sources import open_folder, resolve_source
-from cxrlib.data.splits import apply_caps
-from cxrlib.data.synthetic import make_synthetic, render
+from cxrlib.machinery.inputs.images import load_images
+from cxrlib.machinery.inputs.sources import open_folder, resolve_source
+from cxrlib.science.data.splits import apply_caps
+from cxrlib.science.data.synthetic import make_synthetic, render
 from PIL import Image
 
 from tests.conftest import make_rows, write_folder
@@ -167,7 +167,7 @@ def one_row_of_each_kind(root):
 
 
 def test_drop_summary_counts_one_row_of_each_kind(tmp_path, isolated):
-    from cxrlib.data import check_used_images
+    from cxrlib.machinery.inputs import check_used_images
 
     root = one_row_of_each_kind(tmp_path / "nih")
     with pytest.warns(UserWarning, match="1 of 6 labelled images are not on disk"):
@@ -233,7 +233,7 @@ def noise_png(path, seed):
 
 
 def test_replacing_an_image_with_a_same_sized_one_changes_identity_and_pixels(nih_folder, isolated):
-    from cxrlib.identity import data_identity
+    from cxrlib.machinery.identity import data_identity
 
     for i, path in enumerate(sorted((nih_folder / "images").glob("*.png"))):
         noise_png(path, i)
@@ -253,7 +253,7 @@ def test_replacing_an_image_with_a_same_sized_one_changes_identity_and_pixels(ni
 
 
 def test_content_hashes_are_computed_once(nih_folder, isolated, monkeypatch):
-    from cxrlib.data import content
+    from cxrlib.machinery.inputs import content
 
     paths = sorted((nih_folder / "images").glob("*.png"))
     hashes = content.content_hashes(paths)
@@ -273,7 +273,7 @@ def test_empty_split_is_refused_naming_class_split_and_count(nih_folder, isolate
 
 
 def test_single_class_split_is_refused():
-    from cxrlib.data.splits import check_splits
+    from cxrlib.science.data.splits import check_splits
 
     splits = ["train"] * 4 + ["test"] * 4 + ["val"] * 4
     complete = pd.DataFrame({"label": [0, 1, 2, 3] * 3, "split": splits})
@@ -300,7 +300,7 @@ def roundtrip_error(images, native):
 
 @pytest.mark.parametrize("harmonise", [False, True])
 def test_harmonised_resolution_is_the_same_for_every_class(tmp_path, isolated, harmonise):
-    from cxrlib.data import native_resolution, pipeline_resolution
+    from cxrlib.machinery.inputs import native_resolution, pipeline_resolution
 
     root = write_folder(tmp_path / "nih", make_rows(per_class=12))
     table = pd.read_csv(root / "Data_Entry_2017.csv")

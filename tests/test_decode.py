@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrlib.data.decode import BadImage, decode, decode_bytes, inspect_bytes, problem
-from cxrlib.data.images import load_images
+from cxrlib.machinery.inputs.decode import BadImage, decode, decode_bytes, inspect_bytes, problem
+from cxrlib.machinery.inputs.images import load_images
 
 
 def twin(seed: int = 0, size: int = 24) -> np.ndarray:

@@ -14,9 +14,10 @@ import nbformat
 import pandas as pd
 import pytest
 
-from cxrlib import runner
-from cxrlib.config import CLASSES, REPO_ROOT
-from cxrlib.data import sources
+from cxrlib.machinery import cli
+from cxrlib.machinery import runner
+from cxrlib.core.config import CLASSES, REPO_ROOT
+from cxrlib.machinery.inputs import sources
 from tests.conftest import SAMPLE
 
 DATA = REPO_ROOT / "data"
@@ -66,7 +67,7 @@ def test_environment_overrides_the_shipped_data(nih_folder, isolated, monkeypatc
 def test_a_missing_sample_stops_the_runner_in_one_line_saying_where_it_belongs(isolated, monkeypatch, capsys):
     monkeypatch.delenv("CXR_DATA_DIR", raising=False)
     monkeypatch.setenv("CXR_SAMPLE_DIR", str(isolated / "no-sample-here"))
-    assert runner.main(["run", "dataset", "--profile", "smoke", "--book-root", str(isolated)]) == 2
+    assert cli.main(["run", "dataset", "--profile", "smoke", "--book-root", str(isolated)]) == 2
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and f"expected it at {isolated / 'no-sample-here'}" in error
     assert "DATA=synthetic" in error
@@ -74,8 +75,8 @@ def test_a_missing_sample_stops_the_runner_in_one_line_saying_where_it_belongs(i
 
 def test_synthetic_is_a_word_the_runner_passes_on_not_a_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert runner.chapter_parameters("dataset", "smoke", "synthetic", {})["DATA_DIR"] == "synthetic"
-    assert runner.chapter_parameters("dataset", "smoke", "./synthetic", {})["DATA_DIR"] == str(tmp_path / "synthetic")
+    assert runner.injected_parameters("dataset", "smoke", "synthetic", {})["DATA_DIR"] == "synthetic"
+    assert runner.injected_parameters("dataset", "smoke", "./synthetic", {})["DATA_DIR"] == str(tmp_path / "synthetic")
     assert "--data synthetic" in " ".join(runner.chapter_command("dataset", "smoke", "synthetic", {}, False, tmp_path))
 
 
@@ -106,11 +107,11 @@ def test_a_clone_with_nothing_beside_it_runs_the_dataset_chapter_on_the_real_sam
     assert not (clone.parent / "shared").exists() and not (clone.parent.parent / "shared").exists()
     env = {k: v for k, v in os.environ.items() if k not in DATA_ENV}
     env.update(PYTHONPATH=str(clone), CXR_RUNS_DIR=str(tmp_path / "runs"), CXR_CACHE_DIR=str(tmp_path / "cache"))
-    where = subprocess.run([sys.executable, "-c", "from cxrlib.data import sources; print(sources.SAMPLE_DIR)"],
+    where = subprocess.run([sys.executable, "-c", "from cxrlib.machinery.inputs import sources; print(sources.SAMPLE_DIR)"],
                            cwd=clone, env=env, capture_output=True, text=True, timeout=120)
     assert where.stdout.strip() == str(clone / "data" / "cxr14-sample"), where.stderr  # the clone's own library
 
-    done = subprocess.run([sys.executable, "-m", "cxrlib.runner", "run", "dataset", "--profile", "smoke"],
+    done = subprocess.run([sys.executable, "-m", "cxrlib.machinery.cli", "run", "dataset", "--profile", "smoke"],
                           cwd=clone, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     count = sample_count(clone / "data" / "cxr14-sample")

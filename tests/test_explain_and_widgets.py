@@ -4,15 +4,15 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cxrlib import explain, runs
-from cxrlib.models import backbones, second_cnn
-from cxrlib.widgets import ALL_MODELS, MisclassifiedBrowser, Selection, static_gallery
+from cxrlib.science import gradcam; from cxrlib.machinery import runs
+from cxrlib.science.models import backbones, second_cnn
+from cxrlib.present.widgets import ALL_MODELS, MisclassifiedBrowser, Selection, static_gallery
 
 
 def test_gradcam_on_a_top_level_convolution():
     model = second_cnn(64, 64)
-    assert explain.gradcam_target(model)[1] is None
-    heatmap, explained = explain.gradcam(model, np.random.default_rng(0).uniform(0, 255, (64, 64, 3)))
+    assert gradcam.gradcam_target(model)[1] is None
+    heatmap, explained = gradcam.gradcam(model, np.random.default_rng(0).uniform(0, 255, (64, 64, 3)))
     assert heatmap.shape == (64, 64) and 0 <= heatmap.min() and heatmap.max() <= 1 and 0 <= explained < 4
 
 
@@ -20,15 +20,15 @@ def test_gradcam_through_a_nested_backbone():
     keras.utils.set_random_seed(0)
     base = backbones.backbone("vgg16", 32)
     model = backbones.full_model("vgg16", base, backbones.head("vgg16", base.output.shape[1:]), 32)
-    name, nested = explain.gradcam_target(model)
+    name, nested = gradcam.gradcam_target(model)
     assert nested is base and name == backbones.spec("vgg16").gradcam_layer
-    heatmap, _ = explain.gradcam(model, np.random.default_rng(1).uniform(0, 255, (32, 32, 3)), class_index=2)
+    heatmap, _ = gradcam.gradcam(model, np.random.default_rng(1).uniform(0, 255, (32, 32, 3)), class_index=2)
     assert heatmap.shape == (32, 32) and np.isfinite(heatmap).all()
 
 
 def test_activations_cover_every_convolution_and_pooling_layer():
     model = second_cnn(64, 64)
-    maps = explain.activations(model, np.zeros((64, 64, 3)))
+    maps = gradcam.activations(model, np.zeros((64, 64, 3)))
     assert len(maps) == 11 and list(maps.values())[0].shape == (64, 64, 32)
 
 
@@ -88,7 +88,7 @@ def test_gallery_names_the_class_and_says_when_a_map_has_no_spatial_information(
     fig = static_gallery(predictions(), images, count=1, heatmaps=lambda model, image_id: np.eye(16))
     assert "Grad-CAM of No Finding (all models' mean)" in figure_texts(fig) and len(fig.axes[0].images) == 2
     flat = static_gallery(predictions(), images, count=1, heatmaps=lambda model, image_id: np.full((16, 16), 0.5))
-    assert explain.NO_SPATIAL_INFORMATION in figure_texts(flat) and len(flat.axes[0].images) == 1
+    assert gradcam.NO_SPATIAL_INFORMATION in figure_texts(flat) and len(flat.axes[0].images) == 1
 
 
 def test_static_gallery_has_a_title():
@@ -104,7 +104,7 @@ def test_all_models_caption_never_predicts_the_true_class():
 
 
 def test_static_browser_twin_is_self_contained_and_small():
-    from cxrlib.widgets import browser_data, static_browser
+    from cxrlib.present.widgets import browser_data, static_browser
 
     images = {f"{i}.png": np.full((64, 64), 30 * i, np.uint8) for i in range(6)}
     html = static_browser(predictions(), images, heatmaps=lambda model, image_id: np.eye(64))
@@ -118,9 +118,9 @@ def test_static_browser_twin_is_self_contained_and_small():
 
 
 def test_static_browser_names_maps_without_spatial_information_and_draws_none():
-    from cxrlib.widgets import browser_data
+    from cxrlib.present.widgets import browser_data
 
     images = {f"{i}.png": np.full((64, 64), 30 * i, np.uint8) for i in range(6)}
     data = browser_data(predictions(), images, heatmaps=lambda model, image_id: np.full((64, 64), 0.3))
     assert data["notes"] and not data["cams"]
-    assert all(note.endswith(explain.NO_SPATIAL_INFORMATION) for note in data["notes"].values())
+    assert all(note.endswith(gradcam.NO_SPATIAL_INFORMATION) for note in data["notes"].values())

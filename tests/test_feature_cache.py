@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrlib import features, identity
-from cxrlib.data import decode as images  # the decoder, whose version keys every cache
+from cxrlib.machinery import features, identity
+from cxrlib.machinery.inputs import decode as images  # the decoder, whose version keys every cache
 
 
 def test_feature_key_changes_with_the_decode_version(monkeypatch):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import keras
 import pytest
 
-from cxrlib import transfer
-from cxrlib.models import backbones
+from cxrlib.machinery import transfer
+from cxrlib.science.models import backbones
 
 
 def test_fine_tuning_augments_as_the_report_per_backbone():

@@ -76,7 +76,7 @@ def history(epochs: int, loss: float = 1.3863, wobble: float = 4e-5) -> pd.DataF
 # ---------------------------------------------------------------- training curves
 
 def test_a_flat_loss_is_not_blown_up_into_a_curve():
-    from cxrlib import plots
+    from cxrlib.present import plots
 
     fig = plots.plot_history(history(3), "Fused network")
     loss = fig.axes[0]
@@ -88,7 +88,7 @@ def test_a_flat_loss_is_not_blown_up_into_a_curve():
 
 
 def test_a_real_loss_curve_keeps_its_shape():
-    from cxrlib import plots
+    from cxrlib.present import plots
 
     falling = pd.DataFrame({"epoch": range(6), "loss": [1.4, 1.1, 0.9, 0.8, 0.7, 0.65],
                             "val_loss": [1.35, 1.2, 1.0, 0.95, 0.97, 0.99]})
@@ -98,7 +98,7 @@ def test_a_real_loss_curve_keeps_its_shape():
 
 
 def test_histories_of_several_models_keep_to_the_noise_floor_and_mark_single_epochs():
-    from cxrlib import plots
+    from cxrlib.present import plots
 
     fig = plots.plot_histories({"base": history(3), "one epoch": history(1)}, title="Validation loss")
     ax = fig.axes[0]
@@ -111,7 +111,7 @@ def test_histories_of_several_models_keep_to_the_noise_floor_and_mark_single_epo
 
 
 def test_a_one_epoch_history_is_drawn_as_points_with_a_note():
-    from cxrlib import plots
+    from cxrlib.present import plots
 
     fig = plots.plot_history(history(1), "CheXNet (no pretrained weights)")
     for ax in fig.axes:
@@ -127,13 +127,13 @@ def test_a_one_epoch_history_is_drawn_as_points_with_a_note():
 
 
 def test_a_genetic_algorithm_history_is_not_scaled_below_one_image():
-    from cxrlib import ensemble, plots
+    from cxrlib.present import figures, plots
 
     class Restart:
         def __init__(self, seed, values):
             self.seed, self.history = seed, values
 
-    fig = ensemble.plot_ga_history([Restart(42, [0.21, 0.2275, 0.2275]), Restart(43, [0.21, 0.21, 0.2275])])
+    fig = figures.plot_ga_history([Restart(42, [0.21, 0.2275, 0.2275]), Restart(43, [0.21, 0.21, 0.2275])])
     ax = fig.axes[0]
     low, high = ax.get_ylim()
     assert high - low >= plots.SCORE_SPAN and decimals(ax) <= 2
@@ -143,13 +143,14 @@ def test_a_genetic_algorithm_history_is_not_scaled_below_one_image():
 # ---------------------------------------------------------------- calibration
 
 def test_reliability_diagrams_give_every_model_room_and_keep_the_legend_off_the_data():
-    from cxrlib import calibration
+    from cxrlib.present import figures
+    from cxrlib.science import calibration
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, 60)
     curves = {f"Weighted average voting (differential evolution) (no pretrained weights) {i}":
               rng.dirichlet(np.ones(4) * (i + 1), 60) for i in range(8)}
-    fig = calibration.plot_reliability(curves, labels, "Reliability on the test set")
+    fig = figures.plot_reliability(curves, labels, "Reliability on the test set")
     fig.canvas.draw()
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.lines]
     assert len(panels) == 8
@@ -160,7 +161,7 @@ def test_reliability_diagrams_give_every_model_room_and_keep_the_legend_off_the_
 
 
 def test_a_temperature_at_the_end_of_its_search_reads_as_such():
-    from cxrlib import calibration
+    from cxrlib.science import calibration
 
     labels = np.arange(40) % 4
     wrong = 10 * np.eye(4)[(labels + 1) % 4]
@@ -174,28 +175,28 @@ def test_gradcam_uses_a_colour_bar_and_a_box_colour_the_heatmap_never_has():
     import matplotlib.pyplot as plt
     from matplotlib.colors import to_rgb
 
-    from cxrlib import explain
+    from cxrlib.present import gradcam as cam_figures
 
     fig, ax = plt.subplots()
-    explain.overlay(ax, np.zeros((16, 16)), np.eye(16), "Effusion", box=(2, 2, 6, 6))
-    assert ax.images[1].get_cmap().name == explain.CAM_CMAP != "jet"
+    cam_figures.overlay(ax, np.zeros((16, 16)), np.eye(16), "Effusion", box=(2, 2, 6, 6))
+    assert ax.images[1].get_cmap().name == cam_figures.CAM_CMAP != "jet"
     box = to_rgb(ax.patches[0].get_edgecolor())
-    colours = matplotlib.colormaps[explain.CAM_CMAP](np.linspace(0, 1, 256))[:, :3]
+    colours = matplotlib.colormaps[cam_figures.CAM_CMAP](np.linspace(0, 1, 256))[:, :3]
     assert np.min(np.linalg.norm(colours - box, axis=1)) > 0.5, "the box's colour is one the heatmap uses"
-    bar = explain.cam_colourbar(fig)
-    assert bar.cmap.name == explain.CAM_CMAP and "Grad-CAM" in bar.ax.get_xlabel()
+    bar = cam_figures.cam_colourbar(fig)
+    assert bar.cmap.name == cam_figures.CAM_CMAP and "Grad-CAM" in bar.ax.get_xlabel()
 
 
 def test_the_gradcam_grid_has_a_colour_bar_clear_of_its_panels():
     from tests.test_gradcam import SIZE, blob_model
 
-    from cxrlib import explain
+    from cxrlib.present import gradcam as cam_figures
 
     images = {"a.png": np.zeros((SIZE, SIZE), np.uint8)}
-    fig = explain.gradcam_grid({"VGG16": blob_model()}, {"Effusion": "a.png"},
+    fig = cam_figures.gradcam_grid({"VGG16": blob_model()}, {"Effusion": "a.png"},
                                lambda ids, size: {i: images[i] for i in ids}, size=SIZE)
     bars = [ax for ax in fig.axes if is_colourbar(ax)]
-    assert len(bars) == 1 and explain.BOX_COLOUR in fig._suptitle.get_text()
+    assert len(bars) == 1 and cam_figures.BOX_COLOUR in fig._suptitle.get_text()
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     bar = bars[0].get_tightbbox(renderer)
@@ -206,7 +207,7 @@ def test_the_gradcam_grid_has_a_colour_bar_clear_of_its_panels():
 
 def disagreeing_predictions():
     """Three models that all miss image a.png (an Effusion) but predict different classes, and agree on b.png."""
-    from cxrlib import runs
+    from cxrlib.machinery import runs
 
     ids, labels = ["a.png", "b.png"], np.array([1, 2])
     probs = {"m1": [[0.1, 0.1, 0.1, 0.7], [0.7, 0.1, 0.1, 0.1]],
@@ -216,8 +217,8 @@ def disagreeing_predictions():
 
 
 def test_gallery_captions_claim_only_the_agreement_the_data_hold():
-    from cxrlib import plots
-    from cxrlib.widgets import Selection, browser_data, static_gallery
+    from cxrlib.present import plots
+    from cxrlib.present.widgets import Selection, browser_data, static_gallery
     from tests.test_browser import CLAIM, claim_problems
 
     predictions = disagreeing_predictions()
@@ -243,7 +244,7 @@ def test_the_static_browser_says_it_is_interactive_and_embeds_images_at_their_si
 
     from PIL import Image
 
-    from cxrlib.widgets import INTERACTIVE_NOTE, browser_data, static_browser
+    from cxrlib.present.widgets import INTERACTIVE_NOTE, browser_data, static_browser
 
     predictions = disagreeing_predictions()
     images = {i: np.zeros((40, 40), np.uint8) for i in ("a.png", "b.png")}

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import runner
-from cxrlib.config import CLASSES, PROFILES
-from cxrlib.models.backbones import BACKBONES
+from cxrlib.machinery import runner
+from cxrlib.core.config import CLASSES, PROFILES
+from cxrlib.science.models.backbones import BACKBONES
 from tests.conftest import make_rows, write_folder
 from tests.test_book import book_copy, outputs
 
@@ -100,7 +100,7 @@ def test_the_full_profile_refuses_missing_weights_caps_exactly_and_fine_tunes_fr
     info = json.loads((live / "chapter.json").read_text())
     assert info["weights"] == "VGG16"  # pretrained: no "(no pretrained weights)" tag
     assert "ImageNet (" in outputs(root / "book" / "chapters" / "pretrained.ipynb")
-    import cxrlib.models  # noqa: F401  (the custom layers)
+    import cxrlib.science.models  # noqa: F401  (the custom layers)
 
     joined = keras.models.load_model(live / "models" / "vgg16_features_on_images.keras", compile=False)
     for ours, theirs in zip(joined.get_layer("vgg16").get_layer("block1_conv1").get_weights(),

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import explain
-from cxrlib.models import backbones, fused_net
+from cxrlib.present import gradcam as cam_figures; from cxrlib.science import boxes as box_scores; from cxrlib.science import gradcam
+from cxrlib.science.models import backbones, fused_net
 
 SIZE, BLOB = 32, 6
 
@@ -51,13 +51,13 @@ def test_gradcam_finds_the_blob_that_decides_the_class(trained_blob_model):
     images, labels, boxes = blob_images(80, seed=1)
     keep = labels == 1
     assert trained_blob_model.evaluate(images, labels, verbose=0)[1] >= 0.95  # the model did learn the rule
-    heatmaps = {(f"{i}.png", "blob"): explain.gradcam(trained_blob_model, image, class_index=1)[0]
+    heatmaps = {(f"{i}.png", "blob"): gradcam.gradcam(trained_blob_model, image, class_index=1)[0]
                 for i, image in enumerate(images) if keep[i]}
-    hits = [explain.pointing_hit(heatmaps[f"{i}.png", "blob"], boxes[i]) for i in np.flatnonzero(keep)]
+    hits = [box_scores.pointing_hit(heatmaps[f"{i}.png", "blob"], boxes[i]) for i in np.flatnonzero(keep)]
     assert np.mean(hits) >= 0.9
     table = pd.DataFrame([{"Image Index": f"{i}.png", "Finding Label": "blob", "x": boxes[i][0], "y": boxes[i][1],
                            "w": BLOB, "h": BLOB} for i in np.flatnonzero(keep)])
-    scores = explain.score_boxes(heatmaps, table, size=SIZE, original=SIZE, repeats=20)
+    scores = box_scores.score_boxes(heatmaps, table, size=SIZE, original=SIZE, repeats=20)
     assert scores.loc["pointing", "Grad-CAM"] >= 0.9
     assert scores.loc["pointing", "shuffled heatmaps"] <= 0.3  # a heatmap on the wrong image rarely hits
     assert scores.loc["pointing", "random point"] <= 0.3
@@ -75,7 +75,7 @@ def test_gradcam_of_a_gap_net_is_the_class_activation_map(trained_blob_model):
         for k in (0, 1):
             cam = np.maximum(image_maps @ kernel[:, k], 0)
             expected = cam / (cam.max() + 1e-8)
-            heatmap, explained = explain.gradcam(model, image, class_index=k)
+            heatmap, explained = gradcam.gradcam(model, image, class_index=k)
             assert explained == k
             np.testing.assert_allclose(heatmap, expected, atol=1e-3)
 
@@ -99,23 +99,23 @@ def positive_fused_net_blind_to_deep_maps():
 
 def test_fused_heatmap_sees_what_only_the_shallow_branches_see():
     model = positive_fused_net_blind_to_deep_maps()
-    assert explain.gradcam_target(model)[0].startswith("concatenate")
+    assert gradcam.gradcam_target(model)[0].startswith("concatenate")
     for corner in ((10, 10), (85, 85)):
         image = np.zeros((131, 131, 3), np.float32)
         image[corner[1]:corner[1] + 36, corner[0]:corner[0] + 36] = 255
-        heatmap, _ = explain.gradcam(model, image, class_index=0)
+        heatmap, _ = gradcam.gradcam(model, image, class_index=0)
         y, x = np.unravel_index(np.argmax(heatmap), heatmap.shape)
         assert abs(x - (corner[0] + 18)) < 40 and abs(y - (corner[1] + 18)) < 40
         # the last convolution, bypassed by the classifier here, gives no heatmap at all
-        assert explain.gradcam(model, image, 0, layer="last_conv")[0].max() == 0
+        assert gradcam.gradcam(model, image, 0, layer="last_conv")[0].max() == 0
 
 
 def test_each_backbone_declares_its_target_layer():
     keras.utils.set_random_seed(0)
     base = backbones.backbone("vgg16", 32)
     model = backbones.full_model("vgg16", base, backbones.head("vgg16", base.output.shape[1:]), 32)
-    assert explain.gradcam_target(model) == ("block5_conv3", base)
-    assert explain.target_description(model)["resolution"] == "2x2"
+    assert gradcam.gradcam_target(model) == ("block5_conv3", base)
+    assert gradcam.target_description(model)["resolution"] == "2x2"
     assert {s.gradcam_layer for s in backbones.BACKBONES.values()} == {"block5_conv3", "conv5_block3_out", "relu"}
 
 
@@ -128,7 +128,7 @@ def test_random_baselines_point_at_chance():
     size, rng = 64, np.random.default_rng(0)
     box = (16, 16, 32, 32)  # a centred box, a quarter of the frame
     share = box[2] * box[3] / size ** 2
-    assert abs(explain.random_point_hits(box, size, 2000, rng).mean() - share) <= 0.03
+    assert abs(box_scores.random_point_hits(box, size, 2000, rng).mean() - share) <= 0.03
     # shuffled heatmaps whose peaks lie anywhere: their pointing score is also the box's share
     peaks = rng.integers(0, size, (2000, 2))
     heatmaps = {}
@@ -138,7 +138,7 @@ def test_random_baselines_point_at_chance():
         heatmaps[f"{i}.png", "Effusion"] = heatmap
     boxes = pd.DataFrame([{"Image Index": f"{i}.png", "Finding Label": "Effusion", "x": 16, "y": 16, "w": 32, "h": 32}
                           for i in range(2000)])
-    scores = explain.score_boxes(heatmaps, boxes, size, original=size, repeats=1)
+    scores = box_scores.score_boxes(heatmaps, boxes, size, original=size, repeats=1)
     assert abs(scores.loc["pointing", "shuffled heatmaps"] - share) <= 0.03
     assert abs(scores.loc["pointing", "random point"] - share) <= 0.03
 
@@ -150,11 +150,11 @@ def test_box_scoring_explains_the_class_of_the_box(monkeypatch):
         asked.extend(zip(images, class_indices))
         return [(np.ones((8, 8)), 0) for _ in images]
 
-    monkeypatch.setattr(explain, "gradcam_cells_batch", spy)
+    monkeypatch.setattr(box_scores, "gradcam_cells_batch", spy)
     model = type("M", (), {"input": type("I", (), {"shape": (None, 8, 8, 3)})()})()
     boxes = pd.DataFrame({"Image Index": ["a.png", "b.png"], "Finding Label": ["Effusion", "Atelectasis"],
                           "x": [0, 0], "y": [0, 0], "w": [512, 512], "h": [512, 512]})
-    explain.score_models({"m": model}, boxes, images_for=lambda ids, size: {i: i for i in ids})
+    box_scores.score_models({"m": model}, boxes, images_for=lambda ids, size: {i: i for i in ids})
     assert sorted(asked) == [("a.png", 1), ("b.png", 3)]
 
 
@@ -162,19 +162,19 @@ def test_box_table_reports_the_area_of_each_method():
     heatmaps = {("a.png", "Effusion"): np.pad(np.ones((8, 8)), 28), ("b.png", "Effusion"): np.pad(np.ones((16, 16)), 24)}
     boxes = pd.DataFrame({"Image Index": ["a.png", "b.png"], "Finding Label": ["Effusion"] * 2,
                           "x": [0, 0], "y": [0, 0], "w": [64, 64], "h": [64, 64]})
-    table = explain.score_boxes(heatmaps, boxes, size=64, original=64)
-    assert table.loc[explain.AREA, "Grad-CAM"] == pytest.approx((64 + 256) / 2 / 64 ** 2)
-    assert table.loc[explain.AREA, "shuffled heatmaps"] == pytest.approx((64 + 256) / 2 / 64 ** 2)
+    table = box_scores.score_boxes(heatmaps, boxes, size=64, original=64)
+    assert table.loc[box_scores.AREA, "Grad-CAM"] == pytest.approx((64 + 256) / 2 / 64 ** 2)
+    assert table.loc[box_scores.AREA, "shuffled heatmaps"] == pytest.approx((64 + 256) / 2 / 64 ** 2)
 
 
 def test_grid_titles_are_readable_and_say_no_pretrained_weights():
     model = blob_model()
     images = {"a.png": np.zeros((SIZE, SIZE), np.uint8)}
-    fig = explain.gradcam_grid({"VGG16 (no pretrained weights)": model}, {"Effusion": "a.png"},
+    fig = cam_figures.gradcam_grid({"VGG16 (no pretrained weights)": model}, {"Effusion": "a.png"},
                                lambda ids, size: {i: images[i] for i in ids}, size=SIZE)
     title = fig.axes[0].title
     assert "no pretrained weights" in title.get_text()
-    assert explain.shown_points(fig, title.get_fontsize()) >= 10
+    assert cam_figures.shown_points(fig, title.get_fontsize()) >= 10
 
 
 # --- coarse maps, the within-label baseline and maps without spatial information ---------------------
@@ -192,43 +192,43 @@ def test_upsample_is_tensorflows_bilinear_resize():
     for cells, size in ((7, 224), (2, 87), (3, 3), (6, 250)):
         cam = np.random.default_rng(cells).uniform(0, 1, (cells, cells)).astype(np.float32)
         expected = tf.image.resize(cam[..., None], (size, size))[..., 0].numpy()
-        np.testing.assert_allclose(explain.upsample(cam, (size, size)), expected, atol=1e-6)
+        np.testing.assert_allclose(gradcam.upsample(cam, (size, size)), expected, atol=1e-6)
 
 
 def test_pointing_on_a_coarse_map_is_the_peak_cells_centre():
     # 7x7 cells over 224 px: a cell is 32 px, so cell (row 3, column 0) is centred at x = 16, y = 112
     cam = coarse_map()
-    assert explain.peak_point(cam, 224) == (16.0, 112.0)
+    assert box_scores.peak_point(cam, 224) == (16.0, 112.0)
     # resized first, the peak cell becomes a flat top whose first pixel sits on the image's edge
-    y, x = np.unravel_index(np.argmax(explain.upsample(cam, (224, 224))), (224, 224))
+    y, x = np.unravel_index(np.argmax(gradcam.upsample(cam, (224, 224))), (224, 224))
     assert (x, y) == (0, 111)
     box = (8, 104, 16, 16)  # around the cell's centre, clear of the edge
-    assert explain.pointing_hit(cam, box, 224)
-    assert explain.score_heatmap(cam, box, 224)["pointing"]
-    assert not explain.pointing_hit(explain.upsample(cam, (224, 224)), box, 224)  # what resizing first gave
+    assert box_scores.pointing_hit(cam, box, 224)
+    assert box_scores.score_heatmap(cam, box, 224)["pointing"]
+    assert not box_scores.pointing_hit(gradcam.upsample(cam, (224, 224)), box, 224)  # what resizing first gave
 
 
 def test_box_scoring_keeps_the_grid_for_the_point_and_resizes_for_the_box():
     scale = 1024 / 224  # the box of the coarse-map test above, in NIH's 1024-pixel frame
     boxes = pd.DataFrame({"Image Index": ["a.png"], "Finding Label": ["Effusion"],
                           "x": [8 * scale], "y": [104 * scale], "w": [16 * scale], "h": [16 * scale]})
-    table = explain.score_boxes({("a.png", "Effusion"): coarse_map()}, boxes, size=224)
+    table = box_scores.score_boxes({("a.png", "Effusion"): coarse_map()}, boxes, size=224)
     assert table.loc["pointing", "Grad-CAM"] == 1.0
     # the predicted box is the peak cell's region at half the maximum on the resized map: within the left column
-    assert 0 < table.loc[explain.AREA, "Grad-CAM"] < 2 / 49
+    assert 0 < table.loc[box_scores.AREA, "Grad-CAM"] < 2 / 49
 
 
 def test_pointing_tolerance_counts_near_misses_only_when_asked():
     box = (100, 100, 20, 20)
-    assert not explain.inside(130, 110, box) and explain.inside(130, 110, box, tolerance=15)
-    assert not explain.inside(140, 130, box, tolerance=15)  # 20 px right and 10 px below: 22.4 px away
-    assert explain.inside(110, 110, box, tolerance=15)
+    assert not box_scores.inside(130, 110, box) and box_scores.inside(130, 110, box, tolerance=15)
+    assert not box_scores.inside(140, 130, box, tolerance=15)  # 20 px right and 10 px below: 22.4 px away
+    assert box_scores.inside(110, 110, box, tolerance=15)
 
 
 def test_the_page_states_the_scoring_rules_from_the_constants():
-    rules = explain.scoring_rules()
-    assert all(f"{t:g}" in rules for t in explain.THRESHOLDS) and "Wang et al. (2017)" in rules
-    assert "15 pixels" in rules and ("no tolerance" in rules) == (explain.POINTING_TOLERANCE == 0)
+    rules = cam_figures.scoring_rules()
+    assert all(f"{t:g}" in rules for t in box_scores.THRESHOLDS) and "Wang et al. (2017)" in rules
+    assert "15 pixels" in rules and ("no tolerance" in rules) == (box_scores.POINTING_TOLERANCE == 0)
     assert "centre of the hottest cell" in rules and "same label" in rules
 
 
@@ -248,7 +248,7 @@ def test_shuffled_baseline_shuffles_within_each_label():
         heatmap = np.zeros((size, size))
         heatmap[y, x] = 1.0
         heatmaps[f"a{i}.png", "Atelectasis"] = heatmap
-    table = explain.score_boxes(heatmaps, pd.DataFrame(rows), size, original=size, repeats=20)
+    table = box_scores.score_boxes(heatmaps, pd.DataFrame(rows), size, original=size, repeats=20)
     assert table.loc["pointing", "Grad-CAM"] == 1.0
     assert table.loc["pointing", "shuffled heatmaps"] == pytest.approx(2 / 12)
     assert round(table.loc["pointing", "shuffled heatmaps"], 3) == 0.167
@@ -259,20 +259,20 @@ def test_a_label_with_one_boxed_image_has_no_shuffled_partner():
     boxes = [{"Image Index": name, "Finding Label": label}
              for name, label in (("a.png", "Effusion"), ("b.png", "Effusion"), ("c.png", "Atelectasis"))]
     heatmaps = {(b["Image Index"], b["Finding Label"]): np.full((2, 2), i) for i, b in enumerate(boxes)}
-    pairs = explain.shuffled_within_labels(boxes, heatmaps, rng)
+    pairs = box_scores.shuffled_within_labels(boxes, heatmaps, rng)
     assert sorted((box["Image Index"], int(heatmap[0, 0])) for box, heatmap in pairs) == [("a.png", 1), ("b.png", 0)]
 
 
 def test_maps_without_spatial_information():
-    assert not explain.has_spatial_information(np.ones((1, 1)))
-    assert not explain.has_spatial_information(np.zeros((8, 8)))
-    assert not explain.has_spatial_information(explain.upsample(np.full((1, 1), 0.7), (87, 87)))
-    assert not explain.has_spatial_information(np.ones((1, 5)) * np.arange(5))  # one row of cells
-    assert explain.has_spatial_information(np.eye(2))
-    rows = explain.score_boxes({("a.png", "Effusion"): np.ones((1, 1))},
+    assert not gradcam.has_spatial_information(np.ones((1, 1)))
+    assert not gradcam.has_spatial_information(np.zeros((8, 8)))
+    assert not gradcam.has_spatial_information(gradcam.upsample(np.full((1, 1), 0.7), (87, 87)))
+    assert not gradcam.has_spatial_information(np.ones((1, 5)) * np.arange(5))  # one row of cells
+    assert gradcam.has_spatial_information(np.eye(2))
+    rows = box_scores.score_boxes({("a.png", "Effusion"): np.ones((1, 1))},
                                pd.DataFrame([{"Image Index": "a.png", "Finding Label": "Effusion",
                                               "x": 0, "y": 0, "w": 8, "h": 8}]), size=16, original=16)
-    assert rows.loc[explain.NO_INFORMATION, "Grad-CAM"] == 1.0
+    assert rows.loc[box_scores.NO_INFORMATION, "Grad-CAM"] == 1.0
 
 
 def one_cell_model(size: int = 16):
@@ -291,22 +291,22 @@ def texts(ax) -> str:
 def test_a_one_cell_map_is_drawn_as_no_spatial_information():
     model = one_cell_model()
     image = np.random.default_rng(0).uniform(0, 255, (16, 16, 3))
-    cells, _ = explain.gradcam_cells(model, image, class_index=0)
-    assert cells.shape == (1, 1) and not explain.has_spatial_information(explain.gradcam(model, image, 0)[0])
+    cells, _ = gradcam.gradcam_cells(model, image, class_index=0)
+    assert cells.shape == (1, 1) and not gradcam.has_spatial_information(gradcam.gradcam(model, image, 0)[0])
     images = {"a.png": image[..., 0].astype(np.uint8)}
-    fig = explain.gradcam_grid({"ResNet152": model}, {"Effusion": "a.png"},
+    fig = cam_figures.gradcam_grid({"ResNet152": model}, {"Effusion": "a.png"},
                                lambda ids, size: {i: images[i] for i in ids}, size=16)
     ax = fig.axes[0]
     assert len(ax.images) == 1  # the X-ray only, no uniform tint
-    assert explain.NO_SPATIAL_INFORMATION in texts(ax)
+    assert gradcam.NO_SPATIAL_INFORMATION in texts(ax)
 
 
 def test_an_informative_map_is_tinted_without_a_warning():
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots()
-    explain.overlay(ax, np.zeros((8, 8)), np.eye(8), "x")
-    assert len(ax.images) == 2 and explain.NO_SPATIAL_INFORMATION not in texts(ax)
+    cam_figures.overlay(ax, np.zeros((8, 8)), np.eye(8), "x")
+    assert len(ax.images) == 2 and gradcam.NO_SPATIAL_INFORMATION not in texts(ax)
     plt.close(fig)
 
 
@@ -321,8 +321,8 @@ def test_all_models_explain_one_class_and_skip_empty_maps(monkeypatch):
         asked.append((model, class_index))
         return maps[model], predicted[model] if class_index is None else class_index
 
-    monkeypatch.setattr(explain, "heatmap_at", fake)
-    source = explain.heatmap_source({"a": "a", "b": "b", "c": "c"}, None, 4)
+    monkeypatch.setattr(gradcam, "heatmap_at", fake)
+    source = gradcam.heatmap_source({"a": "a", "b": "b", "c": "c"}, None, 4)
     heatmap = source("all models", "x.png")
     assert {k for m, k in asked if k is not None} == {1} and ("b", 1) in asked
     np.testing.assert_allclose(heatmap, (np.eye(4) + np.fliplr(np.eye(4))) / 2)

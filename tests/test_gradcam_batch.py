@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrlib import explain
+from cxrlib.science import gradcam
 from tests.test_gradcam import blob_images, blob_model
 
 
@@ -11,9 +11,9 @@ def test_a_batch_gives_each_image_its_own_map():
     model = blob_model()
     images, _, _ = blob_images(5, seed=3)
     classes = [None, 1, None, 0, 1]
-    batched = explain.gradcam_cells_batch(model, list(images), classes)
+    batched = gradcam.gradcam_cells_batch(model, list(images), classes)
     for image, k, (cells, explained) in zip(images, classes, batched):
-        alone, alone_class = explain.gradcam_cells(model, image, k)
+        alone, alone_class = gradcam.gradcam_cells(model, image, k)
         assert explained == alone_class and (k is None or explained == k)
         np.testing.assert_allclose(cells, alone, atol=1e-5)
 
@@ -27,8 +27,8 @@ def test_prefetched_browser_maps_equal_maps_computed_one_by_one():
         return {i: by_id[i] for i in ids}
 
     pairs = [("a", "img0"), ("b", "img1"), ("all models", "img2"), ("all models", "img3")]
-    fetched = explain.heatmap_source(models, images_for, 24)
+    fetched = gradcam.heatmap_source(models, images_for, 24)
     fetched.prefetch(pairs)
-    lazy = explain.heatmap_source(models, images_for, 24)
+    lazy = gradcam.heatmap_source(models, images_for, 24)
     for pair in pairs:
         np.testing.assert_allclose(fetched(*pair), lazy(*pair), atol=1e-5)

@@ -11,11 +11,12 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFile
 
-from cxrlib.config import CLASSES
-from cxrlib.data import DataError, load_data, read_metadata
-from cxrlib.data import decode as decode_module
-from cxrlib.data.decode import MAX_PIXELS, BadImage, decode_bytes
-from cxrlib.data.sources import open_folder
+from cxrlib.machinery import cli
+from cxrlib.core.config import CLASSES
+from cxrlib.machinery.inputs import DataError, load_data, read_metadata
+from cxrlib.machinery.inputs import decode as decode_module
+from cxrlib.machinery.inputs.decode import MAX_PIXELS, BadImage, decode_bytes
+from cxrlib.machinery.inputs.sources import open_folder
 
 from tests.conftest import make_rows, write_folder
 
@@ -139,10 +140,10 @@ def test_bomb_truncated_and_random_files_are_named_in_one_line_each(tmp_path, is
 
 
 def test_the_runner_stops_on_hostile_images_with_one_line_and_no_traceback(tmp_path, isolated, capsys):
-    from cxrlib import runner
+    from cxrlib.machinery import runner
 
     names = hostile_folder(tmp_path / "nih")
-    code = runner.main(["run", "dataset", "--profile", "smoke", "--data", str(tmp_path / "nih"),
+    code = cli.main(["run", "dataset", "--profile", "smoke", "--data", str(tmp_path / "nih"),
                         "--book-root", str(isolated)])
     error = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in error and "Traceback" not in error
@@ -172,7 +173,7 @@ def file_key(path) -> int:
 
 
 def test_each_used_image_is_decoded_once_on_first_touch_and_unused_ones_never(nih_folder, isolated, decodes):
-    import cxrlib.preprocessing  # noqa: F401  (registers the transforms)
+    import cxrlib.science.otsu  # noqa: F401  (registers the transforms)
 
     source = open_folder(nih_folder, "nih")
     assert decodes == {}  # reading the folder hashes files and reads headers, decoding none
@@ -193,7 +194,7 @@ def test_each_used_image_is_decoded_once_on_first_touch_and_unused_ones_never(ni
 
 
 def test_first_decode_fills_the_cache_with_what_a_later_decode_gives(nih_folder, isolated):
-    from cxrlib.data.decode import decode
+    from cxrlib.machinery.inputs.decode import decode
 
     data = load_data(nih_folder, fractions=(0.5, 0.25, 0.25), image_size=20)
     cached = np.asarray(data.images("val", 20))
@@ -246,7 +247,7 @@ def test_label_files_saved_by_spreadsheets_are_read_and_the_encoding_named(tmp_p
     path = label_file(tmp_path / "Data_Entry_2017.csv", ROWS.format(note=note), encoding)
     table = read_metadata(path)
     assert table["Note"].iloc[0] == note and list(table.columns)[0] == "Image Index"
-    from cxrlib.data.metadata import read_labels
+    from cxrlib.machinery.inputs.metadata import read_labels
 
     _, drops = read_labels(path)
     assert drops.encoding == named

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import calibration, metrics
-from cxrlib.config import CLASSES, profile_settings
+from cxrlib.science import calibration, metrics
+from cxrlib.core.config import CLASSES, profile_settings
 
 # --- a hand-made prediction table: two images per class; image i gives its predicted class 0.55 + 0.05 i and
 # shares the rest equally, so no two scores tie (a tie would leave ROC AUC to the last bit of a softmax) ---
@@ -122,7 +122,7 @@ def test_reliability_keeps_tied_confidences_in_one_bin():
 
 @pytest.fixture
 def tiny_data(nih_folder, isolated):
-    from cxrlib.data import load_data
+    from cxrlib.machinery.inputs import load_data
 
     # per class 6 patients of 2 images; the midpoints of their shares of images, 1/12, 3/12 ... 11/12, deal 4
     # patients to train (< 0.6), 1 to val (< 0.8) and 1 to test
@@ -130,7 +130,7 @@ def tiny_data(nih_folder, isolated):
 
 
 def test_patients_per_split_by_hand(tiny_data):
-    from cxrlib.data import patients_per_split
+    from cxrlib.machinery.inputs import patients_per_split
 
     table = patients_per_split(tiny_data)
     assert table.index.tolist() == ["train", "val", "test"]
@@ -139,7 +139,7 @@ def test_patients_per_split_by_hand(tiny_data):
 
 
 def test_overview_by_hand(tiny_data, nih_folder):
-    from cxrlib.data import overview, read_metadata
+    from cxrlib.machinery.inputs import overview, read_metadata
 
     table = overview(tiny_data, read_metadata(nih_folder / "Data_Entry_2017.csv"))
     assert table.index.tolist() == [*CLASSES, "total"]
@@ -153,7 +153,7 @@ def test_overview_by_hand(tiny_data, nih_folder):
 
 
 def test_report_split_comparison_by_hand(tiny_data):
-    from cxrlib.data import report_split_comparison
+    from cxrlib.machinery.inputs import report_split_comparison
 
     table = report_split_comparison(tiny_data)
     assert table.columns.tolist() == [(s, w) for s in ("train", "val", "test") for w in ("report", "ours")]
@@ -176,7 +176,7 @@ def big_table(per_class: int = 5000) -> pd.DataFrame:
 
 
 def test_the_full_profile_gives_the_reports_set_sizes():
-    from cxrlib.data.splits import apply_caps, split_counts, split_patients
+    from cxrlib.science.data.splits import apply_caps, split_counts, split_patients
 
     full = profile_settings("full")
     split = split_patients(big_table(), full["fractions"], full["seed"])
@@ -199,7 +199,7 @@ def trial(status, message=None):
 
 
 def test_check_trials_passes_only_when_every_trial_completed():
-    from cxrlib.tuning import check_trials
+    from cxrlib.science.tuning import check_trials
 
     def tuner(*trials_):
         return SimpleNamespace(oracle=SimpleNamespace(trials={str(i): t for i, t in enumerate(trials_)}))

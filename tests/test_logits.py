@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrlib import calibration, runs
+from cxrlib.science import calibration; from cxrlib.machinery import runs
 
 KERNEL = np.array([[1.0, -1.0, 0.5, 0.0], [0.0, 0.0, -2.0, 1.0]], np.float32)
 
@@ -26,7 +26,7 @@ def tiny(nested: bool):
 def test_predictions_carry_exact_logits(nested, tmp_path):
     import keras
 
-    from cxrlib import training
+    from cxrlib.science import training
 
     x = np.array([[300.0, 0.0], [0.0, 1.0], [-100.0, 50.0]], np.float32)
     expected = x.astype(float) @ KERNEL.astype(float)

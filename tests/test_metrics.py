@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from cxrlib import metrics
+from cxrlib.present import figures
+from cxrlib.science import metrics
 
 # true: NF, Eff, Inf, Atel, Eff, Inf ; predicted: NF, Eff, NF, Atel, Inf, Inf
 Y_TRUE = np.array([0, 1, 2, 3, 1, 2])
@@ -62,9 +63,9 @@ def test_metrics_row_has_report_columns():
 
 
 def test_plots_have_titles_and_axes():
-    ax = metrics.plot_confusion(Y_TRUE, Y_PRED, "cm")
+    ax = figures.plot_confusion(Y_TRUE, Y_PRED, "cm")
     assert ax.get_title() == "cm" and ax.get_xlabel() == "predicted class"
-    ax = metrics.plot_class_report(Y_TRUE, Y_PRED, "report")
+    ax = figures.plot_class_report(Y_TRUE, Y_PRED, "report")
     assert ax.get_title() == "report" and ax.get_ylabel() == "score"
 
 

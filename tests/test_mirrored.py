@@ -17,8 +17,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from cxrlib.data.pipeline import make_dataset, steps_per_epoch
-from cxrlib.models import count_params, fused_net
+from cxrlib.science.data.pipeline import make_dataset, steps_per_epoch
+from cxrlib.science.models import count_params, fused_net
 
 rng = np.random.default_rng(0)
 images, labels = rng.integers(0, 256, (16, 40, 40), dtype=np.uint8), np.arange(16) % 4

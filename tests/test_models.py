@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cxrlib.models import count_params, first_cnn, fused_net, learnable_resizer, second_cnn
+from cxrlib.science.models import count_params, first_cnn, fused_net, learnable_resizer, second_cnn
 
 
 def test_learnable_resizer_has_12163_parameters():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrlib.data import pipeline
+from cxrlib.science.data import pipeline
 
 
 def labels_of(dataset, batches: int) -> list:

@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from conftest import SAMPLE
-from cxrlib import predict, runner
-from cxrlib.config import CLASSES
+from cxrlib.machinery import cli
+from cxrlib.machinery import predict, runner
+from cxrlib.core.config import CLASSES
 
 PROBS = [f"p_{c}" for c in CLASSES]
 
@@ -22,7 +23,7 @@ def tiny_net(image_size: int):
     """A seeded, fast classifier with the book's input layer and a softmax layer named 'classifier'."""
     import keras
 
-    from cxrlib.models.inputs import grey_input
+    from cxrlib.science.models.inputs import grey_input
 
     inputs, x = grey_input(image_size)
     x = keras.layers.Rescaling(1 / 255)(x)
@@ -35,8 +36,8 @@ def tiny_net(image_size: int):
 @pytest.fixture(scope="module")
 def chapter(tmp_path_factory):
     """The fused chapter's run folder (smoke, the real sample) holding one trained tiny model, in a tmp folder."""
-    from cxrlib.chapter import Chapter
-    from cxrlib.runs import RUNNER_ENV
+    from cxrlib.machinery.chapter import Chapter
+    from cxrlib.machinery.runs import RUNNER_ENV
 
     base = tmp_path_factory.mktemp("predict")
     with pytest.MonkeyPatch.context() as patch:
@@ -55,7 +56,7 @@ def test_predict_agrees_with_the_chapters_saved_test_predictions(chapter, tmp_pa
     saved = pd.read_csv(chapter.run.live / "predictions" / "tiny__test.csv").set_index("Image Index").head(6)
     paths = [chapter.data.source.paths[name] for name in saved.index]
     output = tmp_path / "out.csv"
-    assert runner.main(["predict", *map(str, paths), "--model", "fused/tiny", "--profile", "smoke",
+    assert cli.main(["predict", *map(str, paths), "--model", "fused/tiny", "--profile", "smoke",
                         "-o", str(output)]) == 0
     table = pd.read_csv(output)
     assert table["file"].tolist() == [str(p) for p in paths]
@@ -85,7 +86,7 @@ def test_a_folder_with_one_broken_file_predicts_the_rest_and_names_it(chapter, t
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a picture")
     (folder / "notes.txt").write_text("not an image: left alone")
     output, overlays = tmp_path / "out.csv", tmp_path / "overlays"
-    code = runner.main(["predict", str(folder), "--model", "fused/tiny", "--profile", "smoke", "-o", str(output),
+    code = cli.main(["predict", str(folder), "--model", "fused/tiny", "--profile", "smoke", "-o", str(output),
                         "--gradcam", str(overlays)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
@@ -112,7 +113,7 @@ def save_model(chapter, name: str, model, spec: dict) -> None:
 def test_models_whose_input_size_or_classes_do_not_match_are_refused(chapter, capsys):
     import keras
 
-    from cxrlib.models.inputs import grey_input
+    from cxrlib.science.models.inputs import grey_input
 
     save_model(chapter, "wrong_size", tiny_net(32), {"image_size": 96})
     inputs, x = grey_input(32)
@@ -123,7 +124,7 @@ def test_models_whose_input_size_or_classes_do_not_match_are_refused(chapter, ca
     for model, words in (("fused/wrong_size", "takes 32x32 images, but its record says it was trained on 96 px"),
                          ("fused/three_classes", "outputs 3 classes; cxr predict needs 4: No Finding, Effusion"),
                          ("fused/absent", "models saved there: "), ("fused", "not of the form CHAPTER/MODEL")):
-        assert runner.main(["predict", str(SAMPLE), "--model", model, "--profile", "smoke"]) == 2
+        assert cli.main(["predict", str(SAMPLE), "--model", model, "--profile", "smoke"]) == 2
         assert words in capsys.readouterr().err
 
 
@@ -146,5 +147,5 @@ def test_a_saved_temperature_is_applied_and_said(chapter, tmp_path):
 
 def test_help_shows_an_example(capsys):
     with pytest.raises(SystemExit):
-        runner.main(["predict", "--help"])
+        cli.main(["predict", "--help"])
     assert "cxr predict new_scans/ chest.jpg --model fused/fused" in capsys.readouterr().out

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrlib.features import extract
-from cxrlib.preprocessing import otsu, otsu_steps
+from cxrlib.machinery.features import extract
+from cxrlib.science.otsu import otsu, otsu_steps
 
 
 def test_otsu_keeps_pixels_darker_than_the_threshold():
@@ -46,8 +46,8 @@ def test_features_are_computed_once(isolated):
 def test_hyperband_search_space_builds_the_report_head():
     import keras_tuner
 
-    from cxrlib.models import count_params
-    from cxrlib.tuning import hypermodel
+    from cxrlib.science.models import count_params
+    from cxrlib.science.tuning import hypermodel
 
     hp = keras_tuner.HyperParameters()
     model = hypermodel(64, 64)(hp)
@@ -60,7 +60,7 @@ def test_hyperband_search_space_builds_the_report_head():
 def test_hyperband_search_completes_its_trials(tmp_path):
     import tensorflow as tf
 
-    from cxrlib.tuning import best_hyperparameters, search, trials_table
+    from cxrlib.science.tuning import best_hyperparameters, search, trials_table
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")

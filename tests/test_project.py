@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cxrlib import repro
-from cxrlib.runner import CHAPTERS, toc_files
+from cxrlib.machinery import repro
+from cxrlib.core.registry import CHAPTERS
+from cxrlib.machinery.site import toc_files
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -33,6 +34,29 @@ def test_notebooks_hold_no_model_or_metric_code(path):
     code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
     forbidden = re.findall(r"layers\.\w+\(|\.compile\(|\.fit\(|f1_score|roc_auc_score|^def |^class ", code, re.M)
     assert not forbidden
+
+
+# What a notebook must leave to cxrlib: writing results, fitting anything, drawing by hand, choosing the models
+NOT_IN_NOTEBOOKS = {
+    "saving": r"\.save\w*\(|\.to_csv\(|\.to_json\(|np\.save|write_\w+\(|\.run\.\w+|record_\w+\(|open\([^)]*['\"]w",
+    "fitting": r"\bfit\w*\(|genetic_\w+\(|evolution_weights\(|\.search\(",
+    "plotting": r"\bplt\.|\bax\.\w+\(|\baxes\[|subplots\(|\.plot(?:\.\w+)?\(|\.imshow\(|\.legend\(",
+    "model choice": r"model_choice\(|best_models\(|idxmax\(",
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_leave_saving_fitting_plotting_and_choosing_to_cxrlib(path):
+    code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    found = {what: re.findall(pattern, code) for what, pattern in NOT_IN_NOTEBOOKS.items()}
+    assert not any(found.values()), f"{path.name}: {found}"
+
+
+def test_the_notebook_check_sees_each_kind_of_logic():
+    cells = {"saving": "ch.run.save_metrics('ga', row)", "fitting": "w = ensemble.fit_on_validation(z, y, p)",
+             "plotting": "ax.set_ylabel('share')", "model choice": "best = scores.idxmax()"}
+    for what, line in cells.items():
+        assert re.findall(NOT_IN_NOTEBOOKS[what], line), what
 
 
 LOCKS = {"3.11": ROOT / "requirements" / "lock-py311.txt", "3.12": ROOT / "requirements" / "lock-py312.txt"}

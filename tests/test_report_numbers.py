@@ -1,4 +1,4 @@
-"""Every number cxrlib/report.py (and config's section 1.2 counts) quotes from the report, checked against the report's
+"""Every number cxrlib/present/report.py (and config's section 1.2 counts) quotes from the report, checked against the report's
 own tables, parsed from a copy of report.md kept in tests/data; and paired, verdict and _row on examples worked by hand."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cxrlib import report
-from cxrlib.config import CLASSES, REPORT_COUNTS, REPORT_FIRST_TRAIN_SIZE
-from cxrlib.metrics import F1_COLUMNS, GLOBAL_COLUMNS
+from cxrlib.present import report
+from cxrlib.core.config import CLASSES, REPORT_COUNTS, REPORT_FIRST_TRAIN_SIZE
+from cxrlib.science.metrics import F1_COLUMNS, GLOBAL_COLUMNS
 
 REPORT_MD = Path(__file__).resolve().parent / "data" / "report.md"  # a copy of ../shared/seed/report.md
 # the report's column names -> ours

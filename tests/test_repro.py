@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import repro, runner
-from cxrlib.metrics import metrics_row
-from cxrlib.runs import ChapterRun, predictions_frame
+from cxrlib.machinery import cli
+from cxrlib.machinery import repro, runner
+from cxrlib.science.metrics import metrics_row
+from cxrlib.machinery.runs import ChapterRun, predictions_frame
 from tests.conftest import SAMPLE
 from tests.test_book import book_copy
 
@@ -143,9 +144,9 @@ def test_compare_names_a_missing_folder(tmp_path):
 def test_cxr_compare_prints_the_table(tmp_path, capsys):
     _save(tmp_path / "a", "fused", "fused", _probs())
     _save(tmp_path / "b", "fused", "fused", _probs())
-    assert runner.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     assert "largest difference over every metric and test probability of the models in both: 0" in capsys.readouterr().out
-    assert runner.main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
+    assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
 
 
 # --- the command that rebuilds a page ----------------------------------------------------------------------
@@ -158,7 +159,7 @@ def test_rebuild_command_reads_back_as_the_same_parameters():
 
     words = shlex.split(command.split(" && ")[1])
     pairs = [words[i + 1] for i, w in enumerate(words) if w == "-p"]
-    assert runner.parse_assignments(pairs) == {"EPOCHS": 20, "LEARNING_RATE": 1e-4, "RESIZER": False,
+    assert cli.parse_assignments(pairs) == {"EPOCHS": 20, "LEARNING_RATE": 1e-4, "RESIZER": False,
                                                "CAPS": {"train": 5}, "FRACTIONS": [0.6, 0.2, 0.2]}
 
 
@@ -188,7 +189,7 @@ def test_pages_that_cannot_be_rerun_are_named(tmp_path):
         repro.page_parameters(_page(tmp_path / "fused.ipynb"))
     with pytest.raises(runner.RunnerError, match="does not exist"):
         repro.page_parameters(tmp_path / "dataset.ipynb")
-    assert runner.main(["run", "fused", "--from-page", str(tmp_path / "fused.ipynb")]) == 2
+    assert cli.main(["run", "fused", "--from-page", str(tmp_path / "fused.ipynb")]) == 2
 
 
 def test_from_page_reruns_a_toy_chapter_with_its_data_and_parameters(isolated, monkeypatch, nih_folder):
@@ -218,7 +219,7 @@ def test_from_page_reruns_a_toy_chapter_with_its_data_and_parameters(isolated, m
 def _freeze_code_digest(monkeypatch):
     """Stamps include the library's code digest: edits to cxrlib/ by someone else while a test runs
     (a shared checkout) must not pass for a difference made by --from-page."""
-    from cxrlib import identity
+    from cxrlib.machinery import identity
 
     frozen = identity.code_digest()
     monkeypatch.setattr(identity, "code_digest", lambda: frozen)

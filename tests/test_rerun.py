@@ -19,15 +19,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxrlib import runner
-from cxrlib.chapter import Chapter
-from cxrlib.params import chapter_parameters
+from cxrlib.machinery import cli
+from cxrlib.machinery import runner
+from cxrlib.machinery.chapter import Chapter
+from cxrlib.machinery.params import parameter_names
 from tests.conftest import make_rows, write_folder
 
 TOY_BODY = """
 import os, time
 import pandas as pd
-from cxrlib.chapter import open_chapter
+from cxrlib.machinery.chapter import open_chapter
 ch = open_chapter(CHAPTER, globals(), show=False)
 ch.run.save_history("toy", pd.DataFrame({"epoch": [0], "loss": [float(ch["epochs"])]}))
 ch.run.save_metrics("toy", pd.DataFrame({"Accuracy": [0.5]}, index=["toy"]))
@@ -44,7 +45,7 @@ def toy_notebooks(folder: Path, chapters=("fused",)) -> Path:
     """Notebooks that save a history and a metrics row, and can be made to fail or wait."""
     folder.mkdir(parents=True, exist_ok=True)
     for chapter in chapters:
-        params = ["PROFILE = 'cpu'", "DATA_DIR = None"] + [f"{n.upper()} = None" for n in chapter_parameters(chapter)]
+        params = ["PROFILE = 'cpu'", "DATA_DIR = None"] + [f"{n.upper()} = None" for n in parameter_names(chapter)]
         cell = nbformat.v4.new_code_cell("\n".join(params))
         cell.metadata["tags"] = ["parameters"]
         body = nbformat.v4.new_code_cell(f"CHAPTER = {chapter!r}\n{TOY_BODY}")
@@ -107,7 +108,7 @@ def test_ctrl_c_stops_with_one_line_and_exit_130(toy):
     ready = root / "ready"
     env = {**os.environ, "TOY_WAIT": str(ready)}
     # as `cxr run` does it, with a book root of the test's own
-    code = (f"import sys; from cxrlib import runner\n"
+    code = (f"import sys; from cxrlib.machinery import runner\n"
             f"try:\n    runner.run_chapters(['fused'], 'smoke', {str(data)!r}, {{'epochs': 4}}, "
             f"book_root={str(root)!r}, log=lambda *a: None)\n"
             f"except runner.Interrupted as err:\n    print('cxr:', err, file=sys.stderr); sys.exit(130)\n")
@@ -129,24 +130,24 @@ def test_cli_ctrl_c_exit_code(monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise runner.Interrupted("interrupted chapter 'fused'; the previous results and page are untouched")
 
-    monkeypatch.setattr(runner, "run_chapters", interrupted)
-    assert runner.main(["run", "fused"]) == 130
+    monkeypatch.setattr(cli, "run_chapters", interrupted)
+    assert cli.main(["run", "fused"]) == 130
     assert capsys.readouterr().err.count("\n") == 1
 
 
 @pytest.mark.parametrize("param, value", [("epochs", "abc"), ("learning_rate", -1.0), ("fractions", [0.5, 0.2, 0.2]),
                                           ("class_weight", "inverse"), ("max_per_class", 0), ("backbones", ["vgg"])])
 def test_bad_parameters_are_refused_before_any_data_is_read(isolated, monkeypatch, param, value):
-    import cxrlib.data
+    import cxrlib.machinery.inputs
 
     def no_data(*args, **kwargs):
         raise AssertionError("data were read before the parameters were checked")
 
-    monkeypatch.setattr(cxrlib.data, "load_data", no_data)
+    monkeypatch.setattr(cxrlib.machinery.inputs, "load_data", no_data)
     chapter = "pretrained" if param == "backbones" else "fused"
     with pytest.raises(runner.RunnerError, match=rf"parameter {param}=.*is not allowed: expected"):
         runner.run_chapters([chapter], "smoke", params={param: value}, book_root=isolated)
-    assert runner.main(["run", chapter, "-p", f"{param}={value}"]) == 2
+    assert cli.main(["run", chapter, "-p", f"{param}={value}"]) == 2
 
 
 def test_a_split_without_some_class_stops_before_any_chapter_runs(isolated):
@@ -159,7 +160,7 @@ def test_a_split_without_some_class_stops_before_any_chapter_runs(isolated):
 
 def identities(data, **params):
     ids = runner.Identities("smoke", data)
-    return {c: ids.of(c, runner.chapter_parameters(c, "smoke", data, params))
+    return {c: ids.of(c, runner.injected_parameters(c, "smoke", data, params))
             for c in runner.chapter_order(["fused_grid", "scratch"])}
 
 
@@ -228,7 +229,7 @@ def test_results_reach_the_run_folder_only_when_the_chapter_finishes(isolated, n
 def test_a_notebook_run_by_hand_and_the_runner_reach_the_same_identity(isolated, nih_folder):
     """Both go through the same identity: the runner's stamp is what the chapter computes in its kernel."""
     for params in ({}, {"epochs": 3, "seed": 5}):
-        stamp = runner.Identities("smoke", nih_folder).of("scratch", runner.chapter_parameters(
+        stamp = runner.Identities("smoke", nih_folder).of("scratch", runner.injected_parameters(
             "scratch", "smoke", nih_folder, params))
         by_hand = Chapter("scratch", "smoke", nih_folder, isolated / "runs", **params)
         assert by_hand.identity == stamp

@@ -3,23 +3,25 @@ from __future__ import annotations
 
 import pytest
 
-from cxrlib import registry, runner
-from cxrlib.chapter import resolve_parameters
+from cxrlib.machinery import cli
+from cxrlib.core import registry; from cxrlib.machinery import runner
+from cxrlib.machinery.chapter import resolve_parameters
 
 
 def test_dependencies_come_first_in_book_order(monkeypatch):
     monkeypatch.setattr(registry, "CHAPTERS", {"a": (), "e": ("d",), "b": ("a",), "c": ("b",), "d": ()})
     assert runner.chapter_order(["c"]) == ["a", "b", "c"]
-    assert runner.chapter_order() == ["a", "d", "e", "b", "c"]
+    assert runner.chapter_order(["e"]) == ["d", "e"]
+    assert runner.chapter_order() == ["a", "b", "c", "d", "e"]  # e waits for d, which comes last in the book
     with pytest.raises(runner.RunnerError, match="unknown chapter 'x'"):
         runner.chapter_order(["x"])
 
 
 def test_parameters_keep_their_types():
-    assert runner.parse_assignments(["epochs=3", "resizer=false", "lr=1e-4", "caps={train: 5}"]) == {
+    assert cli.parse_assignments(["epochs=3", "resizer=false", "lr=1e-4", "caps={train: 5}"]) == {
         "EPOCHS": 3, "RESIZER": False, "LR": 1e-4, "CAPS": {"train": 5}}
     with pytest.raises(runner.RunnerError, match="name=value"):
-        runner.parse_assignments(["epochs"])
+        cli.parse_assignments(["epochs"])
 
 
 def test_unknown_parameter_is_refused_before_running(isolated):
@@ -43,7 +45,7 @@ def test_chapter_parameters_report_only_real_changes():
 
 
 def test_cli_reports_errors_without_a_traceback(capsys):
-    assert runner.main(["run", "nonexistent"]) == 2
+    assert cli.main(["run", "nonexistent"]) == 2
     assert "unknown chapter" in capsys.readouterr().err
 
 
@@ -58,7 +60,7 @@ def test_stderr_goes_to_the_log_and_comes_back(tmp_path):
 
 
 def test_cxr_list_shows_types_defaults_per_profile_and_ranges(capsys):
-    assert runner.main(["list"]) == 0
+    assert cli.main(["list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     at = lines.index("epochs (int): most epochs per model")
     assert lines[at + 1] == "    allowed: a whole number >= 1 and <= 10,000"
@@ -68,8 +70,9 @@ def test_cxr_list_shows_types_defaults_per_profile_and_ranges(capsys):
 
 def test_every_notebook_states_exactly_its_parameters_once():
     """The table, the notebooks' parameters cells and the profiles agree."""
-    from cxrlib.config import CHAPTER_DEFAULTS, PROFILES
-    from cxrlib.params import PARAMETERS, chapter_parameters
+    from cxrlib.core.config import PROFILES
+    from cxrlib.core.registry import REGISTRY
+    from cxrlib.machinery.params import PARAMETERS, parameter_names
 
     import re
 
@@ -80,9 +83,9 @@ def test_every_notebook_states_exactly_its_parameters_once():
         source = next(c.source for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
         stated = re.findall(r"^([A-Z_]+) =", source, re.M)
         assert len(stated) == len(set(stated)), f"{chapter} states a parameter twice"
-        assert set(stated) == {"PROFILE", "DATA_DIR", *(n.upper() for n in chapter_parameters(chapter))}, chapter
-        cell = runner.notebook_parameters(chapter)
+        assert set(stated) == {"PROFILE", "DATA_DIR", *(n.upper() for n in parameter_names(chapter))}, chapter
+        cell = runner.parameters_cell(chapter)
         assert all(value is None for name, value in cell.items() if name not in ("PROFILE", "DATA_DIR"))
     for name in PARAMETERS:
         assert all(name in settings for settings in PROFILES.values()) or any(
-            name in d for d in CHAPTER_DEFAULTS.values()), f"{name} has no default"
+            name in facts.defaults for facts in REGISTRY.values()), f"{name} has no default"

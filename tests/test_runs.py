@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import runs
+from cxrlib.machinery import runs
 
 
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
@@ -62,7 +62,7 @@ def test_staged_results_replace_the_live_ones_only_when_promoted(tmp_path):
 
 
 def test_metrics_rows_are_gathered(tmp_path):
-    from cxrlib.metrics import metrics_row
+    from cxrlib.science.metrics import metrics_row
 
     run = runs.ChapterRun("smoke", "fused", tmp_path)
     run.save_metrics("fused", metrics_row("fused", [0, 1], np.eye(4)[[0, 1]]))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrlib import calibration, predict
-from cxrlib.runs import ChapterRun
+from cxrlib.science import calibration; from cxrlib.machinery import predict
+from cxrlib.machinery.runs import ChapterRun
 
 
 def test_ensemble_temperatures_reach_predict(tmp_path):

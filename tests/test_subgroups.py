@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import subgroups
-from cxrlib.config import CLASSES, NO_FINDING
-from cxrlib.metrics import false_no_finding_rate
+from cxrlib.present import subgroups as subgroup_page
+from cxrlib.science import subgroups
+from cxrlib.core.config import CLASSES, NO_FINDING
+from cxrlib.science.metrics import false_no_finding_rate
 
 matplotlib.use("Agg")
 DISEASES = [k for k in range(len(CLASSES)) if k != NO_FINDING]
@@ -74,7 +75,7 @@ def test_a_group_with_too_few_diseased_images_is_shown_marked_and_kept_out_of_th
     assert fnfr.loc["female", "reading"] == subgroups.TOO_FEW and fnfr.loc["female", "estimate"] == 1.0
     assert fnfr.loc["male", "reading"] == ""
     assert gaps[(gaps["attribute"] == "sex") & (gaps["metric"] == subgroups.FNFR)].empty
-    assert "female (n=19, too few to read)" == subgroups.group_label(fnfr.reset_index().iloc[0])
+    assert "female (n=19, too few to read)" == subgroup_page.group_label(fnfr.reset_index().iloc[0])
 
 
 def test_the_bootstrap_draws_whole_patients():
@@ -133,8 +134,8 @@ def test_findings_and_figure():
     rows = table()
     rates, gaps = subgroups.model_tables(subgroups.demographics(rows), {"a": missing_women(rows),
                                                                        "b": missing_women(rows)}, n=50)
-    text = subgroups.findings_text(rates, gaps, len(rows), rows["Patient ID"].nunique())
+    text = subgroup_page.findings_text(rates, gaps, len(rows), rows["Patient ID"].nunique())
     assert "a: sex, female − male: +1.000" in text and "too few to read" in text
-    fig = subgroups.plot_attribute(rates, gaps, [subgroups.FNFR], list(subgroups.ATTRIBUTES), "FNFR by group")
+    fig = subgroup_page.plot_attribute(rates, gaps, [subgroups.FNFR], list(subgroups.ATTRIBUTES), "FNFR by group")
     assert len(fig.axes) == 6
     plt.close(fig)

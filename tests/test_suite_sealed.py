@@ -13,7 +13,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from cxrlib.config import REPO_ROOT
+from cxrlib.core.config import REPO_ROOT
 
 # what the child session needs of the project: the library, its data and notebooks, the tests, the project files
 COPY = ("cxrlib", "data", "notebooks", "tests", "book/intro.md", "_static", "_config.yml", "_toc.yml",
@@ -25,10 +25,10 @@ CHILD_TESTS = ("tests/test_suite_sealed.py::test_the_session_is_sealed_from_the_
 
 
 def test_the_session_is_sealed_from_the_callers_environment():
-    from cxrlib import config
-    from cxrlib.data import sources
-    from cxrlib.models import backbones
-    from cxrlib.runs import RUNNER_ENV
+    from cxrlib.core import config
+    from cxrlib.machinery.inputs import sources
+    from cxrlib.machinery import weights as weight_files
+    from cxrlib.machinery.runs import RUNNER_ENV
 
     temp = Path(tempfile.gettempdir()).resolve()
     assert os.environ["CXR_OFFLINE"] == "1"
@@ -42,8 +42,8 @@ def test_the_session_is_sealed_from_the_callers_environment():
     assert sources.nih_metadata_dir() == REPO_ROOT / "data" / "nih-metadata"
     assert config.notebooks_dir() == REPO_ROOT / "notebooks"
     assert config.cache_dir().resolve().is_relative_to(temp) and config.runs_dir().resolve().is_relative_to(temp)
-    assert backbones.chexnet_weights_path() is None and not backbones.online()
-    assert backbones.imagenet_weights("vgg16")[0] is None  # the session's KERAS_HOME holds no weights
+    assert weight_files.chexnet_weights_path() is None and not weight_files.online()
+    assert weight_files.imagenet_weights("vgg16")[0] is None  # the session's KERAS_HOME holds no weights
     import keras
 
     assert Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else os.environ["KERAS_HOME"]) \
@@ -72,7 +72,7 @@ def junk_environment(tmp_path: Path) -> dict:
     (junk_keras / "models").mkdir(parents=True)
     for name in ("vgg16", "resnet50", "resnet152", "chexnet"):  # 'ImageNet' files that are not weights at all
         (junk_keras / "models" / f"{name}.h5").write_bytes(b"junk")
-    from cxrlib.models.backbones import BACKBONES
+    from cxrlib.science.models.backbones import BACKBONES
 
     for spec in BACKBONES.values():
         (junk_keras / "models" / spec.weights_file).write_bytes(b"junk")

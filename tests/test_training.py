@@ -7,8 +7,8 @@ import pytest
 
 import pandas as pd
 
-from cxrlib.data.pipeline import array_dataset, steps_per_epoch
-from cxrlib.training import predict, report_callbacks, train
+from cxrlib.science.data.pipeline import array_dataset, steps_per_epoch
+from cxrlib.science.training import predict, report_callbacks, train
 
 
 def tiny_model():
@@ -83,7 +83,7 @@ def weights_equal(a, b) -> bool:
 def test_resumed_training_equals_an_uninterrupted_run(tmp_path, monkeypatch, crash_at, spacing):
     """Weights, history, learning-rate schedule and early stopping: bit for bit, wherever the crash falls,
     with a backup after every epoch (spacing 0) or only after the first (the epochs since are repeated)."""
-    from cxrlib.training import Backup
+    from cxrlib.science.training import Backup
 
     monkeypatch.setattr(Backup, "SPACING", spacing)
     settings = dict(epochs=30, patience=4, learnable_val=False)
@@ -109,7 +109,7 @@ def test_a_backup_of_other_settings_is_discarded(tmp_path, capsys):
 
 
 def test_balanced_class_weights():
-    from cxrlib.training import class_weights
+    from cxrlib.science.training import class_weights
 
     weights = class_weights([0, 0, 0, 1, 2, 3], "balanced")
     assert weights == {0: 0.5, 1: 1.5, 2: 1.5, 3: 1.5}

@@ -1,4 +1,4 @@
-"""The pretrained chapter's procedure (cxrlib.transfer) and the analysis chapters' model loading (cxrlib.analysis),
+"""The pretrained chapter's procedure (cxrlib.machinery.transfer) and the analysis chapters' model loading (cxrlib.machinery.analysis),
 outside any notebook: VGG16 at 32 px on the tiny NIH folder, one epoch, seeded random weights (the suite's
 KERAS_HOME is empty and offline). Each function's result is checked against an independent computation or
 the report's text, not just that it ran."""
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.config import CLASSES
+from cxrlib.core.config import CLASSES
 from tests.conftest import toy_world
 from tests.test_chapter_units import independent_metrics
 
@@ -22,8 +22,8 @@ SPLITS = ("train", "val", "test")
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """The pretrained chapter with one backbone (VGG16) and its first unfreeze point, run and promoted."""
-    from cxrlib.chapter import Chapter
-    from cxrlib.transfer import run_backbone
+    from cxrlib.machinery.chapter import Chapter
+    from cxrlib.machinery.transfer import run_backbone
 
     with toy_world(tmp_path_factory, "transfer-units", KERAS_HOME="keras-home") as (_, folder):  # no ImageNet file
         ch = Chapter("pretrained", "smoke", data_dir=str(folder), backbones=("vgg16",), backbone_size=32, epochs=1,
@@ -35,7 +35,7 @@ def pretrained(tmp_path_factory):
 
 
 def test_fine_tune_points_are_the_reports_unfreeze_layers():
-    from cxrlib.transfer import fine_tune_points
+    from cxrlib.machinery.transfer import fine_tune_points
 
     # the report's section 4: VGG16 from block5_conv1 (4.1.3.2, 3 conv layers) and block3_conv1 (4.1.3.3, 9),
     # ResNet50 from conv5_block3_3_conv (4.2.4.2), CheXNet from conv5_block15_0_bn (4.3.2.2) and conv4_block1_0_bn
@@ -71,11 +71,12 @@ def test_run_backbone_trains_the_head_then_fine_tunes_from_the_first_point(pretr
 def test_backbone_features_are_the_frozen_backbone_on_its_preprocessed_images(pretrained):
     import keras
 
-    from cxrlib.config import cache_dir
-    from cxrlib.transfer import backbone_features, load_backbone
+    from cxrlib.core.config import cache_dir
+    from cxrlib.machinery.transfer import backbone_features, load_backbone
 
     ch = pretrained["ch"]
-    base, weights, _ = load_backbone(ch, "vgg16")  # seeded: the same random weights run_backbone used
+    base, used = load_backbone(ch, "vgg16")  # seeded: the same random weights run_backbone used
+    weights = used.long
     features = backbone_features(ch, "vgg16", base, weights)
     cached = sorted((cache_dir() / "features").glob("*.npy"))
     again = backbone_features(ch, "vgg16", base, weights)
@@ -93,8 +94,8 @@ def test_backbone_features_are_the_frozen_backbone_on_its_preprocessed_images(pr
 def test_evaluate_on_images_saves_the_head_joined_to_its_backbone_with_the_same_predictions(pretrained):
     import keras
 
-    import cxrlib.models  # noqa: F401  (the custom layers)
-    from cxrlib.transfer import images_model_name
+    import cxrlib.science.models  # noqa: F401  (the custom layers)
+    from cxrlib.machinery.transfer import images_model_name
 
     ch, run = pretrained["ch"], pretrained["run"]
     joined = keras.models.load_model(ch.run.live / "models" / f"{images_model_name('vgg16')}.keras", compile=False)
@@ -103,9 +104,10 @@ def test_evaluate_on_images_saves_the_head_joined_to_its_backbone_with_the_same_
     images = ch.data.images("test", 32)[..., None]
     np.testing.assert_allclose(joined.predict(images, verbose=0), saved[PROBS].to_numpy(), atol=1e-5)
     # the head alone on the cached features predicts the same
-    from cxrlib.transfer import backbone_features, load_backbone
+    from cxrlib.machinery.transfer import backbone_features, load_backbone
 
-    base, weights, _ = load_backbone(ch, "vgg16")
+    base, used = load_backbone(ch, "vgg16")
+    weights = used.long
     head = run.results["vgg16_features"].model
     on_features = head.predict(backbone_features(ch, "vgg16", base, weights)["test"], verbose=0)
     np.testing.assert_allclose(on_features, saved[PROBS].to_numpy(), atol=1e-5)
@@ -115,7 +117,7 @@ def test_evaluate_on_images_saves_the_head_joined_to_its_backbone_with_the_same_
 def test_fine_tune_model_thaws_the_reports_layers_under_the_trained_head(pretrained, layer, conv_layers):
     import keras
 
-    from cxrlib.transfer import fine_tune_model
+    from cxrlib.machinery.transfer import fine_tune_model
 
     ch, head = pretrained["ch"], pretrained["run"].results["vgg16_features"].model
     before = [w.copy() for w in head.get_weights()]
@@ -134,8 +136,8 @@ def test_fine_tune_model_thaws_the_reports_layers_under_the_trained_head(pretrai
 
 
 def test_image_model_and_chosen_models_give_models_that_take_images(pretrained):
-    from cxrlib import analysis
-    from cxrlib.chapter import Chapter
+    from cxrlib.machinery import analysis
+    from cxrlib.machinery.chapter import Chapter
 
     reader = Chapter("error_analysis", "smoke", data_dir=str(pretrained["folder"]), readonly=True, **SETTINGS)
     images = reader.data.images("test", 32)[..., None]

@@ -1,0 +1,1 @@
+"""Shared facts every layer reads: classes, profiles, paths, the chapter registry, errors."""

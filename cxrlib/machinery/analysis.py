@@ -1,0 +1,298 @@
+"""Error analysis (report section 5): which test images every model misses, and what each gets alone."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from cxrlib.machinery import runs
+from cxrlib.core.config import CLASSES
+from cxrlib.core.registry import REPORT_MODELS
+from cxrlib.present.labels import model_label
+from cxrlib.science.metrics import macro_f1, metrics_row
+
+def report_preference(key: str) -> int:
+    """Rank of a candidate in the report's own preference (0 first): its deepest fine tuning first,
+    then shallower ones in the report's order reversed, then the features-only head."""
+    from cxrlib.science.models.backbones import BACKBONES
+
+    model = key.split("/", 1)[1]
+    for name, spec in BACKBONES.items():
+        points = list(reversed(spec.unfreeze))
+        if model.startswith(f"{name}_finetune_"):
+            layer = model.removeprefix(f"{name}_finetune_")
+            return points.index(layer) if layer in points else len(points)
+    return 100
+
+
+def candidates(profile: str, root=None) -> dict:
+    """label -> every 'chapter/model' saved for one of the report's five models (with validation predictions)."""
+    available = sorted(runs.prediction_files(profile, "val", root))
+    found = {}
+    for label, (chapter, prefix) in REPORT_MODELS.items():
+        matches = [key for key in available if key.startswith(f"{chapter}/{prefix}")]
+        if matches:
+            found[label] = sorted(matches, key=lambda key: (report_preference(key), key))
+    return found
+
+
+def model_choice(profile: str, root=None, load=None) -> pd.DataFrame:
+    """One row per report model: the candidate with the best validation macro F1, its score and the others'.
+
+    load(keys, split) -> {key: predictions frame} (a chapter's checked `predictions`); default: the run folder.
+    """
+    load = load or (lambda keys, split: runs.load_predictions(profile, split, root, keys=keys))
+    rows = {}
+    for label, keys in candidates(profile, root).items():
+        frames = load(keys, "val")
+        scores = {key: macro_f1(frames[key]["label"], frames[key]["pred"]) for key in keys}
+        best = max(keys, key=lambda key: scores[key])  # max keeps the first of equals: the report's preference
+        rows[label] = {"chosen": best, "validation macro F1": scores[best],
+                       "candidates (validation macro F1)": ", ".join(f"{k.split('/')[1]} {scores[k]:.4f}" for k in keys)}
+    return pd.DataFrame(rows).T.rename_axis("model") if rows else pd.DataFrame(
+        columns=["chosen", "validation macro F1", "candidates (validation macro F1)"])
+
+
+def best_models(profile: str, root=None, load=None) -> dict:
+    """label -> 'chapter/model' for each of the report's five models: the best on validation macro F1."""
+    return model_choice(profile, root, load)["chosen"].to_dict()
+
+
+def without_weights(weights: dict) -> set:
+    """Backbones a pretrained chapter's weights record (backbone -> fields) says started without pretrained weights."""
+    return {name for name, used in (weights or {}).items() if not used["pretrained"]}
+
+
+def key_pretrained(key: str, weights: dict) -> bool:
+    """False for a 'chapter/model' built on a backbone without pretrained weights (an ensemble: any member)."""
+    unweighted = without_weights(weights)
+    chapter, _, model = key.partition("/")
+    if chapter == "ensemble":
+        return not unweighted
+    return not (chapter == "pretrained" and model.split("_")[0] in unweighted)
+
+
+def display_label(label: str, key: str, weights: dict) -> str:
+    """A model's label as every table, figure and legend shows it (labels.model_label's tag where it had
+    no pretrained weights)."""
+    return model_label(label, key_pretrained(key, weights))
+
+
+def display_labels(ch, chosen: dict) -> dict:
+    """Report label -> display label, for the models chosen (tagged where no pretrained weights were used)."""
+    weights = runs.chapter_infos(ch.profile, ch.runs_root).get("pretrained", {}).get("weights") or {}
+    return {label: display_label(label, key, weights) for label, key in chosen.items()}
+
+
+def missing_models_message(chosen: dict) -> str:
+    """Which of the report's models are absent, and which chapter would produce them; when none is, the models
+    by name and their number (the report's ensemble had six members: two CheXNet fine tunings)."""
+    absent = [f"{label} (run: cxr run {REPORT_MODELS[label][0]})" for label in REPORT_MODELS if label not in chosen]
+    if absent:
+        return "Missing: " + "; ".join(absent)
+    return f"All {len(REPORT_MODELS)} models of the report's error analysis are present: {', '.join(REPORT_MODELS)}."
+
+
+def predicted_classes(predictions: dict) -> pd.Series:
+    """Model -> which classes it predicts (metrics.predicted_classes: 'all 4', 'only Effusion', ...), for a table
+    that shows the models beside what they get right or wrong."""
+    from cxrlib.science.metrics import PREDICTED, predicted_classes as words
+
+    return pd.Series({name: words(frame["pred"]) for name, frame in predictions.items()}, name=PREDICTED)
+
+
+def correctness(predictions: dict) -> pd.DataFrame:
+    """Image id x model: True where the model's predicted class is the true one (images all models saw)."""
+    frames = [frame.set_index("Image Index") for frame in predictions.values()]
+    common = frames[0].index
+    for frame in frames[1:]:
+        common = common.intersection(frame.index)
+    table = pd.DataFrame({name: frame.loc[common, "pred"] == frame.loc[common, "label"]
+                          for name, frame in zip(predictions, frames)})
+    table.insert(0, "label", frames[0].loc[common, "label"])
+    return table
+
+
+def summary(correct: pd.DataFrame):
+    """(counts of all-wrong and all-right images, per-model table of what only it misses / gets right)."""
+    hits = correct.drop(columns="label")
+    totals = pd.Series({"misclassified by all the models": int((~hits).all(axis=1).sum()),
+                        "correctly classified by all the models": int(hits.all(axis=1).sum()),
+                        "images": len(hits)}, name="images")
+    only = pd.DataFrame({
+        "misclassified only by this model": [int((~hits[m] & hits.drop(columns=m).all(axis=1)).sum()) for m in hits],
+        "correctly classified only by this model": [int((hits[m] & ~hits.drop(columns=m).any(axis=1)).sum())
+                                                    for m in hits],
+        "accuracy": [float(hits[m].mean()) for m in hits],
+    }, index=pd.Index(hits.columns, name="model"))
+    return totals.to_frame(), only
+
+
+def pick(correct: pd.DataFrame, all_wrong: bool, per_class: int = 4) -> pd.DataFrame:
+    """Up to per_class images of each class that every model misses (or every model gets right)."""
+    hits = correct.drop(columns="label")
+    chosen = correct[(~hits).all(axis=1) if all_wrong else hits.all(axis=1)]
+    return pd.concat([chosen[chosen["label"] == k].head(per_class) for k in range(len(CLASSES))])
+
+
+def image_model(ch, key: str):
+    """The saved model of 'chapter/model' that takes images: a features-only head is joined to its backbone
+    (saved by the pretrained chapter as '<model>_on_images'), so Grad-CAM can explain it."""
+    import keras
+
+    chapter, name = key.split("/", 1)
+    model = ch.earlier_model(chapter, name)
+    if model.input.shape[-1] in (1, 3):
+        return model
+    run = runs.ChapterRun(ch.profile, chapter, ch.runs_root)
+    path = run.live_file("models", f"{name}_on_images.keras")
+    if not path.is_file():
+        raise FileNotFoundError(f"{key} takes backbone features, and {path} (it joined to its backbone) is missing; "
+                                f"run: cxr run {chapter} --profile {ch.profile} --force")
+    return keras.models.load_model(path, compile=False)
+
+
+def chosen_models(ch, chosen: dict) -> dict:
+    """Display label (tagged where no pretrained weights were used) -> the chosen model, taking images."""
+    labels = display_labels(ch, chosen)
+    return {labels[label]: image_model(ch, key) for label, key in chosen.items()}
+
+
+def resizer_outputs(ch, chapter: str, model_name: str, count: int = 6):
+    """(bilinear, learnt) resizes of the first training images by a trained model's resizer, as gray
+    arrays on the input's scale (no per-image stretching, so the two can be compared)."""
+    import tensorflow as tf
+
+    model = ch.earlier_model(chapter, model_name)
+    resizer = model.get_layer("learnable_resizer")
+    size = resizer.output.shape[1]
+    gray = np.asarray(ch.data.images("train", model.input.shape[1])[:count], np.float32) / 255.0
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    bilinear = tf.image.resize(rgb, (size, size)).numpy().mean(axis=-1)
+    learnt = np.asarray(resizer(rgb, training=False)).mean(axis=-1)
+    return list(bilinear), list(learnt)
+
+
+@dataclass
+class Chosen:
+    """The report's models, each chosen on validation macro F1, with the labels every table and figure shows."""
+
+    choice: pd.DataFrame  # one row per report model, indexed by its display label
+    keys: dict  # report label -> 'chapter/model'
+    labels: dict  # report label -> display label (tagged where no pretrained weights were used)
+    missing: str  # which of the report's models are absent, in a sentence
+
+    def by_label(self, frames: dict) -> dict:
+        """Display label -> frame, from 'chapter/model' -> frame."""
+        return {self.labels[label]: frames[key] for label, key in self.keys.items()}
+
+
+def choose_report_models(ch) -> Chosen:
+    """The one call of every chapter that analyses the report's models: choose each on validation, label it."""
+    choice = model_choice(ch.profile, ch.runs_root, ch.predictions)
+    keys = choice["chosen"].to_dict()
+    labels = display_labels(ch, keys)
+    return Chosen(choice.rename(index=labels), keys, labels, missing_models_message(keys))
+
+
+def boxes_to_score(boxes: pd.DataFrame, test_ids, all_ids) -> tuple:
+    """(NIH boxes of the four classes to score, where they come from in words): the test images' boxes, else,
+    where the test split holds none, those of any split, said plainly since training images flatter a model."""
+    ours = boxes[boxes["Finding Label"].isin(CLASSES)]
+    boxed = ours[ours["Image Index"].isin(test_ids)]
+    if not boxed.empty:
+        return boxed, "test images"
+    return (ours[ours["Image Index"].isin(all_ids)],
+            "images of any split (the test split has no boxed image; training images flatter the models)")
+
+
+@dataclass
+class Ensembles:
+    """What the ensemble chapter computes: the weights fitted on validation, each ensemble's saved predictions and
+    test metrics, and each member's temperature."""
+
+    fitted: object  # science.ensemble.ValidationFit
+    names: dict  # display name -> saved key
+    results: pd.DataFrame  # test metrics, one row per ensemble
+    frames: dict  # saved key -> split -> predictions frame
+    temperatures: dict  # 'chapter/model' -> TemperatureFit
+
+
+def ensembles_of(ch, chosen: Chosen, val: dict, test: dict) -> Ensembles:
+    """Fit the ensembles on the members' validation predictions only, save their predictions and metrics, and
+    keep each member's temperature for `cxr predict`; val and test: member display label -> predictions."""
+    from cxrlib.science.ensemble import NAMES
+
+    members_pretrained = all(shown == label for label, shown in chosen.labels.items())
+    names = {model_label(NAMES[key], members_pretrained): key for key in NAMES}  # tagged like their members
+    fitted = fit_ensembles(ch, val)
+    results, frames = save_ensembles(ch, fitted, val, test, names)
+    return Ensembles(fitted, names, results, frames, save_temperatures(ch, chosen.keys, val))
+
+
+def fit_ensembles(ch, val: dict):
+    """The ensemble weights (GA and differential evolution), fitted on the validation predictions only, with the
+    chapter's GA settings; val: member label -> validation predictions (with logits)."""
+    from cxrlib.science import ensemble
+
+    first = next(iter(val.values()))
+    patients = patients_of(ch, first["Image Index"])
+    options = {name: ch[f"ga_{name}"] for name in ("population", "generations", "crossover", "mutation",
+                                                    "crossover_genes", "tournament", "elitism")}
+    return ensemble.fit_on_validation({label: runs.logits(frame) for label, frame in val.items()}, first["label"],
+                                      patients, seed=ch["seed"], restarts=ch["ga_restarts"], **options)
+
+
+def save_ensembles(ch, fitted, val: dict, test: dict, names: dict) -> tuple:
+    """Each fitted ensemble's predictions (validation out of fold, and test) and test metrics, saved in the
+    chapter's run folder; names: display name -> saved key. Returns (metrics table, key -> split -> frame)."""
+    from cxrlib.science import ensemble
+
+    val_rows, test_rows = (next(iter(split.values()))[["Image Index", "label"]] for split in (val, test))
+    test_logits = {label: runs.logits(frame) for label, frame in test.items()}
+    frames = ensemble.prediction_frames(fitted, test_logits, val_rows, test_rows)
+    rows = []
+    for name, key in names.items():
+        for split in ("val", "test"):
+            ch.run.save_predictions(key, split, frames[key][split])
+        rows.append(metrics_row(name, test_rows["label"], runs.probabilities(frames[key]["test"])))
+        ch.run.save_metrics(key, rows[-1])
+    return pd.concat(rows), frames
+
+
+def save_temperatures(ch, keys: dict, val: dict) -> dict:
+    """Each member's temperature, fitted on its validation logits, kept for `cxr predict` ('chapter/model' -> T)."""
+    from cxrlib.science.calibration import fit_temperatures
+
+    first = next(iter(val.values()))
+    temperatures = fit_temperatures({key: runs.logits(frame) for key, frame in zip(keys.values(), val.values())},
+                                    first["label"])
+    ch.run.save_temperatures(temperatures)
+    return temperatures
+
+
+def patients_of(ch, ids) -> pd.Series:
+    """The patient of each image id, in the ids' order (for patient-clustered resampling)."""
+    return ch.data.table.set_index("Image Index").loc[list(ids), "Patient ID"]
+
+
+def nih_boxes():
+    """NIH's radiologist boxes (BBox_List_2017.csv, shipped in data/nih-metadata), or None where the file is absent."""
+    from cxrlib.machinery.inputs.sources import nih_metadata_dir
+    from cxrlib.science.boxes import read_boxes
+
+    path = nih_metadata_dir() / "BBox_List_2017.csv"
+    return read_boxes(path) if path.is_file() else None
+
+
+def gradcam_examples(correct: pd.DataFrame) -> dict:
+    """Finding -> the test image of that class that most models get right: one example per finding for the grid."""
+    hits = correct.drop(columns="label").sum(axis=1)
+    return {CLASSES[k]: hits[correct["label"] == k].idxmax() for k in range(1, len(CLASSES))
+            if (correct["label"] == k).any()}
+
+
+def predicted_by_image(predictions: dict) -> dict:
+    """Model label -> {image id: the class it predicted}, for the captions that say what each model said."""
+    return {label: frame.set_index("Image Index")["pred"].to_dict() for label, frame in predictions.items()}

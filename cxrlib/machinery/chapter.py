@@ -1,0 +1,353 @@
+"""What every chapter does first: resolve parameters, load data, open its run folder, show provenance."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from cxrlib.machinery import identity, runs
+from cxrlib.core.config import CLASSES, REPO_ROOT, notebooks_dir
+from cxrlib.machinery.inputs import SYNTHETIC_WARNING, ChestData, load_for
+from cxrlib.science.metrics import metrics_row
+from cxrlib.machinery.params import PARAMETERS, resolve_parameters
+from cxrlib.machinery.repro import lock_text, rebuild_command
+from cxrlib.machinery.runs import RUNNER_ENV
+
+
+
+def project_commit() -> str:
+    """The git commit the code ran from, marked dirty when the working tree differs."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+
+
+def device_text() -> str:
+    """CPU or the GPUs TensorFlow sees."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"GPU x{len(gpus)}" if gpus else f"CPU ({platform.processor() or platform.machine()})"
+
+
+def versions_text() -> str:
+    """The library versions that shape the numbers."""
+    import keras
+    import numpy
+    import sklearn
+    import tensorflow as tf
+
+    return (f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
+            f"NumPy {numpy.__version__}, pandas {pd.__version__}, scikit-learn {sklearn.__version__}")
+
+
+def namespace_parameters(namespace) -> dict:
+    """The table's parameters found in a notebook's globals (its parameters cell), by lower-case name."""
+    return {k.lower(): v for k, v in namespace.items() if k.isupper() and k.lower() in PARAMETERS}
+
+
+@dataclass
+class Result:
+    """A trained model with what the book shows about it."""
+
+    name: str
+    model: object
+    history: pd.DataFrame
+    metrics: pd.DataFrame
+    predictions: dict = field(default_factory=dict)
+    identity: str = ""
+
+
+# Chapters that read saved predictions and metrics only: they never import TensorFlow, and start seconds sooner.
+WITHOUT_TENSORFLOW = ("dataset", "ensemble", "subgroups", "conclusions")
+
+
+class Chapter:
+    """A chapter's parameters, data and run folder; trains and evaluates models the same way everywhere."""
+
+    def __init__(self, name: str, profile: str = "cpu", data_dir=None, runs_root=None, readonly: bool = False,
+                 **params):
+        self.name, self.profile, self.data_dir, self.readonly = name, profile, data_dir, readonly
+        self.settings, self.changed = resolve_parameters(name, profile, params)
+        s = self.settings
+        self.data: ChestData = load_for(data_dir, s)
+        self.data_id = identity.data_identity(self.data, s)
+        self.run = runs.ChapterRun(profile, name, runs_root, staged=not readonly)  # read-only: the results in place
+        self.identity = self.chapter_identity()
+        self.weights = self.inherited_weights()
+        if name not in WITHOUT_TENSORFLOW:
+            self.training()  # deterministic ops before the first model is built or read
+        if not readonly:
+            self.run.write_info({"chapter": name, "profile": profile, "identity": self.identity,
+                                 "settings": s, "changed": self.changed, "data": self.data.source.describe(),
+                                 "data_identity": self.data_id, "commit": project_commit(), "weights": self.weights})
+
+    def training(self):
+        """cxrlib.science.training, with TensorFlow's deterministic ops set: imported by the chapters that train or
+        predict only, so the analysis chapters do not pay TensorFlow's seconds of import."""
+        from cxrlib.science import training
+
+        training.set_determinism(self.settings.get("deterministic", True))
+        return training
+
+    def chapter_identity(self) -> str:
+        """This chapter's whole output, as the runner computes it: notebook, settings, data, upstream, code."""
+        from cxrlib.core.registry import CHAPTERS
+
+        infos = runs.chapter_infos(self.profile, self.runs_root)
+        upstream = [infos.get(c, {}).get("identity") for c in CHAPTERS.get(self.name, ())]
+        notebook = notebooks_dir() / f"{self.name}.ipynb"
+        return identity.chapter_identity(self.name, notebook.read_bytes() if notebook.is_file() else b"",
+                                         self.settings, self.data_id, upstream)
+
+    def inherited_weights(self) -> dict:
+        """The weights record (backbone -> its fields) this chapter starts from: planned before the pretrained
+        chapter loads them, that chapter's record for the chapters that analyse its models, else empty."""
+        from cxrlib.core.registry import CHAPTERS, chapter_order
+
+        self.weights_inherited = self.name in CHAPTERS and "pretrained" in chapter_order([self.name])[:-1]
+        if self.name == "pretrained":
+            from cxrlib.machinery.transfer import planned_weights
+
+            return planned_weights(self)
+        if not self.weights_inherited:
+            return {}
+        return runs.chapter_infos(self.profile, self.runs_root).get("pretrained", {}).get("weights") or {}
+
+    def record_weights(self, backbone: str, fields: dict) -> None:
+        """Note the weights one backbone started from, in the provenance and the run folder (as fields)."""
+        self.weights = {**self.weights, backbone: fields}
+        self.run.write_info({**self.run.read_info(), "weights": self.weights})
+
+    def finish(self) -> None:
+        """The chapter's last cell: move its staged results into place (the runner does it when it runs us)."""
+        if os.environ.get(RUNNER_ENV):
+            return
+        if self.readonly:
+            print(f"chapter '{self.name}' ran read-only: nothing was written to {self.run.live}")
+            return
+        self.run.promote()
+        print(f"results of chapter '{self.name}' are in place: {self.run.live}")
+
+    @property
+    def live(self) -> bool:
+        """True in a live front end (Jupyter, Voila); False when `cxr run` executes the notebook."""
+        return live_front_end()
+
+    def __getitem__(self, key):
+        """chapter['epochs'] reads a resolved setting."""
+        return self.settings[key]
+
+    def provenance(self) -> str:
+        """The chapter's full provenance, as Markdown (collapsed under the summary box, which names the weights)."""
+        changed = ", ".join(f"{k}={v!r}" for k, v in self.changed.items()) or "none"
+        return (f"**Provenance.** Profile `{self.profile}` · data: {self.data.source.describe()}, "
+                f"used {self.counts_text()} · "
+                f"parameters changed from the defaults: {changed} · {versions_text()} · {lock_text()} · "
+                f"identity `{self.identity}` · device: {device_text()} · commit `{project_commit()}`")
+
+    def command(self) -> str:
+        """The exact command that rebuilds this page: the commit, the data folder and every changed parameter."""
+        return rebuild_command(self.name, self.profile, self.changed, self.data_dir, project_commit())
+
+    def counts_text(self) -> str:
+        """How many images each split used, in words."""
+        counts = self.data.table["split"].value_counts()
+        split_text = ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "val", "test"))
+        return f"{len(self.data.table)} images ({split_text})"
+
+    def summary_html(self) -> str:
+        """The boxed summary under the title: what the numbers are worth, then the full provenance collapsed."""
+        from cxrlib.present.labels import summary_box, weights_text
+
+        command = getattr(self, "command", None)
+        box = summary_box(profile=self.profile, settings=self.settings, data=self.data.source.describe(),
+                          counts=self.counts_text(), weights=weights_text(self.weights, self.weights_inherited), changed=self.changed,
+                          commit=project_commit(), provenance=self.provenance(),
+                          command=command() if callable(command) else "")
+        if self.data.source.synthetic:
+            box = box.replace("<ul>", synthetic_banner() + "<ul>", 1)
+        return box
+
+    def show_provenance(self):
+        """Display the summary box (with a loud banner inside it when the data are synthetic)."""
+        from IPython.display import HTML, display
+
+        from cxrlib.machinery.site import library_logs_to_stderr; from cxrlib.present.tables import use_book_tables
+        from cxrlib.present.plots import use_book_style
+
+        use_book_style()  # one figure style and one table style for every chapter
+        use_book_tables()
+        library_logs_to_stderr()  # TensorFlow's warnings go to the chapter's log, not its page
+        display(HTML(self.summary_html()))
+        if self.data.source.synthetic:
+            print("WARNING:", SYNTHETIC_WARNING)
+
+    def dataset(self, split: str, size: int, shuffle=None, preprocess=None, start_epoch: int = 0):
+        """The split as a tf.data pipeline at this chapter's batch size.
+
+        Shuffled (the training split by default), it is endless and epoch-aware from start_epoch, so a
+        resumed fit sees the batches an uninterrupted one would have.
+        """
+        shuffle = split == "train" if shuffle is None else shuffle
+        return self.data.dataset(split, size, self["batch_size"], shuffle, self["seed"], preprocess,
+                                 start_epoch=start_epoch)
+
+    def train_model(self, name: str, builder, *, image_size: int, epochs=None, learning_rate=None,
+                    preprocess=None, **build_kwargs) -> Result:
+        """Build, train (or reload when already trained with the same identity), evaluate and save one model."""
+        spec = {"builder": builder.__name__, "image_size": image_size, "preprocess": preprocess, **build_kwargs}
+        return self.fit(name, lambda: builder(image_size=image_size, **build_kwargs),
+                        lambda split, shuffle, start=0: self.dataset(split, image_size, shuffle, preprocess, start),
+                        spec, epochs, learning_rate)
+
+    def fit(self, name: str, build, inputs, spec: dict, epochs=None, learning_rate=None, upstream=()) -> Result:
+        """Train build() on inputs(split, shuffle, start_epoch) unless this exact identity was trained; evaluate.
+
+        spec describes the model; its identity adds the training settings, the exact data, the identities
+        of the upstream results it starts from (e.g. a fine-tuned model's head) and the library code.
+        """
+        settings = {**self.settings, "epochs": epochs or self["epochs"],
+                    "learning_rate": learning_rate or self["learning_rate"]}
+        spec = json.loads(json.dumps(spec, default=str))
+        made = identity.result_identity(spec, settings, self.data_id, upstream)
+        record = {"identity": made, "spec": spec, "upstream": list(upstream),
+                  "training": {k: settings.get(k) for k in identity.TRAINING_SETTINGS}}
+        model = self._reuse(name, made)
+        if model is None:
+            model, history = self._train(name, build, inputs, settings, made)
+            self.run.save_model(model, name)
+            self.run.save_history(name, history)
+        else:
+            history = self.training().read_history(self.run.file("histories", f"{name}.csv"))
+        runs.write_json(self.run.file("models", f"{name}.json"), record)
+        result = self.evaluate(name, model, inputs, history)
+        result.identity = made
+        return result
+
+    def _reuse(self, name: str, made: str):
+        """The last good model of exactly this identity, carried into this run; else None."""
+        import keras
+
+        import cxrlib.science.models  # noqa: F401  (registers the custom layers load_model needs)
+
+        record = self.run.live_file("models", f"{name}.json")
+        if not (record.is_file() and json.loads(record.read_text()).get("identity") == made
+                and self.run.live_file("models", f"{name}.keras").is_file()):
+            return None
+        print(f"[{name}] already trained with exactly these settings, data and code: reusing it")
+        self.run.keep("models", f"{name}.keras")
+        if self.run.live_file("histories", f"{name}.csv").is_file():
+            self.run.keep("histories", f"{name}.csv")
+        return keras.models.load_model(self.run.file("models", f"{name}.keras"), compile=False)
+
+    def _train(self, name: str, build, inputs, settings: dict, made: str):
+        """Seeded, resumable training in the work folder (which outlives a failed run)."""
+        import keras
+
+        from cxrlib.science.data.pipeline import steps_per_epoch
+
+        keras.utils.set_random_seed(self["seed"])
+        training = self.training()
+        training.set_mixed_precision(self["mixed_precision"])
+        steps = steps_per_epoch(len(self.data.split("train")), self["batch_size"])
+        with training.distribution_scope():
+            return training.train(
+                build(), lambda start: (inputs("train", True, start), steps), inputs("val", False),
+                self.run.file("work", name), epochs=settings["epochs"], patience=self["patience"],
+                learning_rate=settings["learning_rate"], name=name, identity=made,
+                class_weight=training.class_weights(self.data.labels("train"), self["class_weight"]),
+                run_eagerly=self["run_eagerly"])
+
+    def evaluate(self, name: str, model, inputs, history=None) -> Result:
+        """Predict validation and test splits, save both, and the test metrics row."""
+        predictions = {}
+        model.run_eagerly = self["run_eagerly"]  # as in training: a handful of batches is not worth a graph
+        for split in ("val", "test"):
+            rows = self.data.split(split)
+            probs, logits, seconds = self.training().predict_with_logits(model, inputs(split, False))
+            predictions[split] = runs.predictions_frame(rows["Image Index"], rows["label"], probs, logits)
+            self.run.save_predictions(name, split, predictions[split])
+        row = metrics_row(name, predictions["test"]["label"], runs.probabilities(predictions["test"]), seconds)
+        self.run.save_metrics(name, row)
+        return Result(name, model, history if history is not None else pd.DataFrame(), row, predictions)
+
+    @property
+    def runs_root(self):
+        """The folder holding every profile's run folder."""
+        return self.run.profile_dir.parent
+
+    def predictions(self, keys=None, split: str = "test") -> dict:
+        """'chapter/model' -> predictions other chapters saved on our data, checked row for row against our split."""
+        return runs.load_predictions(self.profile, split, self.runs_root, self.data_id, keys,
+                                     rows=self.data.split(split), reader=self.name)
+
+    def metrics(self) -> pd.DataFrame:
+        """Every metrics row other chapters saved under this profile, refused if made on other data."""
+        return runs.load_metrics(self.profile, self.runs_root, self.data_id, reader=self.name)
+
+    def earlier(self, chapter: str, model: str, split: str = "test") -> pd.DataFrame:
+        """One model's predictions from another chapter (checked as predictions() checks them)."""
+        return self.predictions([f"{chapter}/{model}"], split)[f"{chapter}/{model}"]
+
+    def images_for(self, ids, size: int) -> dict:
+        """Image id -> uint8 image at one size, for any ids of this data source (decoded once, cached)."""
+        ids = list(ids)
+        return dict(zip(ids, self.data.images_of(ids, size)))
+
+    def earlier_model(self, chapter: str, model: str):
+        """A model another chapter trained and saved (checked like its predictions)."""
+        import keras
+
+        import cxrlib.science.models  # noqa: F401  (registers the custom layers load_model needs)
+
+        self.earlier(chapter, model)
+        return keras.models.load_model(runs.ChapterRun(self.profile, chapter, self.runs_root).live_file(
+            "models", f"{model}.keras"), compile=False)
+
+    def earlier_metrics(self, chapter: str, model: str) -> pd.DataFrame:
+        """Another chapter's metrics row for one model (checked like its predictions)."""
+        self.earlier(chapter, model)
+        path = runs.ChapterRun(self.profile, chapter, self.runs_root).live_file("metrics", f"{model}.csv")
+        return pd.read_csv(path, index_col=0)
+
+
+def synthetic_banner() -> str:
+    """A red box no reader can miss."""
+    return ('<div style="border:3px solid #c00;background:#fee;padding:0.8em;font-weight:bold;color:#900">'
+            f"&#9888; {SYNTHETIC_WARNING}</div>")
+
+
+def live_front_end() -> bool:
+    """Whether a person's front end runs this kernel, i.e. `cxr run` (papermill) does not."""
+    return not os.environ.get(RUNNER_ENV)
+
+
+def open_chapter(name: str, namespace=None, show: bool = True, viewer: bool = False, **params) -> Chapter:
+    """Start a chapter from its notebook's globals: check parameters, load and check data, show the summary.
+
+    namespace is the notebook's globals(): PROFILE, DATA_DIR and every parameter of the table found
+    there (values left at None take the profile's); keyword arguments override it. viewer=True (a
+    chapter that only reads others' results): in a live front end it opens read-only, staging,
+    writing and promoting nothing; under `cxr run` it publishes its results as any chapter does.
+    """
+    namespace = dict(namespace or {})
+    given = {**namespace_parameters(namespace), **{k.lower(): v for k, v in params.items()}}
+    profile = given.pop("profile", None) or namespace.get("PROFILE") or "cpu"
+    data_dir = given.pop("data_dir", None) or namespace.get("DATA_DIR")
+    chapter = Chapter(name, profile, data_dir, readonly=viewer and live_front_end(), **given)
+    if show:
+        chapter.show_provenance()
+    return chapter
+
+
+__all__ = ["CLASSES", "Chapter", "Result", "open_chapter"]

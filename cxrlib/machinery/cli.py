@@ -1,0 +1,139 @@
+"""`cxr`: execute chapters with papermill in dependency order, skip unchanged ones, build the book.
+
+    cxr run [CHAPTER ...] [--profile P] [--data PATH] [-p name=value ...] [--force] [-j N] [--tuner-workers N]
+    cxr run --from-page book/chapters/CHAPTER.ipynb [--force]
+    cxr compare RUNS_A RUNS_B
+    cxr book
+    cxr list
+    cxr predict PATH ... --model CHAPTER/MODEL [--profile P] [-o CSV] [--gradcam DIR]
+    cxr browse [--profile P] [--port N] [--token T] [--lab] [--open]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from cxrlib.core.config import REPO_ROOT
+from cxrlib.core.registry import CHAPTERS, RunnerError
+from cxrlib.machinery.predict import add_parser as predict_parser
+from cxrlib.machinery.runner import Interrupted, rerun_from_page, run_chapters
+from cxrlib.machinery.site import build_book
+
+
+def parse_assignments(pairs) -> dict:
+    """-p name=value pairs; values are read as YAML so numbers, booleans and lists keep their type."""
+    params = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise RunnerError(f"parameter {pair!r} is not of the form name=value")
+        params[name.strip().upper()] = parse_value(value)
+    return params
+
+
+def parse_value(text: str):
+    """YAML, plus the float forms YAML 1.1 reads as strings (1e-4)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def parameter_listing() -> str:
+    """`cxr list`: every parameter with its type, allowed values, default per profile and chapters."""
+    from cxrlib.machinery.params import table
+
+    lines = ["Parameters (cxr run CHAPTER -p name=value); a chapter takes those that name it or 'all':", ""]
+    for name, row in table(list(CHAPTERS)).iterrows():
+        defaults = ", ".join(f"{column[9:-1]} {row[column]}" for column in row.index if column.startswith("default"))
+        lines += [f"{name} ({row['type']}): {row['what']}",
+                  f"    allowed: {row['allowed']}",
+                  f"    default: {defaults}",
+                  f"    chapters: {row['chapters']}"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="cxr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute chapters with papermill")
+    run.add_argument("chapters", nargs="*", help=f"default: all ({', '.join(CHAPTERS)})")
+    run.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), help="smoke, cpu or full")
+    run.add_argument("--data", default=os.environ.get("CXR_DATA_DIR"),
+                     help="an NIH ChestX-ray14 folder, or 'synthetic' (default: the real sample shipped in data/)")
+    run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="a notebook parameter")
+    run.add_argument("--force", action="store_true", help="run even when nothing changed")
+    run.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                     help="run up to N independent chapters at once, each on a GPU of its own where there are several")
+    run.add_argument("--only", action="store_true", help=argparse.SUPPRESS)  # a -j child: this chapter alone
+    run.add_argument("--book-root", default=str(REPO_ROOT), help=argparse.SUPPRESS)
+    run.add_argument("--tuner-workers", type=int, metavar="N", help="Hyperband in keras-tuner's distributed mode: a "
+                     "chief and one worker per visible GPU, or N CPU workers (the parameter tuner_workers)")
+    run.add_argument("--from-page", metavar="PATH", help="re-run the chapter of an executed page with its recorded "
+                     "parameters (book/chapters/<chapter>.ipynb); no chapter names or -p with it")
+    compare = sub.add_parser("compare", help="metrics of two run folders side by side, and the largest difference")
+    compare.add_argument("runs_a", metavar="RUNS_A", help="a run folder: runs/ or runs/<profile>")
+    compare.add_argument("runs_b", metavar="RUNS_B", help="the other run folder")
+    sub.add_parser("book", help="build the HTML book into _build/html")
+    sub.add_parser("list", help="list the chapters and their parameters")
+    predict_parser(sub)
+    browse = sub.add_parser("browse", help="browse a profile's misclassified images in Voila (prints the address)")
+    browse.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), help="smoke, cpu or full")
+    browse.add_argument("--port", type=int, default=0, help="default: a free port")
+    browse.add_argument("--ip", default="127.0.0.1", help="the address to listen on")
+    browse.add_argument("--token", help="default: a random token (it is part of the address printed)")
+    browse.add_argument("--lab", action="store_true", help="JupyterLab on the notebooks instead of Voila's read-only view")
+    browse.add_argument("--open", action="store_true", help="also open the address in a web browser")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run" and args.from_page:
+            from cxrlib.machinery import repro
+
+            if args.chapters or args.param:
+                raise RunnerError(f"--from-page re-runs {args.from_page} with its own parameters; "
+                                  f"drop the chapter names {args.chapters} and -p {args.param}")
+            rerun_from_page(args.from_page, args.force)
+        elif args.command == "run":
+            params = parse_assignments(args.param)
+            if args.tuner_workers is not None:
+                params["TUNER_WORKERS"] = args.tuner_workers
+            run_chapters(args.chapters, args.profile, args.data, params, args.force, Path(args.book_root),
+                         jobs=args.jobs, only=args.only)
+        elif args.command == "compare":
+            from cxrlib.machinery import repro
+
+            print(repro.compare_text(args.runs_a, args.runs_b))
+        elif args.command == "book":
+            build_book()
+        elif args.command == "predict":
+            from cxrlib.machinery import predict
+
+            return predict.main(args)
+        elif args.command == "browse":
+            from cxrlib.machinery import browse
+
+            browse.serve(args.profile, args.port, args.token, args.ip, args.lab, args.open)
+        else:
+            print(parameter_listing())
+    except Interrupted as err:
+        print(f"cxr: {err}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("cxr: interrupted before any chapter ran; nothing was changed", file=sys.stderr)
+        return 130
+    except (RunnerError, ValueError, FileNotFoundError) as err:
+        print(f"cxr: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Decode one image as it really is, and check it is a plausible picture: pure functions, no cache.
+
+Before any pixel is decoded, the size the file's header states is checked against a pixel budget, MAX_PIXELS,
+so a decompression bomb is refused without allocating its pixels; any failure of the decoder (Pillow's errors,
+its warnings raised as errors, zlib errors, truncated data) makes a BadImage named in one line.
+
+16-bit PNGs are scaled by the bit depth the file actually uses (its sBIT chunk, else the smallest
+common depth that holds its largest value), so a 12-bit detector image is not read as nearly black
+or clipped to white. Palette, grey+alpha, RGB and RGBA images become grey by the ITU-R 601 luma,
+transparent pixels counting as no signal (black, like the air around a chest).
+"""
+from __future__ import annotations
+
+import io
+import struct
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cxrlib.core.errors import DataError
+
+# Bump when decoding changes, so arrays cached by older code are not served.
+DECODE_VERSION = 2
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Depths detectors and exporters use; a 16-bit file without sBIT is read at the smallest that fits.
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# A decode with this share of pixels at the extreme is not a radiograph (a clipped 16-bit file, a blank page).
+EXTREME_SHARE = 0.95
+WHITE_FROM, BLACK_UP_TO = 250, 5
+# The pixel budget: an image whose header states more pixels is a bad image, refused before decoding.
+# 6,000 x 6,000 = 36 million: 34 times NIH's 1,024 px images, 4 times a 3,000 px detector image, and
+# below Pillow's own bomb warning (89 million), which it therefore never reaches.
+MAX_PIXELS = 6000 * 6000
+
+
+class BadImage(DataError):
+    """An image file that cannot be decoded, or decodes to something that is not a picture."""
+
+
+def png_chunks(data: bytes) -> dict:
+    """The PNG chunks before the image data (IHDR, sBIT, ...), by type; {} for other formats."""
+    if not data.startswith(PNG_SIGNATURE):
+        return {}
+    chunks, at = {}, len(PNG_SIGNATURE)
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind == b"IDAT":
+            break
+        chunks[kind.decode("latin-1")] = data[at + 8:at + 8 + length]
+        at += 12 + length
+    return chunks
+
+
+def significant_bits(data: bytes):
+    """The PNG sBIT value (the largest over channels), or None where the file has none."""
+    sbit = png_chunks(data).get("sBIT")
+    return max(sbit) if sbit else None
+
+
+def bits_used(top: int, sbit=None, container: int = 16) -> int:
+    """The bit depth a wide image's values fill.
+
+    sBIT names it; values above it mean the writer scaled them to the container, as the PNG
+    standard asks. Without sBIT: the smallest common depth that holds the largest value.
+    """
+    if sbit and top < 2 ** sbit:
+        return int(sbit)
+    if sbit:
+        return container
+    return next((b for b in BIT_DEPTHS if top < 2 ** b), container)
+
+
+def grey_pixels(image: Image.Image, sbit=None) -> np.ndarray:
+    """8-bit grey of any PIL image, scaling wide values by their real depth and compositing alpha on black."""
+    if image.mode in WIDE_MODES:
+        values = np.asarray(image).astype(np.int64)
+        if values.size and values.min() < 0:
+            raise ValueError(f"negative pixel values (down to {values.min()}) in a {image.mode} image")
+        bits = bits_used(int(values.max()) if values.size else 0, sbit)
+        return np.clip(np.rint(values * (255 / (2 ** bits - 1))), 0, 255).astype(np.uint8)
+    if image.mode == "F":
+        values = np.asarray(image, np.float64)
+        low, high = float(values.min()), float(values.max())
+        return np.rint((values - low) * (255 / max(high - low, 1e-12))).astype(np.uint8)
+    if image.mode in ("LA", "La", "RGBA", "RGBa", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        grey = np.asarray(rgba.convert("RGB").convert("L"), np.float64)
+        alpha = np.asarray(rgba, np.float64)[..., 3]
+        return np.rint(grey * alpha / 255).astype(np.uint8)
+    if image.mode == "P":
+        image = image.convert("RGB")
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def problem(pixels: np.ndarray) -> str:
+    """Why a decoded image is not a plausible radiograph ('' when it is)."""
+    if pixels.size == 0:
+        return "empty image (no pixels)"
+    low, high = int(pixels.min()), int(pixels.max())
+    if low == high:
+        return f"constant image (every pixel is {low})"
+    white = float((pixels >= WHITE_FROM).mean())
+    if white >= EXTREME_SHARE:
+        return f"nearly all white ({white:.0%} of pixels at {WHITE_FROM} or more)"
+    black = float((pixels <= BLACK_UP_TO).mean())
+    if black >= EXTREME_SHARE:
+        return f"nearly all black ({black:.0%} of pixels at {BLACK_UP_TO} or less)"
+    return ""
+
+
+def png_header_size(data: bytes):
+    """(width, height) from a PNG's IHDR, which the standard puts first; None for other formats."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+def check_budget(width: int, height: int) -> None:
+    """Refuse an image whose stated size exceeds MAX_PIXELS before any of its pixels is decoded."""
+    if width * height > MAX_PIXELS:
+        raise BadImage(f"too large: {width} x {height} pixels ({width * height:,}), over the budget of "
+                       f"{MAX_PIXELS:,} pixels (MAX_PIXELS)")
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line, or its type's name where it has none."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def decoder_failure(err: Exception, data: bytes) -> BadImage:
+    """Whatever a decoder raised, as a one-line BadImage."""
+    if isinstance(err, UnidentifiedImageError):
+        return BadImage(f"cannot decode: not an image format Pillow reads (starts with {data[:8]!r})")
+    if isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return BadImage(f"too large: {one_line(err)}")
+    return BadImage(f"cannot decode: {one_line(err)}")
+
+
+@contextmanager
+def opened(data: bytes):
+    """The image with only its header read and its size within the budget; any failure inside is a BadImage."""
+    stated = png_header_size(data)
+    if stated:
+        check_budget(*stated)  # before Pillow reads further, so a bomb is named by its size
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            check_budget(*image.size)  # what Pillow will allocate, whatever the format
+            yield image
+    except BadImage:
+        raise
+    except Exception as err:  # noqa: BLE001 - any decoder failure is a bad image, never a traceback
+        raise decoder_failure(err, data) from err
+
+
+def decode_bytes(data: bytes) -> np.ndarray:
+    """The file's full-size 8-bit grey pixels: the one place pixels are decoded; BadImage when they cannot be had."""
+    with opened(data) as image:
+        return grey_pixels(image, significant_bits(data))
+
+
+def inspect_header(data: bytes) -> tuple:
+    """(width, height, problem) from the header alone, decoding no pixel; problem is None when the header is fine."""
+    try:
+        with opened(data) as image:
+            return image.size[0], image.size[1], None
+    except BadImage as err:
+        width, height = png_header_size(data) or (0, 0)
+        return width, height, str(err)
+
+
+def inspect_bytes(data: bytes) -> tuple:
+    """(width, height, problem) of an image file's bytes, decoded in full; problem is '' for a usable image."""
+    try:
+        pixels = decode_bytes(data)
+    except BadImage as err:
+        width, height = png_header_size(data) or (0, 0)
+        return width, height, str(err)
+    return pixels.shape[1], pixels.shape[0], problem(pixels)
+
+
+def checked_pixels(path: Path) -> np.ndarray:
+    """Full-size grey pixels of a usable image; BadImage saying why (without the file's name) otherwise."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise BadImage(f"cannot read: {err.strerror or err}") from err
+    pixels = decode_bytes(data)
+    reason = problem(pixels)
+    if reason:
+        raise BadImage(reason)
+    return pixels
+
+
+def resized(pixels: np.ndarray, size: int, harmonise_to=None) -> np.ndarray:
+    """size x size; with harmonise_to, first brought down to that native size."""
+    gray = Image.fromarray(pixels)
+    if harmonise_to and min(gray.size) > harmonise_to:
+        gray = gray.resize((harmonise_to, harmonise_to), Image.LANCZOS)
+    if gray.size != (size, size):
+        gray = gray.resize((size, size), Image.BILINEAR)
+    return np.asarray(gray, dtype=np.uint8)
+
+
+def decode(path: Path, size: int, harmonise_to=None) -> np.ndarray:
+    """8-bit grey at size x size, checked in the same decode; with harmonise_to, first brought down to that size."""
+    try:
+        pixels = checked_pixels(path)
+    except BadImage as err:
+        raise BadImage(f"{Path(path).name}: {err}") from err
+    return resized(pixels, size, harmonise_to)

@@ -1,0 +1,261 @@
+"""Reproducibility: the lock file behind a page, the command that rebuilds it, and run folders compared.
+
+    python -m cxrlib.machinery.repro environment-yml requirements/lock-py311.txt   # what `make lock` writes to environment.yml
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from cxrlib.core.config import REPO_ROOT
+
+LOCK_DIR = REPO_ROOT / "requirements"
+# columns that measure wall-clock time: they differ between identical runs, so comparisons leave them out
+TIMING = re.compile(r"time|seconds|\(s\)", re.I)
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
+
+
+def normalize(name: str) -> str:
+    """A package name as registries compare them (PEP 503): lower case, runs of -_. as one dash."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_file(python: str | None = None) -> Path:
+    """The lock file for a Python version ('3.11'; default: the running one)."""
+    python = python or f"{sys.version_info[0]}.{sys.version_info[1]}"
+    return LOCK_DIR / f"lock-py{python.replace('.', '')}.txt"
+
+
+def lock_hash(path=None) -> str:
+    """The first 12 hex digits of the lock file's SHA-256, so a page names the exact environment it ran in."""
+    path = Path(path) if path else lock_file()
+    if not path.is_file():
+        return "none"
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def locked_versions(path) -> dict:
+    """Normalized package name -> version pinned in a lock (or any requirements) file."""
+    pins = {}
+    for line in Path(path).read_text().splitlines():
+        match = _PIN.match(line.strip())
+        if match:
+            pins[normalize(match.group(1))] = match.group(2)
+    return pins
+
+
+def environment_differences(path=None) -> list:
+    """'name installed X, locked Y' for each locked package installed at another version (or missing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    path = Path(path) if path else lock_file()
+    if not path.is_file():
+        return [f"no lock file {path.name} for this Python"]
+    found = []
+    for name, locked in locked_versions(path).items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            installed = "missing"
+        if installed != locked:
+            found.append(f"{name} installed {installed}, locked {locked}")
+    return found
+
+
+def lock_text(path=None) -> str:
+    """For provenance: which lock, its hash, and whether the running environment matches it."""
+    path = Path(path) if path else lock_file()
+    if not path.is_file():
+        return f"no lock file for Python {sys.version_info[0]}.{sys.version_info[1]} (environment not locked)"
+    differences = environment_differences(path)
+    state = ("environment matches it" if not differences else
+             f"environment differs from it in {len(differences)} package(s), e.g. {differences[0]}")
+    return f"lock `{path.name}` sha256 `{lock_hash(path)}`, {state}"
+
+
+def declared_requirements(pyproject=None) -> list:
+    """pyproject.toml's dependencies plus its test extra, as written there."""
+    import tomllib
+
+    project = tomllib.loads(Path(pyproject or REPO_ROOT / "pyproject.toml").read_text())["project"]
+    return project["dependencies"] + project.get("optional-dependencies", {}).get("test", [])
+
+
+def requirement_name(requirement: str) -> str:
+    """The package name of a requirement string such as 'jupyter-book>=1.0.4,<2'."""
+    return normalize(re.split(r"[<>=!~ ;\[]", requirement.strip(), maxsplit=1)[0])
+
+
+def environment_yml(lock, pyproject=None) -> str:
+    """environment.yml for conda users: pyproject's packages at the versions the lock pins."""
+    pins = locked_versions(lock)
+    lines = ["# Conda environment for cxr-book, written by `make lock`: pyproject.toml's packages at the versions",
+             f"# of {Path(lock).name} (a test checks that they agree). The exact environment, with every",
+             "# dependency's version and hash: pip install --require-hashes --no-deps -r requirements/lock-py311.txt",
+             "name: cxr-book", "channels:", "  - conda-forge", "dependencies:", "  - python=3.11", "  - pip",
+             "  - pip:"]
+    for requirement in declared_requirements(pyproject):
+        name = requirement_name(requirement)
+        if name not in pins:
+            raise ValueError(f"{requirement!r} of pyproject.toml is not in {lock}; run `make lock`")
+        lines.append(f"      - {name}=={pins[name]}")
+    lines.append("      - -e .")
+    return "\n".join(lines) + "\n"
+
+
+def rebuild_command(chapter: str, profile: str, changed: dict, data_dir=None, commit: str | None = None) -> str:
+    """The shell command that reproduces a chapter: checkout of the commit, then `cxr run` with its parameters."""
+    words = ["cxr", "run", chapter, "--profile", profile]
+    if data_dir:
+        words += ["--data", str(data_dir)]
+    for name, value in changed.items():
+        words += ["-p", f"{name.lower()}={yaml_value(value)}"]
+    command = " ".join(shlex.quote(w) for w in words)
+    if not commit or " " in commit:  # no git checkout to name
+        return command
+    clean = commit.removesuffix("-dirty")
+    note = "  # this build also had uncommitted changes" if clean != commit else ""
+    return f"git checkout {clean} && {command}{note}"
+
+
+def yaml_value(value) -> str:
+    """A parameter value as `-p` reads it back (YAML flow style, one line)."""
+    import yaml
+
+    if isinstance(value, tuple):
+        value = list(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("...\n").strip()
+
+
+def page_parameters(page) -> tuple:
+    """(chapter, parameters) papermill recorded in an executed page; the chapter is the file's name."""
+    import nbformat
+
+    from cxrlib.core.registry import CHAPTERS, RunnerError
+
+    page = Path(page)
+    if not page.is_file():
+        raise RunnerError(f"page {page} does not exist; executed pages are in book/chapters/<chapter>.ipynb")
+    if page.stem not in CHAPTERS:
+        raise RunnerError(f"page {page} is not named after a chapter; chapters: {', '.join(CHAPTERS)}")
+    papermill = nbformat.read(page, as_version=4).metadata.get("papermill", {})
+    if "parameters" not in papermill:
+        raise RunnerError(f"page {page} has no parameters recorded by papermill (metadata.papermill.parameters); "
+                          f"it was not executed by `cxr run`")
+    return page.stem, dict(papermill["parameters"])
+
+
+def _metric_files(folder: Path) -> dict:
+    """(chapter, model) -> metrics CSV, for a profile folder (runs/smoke) or a folder of profiles (runs)."""
+    from cxrlib.machinery.runs import metric_files
+
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"run folder {folder} does not exist; give runs/ or runs/<profile>")
+    return metric_files(folder)
+
+
+def _metrics(path: Path):
+    """One model's metrics row as a Series, timing columns left out."""
+    from cxrlib.machinery.runs import read_metrics
+    from cxrlib.science.metrics import PREDICTED
+
+    row = read_metrics(path).iloc[0]  # PREDICTED is words (which classes), not a metric
+    return row[[c for c in row.index if not TIMING.search(str(c)) and c != PREDICTED]].astype(float)
+
+
+def _probability_difference(metrics_path: Path, other_metrics_path: Path) -> float:
+    """Largest absolute difference between two runs' test probabilities of one model (NaN without both)."""
+    import numpy as np
+    import pandas as pd
+
+    from cxrlib.machinery.runs import probabilities
+
+    files = [p.parent.parent / "predictions" / f"{p.stem}__test.csv" for p in (metrics_path, other_metrics_path)]
+    if not all(f.is_file() for f in files):
+        return float("nan")
+    a, b = (pd.read_csv(f).set_index("Image Index") for f in files)
+    if sorted(a.index) != sorted(b.index):
+        return float("inf")
+    return float(np.abs(probabilities(a) - probabilities(b.loc[a.index])).max())
+
+
+def compare_runs(a, b):
+    """Per chapter and model: each metric in run folder a and b side by side, and the largest difference.
+
+    Timing columns are left out (they differ between identical runs); 'test probabilities' is the largest
+    difference of any test-set probability; a model present in one folder only has NaN for the other.
+    """
+    import numpy as np
+    import pandas as pd
+
+    files_a, files_b = _metric_files(a), _metric_files(b)
+    rows = []
+    for key in sorted(set(files_a) | set(files_b)):
+        ma = _metrics(files_a[key]) if key in files_a else None
+        mb = _metrics(files_b[key]) if key in files_b else None
+        names = list((ma if ma is not None else mb).index)
+        row = {"chapter": key[0], "model": key[1]}
+        for name in names:
+            row[f"{name} (a)"] = np.nan if ma is None else ma.get(name, np.nan)
+            row[f"{name} (b)"] = np.nan if mb is None else mb.get(name, np.nan)
+        both = ma is not None and mb is not None
+        differences = [_difference(ma[n], mb.get(n, np.nan)) for n in names] if both else []
+        probs = _probability_difference(files_a[key], files_b[key]) if both else np.nan
+        row["test probabilities"] = probs
+        row["largest difference"] = _largest(differences + [probs]) if both else np.nan
+        row["found in"] = "both" if both else ("a only" if ma is not None else "b only")
+        rows.append(row)
+    columns = ["chapter", "model", "largest difference", "test probabilities", "found in"]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise FileNotFoundError(f"no metrics in {a} nor in {b} (looked for */metrics/*.csv)")
+    return frame.set_index(["chapter", "model"])[[*columns[2:], *[c for c in frame if c not in columns]]]
+
+
+def _difference(x: float, y: float) -> float:
+    """|x - y|; 0 when both are NaN (a metric undefined in both runs), infinite when only one is."""
+    import math
+
+    if math.isnan(x) or math.isnan(y):
+        return 0.0 if math.isnan(x) and math.isnan(y) else math.inf
+    return abs(x - y)
+
+
+def _largest(values) -> float:
+    """The largest of the differences, skipping NaN (test probabilities not saved by both runs)."""
+    import math
+
+    return max([0.0, *(float(v) for v in values if not math.isnan(float(v)))])
+
+
+def compare_text(a, b) -> str:
+    """What `cxr compare` prints: the table, then the largest difference over everything."""
+    import pandas as pd
+
+    frame = compare_runs(a, b)
+    overall = frame["largest difference"].max()
+    missing = frame[frame["found in"] != "both"]
+    with pd.option_context("display.max_columns", None, "display.width", 200, "display.max_rows", None):
+        lines = [f"a: {a}", f"b: {b}", frame.to_string(float_format=lambda v: f"{v:.6g}"), ""]
+    lines.append(f"largest difference over every metric and test probability of the models in both: {overall:.6g}")
+    if len(missing):
+        lines.append(f"{len(missing)} model(s) in one folder only: "
+                     + ", ".join(f"{c}/{m} ({w})" for (c, m), w in missing["found in"].items()))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """`python -m cxrlib.machinery.repro environment-yml LOCK`: print environment.yml for that lock."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "environment-yml":
+        print("usage: python -m cxrlib.machinery.repro environment-yml requirements/lock-py311.txt", file=sys.stderr)
+        return 2
+    sys.stdout.write(environment_yml(argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""What the rendered book needs beyond the chapters: the summary box, one table style, the build page,
+and the steps before and after jupyter-book runs (hidden injected cells, no source maps or notebook copies)."""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import re
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from cxrlib.core.config import REPO_ROOT
+from cxrlib.core.registry import HEADLINE_METRICS, REGISTRY, RunnerError
+from cxrlib.machinery import runs
+from cxrlib.present.labels import all_pretrained, limiting_factors, model_label, profile_in_words
+from cxrlib.present.tables import cell_text, markdown_table
+
+# sphinx-thebe's tags: the static book has no kernel, and the theme declares THEBE_JS_URL twice
+# ("Identifier 'THEBE_JS_URL' has already been declared" on every page)
+THEBE = re.compile(r'<script>const THEBE_JS_URL[^<]*</script>\s*|<script[^>]*sphinx-thebe\.js[^>]*></script>\s*'
+                   r'|<link[^>]*sphinx-thebe\.css[^>]*/>\s*|<script type="text/x-thebe-config">.*?</script>\s*', re.S)
+LIBRARIES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "jupyter-book")
+
+
+def library_logs_to_stderr() -> None:
+    """Send TensorFlow's Python log (which writes to stdout in an interactive kernel: 'WARNING:tensorflow:5 out
+    of the last 9 calls ... retracing') to stderr: into the chapter's log, never into its page."""
+    import logging
+    import sys
+
+    try:
+        import tensorflow as tf
+
+        logger = tf.get_logger()  # made on first use, with a stdout handler in a kernel: make it now, then move it
+    except ImportError:
+        logger = logging.getLogger("tensorflow")
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+
+
+# ---------------------------------------------------------------- the build page
+
+def executed_profile(book_root: Path) -> str | None:
+    """The profile the executed chapters were run with (papermill records the injected parameters)."""
+    for path in sorted((Path(book_root) / "book" / "chapters").glob("*.ipynb")):
+        parameters = json.loads(path.read_text()).get("metadata", {}).get("papermill", {}).get("parameters", {})
+        if parameters.get("PROFILE"):
+            return parameters["PROFILE"]
+    return None
+
+
+def library_versions() -> str:
+    """Installed versions of the libraries that shape the numbers and the pages."""
+    found = []
+    for name in LIBRARIES:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ", ".join(found)
+
+
+def chapter_metrics(profile_dir: Path, chapter: str) -> pd.DataFrame:
+    """Every metrics row one chapter saved (one row per model), indexed by the model's saved name (its file's
+    name, what report.counterpart knows), with the name its row shows in column "label"."""
+    from cxrlib.machinery.runs import metric_files, read_metrics
+
+    frames = [read_metrics(path).pipe(lambda row, name=model: row.assign(label=[str(n) for n in row.index])
+                                      .set_axis([name] * len(row)))
+              for (found, model), path in metric_files(profile_dir).items() if found == chapter]
+    return pd.concat(frames) if frames else pd.DataFrame()
+
+
+def headline_table(profile_dir: Path, infos: dict) -> pd.DataFrame:
+    """Per chapter: our best model by macro F1 beside the report's row for that same model (report.counterpart;
+    a dash where the report has none), which classes it predicts where not all, and what limited ours."""
+    from cxrlib.science.metrics import PREDICTED
+    from cxrlib.present.report import counterpart, report_rows
+
+    rows = []
+    for chapter, family in ((c, f.family) for c, f in REGISTRY.items() if f.family):
+        ours = chapter_metrics(profile_dir, chapter)
+        if ours.empty or chapter not in infos or "F1-macro" not in ours:
+            continue
+        best = ours["F1-macro"].idxmax()
+        info = infos[chapter]
+        weights = info.get("weights") or infos.get("pretrained", {}).get("weights") or {}
+        pretrained_family = chapter in ("pretrained", "ensemble")
+        label = model_label(str(ours.loc[best, "label"]), not (pretrained_family and not all_pretrained(weights)))
+        predicts = ours.loc[best, PREDICTED] if PREDICTED in ours else ""
+        if isinstance(predicts, str) and predicts and not predicts.startswith("all "):  # an FNFR of 0 or an F1 of 0 that means "never predicts"
+            label += f" (predicts {predicts.replace(': never', ' classes; never')})"
+        report_name = counterpart(chapter, str(best))
+        theirs = report_rows(report_name).iloc[0] if report_name else None
+        row = {"models": family, "our best": label, "the report's row": report_name or "none for this model"}
+        for metric in HEADLINE_METRICS:
+            row[metric] = f"{cell_text(ours.loc[best, metric])} / {cell_text(theirs[metric]) if theirs is not None else '–'}"
+        factors = limiting_factors(info.get("settings", {}), info.get("data", ""),
+                                   weights if pretrained_family else None)
+        common = set(limiting_factors(info.get("settings", {}), info.get("data", "")))
+        extra = [f for f in factors if f not in common]
+        row["limited by"] = "; ".join((["the build's limits (above)"] if common else []) + extra) or "nothing recorded"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+SLOWEST_EXPLAINED = 3
+
+
+def chapter_work(profile_dir: Path, chapter: str) -> str:
+    """Why a chapter takes its time: what it computes, and the models and epochs its run folder holds."""
+    histories = sorted((Path(profile_dir) / chapter / "histories").glob("*.csv"))
+    epochs = sum(max(len(path.read_text().splitlines()) - 1, 0) for path in histories)
+    counted = f"; {len(histories)} models trained, {epochs} epochs in all" if histories else ""
+    return (REGISTRY[chapter].work if chapter in REGISTRY else "") + counted
+
+
+def timings_table(profile_dir: Path) -> pd.DataFrame:
+    """How long each chapter took (the runner's timings.json), slowest first; the slowest say why."""
+    path = profile_dir / "timings.json"
+    if not path.is_file():
+        return pd.DataFrame()
+    seconds = json.loads(path.read_text())
+    table = pd.DataFrame({"chapter": list(seconds), "seconds": [round(float(s)) for s in seconds.values()]})
+    table = table.sort_values("seconds", ascending=False, kind="stable").reset_index(drop=True)
+    table["why"] = [chapter_work(profile_dir, c) if k < SLOWEST_EXPLAINED else "" for k, c in enumerate(table["chapter"])]
+    return pd.concat([table, pd.DataFrame([{"chapter": "all chapters", "seconds": int(table["seconds"].sum()),
+                                            "why": ""}])], ignore_index=True)
+
+
+def build_page(book_root: Path, runs_root: Path | None = None, today: str | None = None) -> str:
+    """The build page's Markdown: profile, data, date, commit, versions, chapter times and headline results."""
+    from cxrlib.core.config import runs_dir
+
+    profile = executed_profile(book_root)
+    lines = ["# This build", ""]
+    if profile is None:
+        return "\n".join(lines + ["No chapter has been executed yet: run `cxr run` first.", ""])
+    profile_dir = Path(runs_root or runs_dir()) / profile
+    infos = runs.chapter_infos(profile_dir.name, profile_dir.parent)
+    first = next(iter(infos.values()), {})
+    settings = first.get("settings", {})
+    commits = sorted({i.get("commit", "unknown") for i in infos.values()})
+    lines += [f"**{profile_in_words(profile, settings)}.**", "",
+              f"- **Profile:** `{profile}`",
+              f"- **Data:** {first.get('data', 'unknown (no run folder found at ' + str(profile_dir) + ')')}",
+              f"- **Built:** {today or _dt.date.today().isoformat()}",
+              f"- **Commit:** {', '.join(f'`{c}`' for c in commits) or 'unknown'}",
+              f"- **Libraries:** {library_versions()}",
+              f"- **Limited by:** {'; '.join(limiting_factors(settings, first.get('data', ''))) or 'nothing recorded'}",
+              "", "## Our best results beside the report's", "",
+              "Each cell reads *ours / the report's* (test set); the last column says what limited our run.", ""]
+    headline = headline_table(profile_dir, infos)
+    lines += [markdown_table(headline) if not headline.empty else "No model has been trained in this run folder yet.",
+              "", "## How long each chapter took", ""]
+    timings = timings_table(profile_dir)
+    lines += [markdown_table(timings) if not timings.empty else "The runner recorded no chapter times for this build.",
+              ""]
+    return "\n".join(lines)
+
+
+def write_build_page(book_root: Path, runs_root: Path | None = None) -> Path:
+    """book/build.md, regenerated at every build from the run folder."""
+    path = Path(book_root) / "book" / "build.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(build_page(book_root, runs_root))
+    return path
+
+
+# ---------------------------------------------------------------- before and after jupyter-book
+
+SHOW_CODE = "show-code"  # the tag of a code cell whose code a page shows on purpose (none does yet)
+HIDDEN = ("hide-input", "remove-input", "remove-cell", "hide-cell")
+ALT_FILE = "figure-alt.json"  # image file name -> alt text, written beside _build/html by prepare_pages
+
+
+def shown_outputs(cell: dict) -> list:
+    """The outputs of a cell that the page shows (stderr streams are removed by the build: nb_output_stderr)."""
+    return [o for o in cell.get("outputs", [])
+            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+            and (o.get("output_type") != "stream" or "".join(o.get("text", "")).strip())
+            and (o.get("output_type") == "stream" or o.get("data") or o.get("output_type") == "error")]
+
+
+def hide_injected_cells(notebook_path: Path) -> bool:
+    """Ready an executed chapter for a static page: papermill's injected-parameters cell removed, every code cell's
+    code hidden unless tagged SHOW_CODE, a cell that shows nothing removed (no empty 'show code' toggle), and
+    widget state that cannot render dropped."""
+    notebook = json.loads(Path(notebook_path).read_text())
+    changed = notebook.get("metadata", {}).pop("widgets", None) is not None
+    for cell in notebook.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        for output in cell.get("outputs", []):
+            if output.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None) is not None:
+                changed = True
+        if cell.get("cell_type") != "code" or "remove-cell" in tags:
+            continue
+        before = list(tags)
+        if "injected-parameters" in tags or "parameters" in tags or (not shown_outputs(cell) and SHOW_CODE not in tags):
+            tags[:] = [t for t in tags if t not in HIDDEN] + ["remove-cell"]
+        elif SHOW_CODE not in tags and not any(t in tags for t in HIDDEN):
+            tags.append("hide-input")
+        changed |= tags != before
+    if changed:
+        Path(notebook_path).write_text(json.dumps(notebook, indent=1, ensure_ascii=False))
+    return changed
+
+
+def figure_alts(notebook_path: Path) -> dict:
+    """Image file name (as the build names it: the SHA-256 of the image's bytes) -> alt text, for every figure of
+    an executed chapter whose text form the chapter set to the figure's title (plots.describe_figures)."""
+    import base64
+    import hashlib
+
+    alts = {}
+    for cell in json.loads(Path(notebook_path).read_text()).get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            text = "".join(data.get("text/plain", ""))
+            for mime, extension in (("image/png", ".png"), ("image/jpeg", ".jpeg")):
+                if mime in data and text and not text.startswith("<Figure"):
+                    digest = hashlib.sha256(base64.b64decode("".join(data[mime]))).hexdigest()
+                    alts[digest + extension] = text.strip()
+    return alts
+
+
+def prepare_pages(book_root: Path, runs_root: Path | None = None) -> None:
+    """Before jupyter-book: write the build page, clean the executed chapters for a static page, and note every
+    figure's alt text for clean_site."""
+    write_build_page(book_root, runs_root)
+    alts = {}
+    for path in sorted((Path(book_root) / "book" / "chapters").glob("*.ipynb")):
+        hide_injected_cells(path)
+        alts.update(figure_alts(path))
+    target = Path(book_root) / "_build" / ALT_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(alts, indent=1, ensure_ascii=False))
+
+
+IMG = re.compile(r"<img\b[^>]*>")
+HEADING = re.compile(r"<h([1-3])[^>]*>(.*?)</h\1>", re.S)
+
+
+def plain(fragment: str) -> str:
+    """The text of an HTML fragment (tags and the theme's '#' anchors dropped, entities kept escaped)."""
+    return " ".join(re.sub(r"<[^>]+>", " ", fragment).replace("#", " ").split())
+
+
+def meaningless_alt(alt) -> bool:
+    """An alt text that tells a reader nothing: none, empty, or a file name or path."""
+    return not alt or not alt.strip() or bool(re.fullmatch(r"[\w./:%-]*\.(png|jpe?g|svg|gif)|[\w./-]*/[\w./-]*", alt.strip()))
+
+
+def with_alt_texts(page: str, alts: dict) -> str:
+    """Every <img> of a page with a meaningful alt text: the figure's title (alts: file name -> text), else the
+    section it sits in."""
+    headings = [(m.start(), plain(m.group(2))) for m in HEADING.finditer(page)]
+
+    def fix(match):
+        tag = match.group(0)
+        alt = re.search(r'\balt="([^"]*)"', tag)
+        if alt and not meaningless_alt(html.unescape(alt.group(1))):
+            return tag
+        src = re.search(r'\bsrc="([^"]*)"', tag)
+        name = src.group(1).rsplit("/", 1)[-1] if src else ""
+        section = next((text for at, text in reversed(headings) if at < match.start()), "")
+        text = alts.get(name) or (f"Figure in the section {section}" if section else "Figure")
+        text = html.escape(" ".join(text.split()), quote=True)
+        return re.sub(r'\balt="[^"]*"', f'alt="{text}"', tag) if alt else tag.replace("<img", f'<img alt="{text}"', 1)
+
+    return IMG.sub(fix, page)
+
+
+def clean_site(html_dir: Path) -> list:
+    """After jupyter-book: delete source maps and notebook copies, drop Thebe's tags, give every image a meaningful
+    alt text (with_alt_texts); return what went."""
+    html_dir = Path(html_dir)
+    removed = [p for p in html_dir.rglob("*.map")] + [p for p in html_dir.rglob("*.ipynb")]
+    for path in removed:
+        path.unlink()
+    alt_file = html_dir.parent / ALT_FILE
+    alts = json.loads(alt_file.read_text()) if alt_file.is_file() else {}
+    for path in html_dir.rglob("*.html"):
+        text = path.read_text()
+        kept = with_alt_texts(THEBE.sub("", text), alts)
+        if kept != text:
+            path.write_text(kept)
+    for path in list(html_dir.rglob("*.js")) + list(html_dir.rglob("*.css")):
+        text = path.read_text(errors="replace")
+        if "sourceMappingURL" in text:
+            kept = [line for line in text.splitlines(keepends=True) if "sourceMappingURL=" not in line]
+            path.write_text("".join(kept))
+    return removed
+
+
+def toc_files(book_root: Path = REPO_ROOT) -> list:
+    """The pages the table of contents names."""
+    toc = yaml.safe_load((Path(book_root) / "_toc.yml").read_text())
+    entries = [toc["root"]]
+    for part in toc.get("parts", [{"chapters": toc.get("chapters", [])}]):
+        entries += [c["file"] for c in part.get("chapters", [])]
+    return entries
+
+
+def build_book(book_root: Path = REPO_ROOT, log=print) -> Path:
+    """Build the HTML book from the executed chapters; say which chapters are missing first."""
+    book_root = Path(book_root)
+    prepare_pages(book_root)  # the build page, injected-parameters cells hidden, no widget state
+    missing = [f for f in toc_files(book_root)
+               if not any((book_root / f"{f}{ext}").is_file() for ext in (".ipynb", ".md"))]
+    if missing:
+        raise RunnerError(f"pages not built yet: {', '.join(missing)}; run `cxr run` first")
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(book_root)]
+    log("$ " + " ".join(command))
+    done = subprocess.run(command, cwd=book_root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RunnerError(f"jupyter-book failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+    html = book_root / "_build" / "html" / "index.html"
+    clean_site(html.parent)  # no source maps or notebook copies in the published site
+    log(f"book built: {html}")
+    return html

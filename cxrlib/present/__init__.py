@@ -1,0 +1,1 @@
+"""Presentation: figures, tables, labels and the misclassified-image widget."""

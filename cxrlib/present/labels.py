@@ -1,0 +1,109 @@
+"""Labels and words that travel with numbers: a model's name tagged when it had no pretrained weights, the weights
+each backbone started from, what a profile's run is worth, and the summary box that opens every chapter."""
+from __future__ import annotations
+
+import html
+import re
+
+from cxrlib.core.config import PROFILES
+
+# The report's settings (the full profile's): a run below them is limited by that setting.
+REPORT_EPOCHS, REPORT_SIZE, REPORT_BACKBONE_SIZE = (PROFILES["full"][k] for k in ("epochs", "resize_to", "backbone_size"))
+
+NO_WEIGHTS = "no pretrained weights"
+
+
+SUMMARY_CLASS = "cxr-summary"
+
+
+def per_class_text(max_per_class) -> str:
+    """'16 training images per class', or '' when the profile uses every image."""
+    if isinstance(max_per_class, dict) and max_per_class.get("train"):
+        return f"{max_per_class['train']} training images per class"
+    return ""
+
+
+def profile_in_words(profile: str, settings: dict) -> str:
+    """One sentence saying what a build of this profile is good for."""
+    epochs = settings.get("epochs")
+    per_class = per_class_text(settings.get("max_per_class"))
+    if profile == "smoke":
+        detail = ", ".join(x for x in (f"{epochs} epochs", per_class) if x)
+        return f"smoke build: {detail}; for checking the machinery, not for reading the numbers"
+    if profile == "cpu":
+        return (f"cpu build: up to {epochs} epochs at {settings.get('resize_to')} px on the small real sample; "
+                "small-sample numbers, not comparable with the report's")
+    if profile == "full":
+        return f"full build: the report's settings (up to {epochs} epochs at {settings.get('resize_to')} px)"
+    return f"{profile} build"
+
+
+def limiting_factors(settings: dict, data: str = "", weights: dict | None = None) -> list:
+    """Every way this run falls short of the report's settings, as short phrases (empty: none)."""
+    factors = []
+    epochs = settings.get("epochs")
+    if epochs is not None and epochs < REPORT_EPOCHS:
+        factors.append(f"{epochs} epochs (report: up to {REPORT_EPOCHS})")
+    per_class = per_class_text(settings.get("max_per_class"))
+    if per_class:
+        factors.append(per_class)
+    size = settings.get("resize_to")
+    if size is not None and size < REPORT_SIZE:
+        factors.append(f"{size} px images (report: {REPORT_SIZE})")
+    backbone = settings.get("backbone_size")
+    if backbone is not None and backbone < REPORT_BACKBONE_SIZE and weights:
+        factors.append(f"{backbone} px backbone inputs (report: {REPORT_BACKBONE_SIZE})")
+    if weights and not all_pretrained(weights):
+        factors.append(NO_WEIGHTS)
+    lowered = (data or "").lower()
+    if "synthetic" in lowered:
+        factors.append("synthetic images")
+    elif "sample" in lowered:
+        found = re.search(r"\(([\d,]+) [^)]*images\)", data)
+        factors.append(f"the {found.group(1)}-image real sample" if found else "the small real sample")
+    return factors
+
+
+def model_label(name: str, pretrained: bool) -> str:
+    """A model's name as every figure, legend and table row shows it: tagged when it had no pretrained weights."""
+    return name if pretrained or NO_WEIGHTS in name else f"{name} ({NO_WEIGHTS})"
+
+
+def all_pretrained(weights: dict) -> bool:
+    """Whether every backbone of a chapter's weights record (backbone -> its fields) started from pretrained ones."""
+    return all(used["pretrained"] for used in weights.values())
+
+
+def weights_text(weights: dict, inherited: bool = False) -> str:
+    """What a page says of a chapter's weights record: one short phrase per backbone, no folders, no instructions."""
+    if not weights:
+        return "unknown (run the pretrained chapter)" if inherited else "not used by this chapter"
+    text = "; ".join(f"{used['title']}: {used['short']}" for used in weights.values())
+    return f"the pretrained chapter's models used: {text}" if inherited else text
+
+
+def inline_markdown(text: str) -> str:
+    """**bold** and `code` of a one-line Markdown text as HTML (everything else escaped)."""
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def summary_box(*, profile: str, settings: dict, data: str, counts: str, weights: str, changed: dict,
+                commit: str, provenance: str = "", command: str = "") -> str:
+    """The boxed summary that opens every chapter; the full provenance follows, collapsed."""
+    e = html.escape
+    changed_text = ", ".join(f"{k}={v!r}" for k, v in changed.items()) or "none"
+    lines = [f"<p class='cxr-summary-profile'><strong>{e(profile_in_words(profile, settings))}.</strong></p>",
+             "<ul>",
+             f"<li><strong>Data:</strong> {e(data)}; used {e(counts)}</li>",
+             f"<li><strong>Weights:</strong> {e(weights)}</li>",
+             f"<li><strong>Parameters changed from the defaults:</strong> {e(changed_text)}</li>",
+             f"<li><strong>Commit:</strong> <code>{e(commit)}</code></li>"]
+    if command:
+        lines.append(f"<li><strong>Rebuild this page:</strong> <code>{e(command)}</code></li>")
+    lines.append("</ul>")
+    if provenance:
+        lines.append(f"<details><summary>Full provenance</summary><p>{inline_markdown(provenance)}</p></details>")
+    style = "border:2px solid #446;border-radius:6px;background:#f4f6fb;padding:0.6em 1em;margin:0.5em 0 1em 0"
+    return f'<div class="{SUMMARY_CLASS}" style="{style}">' + "".join(lines) + "</div>"

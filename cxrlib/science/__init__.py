@@ -1,0 +1,1 @@
+"""The science: data splits and pipelines, models, training, metrics, Otsu, Grad-CAM, ensembles, calibration."""

@@ -1,0 +1,120 @@
+"""Calibration (beyond the report): do the probabilities mean what they say? Reliability diagrams,
+expected calibration error over equal-mass bins, and temperature scaling fitted on validation only.
+
+Temperature scaling works on logits (the classifier's pre-softmax scores, saved with every prediction):
+log-probabilities recovered from saved probabilities would be clipped where a probability underflows, and
+a sharp model's fitted temperature would then come out far too small.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from cxrlib.science.metrics import true_class_loss
+
+BINS = 15
+# Temperatures searched, on a log scale: wide enough for a model 40 times too sharp; a fit at either end says so.
+SEARCH = (0.01, 100.0)
+AT_BOUND = 1e-3  # a fit this close to an end of the search (in log T) stopped there
+
+
+def equal_mass_bins(confidence, bins: int = BINS) -> np.ndarray:
+    """Bin of each prediction by its rank, (nearly) the same count in every bin; tied confidences take the bin
+    of their lowest rank, so they share one bin and the bins never depend on the order of the rows.
+
+    Not scikit-learn's calibration_curve(strategy="quantile"): it also keeps ties together, but returns no
+    bin counts, which the ECE weights by.
+    """
+    confidence = np.asarray(confidence, float)
+    first_rank = np.searchsorted(np.sort(confidence), confidence, side="left")
+    return first_rank * bins // max(len(confidence), 1)
+
+
+def reliability(y_true, probs, bins: int = BINS) -> pd.DataFrame:
+    """Per bin of top-class confidence: mean confidence, accuracy and count (equal-mass bins)."""
+    probs = np.asarray(probs, float)
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(y_true)
+    frame = pd.DataFrame({"bin": equal_mass_bins(confidence, bins), "confidence": confidence, "accuracy": correct})
+    return frame.groupby("bin").agg(confidence=("confidence", "mean"), accuracy=("accuracy", "mean"),
+                                    count=("accuracy", "size"))
+
+
+def expected_calibration_error(y_true, probs, bins: int = BINS) -> float:
+    """Mean gap between confidence and accuracy over equal-mass bins, weighted by bin size (top class)."""
+    table = reliability(y_true, probs, bins)
+    return float(np.sum(table["count"] * (table["confidence"] - table["accuracy"]).abs()) / table["count"].sum())
+
+
+def log_softmax(logits) -> np.ndarray:
+    """Log-probabilities of logits, in float64 and never clipped (exact where a probability underflows)."""
+    z = np.asarray(logits, float)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def softmax(logits) -> np.ndarray:
+    """Probabilities of logits (rows sum to 1)."""
+    return np.exp(log_softmax(logits))
+
+
+def scale(logits, temperature: float) -> np.ndarray:
+    """Probabilities of the logits divided by the temperature (T > 1 softens; the top class never changes)."""
+    return softmax(np.asarray(logits, float) / temperature)
+
+
+def negative_log_likelihood(y_true, logits) -> float:
+    """Mean -log p(true class) from logits: what temperature scaling minimises (the log-loss)."""
+    return true_class_loss(y_true, log_softmax(logits))
+
+
+class TemperatureFit(NamedTuple):
+    """A fitted temperature, and whether the search stopped at one of its ends (the optimum may lie beyond)."""
+
+    temperature: float
+    at_bound: bool
+
+    def text(self) -> str:
+        """The temperature as the page shows it; a search that stopped at an end reads as that end, not a fit:
+        '≥ 100 (search bound, not a fit)'."""
+        if not self.at_bound:
+            return f"{self.temperature:.3f}"
+        side = "≤" if self.temperature < 1 else "≥"
+        return f"{side} {self.temperature:g} (search bound, not a fit)"
+
+
+def fit_temperature(y_val, logits_val, search=SEARCH) -> TemperatureFit:
+    """Guo et al.'s temperature scaling: the one T minimising validation log-loss of the logits / T."""
+    from scipy.optimize import minimize_scalar
+
+    low, high = np.log(search[0]), np.log(search[1])
+
+    def loss(log_t):
+        return negative_log_likelihood(y_val, np.asarray(logits_val, float) / np.exp(log_t))
+
+    found = minimize_scalar(loss, bounds=(low, high), method="bounded").x
+    best = min((low, high, found), key=loss)  # the ends too: on a flat stretch the search stops anywhere
+    return TemperatureFit(float(np.exp(best)), bool(min(best - low, high - best) < AT_BOUND))
+
+
+def fit_temperatures(val: dict, y_val) -> dict:
+    """name -> TemperatureFit, each fitted on the validation logits alone."""
+    return {name: fit_temperature(y_val, logits) for name, logits in val.items()}
+
+
+def temperature_table(val: dict, test: dict, y_val, y_test, bins: int = BINS) -> pd.DataFrame:
+    """Per model: the temperature fitted on validation, and test ECE and log-loss before and after it.
+
+    val, test: name -> logits (or log-probabilities; rows in the order of y_val, y_test).
+    """
+    rows, fits = {}, fit_temperatures({name: val[name] for name in test}, y_val)
+    for name in test:
+        fit = fits[name]
+        before, after = softmax(test[name]), scale(test[name], fit.temperature)
+        rows[name] = {"temperature (fitted on validation)": fit.text(),
+                      "ECE before": expected_calibration_error(y_test, before, bins),
+                      "ECE after": expected_calibration_error(y_test, after, bins),
+                      "log-loss before": negative_log_likelihood(y_test, test[name]),
+                      "log-loss after": negative_log_likelihood(y_test, np.asarray(test[name], float) / fit.temperature)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model (test set)")

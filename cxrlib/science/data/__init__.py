@@ -1,0 +1,1 @@
+"""Splits, tf.data pipelines and the procedural synthetic set."""

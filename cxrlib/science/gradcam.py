@@ -1,0 +1,278 @@
+"""Grad-CAM (Selvaraju et al., ICCV 2017) and intermediate activations: where a network looks for a class.
+
+Figures of these maps are cxrlib.present.gradcam's; scoring them against radiologists' boxes is cxrlib.science.boxes'.
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+
+# --- intermediate activations -------------------------------------------------------------------
+
+def activation_layers(model) -> list:
+    """Every convolution and pooling layer at the model's top level, in order."""
+    import keras
+
+    kinds = (keras.layers.Conv2D, keras.layers.MaxPooling2D)
+    return [layer for layer in model.layers if isinstance(layer, kinds)]
+
+
+def activations(model, image: np.ndarray) -> dict:
+    """layer name -> its activation maps (h, w, channels) for one grey or RGB image in [0, 255]."""
+    import keras
+
+    chosen = activation_layers(model)
+    probe = keras.Model(model.inputs, [layer.output for layer in chosen])
+    outputs = probe(as_model_input(model, image)[None], training=False)
+    return {layer.name: np.asarray(out[0]) for layer, out in zip(chosen, outputs)}
+
+
+# --- Grad-CAM -----------------------------------------------------------------------------------
+
+def _backbone_spec(nested):
+    """The per-backbone facts of a nested keras.applications model, matched by its name (None: unknown)."""
+    from cxrlib.science.models import backbones
+
+    for spec in backbones.BACKBONES.values():
+        if nested.name == spec.application.lower():
+            return spec
+    return None
+
+
+def gradcam_target(model):
+    """(layer name, nested model or None): where Grad-CAM reads the feature maps.
+
+    The fused net: its concatenation of the pooled shallow and deep maps, so the shallow branches count;
+    a nested backbone (VGG16, ResNet, DenseNet): the layer its facts declare (backbones.BACKBONES);
+    otherwise the last convolution at the top level.
+    """
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Concatenate) and len(layer.output.shape) == 4:
+            return layer.name, None
+    for layer in reversed(model.layers):
+        if isinstance(layer, keras.layers.Conv2D):
+            return layer.name, None
+        if isinstance(layer, keras.Model) and len(layer.output.shape) == 4:
+            spec = _backbone_spec(layer)
+            return (spec.gradcam_layer if spec and spec.gradcam_layer else layer.layers[-1].name), layer
+    raise ValueError(f"model {model.name} has no convolutional layer for Grad-CAM")
+
+
+def target_description(model) -> dict:
+    """The target layer and its grid, for the chapter's table of which map each model is explained on."""
+    name, nested = gradcam_target(model)
+    shape = (nested or model).get_layer(name).output.shape
+    return {"target layer": name, "resolution": f"{shape[1]}x{shape[2]}", "channels": shape[3],
+            "input": f"{model.input.shape[1]}x{model.input.shape[2]}"}
+
+
+def _classifier(model):
+    """The final Dense layer (named 'classifier' in every model of the book), searched in nested heads too."""
+    import keras
+
+    for layer in reversed(model.layers):
+        if layer.name == "classifier":
+            return layer
+        if isinstance(layer, keras.Model) and not len(layer.output.shape) == 4:
+            return _classifier(layer)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    if not dense:
+        raise ValueError(f"model {model.name} has no Dense classifier for Grad-CAM")
+    return dense[-1]
+
+
+def _logits(classifier, features):
+    """The classifier's pre-softmax class scores: its input times its kernel plus its bias."""
+    import tensorflow as tf
+
+    kernel, bias = (tf.cast(w, tf.float32) for w in (classifier.kernel, classifier.bias))
+    return tf.matmul(tf.cast(features, tf.float32), kernel) + bias
+
+
+def _maps_and_logits(model, layer=None):
+    """A function image batch -> (target feature maps, pre-softmax class scores), through nested models."""
+    import keras
+
+    name, nested = (layer, None) if layer else gradcam_target(model)
+    classifier = _classifier(model)
+    if nested is None and classifier in model.layers:
+        probe = keras.Model(model.inputs, [model.get_layer(name).output, classifier.input])
+        return lambda x: (lambda maps, feats: (maps, _logits(classifier, feats)))(*probe(x, training=False))
+    inner = keras.Model(nested.inputs, [nested.get_layer(name).output, nested.output]) if nested else None
+
+    def run(x):
+        maps = None
+        for part in model.layers[1:]:  # the outer model is a chain: preprocessing, backbone, head
+            if part is nested:
+                maps, x = inner(x, training=False)
+            elif isinstance(part, keras.Model) and classifier in part.layers:
+                head = keras.Model(part.inputs, classifier.input)
+                return maps, _logits(classifier, head(x, training=False))
+            else:
+                x = part(x, training=False)
+        raise ValueError(f"model {model.name}: classifier not reached for Grad-CAM")
+    return run
+
+
+_FORWARDS = weakref.WeakKeyDictionary()  # model -> {target layer: its maps-and-logits function}
+
+
+def _forward(model, layer=None):
+    """_maps_and_logits, built once per model and target: building it wires a new Keras model over every layer,
+    which for ResNet152 costs more than the gradient itself."""
+    built = _FORWARDS.setdefault(model, {})
+    if layer not in built:
+        built[layer] = _maps_and_logits(model, layer)
+    return built[layer]
+
+
+def as_model_input(model, image) -> np.ndarray:
+    """One grey (h, w), (h, w, 1) or RGB image as float32 with the channels the model's input takes."""
+    image = np.asarray(image, np.float32)
+    image = image[..., None] if image.ndim == 2 else image
+    channels = model.input.shape[-1]
+    if channels == 1 and image.shape[-1] == 3:
+        return image.mean(axis=-1, keepdims=True)
+    if channels == 3 and image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    return image
+
+
+GRADCAM_BATCH = 32  # images per gradient pass: one eager pass of a deep net costs about the same for 1 or 32
+
+
+def gradcam_cells_batch(model, images, class_indices=None, layer=None) -> list:
+    """Grad-CAM of several images in one gradient pass per GRADCAM_BATCH: [(cells in [0, 1], class explained)].
+
+    Each image's score depends on its own maps only (inference mode), so the gradient of the summed scores
+    gives every image its own gradient. class_indices: one per image, None for its predicted class.
+    """
+    import tensorflow as tf
+
+    classes = list(class_indices) if class_indices is not None else [None] * len(images)
+    forward, results = _forward(model, layer), []
+    for start in range(0, len(images), GRADCAM_BATCH):
+        chunk = np.stack([as_model_input(model, image) for image in images[start:start + GRADCAM_BATCH]])
+        with tf.GradientTape() as tape:
+            maps, logits = forward(tf.convert_to_tensor(chunk))
+            predicted = tf.argmax(logits, axis=1).numpy()
+            chosen = [int(p if c is None else c) for p, c in zip(predicted, classes[start:start + GRADCAM_BATCH])]
+            score = tf.reduce_sum(tf.gather(logits, chosen, axis=1, batch_dims=0) * tf.eye(len(chosen)))
+        grads = tape.gradient(score, maps)
+        maps = tf.cast(maps, tf.float32)
+        grads = tf.zeros_like(maps) if grads is None else tf.cast(grads, tf.float32)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        cams = tf.nn.relu(tf.reduce_sum(weights * maps, axis=-1)).numpy()
+        results += [(np.clip(cam / (cam.max() + 1e-8), 0, 1), k) for cam, k in zip(cams, chosen)]
+    return results
+
+
+def gradcam_cells(model, image: np.ndarray, class_index=None, layer=None) -> tuple:
+    """(Grad-CAM in [0, 1] on the target layer's own grid, class explained): Selvaraju et al.'s Grad-CAM.
+
+    The gradient is that of the class's pre-softmax score (through the softmax it would fade as the
+    model grows confident); class_index None explains the predicted class; layer overrides the target.
+    The grid is kept, because where a coarse map points is the centre of its hottest cell.
+    """
+    return gradcam_cells_batch(model, [image], [class_index], layer)[0]
+
+
+def gradcam(model, image: np.ndarray, class_index=None, layer=None) -> tuple:
+    """(heatmap in [0, 1] at the image's size, class explained): Grad-CAM's cells resized bilinearly."""
+    cells, class_index = gradcam_cells(model, image, class_index, layer)
+    return upsample(cells, np.shape(image)[:2]), class_index
+
+
+def _bilinear_axis(cells: int, size: int) -> tuple:
+    """(lower cell, upper cell, weight of the upper) for each output pixel along one axis; half-pixel centres,
+    edges held, as tf.image.resize's bilinear mode computes them."""
+    source = np.clip((np.arange(size) + 0.5) * cells / size - 0.5, 0, cells - 1)
+    lower = np.floor(source).astype(int)
+    return lower, np.minimum(lower + 1, cells - 1), source - lower
+
+
+def upsample(cells: np.ndarray, shape) -> np.ndarray:
+    """A coarse map resized bilinearly to shape (rows, columns): what is drawn and boxed."""
+    cells = np.asarray(cells, np.float32)
+    top, bottom, down = _bilinear_axis(cells.shape[0], int(shape[0]))
+    left, right, across = _bilinear_axis(cells.shape[1], int(shape[1]))
+    rows = cells[top] * (1 - down)[:, None] + cells[bottom] * down[:, None]
+    return (rows[:, left] * (1 - across) + rows[:, right] * across).astype(np.float32)
+
+
+NO_SPATIAL_INFORMATION = "no spatial information at this input size"
+
+
+def has_spatial_information(heatmap) -> bool:
+    """Whether a map can say where: at least 2x2 cells and not constant (a 1x1 target map is neither)."""
+    heatmap = np.asarray(heatmap, float)
+    return heatmap.ndim == 2 and min(heatmap.shape) >= 2 and float(np.ptp(heatmap)) > 1e-6
+
+
+def heatmap_at(model, images_for, image_id: str, size=None, class_index=None) -> tuple:
+    """Grad-CAM of one image at the model's own input size, resized to size x size (default: that input size)."""
+    given = model.input.shape[1]
+    cells, explained = gradcam_cells(model, images_for([image_id], given)[image_id], class_index)
+    return upsample(cells, (size or given, size or given)), explained
+
+
+def vote(classes: list) -> int:
+    """The class most models chose; ties go to the first model's (as the browser's 'all models' row reads)."""
+    counts = {k: classes.count(k) for k in classes}
+    return next(k for k in classes if counts[k] == max(counts.values()))
+
+
+def heatmap_source(models: dict, images_for, size: int):
+    """A function (model name or 'all models', image id, class index) -> Grad-CAM at size, for the browser.
+
+    Every heatmap explains one named class: the one given, else the model's prediction ('all models': the
+    class most models predict). 'All models' averages the models' maps of that class that have spatial
+    information; when none has, the result is constant and reads as such. Maps are computed once and remembered.
+    """
+    memory = {}
+
+    def one(name: str, image_id: str, class_index=None):
+        """One model's map of a class (None: its prediction) and the class explained."""
+        key = (name, image_id, class_index)
+        if key not in memory:
+            memory[key] = heatmap_at(models[name], images_for, image_id, size, class_index)
+            memory[name, image_id, memory[key][1]] = memory[key]
+        return memory[key]
+
+    def compute(wanted) -> None:
+        """Fill memory for (model, image id, class or None) keys, one batched Grad-CAM pass per model."""
+        for name in models:
+            keys = [key for key in dict.fromkeys(wanted) if key[0] == name and key not in memory]
+            if not keys:
+                continue
+            side = models[name].input.shape[1]
+            images = images_for([image_id for _, image_id, _ in keys], side)
+            found = gradcam_cells_batch(models[name], [images[i] for _, i, _ in keys], [k for _, _, k in keys])
+            for (_, image_id, class_index), (cells, explained) in zip(keys, found):
+                memory[name, image_id, class_index] = memory[name, image_id, explained] = (
+                    upsample(cells, (size, size)), explained)
+
+    def prefetch(pairs) -> None:
+        """Compute the maps of many (model or 'all models', image id) pairs in batches, before they are asked for."""
+        pairs = list(pairs)
+        compute([(n, i, None) for name, i in pairs for n in (models if name not in models else [name])])
+        compute([(n, i, vote([memory[m, i, None][1] for m in models])) for name, i in pairs if name not in models
+                 for n in models])
+
+    def heatmap(name: str, image_id: str, class_index=None):
+        if name in models:
+            return one(name, image_id, class_index)[0]
+        if class_index is None:
+            class_index = vote([one(n, image_id)[1] for n in models])
+        maps = [one(n, image_id, int(class_index))[0] for n in models]
+        informative = [m for m in maps if has_spatial_information(m)]
+        return np.mean(informative, axis=0) if informative else np.zeros((size, size), np.float32)
+    heatmap.prefetch = prefetch
+    return heatmap
+
+
+# --- heatmaps against NIH's boxes ------------------------------------------------------------------

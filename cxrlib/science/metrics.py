@@ -1,0 +1,105 @@
+"""The report's metrics for one model on one split, as one DataFrame row (their plots are cxrlib.present.figures')."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score, precision_recall_fscore_support, roc_auc_score
+
+from cxrlib.core.config import CLASSES, NO_FINDING
+
+# Column names follow the report's tables.
+GLOBAL_COLUMNS = ["Accuracy", "Loss", "ROC AUC", "F1-macro", "FNFR", "Inference time (s)"]
+F1_COLUMNS = [f"F1-{c}" for c in CLASSES]
+# Which classes a model predicts on the split (metrics.predicted_classes): words, never a metric.
+PREDICTED = "classes predicted"
+EPS = 1e-7
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Share of images whose predicted class is the true one."""
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def true_class_loss(y_true, log_probs) -> float:
+    """Mean -log p(true class) from log-probabilities: the cross-entropy of the metrics and of calibration alike."""
+    log_probs = np.asarray(log_probs, float)
+    return float(-np.mean(log_probs[np.arange(len(log_probs)), np.asarray(y_true, int)]))
+
+
+def cross_entropy(y_true, probs) -> float:
+    """Mean categorical cross-entropy, with probabilities clipped as Keras does."""
+    return true_class_loss(y_true, np.log(np.clip(np.asarray(probs, float), EPS, 1 - EPS)))
+
+
+# Macro averages (F1 and ROC AUC alike) run over the classes present in the true labels: a class
+# with no true image has no recall and no ROC curve, so it is left out rather than scored as 0.
+
+
+def present_classes(y_true) -> list:
+    """Indices of the classes that occur in the true labels: what every macro average runs over."""
+    return [k for k in range(len(CLASSES)) if np.any(np.asarray(y_true) == k)]
+
+
+def macro_roc_auc(y_true, probs) -> float:
+    """One-vs-rest ROC AUC averaged over the classes present (NaN if fewer than two are)."""
+    y_true = np.asarray(y_true)
+    present = present_classes(y_true)
+    if len(present) < 2:
+        return math.nan
+    return float(np.mean([roc_auc_score(y_true == k, np.asarray(probs)[:, k]) for k in present]))
+
+
+def macro_f1(y_true, y_pred) -> float:
+    """Unweighted mean of the per-class F1 over the classes present in the true labels."""
+    present = present_classes(y_true)
+    if not present:
+        return math.nan
+    return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+
+
+def f1_per_class(y_true, y_pred) -> np.ndarray:
+    """F1 of each class, in CLASSES order."""
+    return f1_score(y_true, y_pred, labels=range(len(CLASSES)), average=None, zero_division=0)
+
+
+def false_no_finding_rate(y_true, y_pred) -> float:
+    """Diseased images called 'No Finding', over all diseased images: the costly miss."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    diseased = y_true != NO_FINDING
+    return float(np.mean(y_pred[diseased] == NO_FINDING)) if diseased.any() else math.nan
+
+
+def predicted_classes(y_pred) -> str:
+    """Which classes a model predicts on a split, in words: 'all 4', '3: never No Finding', 'only Effusion'.
+
+    A model that never predicts No Finding has an FNFR of 0 by construction, and one that predicts a single
+    class has F1 0 for every other: every table that shows such a row says so beside it (column PREDICTED).
+    """
+    used = set(np.asarray(y_pred).astype(int).tolist())
+    if len(used) == 1:
+        return f"only {CLASSES[used.pop()]}"
+    never = [c for k, c in enumerate(CLASSES) if k not in used]
+    return f"all {len(CLASSES)}" if not never else f"{len(used)}: never {', '.join(never)}"
+
+
+def metrics_row(name: str, y_true, probs, seconds: float = math.nan) -> pd.DataFrame:
+    """Every metric of the report for one model, as a row ready for pd.concat into a table, and which classes
+    the model predicts (PREDICTED, words: a table shows it beside the metrics it explains)."""
+    probs = np.asarray(probs, float)
+    if probs.ndim != 2 or probs.shape[1] != len(CLASSES) or len(probs) != len(y_true):
+        raise ValueError(f"probs must have shape ({len(y_true)}, {len(CLASSES)}), got {probs.shape}")
+    y_pred = probs.argmax(axis=1)
+    values = [accuracy(y_true, y_pred), cross_entropy(y_true, probs), macro_roc_auc(y_true, probs),
+              macro_f1(y_true, y_pred), false_no_finding_rate(y_true, y_pred), seconds,
+              *f1_per_class(y_true, y_pred)]
+    row = pd.DataFrame([values], index=pd.Index([name], name="Model"), columns=GLOBAL_COLUMNS + F1_COLUMNS)
+    row[PREDICTED] = predicted_classes(y_pred)
+    return row
+
+
+def class_report(y_true, y_pred) -> pd.DataFrame:
+    """Precision, recall, F1 and support per class, as the report's classification reports."""
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=range(len(CLASSES)), zero_division=0)
+    return pd.DataFrame({"precision": p, "recall": r, "F1": f, "support": s}, index=list(CLASSES))

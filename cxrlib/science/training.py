@@ -1,0 +1,303 @@
+"""One training helper for every model: the report's callbacks, resumable, with a saved history."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+
+class EpochLine(keras.callbacks.Callback):
+    """Progress that reads well in a rendered notebook: one line per epoch, with timing."""
+
+    def __init__(self, name: str, epochs: int):
+        super().__init__()
+        self.name, self.epochs, self.started = name, epochs, time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Print losses, accuracies and the learning rate after each epoch, and a plain sentence when
+        ReduceLROnPlateau (silent: verbose=0) has just lowered the learning rate."""
+        logs = logs or {}
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
+        elapsed = time.perf_counter() - self.started
+        print(f"[{self.name}] epoch {epoch + 1}/{self.epochs}: {shown} ({elapsed:.0f}s)", flush=True)
+        rate = self.learning_rate()
+        before, self.rate = getattr(self, "rate", None), rate
+        if before is not None and rate is not None and rate < before * (1 - 1e-6):
+            print(f"[{self.name}] learning rate lowered from {before:.3g} to {rate:.3g} (no recent improvement)",
+                  flush=True)
+
+    def on_train_begin(self, logs=None):
+        """Remember the learning rate the fit starts from."""
+        self.rate = self.learning_rate()
+
+    def learning_rate(self):
+        """The optimizer's current learning rate (None where the model has none)."""
+        try:
+            return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        except (AttributeError, TypeError, ValueError):
+            return None
+
+
+BEST = "best.weights.h5"  # the best epoch's weights, in each model's training folder
+
+
+def report_callbacks(folder: Path, monitor: str, patience: int, min_lr: float, best_so_far=None):
+    """ReduceLROnPlateau (factor 0.8, patience*6/10), EarlyStopping and best-only checkpointing."""
+    return [
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.8, patience=max(1, int(patience * 6 / 10)),
+                                          min_lr=min_lr, min_delta=0.001, verbose=0),  # EpochLine says it in words
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=patience),
+        # weights only: the optimizer's state (twice the weights) is kept by the backup, not here
+        keras.callbacks.ModelCheckpoint(folder / BEST, monitor=monitor, save_best_only=True,
+                                        save_weights_only=True, initial_value_threshold=best_so_far),
+    ]
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """A history CSV, keeping the last record of any epoch repeated."""
+    if not Path(path).is_file():
+        return pd.DataFrame()
+    history = pd.read_csv(path)
+    return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+
+def class_weights(labels, mode) -> dict | None:
+    """Keras class weights: None/'none', or 'balanced' (n / (classes * n_class)) for imbalanced training sets."""
+    if mode in (None, "none"):
+        return None
+    if mode != "balanced":
+        raise ValueError(f"class_weight must be None or 'balanced', got {mode!r}")
+    counts = np.bincount(np.asarray(labels), minlength=4)
+    return {k: float(len(labels) / (len(counts) * c)) for k, c in enumerate(counts) if c}
+
+
+# What each of the report's callbacks must carry over a resume, so that a resumed run stops and
+# lowers its learning rate exactly where an uninterrupted one would.
+CALLBACK_STATE = {
+    keras.callbacks.ReduceLROnPlateau: ("wait", "cooldown_counter", "best"),
+    keras.callbacks.EarlyStopping: ("wait", "best", "best_epoch", "stopped_epoch"),
+    keras.callbacks.ModelCheckpoint: ("best",),
+}
+
+
+def _plain(value):
+    """A callback attribute as JSON (numpy scalars, infinities)."""
+    if value is None:
+        return None
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def _seed_generators(model) -> dict:
+    """key -> seed generator of every layer, nested ones included; keyed by position and class, because a
+    reloaded model renames nested layers' paths ('augmentation/random_flip' comes back as 'random_flip')."""
+    return {f"{i}:{type(layer).__name__}/{k}": generator
+            for i, layer in enumerate(model._flatten_layers(include_self=True))
+            for k, generator in enumerate(getattr(layer, "_seed_generators", []))}
+
+
+def seed_states(model) -> dict:
+    """The random-number states of every layer (dropout, augmentation), which model.save leaves out."""
+    return {key: keras.ops.convert_to_numpy(g.state.value) for key, g in _seed_generators(model).items()}
+
+
+def restore_seed_states(model, states: dict) -> None:
+    """Put back the random-number states saved with seed_states."""
+    for key, generator in _seed_generators(model).items():
+        if key in states:
+            generator.state.assign(states[key])
+
+
+class Backup(keras.callbacks.Callback):
+    """The whole training state in one folder, swapped in atomically at the end of an epoch.
+
+    model.keras (weights and optimizer), seeds.npz (layer random states), state.json (identity,
+    epochs done, history, the callbacks' counters). A backup of another identity is never resumed.
+    It is written after the first epoch, then whenever the time since the last one is at least
+    SPACING times what writing it took (so it costs at most about 1/SPACING of the training time),
+    and after the last epoch; a resumed run repeats the epochs since, with the same result.
+    """
+
+    SPACING = 20
+
+    def __init__(self, folder: Path, identity: str, watched, history: list):
+        super().__init__()
+        self.folder, self.identity, self.watched, self.history = Path(folder), identity, watched, history
+        self.restore_from, self.saved_epoch, self.cost, self.last = None, None, 0.0, time.perf_counter()
+
+    def on_train_begin(self, logs=None):
+        """Callbacks reset their counters when fit starts; put the saved ones back."""
+        if self.restore_from:
+            for callback in self.watched:
+                for key, value in self.restore_from.get(type(callback).__name__, {}).items():
+                    setattr(callback, key, value)
+        self.last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Record the epoch; write the backup when it is due."""
+        self.history.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        if self.saved_epoch is None or time.perf_counter() - self.last >= self.SPACING * self.cost:
+            self.save(epoch)
+
+    def on_train_end(self, logs=None):
+        """The finished state too, so a chapter that fails later reloads this model instead of training it again."""
+        if self.history and self.saved_epoch != self.history[-1]["epoch"]:
+            self.save(self.history[-1]["epoch"])
+
+    def save(self, epoch: int) -> None:
+        """Write model, seeds and state to backup.new, then swap it in."""
+        started = time.perf_counter()
+        state = {"identity": self.identity, "epochs_done": epoch + 1, "history": self.history,
+                 **{type(c).__name__: {k: _plain(getattr(c, k, None)) for k in CALLBACK_STATE[type(c)]}
+                    for c in self.watched}}
+        fresh = self.folder.with_name(self.folder.name + ".new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(parents=True)
+        self.model.save(fresh / "model.keras")
+        np.savez(fresh / "seeds.npz", **seed_states(self.model))
+        (fresh / "state.json").write_text(json.dumps(state, default=_plain))
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.replace(fresh, self.folder)
+        self.saved_epoch, self.last = epoch, time.perf_counter()
+        self.cost = self.last - started
+
+
+def read_backup(folder: Path, identity: str, name: str):
+    """The saved state of an interrupted fit of this identity, or None (another identity's is discarded)."""
+    folder = Path(folder)
+    fresh = folder.with_name(folder.name + ".new")
+    if not folder.is_dir() and (fresh / "state.json").is_file():
+        os.replace(fresh, folder)  # a crash fell between writing the new backup and swapping it in
+    state_file = folder / "state.json"
+    if not state_file.is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    state = json.loads(state_file.read_text())
+    if state.get("identity") != identity:
+        print(f"[{name}] discarding a backup made with other settings, data or code; training afresh")
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    return state
+
+
+def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int,
+          learning_rate: float = 1e-4, monitor: str = "val_loss", min_lr: float = 1e-7,
+          compile_model: bool = True, name: str = "model", extra_callbacks=(), class_weight=None,
+          identity: str = "unnamed", run_eagerly: bool = False):
+    """Fit with Adam and sparse categorical cross-entropy; resume after a crash; return the best model.
+
+    train_data(start_epoch) returns (dataset, steps per epoch): an endless, epoch-aware training
+    pipeline whose order depends only on the seed and the epoch, so a resumed run sees the batches an
+    uninterrupted one would. run_eagerly skips tracing a graph, which costs more than it saves when a
+    deep net trains for a handful of steps (the smoke profile). folder keeps the best weights and a backup of this identity after every epoch:
+    an interrupted fit continues after its last finished epoch, and a finished one (kept until the
+    chapter's results are in place) is reloaded without training again.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    backup = folder / "backup"
+    state = read_backup(backup, identity, name)
+    if state:
+        import cxrlib.science.models  # noqa: F401  (registers the custom layers load_model needs)
+
+        print(f"[{name}] resuming after epoch {state['epochs_done']} from {backup}")
+        model = keras.models.load_model(backup / "model.keras")
+        with np.load(backup / "seeds.npz") as seeds:
+            restore_seed_states(model, dict(seeds))
+    else:
+        (folder / BEST).unlink(missing_ok=True)
+        if compile_model:
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.run_eagerly = run_eagerly
+    start = state["epochs_done"] if state else 0
+    history = list(state["history"]) if state else []
+    watched = report_callbacks(folder, monitor, patience, min_lr)
+    saver = Backup(backup, identity, watched, history)
+    saver.restore_from = state
+    train_ds, steps = train_data(start)
+    stopped = state and state.get("EarlyStopping", {}).get("stopped_epoch")
+    if start < epochs and not stopped:
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=start, steps_per_epoch=steps,
+                  callbacks=[*watched, EpochLine(name, epochs), *extra_callbacks, saver], verbose=0,
+                  class_weight=class_weight, shuffle=False)  # the pipeline shuffles, by epoch
+    best_path = folder / BEST
+    if best_path.is_file():
+        model.load_weights(best_path)
+    return model, pd.DataFrame(history)
+
+
+def predict(model, dataset):
+    """Class probabilities and the wall-clock seconds the prediction took (the report's inference time)."""
+    started = time.perf_counter()
+    probs = model.predict(dataset, verbose=0)
+    return np.asarray(probs, dtype=float), time.perf_counter() - started
+
+
+def all_layers(model):
+    """Every layer of a model, nested models' layers included, in order."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from all_layers(layer)
+
+
+def classifier_layer(model):
+    """The softmax Dense layer that ends the model: the one named 'classifier' (every model of the book),
+    else the last Dense with a softmax; None where there is neither."""
+    layers = list(all_layers(model))
+    named = [layer for layer in layers if layer.name == "classifier"]
+    dense = [layer for layer in layers
+             if isinstance(layer, keras.layers.Dense) and layer.activation is keras.activations.softmax]
+    return (named or dense or [None])[-1]
+
+
+def predict_with_logits(model, dataset):
+    """(probabilities, logits, seconds): one prediction with the classifier's softmax switched off, so the
+    logits come out exact (a float32 softmax rounds small probabilities to 0, and their logs cannot be
+    recovered); the probabilities are their softmax in float64."""
+    from cxrlib.science.calibration import softmax
+
+    classifier = classifier_layer(model)
+    if classifier is None or classifier.activation is not keras.activations.softmax:
+        raise ValueError(f"model {model.name} has no softmax layer named 'classifier' to take logits from")
+    model.predict_function = None  # a compiled prediction would keep the softmax
+    classifier.activation = keras.activations.linear
+    try:
+        logits, seconds = predict(model, dataset)
+    finally:
+        classifier.activation = keras.activations.softmax
+        model.predict_function = None
+    return softmax(logits), logits, seconds
+
+
+def distribution_scope():
+    """Mirror training over every GPU when there are several; otherwise the default strategy."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return tf.distribute.MirroredStrategy().scope() if len(gpus) > 1 else nullcontext()
+
+
+def set_mixed_precision(enabled: bool) -> str:
+    """float16 compute on a GPU when asked; CPUs gain nothing from it, so they stay float32."""
+    import tensorflow as tf
+
+    policy = "mixed_float16" if enabled and tf.config.list_physical_devices("GPU") else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def set_determinism(enabled: bool) -> bool:
+    """TensorFlow's deterministic ops, for bit-identical reruns (a GPU pays in speed; full may turn it off)."""
+    import tensorflow as tf
+
+    if enabled:
+        tf.config.experimental.enable_op_determinism()
+    return enabled
