@@ -39,13 +39,13 @@ def test_table_style_keeps_whole_columns_whole_and_turns_wide_tables():
 
 
 def test_limiting_factors_list_what_the_run_records():
-    smoke = label_words.limiting_factors(PROFILES["smoke"], "real NIH sample at x (422 images)",
+    smoke = label_words.limiting_factors(PROFILES["smoke"], {"kind": "sample", "images": 422},
                                   {"vgg16": {"pretrained": False}})
     assert smoke == ["2 epochs (report: up to 30)", "16 training images per class", "57 px images (report: 227)",
                      "32 px backbone inputs (report: 224)", "no pretrained weights", "the 422-image real sample"]
-    assert label_words.limiting_factors({**PROFILES["full"], "allow_random_weights": False}, "NIH ChestX-ray14 at /d",
+    assert label_words.limiting_factors({**PROFILES["full"], "allow_random_weights": False}, {"kind": "nih", "images": 9},
                                  {"vgg16": {"pretrained": True}}) == []
-    assert "synthetic images" in label_words.limiting_factors({}, "SYNTHETIC images")
+    assert "synthetic images" in label_words.limiting_factors({}, {"kind": "synthetic", "images": 9})
 
 
 def test_profile_in_words_and_model_label():
@@ -80,7 +80,8 @@ def fake_book(tmp_path: Path) -> tuple:
                                    ("pretrained", {"vgg16": 0.5}, {"vgg16": {"pretrained": False}})):
         folder = runs / "smoke" / chapter
         (folder / "metrics").mkdir(parents=True)
-        info = {"settings": PROFILES["smoke"], "data": "real NIH sample (422 images)", "commit": "abc123"}
+        info = {"settings": PROFILES["smoke"], "data": "real NIH sample (422 images)", "commit": "abc123",
+                "source": {"kind": "sample", "images": 422}}
         if weights:
             info["weights"] = weights
         (folder / "chapter.json").write_text(json.dumps(info))
@@ -333,8 +334,10 @@ def test_conclusions_list_every_recorded_limit():
     from cxrlib.machinery import conclusions
 
     infos = {"scratch": {"settings": PROFILES["smoke"], "data": "real NIH sample at x (422 single-label images)",
+                         "source": {"kind": "sample", "images": 422},
                          "weights": {}},
              "pretrained": {"settings": PROFILES["smoke"], "data": "real NIH sample at x (422 single-label images)",
+                            "source": {"kind": "sample", "images": 422},
                             "weights": {"vgg16": {"pretrained": False}}}}
     limits = conclusions.recorded_limits(infos)
     assert limits == ["2 epochs (report: up to 30)", "16 training images per class", "57 px images (report: 227)",

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.machinery import cli
+from cxrlib.machinery import cli, compare
 from cxrlib.machinery import repro, runner
 from cxrlib.science.metrics import metrics_row
 from cxrlib.machinery.runs import ChapterRun, predictions_frame
@@ -109,7 +109,7 @@ def _probs(shift: float = 0.0):
 def test_identical_runs_differ_by_zero_whatever_their_timings(tmp_path):
     _save(tmp_path / "a", "fused", "fused", _probs(), seconds=1.0)
     _save(tmp_path / "b", "fused", "fused", _probs(), seconds=9.0)
-    table = repro.compare_runs(tmp_path / "a" / "smoke", tmp_path / "b" / "smoke")
+    table = compare.compare_runs(tmp_path / "a" / "smoke", tmp_path / "b" / "smoke")
     assert list(table.index) == [("fused", "fused")]
     assert table.loc[("fused", "fused"), "largest difference"] == 0.0
     assert not any("time" in c.lower() for c in table.columns)
@@ -125,20 +125,20 @@ def test_largest_difference_is_the_known_one(tmp_path):
     shifted[[0, 5], [1, 2]] += 0.35
     _save(tmp_path / "b", "scratch", "cnn", shifted)
     _save(tmp_path / "b", "fused", "fused", _probs())
-    table = repro.compare_runs(tmp_path / "a", tmp_path / "b")  # folders holding profiles
+    table = compare.compare_runs(tmp_path / "a", tmp_path / "b")  # folders holding profiles
     row = table.loc[("smoke/scratch", "cnn")]
     assert row["Accuracy (a)"] - row["Accuracy (b)"] == pytest.approx(0.25)
     assert row["test probabilities"] == pytest.approx(0.35)
     metrics = [c[:-4] for c in row.index if c.endswith(" (a)")]
     assert row["largest difference"] == max(0.35, *(abs(row[f"{m} (a)"] - row[f"{m} (b)"]) for m in metrics))
     assert table.loc[("smoke/fused", "fused"), "found in"] == "b only"
-    text = repro.compare_text(tmp_path / "a", tmp_path / "b")
+    text = compare.compare_text(tmp_path / "a", tmp_path / "b")
     assert "smoke/fused/fused (b only)" in text and f"{row['largest difference']:.6g}" in text
 
 
 def test_compare_names_a_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
-        repro.compare_runs(tmp_path / "nowhere", tmp_path)
+        compare.compare_runs(tmp_path / "nowhere", tmp_path)
 
 
 def test_cxr_compare_prints_the_table(tmp_path, capsys):
@@ -260,7 +260,7 @@ def test_training_twice_from_empty_folders_gives_identical_results(tmp_path, mon
         for name in names:
             a, b = (_without_timing(pd.read_csv(r / kind / name)) for r in runs)
             pd.testing.assert_frame_equal(a, b, check_exact=True)
-    table = repro.compare_runs(first / "runs", second / "runs")
+    table = compare.compare_runs(first / "runs", second / "runs")
     assert (table["found in"] == "both").all() and table["largest difference"].max() == 0.0
 
 

@@ -10,6 +10,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ("No Finding", "Effusion", "Infiltration", "Atelectasis")
 NO_FINDING = 0
 
+# Long work shows a progress bar (on stderr, in the chapter's log) once it has run this many seconds (tqdm's delay).
+PROGRESS_AFTER_S = 2.0
+
 # The report's per-split class counts (section 1.2), used as caps in the full profile.
 REPORT_COUNTS = {
     "train": {"No Finding": 3240, "Effusion": 2279, "Infiltration": 3240, "Atelectasis": 2384},

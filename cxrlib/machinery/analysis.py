@@ -137,20 +137,13 @@ def pick(correct: pd.DataFrame, all_wrong: bool, per_class: int = 4) -> pd.DataF
 
 
 def image_model(ch, key: str):
-    """The saved model of 'chapter/model' that takes images: a features-only head is joined to its backbone
-    (saved by the pretrained chapter as '<model>_on_images'), so Grad-CAM can explain it."""
-    import keras
+    """The saved model of 'chapter/model' that takes images, checked like its predictions (a features-only head
+    comes joined to its backbone), so Grad-CAM can explain it."""
+    from cxrlib.machinery.predict import image_model as saved_image_model
 
     chapter, name = key.split("/", 1)
-    model = ch.earlier_model(chapter, name)
-    if model.input.shape[-1] in (1, 3):
-        return model
-    run = runs.ChapterRun(ch.profile, chapter, ch.runs_root)
-    path = run.live_file("models", f"{name}_on_images.keras")
-    if not path.is_file():
-        raise FileNotFoundError(f"{key} takes backbone features, and {path} (it joined to its backbone) is missing; "
-                                f"run: cxr run {chapter} --profile {ch.profile} --force")
-    return keras.models.load_model(path, compile=False)
+    ch.earlier(chapter, name)
+    return saved_image_model(runs.ChapterRun(ch.profile, chapter, ch.runs_root).live, key, name)
 
 
 def chosen_models(ch, chosen: dict) -> dict:

@@ -3,51 +3,18 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import subprocess
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from cxrlib.machinery import identity, runs
-from cxrlib.core.config import CLASSES, REPO_ROOT, notebooks_dir
+from cxrlib.core.config import CLASSES, notebooks_dir
 from cxrlib.machinery.inputs import SYNTHETIC_WARNING, ChestData, load_for
 from cxrlib.science.metrics import metrics_row
 from cxrlib.machinery.params import PARAMETERS, resolve_parameters
 from cxrlib.machinery.repro import lock_text, rebuild_command
+from cxrlib.machinery.provenance import device_text, project_commit, versions_text
 from cxrlib.machinery.runs import RUNNER_ENV
-
-
-
-def project_commit() -> str:
-    """The git commit the code ran from, marked dirty when the working tree differs."""
-    try:
-        head = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
-
-
-def device_text() -> str:
-    """CPU or the GPUs TensorFlow sees."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"GPU x{len(gpus)}" if gpus else f"CPU ({platform.processor() or platform.machine()})"
-
-
-def versions_text() -> str:
-    """The library versions that shape the numbers."""
-    import keras
-    import numpy
-    import sklearn
-    import tensorflow as tf
-
-    return (f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, "
-            f"NumPy {numpy.__version__}, pandas {pd.__version__}, scikit-learn {sklearn.__version__}")
 
 
 def namespace_parameters(namespace) -> dict:
@@ -89,6 +56,7 @@ class Chapter:
         if not readonly:
             self.run.write_info({"chapter": name, "profile": profile, "identity": self.identity,
                                  "settings": s, "changed": self.changed, "data": self.data.source.describe(),
+                                 "source": {"kind": self.data.source.kind, "images": len(self.data.source.table)},
                                  "data_identity": self.data_id, "commit": project_commit(), "weights": self.weights})
 
     def training(self):
@@ -236,9 +204,7 @@ class Chapter:
 
     def _reuse(self, name: str, made: str):
         """The last good model of exactly this identity, carried into this run; else None."""
-        import keras
-
-        import cxrlib.science.models  # noqa: F401  (registers the custom layers load_model needs)
+        from cxrlib.science.models import load
 
         record = self.run.live_file("models", f"{name}.json")
         if not (record.is_file() and json.loads(record.read_text()).get("identity") == made
@@ -248,7 +214,7 @@ class Chapter:
         self.run.keep("models", f"{name}.keras")
         if self.run.live_file("histories", f"{name}.csv").is_file():
             self.run.keep("histories", f"{name}.csv")
-        return keras.models.load_model(self.run.file("models", f"{name}.keras"), compile=False)
+        return load(self.run.file("models", f"{name}.keras"))
 
     def _train(self, name: str, build, inputs, settings: dict, made: str):
         """Seeded, resumable training in the work folder (which outlives a failed run)."""
@@ -306,13 +272,10 @@ class Chapter:
 
     def earlier_model(self, chapter: str, model: str):
         """A model another chapter trained and saved (checked like its predictions)."""
-        import keras
-
-        import cxrlib.science.models  # noqa: F401  (registers the custom layers load_model needs)
+        from cxrlib.science.models import load
 
         self.earlier(chapter, model)
-        return keras.models.load_model(runs.ChapterRun(self.profile, chapter, self.runs_root).live_file(
-            "models", f"{model}.keras"), compile=False)
+        return load(runs.ChapterRun(self.profile, chapter, self.runs_root).live_file("models", f"{model}.keras"))
 
     def earlier_metrics(self, chapter: str, model: str) -> pd.DataFrame:
         """Another chapter's metrics row for one model (checked like its predictions)."""

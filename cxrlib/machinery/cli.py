@@ -95,8 +95,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "run" and args.from_page:
-            from cxrlib.machinery import repro
-
             if args.chapters or args.param:
                 raise RunnerError(f"--from-page re-runs {args.from_page} with its own parameters; "
                                   f"drop the chapter names {args.chapters} and -p {args.param}")
@@ -108,9 +106,9 @@ def main(argv=None) -> int:
             run_chapters(args.chapters, args.profile, args.data, params, args.force, Path(args.book_root),
                          jobs=args.jobs, only=args.only)
         elif args.command == "compare":
-            from cxrlib.machinery import repro
+            from cxrlib.machinery.compare import compare_text
 
-            print(repro.compare_text(args.runs_a, args.runs_b))
+            print(compare_text(args.runs_a, args.runs_b))
         elif args.command == "book":
             build_book()
         elif args.command == "predict":

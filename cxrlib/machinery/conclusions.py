@@ -31,7 +31,7 @@ def recorded_limits(infos: dict) -> list:
     """Every limiting factor (labels.limiting_factors) that any chapter's chapter.json records, in first-seen order."""
     found = []
     for info in infos.values():
-        for factor in limiting_factors(info.get("settings", {}), info.get("data", ""), info.get("weights") or None):
+        for factor in limiting_factors(info.get("settings", {}), info.get("source"), info.get("weights") or None):
             if factor not in found:
                 found.append(factor)
     return found

@@ -6,7 +6,7 @@ import hashlib
 import numpy as np
 from tqdm.std import tqdm  # plain text, never a notebook widget the static book cannot render
 
-from cxrlib.core.config import cache_dir
+from cxrlib.core.config import PROGRESS_AFTER_S, cache_dir
 from cxrlib.core.files import write_atomic
 
 
@@ -26,7 +26,7 @@ def extract(extractor, images: np.ndarray, key: str, batch_size: int = 32, desc:
     if target.is_file():
         return np.load(target)
     batches = []
-    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch"):
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", delay=PROGRESS_AFTER_S):
         gray = np.asarray(images[start:start + batch_size], np.float32)
         batches.append(np.asarray(extractor(np.repeat(gray[..., None], 3, axis=-1))))
     features = np.concatenate(batches)

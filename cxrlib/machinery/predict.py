@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrlib.core.config import CLASSES, runs_dir
+from cxrlib.core.config import CLASSES, PROGRESS_AFTER_S, runs_dir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-PROGRESS_FROM = 50  # a progress bar from this many files on
 CHUNK = 512  # files decoded and predicted at a time, so a large folder never sits in memory whole
 NOT_APPLIED = "not applied"
 
@@ -88,25 +87,18 @@ def model_file(folder: Path, key: str, name: str) -> Path:
     return path
 
 
-def load_keras(path: Path):
-    """A saved model for inference, the library's custom layers registered."""
-    import keras
-
-    import cxrlib.science.models  # noqa: F401  (registers the custom layers load_model needs)
-
-    return keras.models.load_model(path, compile=False)
-
-
 def image_model(folder: Path, key: str, name: str):
     """The model that takes images: a features-only head is replaced by its '<model>_on_images' join."""
-    model = load_keras(model_file(folder, key, name))
+    from cxrlib.science.models import load
+
+    model = load(model_file(folder, key, name))
     if model.input.shape[-1] in (1, 3) and len(model.input.shape) == 4:
         return model
     joined = folder / "models" / f"{name}_on_images.keras"
     if not joined.is_file():
         raise PredictError(f"model {key} takes backbone features of shape {tuple(model.input.shape[1:])}, not "
                            f"images, and {joined} (it joined to its backbone) is missing")
-    return load_keras(joined)
+    return load(joined)
 
 
 def check_input(model, key: str, spec: dict) -> int:
@@ -195,16 +187,6 @@ def load_saved_model(key: str, profile: str = "cpu", root=None, data_dir=None) -
 
 
 # ---------------------------------------------------------------- decoding and predicting
-
-def transform_step(name):
-    """The registered per-image transform the model was trained with (identity where none)."""
-    if not name:
-        return lambda image: image
-    import cxrlib.science.otsu  # noqa: F401  (registers the transforms)
-    from cxrlib.science.otsu import TRANSFORMS
-
-    return TRANSFORMS[name]
-
 
 def decode_one(path: Path, saved: SavedModel, step):
     """(image the model sees, '') or (None, why it cannot be used), by the library's training decode."""
@@ -332,11 +314,13 @@ def predict_files(paths, saved: SavedModel, gradcam=None, err=None) -> tuple:
     files, failed = image_files(paths)
     if not files and not failed:
         raise PredictError(f"no PNG or JPEG file in {', '.join(map(str, paths))}")
+    from cxrlib.science.otsu import transform_step
+
     step, frames, taken = transform_step(saved.transform), [], set()
     if gradcam:
         Path(gradcam).mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(files), desc=f"predicting with {saved.key}", unit="image", file=err or sys.stderr,
-              disable=len(files) < PROGRESS_FROM) as progress:
+              delay=PROGRESS_AFTER_S) as progress:
         for start in range(0, len(files), CHUNK):
             frame, bad = predict_chunk(files[start:start + CHUNK], saved, step, gradcam, taken, progress)
             frames += [] if frame is None else [frame]

@@ -101,9 +101,9 @@ def headline_table(profile_dir: Path, infos: dict) -> pd.DataFrame:
         row = {"models": family, "our best": label, "the report's row": report_name or "none for this model"}
         for metric in HEADLINE_METRICS:
             row[metric] = f"{cell_text(ours.loc[best, metric])} / {cell_text(theirs[metric]) if theirs is not None else '–'}"
-        factors = limiting_factors(info.get("settings", {}), info.get("data", ""),
+        factors = limiting_factors(info.get("settings", {}), info.get("source"),
                                    weights if pretrained_family else None)
-        common = set(limiting_factors(info.get("settings", {}), info.get("data", "")))
+        common = set(limiting_factors(info.get("settings", {}), info.get("source")))
         extra = [f for f in factors if f not in common]
         row["limited by"] = "; ".join((["the build's limits (above)"] if common else []) + extra) or "nothing recorded"
         rows.append(row)
@@ -153,7 +153,7 @@ def build_page(book_root: Path, runs_root: Path | None = None, today: str | None
               f"- **Built:** {today or _dt.date.today().isoformat()}",
               f"- **Commit:** {', '.join(f'`{c}`' for c in commits) or 'unknown'}",
               f"- **Libraries:** {library_versions()}",
-              f"- **Limited by:** {'; '.join(limiting_factors(settings, first.get('data', ''))) or 'nothing recorded'}",
+              f"- **Limited by:** {'; '.join(limiting_factors(settings, first.get('source'))) or 'nothing recorded'}",
               "", "## Our best results beside the report's", "",
               "Each cell reads *ours / the report's* (test set); the last column says what limited our run.", ""]
     headline = headline_table(profile_dir, infos)

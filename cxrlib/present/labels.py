@@ -38,8 +38,9 @@ def profile_in_words(profile: str, settings: dict) -> str:
     return f"{profile} build"
 
 
-def limiting_factors(settings: dict, data: str = "", weights: dict | None = None) -> list:
-    """Every way this run falls short of the report's settings, as short phrases (empty: none)."""
+def limiting_factors(settings: dict, source: dict | None = None, weights: dict | None = None) -> list:
+    """Every way this run falls short of the report's settings, as short phrases (empty: none); source and weights
+    are chapter.json's fields (the data's kind and image count; backbone -> its weights)."""
     factors = []
     epochs = settings.get("epochs")
     if epochs is not None and epochs < REPORT_EPOCHS:
@@ -55,12 +56,11 @@ def limiting_factors(settings: dict, data: str = "", weights: dict | None = None
         factors.append(f"{backbone} px backbone inputs (report: {REPORT_BACKBONE_SIZE})")
     if weights and not all_pretrained(weights):
         factors.append(NO_WEIGHTS)
-    lowered = (data or "").lower()
-    if "synthetic" in lowered:
+    kind = (source or {}).get("kind")
+    if kind == "synthetic":
         factors.append("synthetic images")
-    elif "sample" in lowered:
-        found = re.search(r"\(([\d,]+) [^)]*images\)", data)
-        factors.append(f"the {found.group(1)}-image real sample" if found else "the small real sample")
+    elif kind == "sample":
+        factors.append(f"the {source['images']:,}-image real sample")
     return factors
 
 

@@ -50,3 +50,15 @@ def otsu(image: np.ndarray) -> np.ndarray:
 
 # image transforms by name, as chapters ask for them (the image cache applies them to its arrays)
 TRANSFORMS = {"otsu": otsu}
+
+
+def unchanged(image: np.ndarray) -> np.ndarray:
+    """The step that leaves a decoded image as it is."""
+    return image
+
+
+def transform_step(name):
+    """The per-image function a transform names (unchanged for None); an unknown name is refused."""
+    if name and name not in TRANSFORMS:
+        raise ValueError(f"unknown image transform {name!r}; known: {', '.join(TRANSFORMS)}")
+    return TRANSFORMS[name] if name else unchanged

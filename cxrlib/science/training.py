@@ -204,10 +204,10 @@ def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int
     backup = folder / "backup"
     state = read_backup(backup, identity, name)
     if state:
-        import cxrlib.science.models  # noqa: F401  (registers the custom layers load_model needs)
+        from cxrlib.science.models import load
 
         print(f"[{name}] resuming after epoch {state['epochs_done']} from {backup}")
-        model = keras.models.load_model(backup / "model.keras")
+        model = load(backup / "model.keras", compile=True)
         with np.load(backup / "seeds.npz") as seeds:
             restore_seed_states(model, dict(seeds))
     else:

@@ -18,13 +18,12 @@ from pathlib import Path
 
 from tqdm.std import tqdm  # plain text, never a notebook widget the static book cannot render
 
-from cxrlib.core.config import cache_dir
+from cxrlib.core.config import PROGRESS_AFTER_S, cache_dir
 from cxrlib.machinery.inputs.decode import inspect_header
 from cxrlib.core.errors import DataError
 
 # Bump when the checks in images.inspect_header or images.checked_pixels change, so old verdicts are recomputed.
 INDEX_VERSION = 2
-PROGRESS_FROM = 1000
 COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "version", "sha256", "width", "height", "problem")
 
 
@@ -110,7 +109,7 @@ def _inspect_and_store(stale: list, desc: str, chunk: int = 2000) -> dict:
     workers = min(8, (os.cpu_count() or 2) * 2)
     found = {}
     with ThreadPoolExecutor(workers) as pool, tqdm(total=len(stale), desc=f"{desc} {len(stale)} images",
-                                                   disable=len(stale) < PROGRESS_FROM) as progress:
+                                                   delay=PROGRESS_AFTER_S) as progress:
         for start in range(0, len(stale), chunk):
             part = stale[start:start + chunk]
             fresh = list(pool.map(lambda item: inspect_file(item[0]), part))

@@ -18,7 +18,7 @@ from cxrlib.core.files import write_atomic
 from cxrlib.machinery.inputs.content import content_hashes
 from cxrlib.machinery.inputs import decode as decoder
 from cxrlib.machinery.inputs.decode import DECODE_VERSION, BadImage, resized
-from cxrlib.science.otsu import TRANSFORMS
+from cxrlib.science.otsu import transform_step, unchanged
 
 # Decoding a few hundred images takes a second; a progress bar only helps beyond that.
 PROGRESS_FROM = 1000
@@ -42,12 +42,7 @@ def threads() -> int:
     return min(8, (os.cpu_count() or 2) * 2)
 
 
-def as_is(image: np.ndarray) -> np.ndarray:
-    """The step that leaves a decoded image unchanged."""
-    return image
-
-
-def fill(out: np.ndarray, paths, size: int, step=as_is, harmonise_to=None, desc: str = "decoding") -> list:
+def fill(out: np.ndarray, paths, size: int, step=unchanged, harmonise_to=None, desc: str = "decoding") -> list:
     """Decode in threads straight into out (N, size, size), in path order; each image's problem ('' when usable).
 
     Each image is checked and resized in the same decode. Writing each image into its row, rather than
@@ -84,13 +79,6 @@ def publish(target: Path, count: int, size: int, write) -> np.ndarray:
 
     write_atomic(target, fill_new)
     return np.load(target, mmap_mode="r")
-
-
-def transform_step(transform):
-    """The registered per-image function a transform names (the identity for None)."""
-    if transform is not None and transform not in TRANSFORMS:
-        raise ValueError(f"unknown image transform {transform!r}; known: {', '.join(TRANSFORMS)}")
-    return TRANSFORMS[transform] if transform else as_is
 
 
 def transform_rows(out: np.ndarray, decoded: np.ndarray, step) -> None:
@@ -139,7 +127,7 @@ def first_decode(paths, size: int, harmonise_to=None, desc: str = "checking") ->
     partial = target.with_suffix(f".{os.getpid()}.first.tmp.npy")
     try:
         out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(paths), size, size))
-        reasons = fill(out, paths, size, as_is, harmonise_to, desc)
+        reasons = fill(out, paths, size, unchanged, harmonise_to, desc)
         usable = [row for row, why in enumerate(reasons) if not why]
         out.flush()
         if len(usable) == len(paths):

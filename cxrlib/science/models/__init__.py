@@ -8,7 +8,7 @@ from cxrlib.science.models.fused import fused_net
 from cxrlib.science.models.resizer import learnable_resizer
 from cxrlib.science.models.scratch import first_cnn, second_cnn
 
-__all__ = ["count_params", "first_cnn", "fused_net", "learnable_resizer", "second_cnn"]
+__all__ = ["count_params", "first_cnn", "fused_net", "learnable_resizer", "load", "second_cnn"]
 
 
 def count_params(model) -> dict:
@@ -24,3 +24,10 @@ def summary_table(model) -> pd.DataFrame:
              "output shape": str(tuple(layer.output.shape)),
              "params": layer.count_params()} for layer in model.layers]
     return pd.DataFrame(rows)
+
+
+def load(path, compile: bool = False):
+    """A saved model, this library's custom layers known to Keras (compile: with its optimizer, to resume)."""
+    import keras
+
+    return keras.models.load_model(path, compile=compile)
