@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.machinery import analysis, runs; from cxrlib.science import boxes as box_scores, ensemble
+from cxrlib.machinery import analysis, runs
+from cxrlib.science import boxes as box_scores, ensemble
 
 
 def one_hot(labels, confidence=0.9):

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from cxrlib.science.data.pipeline import array_dataset, steps_per_epoch
-from cxrlib.science.models.augment import augmentation, layer_seeds
 from cxrlib.science.models import fused_net
+from cxrlib.science.models.augment import augmentation, layer_seeds
 
 DRAWS = 2000
 

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from cxrlib.science.models import backbones, count_params
 from cxrlib.machinery import weights as weight_files
+from cxrlib.science.models import backbones, count_params
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cxrlib.machinery import site
 from cxrlib.machinery import runner
+from cxrlib.machinery import site
 from tests.conftest import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]

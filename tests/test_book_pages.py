@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cxrlib.core.config import PROFILES
 from cxrlib.machinery import site as book
 from cxrlib.present import labels as label_words, tables
-from cxrlib.core.config import PROFILES
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
@@ -409,7 +409,8 @@ def test_resizer_change_is_measured_not_claimed():
 def test_empty_gallery_is_a_sentence_not_a_figure(monkeypatch):
     import matplotlib.pyplot as plt
 
-    from cxrlib.present import plots; from cxrlib.machinery import runs
+    from cxrlib.present import plots
+    from cxrlib.machinery import runs
     from cxrlib.present.widgets import static_gallery
 
     said = []

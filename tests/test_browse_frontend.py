@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cxrlib.machinery import browse, runs
 from cxrlib.core.config import CLASSES
+from cxrlib.machinery import browse, runs
 from cxrlib.present.widgets import ALL_MODELS, MisclassifiedBrowser, Selection, draw_page, dropdown_width, page_text
 
 ROOT = Path(__file__).resolve().parents[1]

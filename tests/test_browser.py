@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cxrlib.machinery import site
 from cxrlib.machinery import runner
+from cxrlib.machinery import site
 
 WIDTH = 1400
 PHONE = 390  # an iPhone 12-15's CSS width

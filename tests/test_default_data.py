@@ -14,9 +14,9 @@ import nbformat
 import pandas as pd
 import pytest
 
+from cxrlib.core.config import CLASSES, REPO_ROOT
 from cxrlib.machinery import cli
 from cxrlib.machinery import runner
-from cxrlib.core.config import CLASSES, REPO_ROOT
 from cxrlib.machinery.inputs import sources
 from tests.conftest import SAMPLE
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cxrlib.science import gradcam; from cxrlib.machinery import runs
-from cxrlib.science.models import backbones, second_cnn
+from cxrlib.machinery import runs
 from cxrlib.present.widgets import ALL_MODELS, MisclassifiedBrowser, Selection, static_gallery
+from cxrlib.science import gradcam
+from cxrlib.science.models import backbones, second_cnn
 
 
 def test_gradcam_on_a_top_level_convolution():

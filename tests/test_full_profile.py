@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.machinery import runner
 from cxrlib.core.config import CLASSES, PROFILES
+from cxrlib.machinery import runner
 from cxrlib.science.models.backbones import BACKBONES
 from tests.conftest import make_rows, write_folder
 from tests.test_book import book_copy, outputs

@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.present import gradcam as cam_figures; from cxrlib.science import boxes as box_scores; from cxrlib.science import gradcam
+from cxrlib.present import gradcam as cam_figures
+from cxrlib.science import boxes as box_scores
+from cxrlib.science import gradcam
 from cxrlib.science.models import backbones, fused_net
 
 SIZE, BLOB = 32, 6

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageFile
 
-from cxrlib.machinery import cli
 from cxrlib.core.config import CLASSES
+from cxrlib.machinery import cli
 from cxrlib.machinery.inputs import DataError, load_data, read_metadata
 from cxrlib.machinery.inputs import decode as decode_module
 from cxrlib.machinery.inputs.decode import MAX_PIXELS, BadImage, decode_bytes

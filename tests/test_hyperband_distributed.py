@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrlib.machinery import parallel; from cxrlib.science import tuning
+from cxrlib.machinery import parallel
+from cxrlib.science import tuning
 
 
 def test_two_workers_share_every_trial_and_each_runs_some(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.science import calibration, metrics
 from cxrlib.core.config import CLASSES, profile_settings
+from cxrlib.science import calibration, metrics
 
 # --- a hand-made prediction table: two images per class; image i gives its predicted class 0.55 + 0.05 i and
 # shares the rest equally, so no two scores tie (a tie would leave ROC AUC to the last bit of a softmax) ---

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrlib.science import calibration; from cxrlib.machinery import runs
+from cxrlib.machinery import runs
+from cxrlib.science import calibration
 
 KERNEL = np.array([[1.0, -1.0, 0.5, 0.0], [0.0, 0.0, -2.0, 1.0]], np.float32)
 

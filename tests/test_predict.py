@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from conftest import SAMPLE
+from cxrlib.core.config import CLASSES
 from cxrlib.machinery import cli
 from cxrlib.machinery import predict, runner
-from cxrlib.core.config import CLASSES
 
 PROBS = [f"p_{c}" for c in CLASSES]
 

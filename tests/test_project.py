@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cxrlib.machinery import repro
 from cxrlib.core.registry import CHAPTERS
+from cxrlib.machinery import repro
 from cxrlib.machinery.site import toc_files
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cxrlib.present import report
 from cxrlib.core.config import CLASSES, REPORT_COUNTS, REPORT_FIRST_TRAIN_SIZE
+from cxrlib.present import report
 from cxrlib.science.metrics import F1_COLUMNS, GLOBAL_COLUMNS
 
 REPORT_MD = Path(__file__).resolve().parent / "data" / "report.md"  # a copy of ../shared/seed/report.md

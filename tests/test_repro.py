@@ -17,8 +17,8 @@ import pytest
 
 from cxrlib.machinery import cli, compare
 from cxrlib.machinery import repro, runner
-from cxrlib.science.metrics import metrics_row
 from cxrlib.machinery.runs import ChapterRun, predictions_frame
+from cxrlib.science.metrics import metrics_row
 from tests.conftest import SAMPLE
 from tests.test_book import book_copy
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from cxrlib.core import registry
 from cxrlib.machinery import cli
-from cxrlib.core import registry; from cxrlib.machinery import runner
+from cxrlib.machinery import runner
 from cxrlib.machinery.chapter import resolve_parameters
 
 

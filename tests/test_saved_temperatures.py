@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrlib.science import calibration; from cxrlib.machinery import predict
+from cxrlib.machinery import predict
 from cxrlib.machinery.runs import ChapterRun
+from cxrlib.science import calibration
 
 
 def test_ensemble_temperatures_reach_predict(tmp_path):

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cxrlib.core.config import CLASSES, NO_FINDING
 from cxrlib.present import subgroups as subgroup_page
 from cxrlib.science import subgroups
-from cxrlib.core.config import CLASSES, NO_FINDING
 from cxrlib.science.metrics import false_no_finding_rate
 
 matplotlib.use("Agg")

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.machinery import analysis, conclusions, runs; from cxrlib.science import calibration, ensemble
+from cxrlib.machinery import analysis, conclusions, runs
+from cxrlib.science import calibration, ensemble
 
 GA = dict(population=20, generations=15, crossover=0.9, mutation=0.2, crossover_genes=0.5, tournament=3, elitism=0.1)
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cxrlib.machinery import runs
 from cxrlib.core.config import CLASSES
 from cxrlib.core.registry import REPORT_MODELS
+from cxrlib.machinery import runs
 from cxrlib.present.labels import model_label
 from cxrlib.science.metrics import macro_f1, metrics_row
 

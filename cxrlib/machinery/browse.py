@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxrlib.core.config import CLASSES, REPO_ROOT, runs_dir
 from cxrlib.machinery import runs
 from cxrlib.machinery.parallel import free_port
-from cxrlib.core.config import CLASSES, REPO_ROOT, runs_dir
 
 KERNEL = "cxr-book"
 CHAPTER = "error_analysis"

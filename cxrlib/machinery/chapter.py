@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from cxrlib.machinery import identity, runs
 from cxrlib.core.config import CLASSES, notebooks_dir
+from cxrlib.machinery import identity, runs
 from cxrlib.machinery.inputs import SYNTHETIC_WARNING, ChestData, load_for
-from cxrlib.science.metrics import metrics_row
 from cxrlib.machinery.params import PARAMETERS, resolve_parameters
-from cxrlib.machinery.repro import lock_text, rebuild_command
 from cxrlib.machinery.provenance import device_text, project_commit, versions_text
+from cxrlib.machinery.repro import lock_text, rebuild_command
 from cxrlib.machinery.runs import RUNNER_ENV
+from cxrlib.science.metrics import metrics_row
 
 
 def namespace_parameters(namespace) -> dict:
@@ -150,7 +150,8 @@ class Chapter:
         """Display the summary box (with a loud banner inside it when the data are synthetic)."""
         from IPython.display import HTML, display
 
-        from cxrlib.machinery.site import library_logs_to_stderr; from cxrlib.present.tables import use_book_tables
+        from cxrlib.machinery.site import library_logs_to_stderr
+        from cxrlib.present.tables import use_book_tables
         from cxrlib.present.plots import use_book_style
 
         use_book_style()  # one figure style and one table style for every chapter

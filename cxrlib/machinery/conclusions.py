@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cxrlib.present.labels import limiting_factors
 from cxrlib.core.config import REPORT_COUNTS
-from cxrlib.science.metrics import PREDICTED, macro_f1
+from cxrlib.present.labels import limiting_factors
 from cxrlib.present.report import BEST
+from cxrlib.science.metrics import PREDICTED, macro_f1
 
 
 WHY = ("It is chosen by validation macro F1, not test F1: picking the best of some twenty models on the test "

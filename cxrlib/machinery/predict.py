@@ -256,7 +256,8 @@ def write_overlay(saved: SavedModel, image: np.ndarray, class_index: int, target
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cxrlib.present import gradcam as cam_figures; from cxrlib.science import gradcam
+    from cxrlib.present import gradcam as cam_figures
+    from cxrlib.science import gradcam
 
     cells, _ = gradcam.gradcam_cells(saved.model, image, class_index)
     if not gradcam.has_spatial_information(cells):

@@ -12,9 +12,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from cxrlib.machinery import identity, runs
 from cxrlib.core.config import REPO_ROOT, notebooks_dir, profile_settings, runs_dir
 from cxrlib.core.errors import DataError
+from cxrlib.machinery import identity, runs
 from cxrlib.machinery.parallel import visible_gpus
 from cxrlib.machinery.params import PARAMETERS, ParameterError, check, resolve_parameters
 from cxrlib.core.registry import CHAPTERS, RunnerError, chapter_order  # noqa: F401  (the CLI's own names)

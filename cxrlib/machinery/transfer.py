@@ -8,12 +8,12 @@ from pathlib import Path
 
 import keras
 
-from cxrlib.machinery.inputs import SPLITS
-from cxrlib.science.data.pipeline import array_dataset
-from cxrlib.machinery.features import extract, feature_key
-from cxrlib.science.models import backbones
 from cxrlib.machinery import weights as weight_files
+from cxrlib.machinery.features import extract, feature_key
+from cxrlib.machinery.inputs import SPLITS
 from cxrlib.present.labels import model_label
+from cxrlib.science.data.pipeline import array_dataset
+from cxrlib.science.models import backbones
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from cxrlib.core.config import CLASSES
-from cxrlib.science.boxes import LEVEL, NO_INFORMATION, POINTING_TOLERANCE, THRESHOLDS
 from cxrlib.present.plots import short_lines, wrapped
+from cxrlib.science.boxes import LEVEL, NO_INFORMATION, POINTING_TOLERANCE, THRESHOLDS
 from cxrlib.science.gradcam import NO_SPATIAL_INFORMATION, has_spatial_information, heatmap_at
 
 

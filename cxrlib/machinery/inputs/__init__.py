@@ -11,8 +11,8 @@ from cxrlib.core.errors import DataError
 from cxrlib.machinery.inputs.content import record_problems
 from cxrlib.machinery.inputs.images import check_images, first_decode, load_images
 from cxrlib.machinery.inputs.metadata import DropSummary, class_counts, read_metadata, single_label
-from cxrlib.science.data.pipeline import make_dataset
 from cxrlib.machinery.inputs.sources import SYNTHETIC_WARNING, Source, handle_bad_images, nih_label_file, resolve_source
+from cxrlib.science.data.pipeline import make_dataset
 from cxrlib.science.data.splits import (SPLITS, apply_caps, assert_patient_disjoint, check_splits, limit_per_class,
                                 split_counts, split_patients)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from tqdm.std import tqdm  # plain text, never a notebook widget the static book cannot render
 
 from cxrlib.core.config import PROGRESS_AFTER_S, cache_dir
-from cxrlib.machinery.inputs.decode import inspect_header
 from cxrlib.core.errors import DataError
+from cxrlib.machinery.inputs.decode import inspect_header
 
 # Bump when the checks in images.inspect_header or images.checked_pixels change, so old verdicts are recomputed.
 INDEX_VERSION = 2

@@ -15,8 +15,8 @@ from tqdm.std import tqdm  # plain text, never a notebook widget the static book
 
 from cxrlib.core.config import cache_dir
 from cxrlib.core.files import write_atomic
-from cxrlib.machinery.inputs.content import content_hashes
 from cxrlib.machinery.inputs import decode as decoder
+from cxrlib.machinery.inputs.content import content_hashes
 from cxrlib.machinery.inputs.decode import DECODE_VERSION, BadImage, resized
 from cxrlib.science.otsu import transform_step, unchanged
 

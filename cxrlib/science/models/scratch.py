@@ -4,8 +4,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from cxrlib.science.models.inputs import softmax_head
 from cxrlib.science.models.fused import stem
+from cxrlib.science.models.inputs import softmax_head
 
 
 def _conv(x, filters, kernel, strides=1):
