@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrlib.machinery.inputs.decode import BadImage, decode, decode_bytes, inspect_bytes, problem
-from cxrlib.machinery.inputs.images import load_images
+from cxrlib.machinery.inputs.decode import BadImage, as_array, decode, decode_bytes, inspect_bytes, problem, resized
+from cxrlib.machinery.inputs.images import load_images, reused_image_memory
 
 
 def twin(seed: int = 0, size: int = 24) -> np.ndarray:
@@ -129,6 +129,39 @@ def test_constant_and_white_decodes_are_reported():
     eight = np.maximum(twin(), 24)  # a radiograph's darkest regions are rarely pure black
     clipped = np.asarray(Image.fromarray(np.rint(eight * (4095 / 255)).astype(np.uint16)).convert("L"))
     assert "nearly all white" in problem(clipped) or "every pixel is 255" in problem(clipped)
+
+
+def test_black_and_white_shares_are_counted_exactly_at_the_threshold():
+    edge = np.full((20, 20), 128, np.uint8)
+    edge.flat[:380] = 250  # exactly 95% at the white threshold
+    assert problem(edge) == "nearly all white (95% of pixels at 250 or more)"
+    edge.flat[:380] = 5
+    assert problem(edge) == "nearly all black (95% of pixels at 5 or less)"
+    edge.flat[0] = 6  # one pixel fewer: 94.75%, usable
+    assert problem(edge) == ""
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (64, 33), (1024, 1024)])
+def test_as_array_copies_the_pixels_exactly_into_an_array_of_its_own(shape):
+    pixels = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    image = Image.fromarray(pixels).copy()
+    copied = as_array(image)
+    np.testing.assert_array_equal(copied, pixels)
+    copied[0, 0] ^= 1  # writable, and not the image's memory
+    assert image.getpixel((0, 0)) == pixels[0, 0]
+
+
+def test_downscaling_reduces_by_whole_blocks_then_resizes_antialiased():
+    pixels = twin(3, 100)
+    expected = Image.fromarray(pixels).reduce(4).resize((24, 24), Image.BILINEAR, box=(0, 0, 25, 25))
+    np.testing.assert_array_equal(resized(pixels, 24), np.asarray(expected))
+
+
+def test_pillow_keeps_image_memory_only_while_decoding():
+    before = Image.core.get_blocks_max()
+    with reused_image_memory(4):
+        assert Image.core.get_blocks_max() >= 4
+    assert Image.core.get_blocks_max() == before
 
 
 def test_inspect_reports_size_and_problems():

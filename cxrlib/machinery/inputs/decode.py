@@ -22,7 +22,8 @@ from PIL import Image, UnidentifiedImageError
 from cxrlib.core.errors import DataError
 
 # Bump when decoding changes, so arrays cached by older code are not served.
-DECODE_VERSION = 2
+# 3: the downscale to the target size reduces by whole blocks first (REDUCING_GAP).
+DECODE_VERSION = 3
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Depths detectors and exporters use; a 16-bit file without sBIT is read at the smallest that fits.
 BIT_DEPTHS = (8, 10, 12, 14, 16)
@@ -34,6 +35,10 @@ WHITE_FROM, BLACK_UP_TO = 250, 5
 # 6,000 x 6,000 = 36 million: 34 times NIH's 1,024 px images, 4 times a 3,000 px detector image, and
 # below Pillow's own bomb warning (89 million), which it therefore never reaches.
 MAX_PIXELS = 6000 * 6000
+# Downscaling first averages whole blocks of pixels (Image.reduce, by the largest whole factor that keeps the
+# image at least REDUCING_GAP times the target size), then resizes (antialiased bilinear) the rest of the way:
+# NIH's 1,024 px to 250 px is a 4 x 4 block average, then 256 to 250 px, in a third of the time of one resize.
+REDUCING_GAP = 1.0
 
 
 class BadImage(DataError):
@@ -92,7 +97,22 @@ def grey_pixels(image: Image.Image, sbit=None) -> np.ndarray:
         return np.rint(grey * alpha / 255).astype(np.uint8)
     if image.mode == "P":
         image = image.convert("RGB")
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+    return as_array(image if image.mode == "L" else image.convert("L"))
+
+
+def as_array(image: Image.Image) -> np.ndarray:
+    """A new array of an 8-bit grey PIL image's pixels, copied by Pillow in C (np.asarray's tobytes is 10x slower)."""
+    pixels = np.empty((image.height, image.width), np.uint8)
+    if pixels.size:
+        view = Image.frombuffer("L", image.size, pixels, "raw", "L", 0, 1)  # shares pixels' memory
+        view.readonly = False  # so paste writes through to pixels instead of copying the view first
+        view.paste(image)
+    return pixels
+
+
+def share(mask: np.ndarray) -> float:
+    """The fraction of a boolean array that is true (count_nonzero: a fifth of mean's time)."""
+    return np.count_nonzero(mask) / mask.size
 
 
 def problem(pixels: np.ndarray) -> str:
@@ -102,10 +122,10 @@ def problem(pixels: np.ndarray) -> str:
     low, high = int(pixels.min()), int(pixels.max())
     if low == high:
         return f"constant image (every pixel is {low})"
-    white = float((pixels >= WHITE_FROM).mean())
+    white = share(pixels >= WHITE_FROM) if high >= WHITE_FROM else 0.0
     if white >= EXTREME_SHARE:
         return f"nearly all white ({white:.0%} of pixels at {WHITE_FROM} or more)"
-    black = float((pixels <= BLACK_UP_TO).mean())
+    black = share(pixels <= BLACK_UP_TO) if low <= BLACK_UP_TO else 0.0
     if black >= EXTREME_SHARE:
         return f"nearly all black ({black:.0%} of pixels at {BLACK_UP_TO} or less)"
     return ""
@@ -200,8 +220,8 @@ def resized(pixels: np.ndarray, size: int, harmonise_to=None) -> np.ndarray:
     if harmonise_to and min(gray.size) > harmonise_to:
         gray = gray.resize((harmonise_to, harmonise_to), Image.LANCZOS)
     if gray.size != (size, size):
-        gray = gray.resize((size, size), Image.BILINEAR)
-    return np.asarray(gray, dtype=np.uint8)
+        gray = gray.resize((size, size), Image.BILINEAR, reducing_gap=REDUCING_GAP)
+    return as_array(gray)
 
 
 def decode(path: Path, size: int, harmonise_to=None) -> np.ndarray:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm.std import tqdm  # plain text, never a notebook widget the static book cannot render
 
 from cxrlib.core.config import cache_dir
@@ -22,6 +24,9 @@ from cxrlib.science.otsu import transform_step, unchanged
 
 # Decoding a few hundred images takes a second; a progress bar only helps beyond that.
 PROGRESS_FROM = 1000
+# Freed image memory Pillow keeps for reuse per decoding thread while decoding many images (a decoded
+# image and the steps of its resize), so each image does not pay the page faults of fresh memory.
+BLOCKS_PER_THREAD = 8
 
 
 def cache_key(paths, size: int, transform=None, harmonise_to=None) -> str:
@@ -42,6 +47,17 @@ def threads() -> int:
     return min(8, (os.cpu_count() or 2) * 2)
 
 
+@contextmanager
+def reused_image_memory(workers: int):
+    """Let Pillow keep freed image memory for reuse while decoding, then return to its own setting."""
+    before = Image.core.get_blocks_max()
+    Image.core.set_blocks_max(max(before, workers * BLOCKS_PER_THREAD))
+    try:
+        yield
+    finally:
+        Image.core.set_blocks_max(before)
+
+
 def fill(out: np.ndarray, paths, size: int, step=unchanged, harmonise_to=None, desc: str = "decoding") -> list:
     """Decode in threads straight into out (N, size, size), in path order; each image's problem ('' when usable).
 
@@ -56,7 +72,7 @@ def fill(out: np.ndarray, paths, size: int, step=unchanged, harmonise_to=None, d
         except BadImage as err:
             return str(err)
 
-    with ThreadPoolExecutor(threads()) as pool:
+    with reused_image_memory(threads()), ThreadPoolExecutor(threads()) as pool:
         return list(tqdm(pool.map(one, enumerate(paths)), total=len(paths),
                          desc=f"{desc} {len(paths)} images at {size}px", disable=len(paths) < PROGRESS_FROM))
 
