@@ -98,7 +98,7 @@ def test_the_full_profile_refuses_missing_weights_caps_exactly_and_fine_tunes_fr
         assert record["training"]["class_weight"] == "none"
     # the backbone started from the file in KERAS_HOME, and the page says so
     info = json.loads((live / "chapter.json").read_text())
-    assert info["weights"] == "VGG16"  # pretrained: no "(no pretrained weights)" tag
+    assert info["weights"]["vgg16"]["pretrained"] and info["weights"]["vgg16"]["short"] == "ImageNet (Keras's cache)"
     assert "ImageNet (" in outputs(root / "book" / "chapters" / "pretrained.ipynb")
     import cxrlib.science.models  # noqa: F401  (the custom layers)
 

@@ -240,7 +240,7 @@ def _run_in(monkeypatch, folder: Path, chapters, **kwargs) -> Path:
 
 
 def _without_timing(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[[c for c in frame.columns if not repro.TIMING.search(str(c))]]
+    return frame[[c for c in frame.columns if not compare.TIMING.search(str(c))]]
 
 
 @pytest.mark.book

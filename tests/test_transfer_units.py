@@ -29,7 +29,6 @@ def pretrained(tmp_path_factory):
         ch = Chapter("pretrained", "smoke", data_dir=str(folder), backbones=("vgg16",), backbone_size=32, epochs=1,
                      fine_tune="first", fine_tune_epochs=1, batch_size=8, **SETTINGS)
         run = run_backbone(ch, "vgg16")
-        ch.record_weights(run.label)
         ch.finish()
         yield {"ch": ch, "run": run, "folder": folder}
 
@@ -50,8 +49,11 @@ def test_fine_tune_points_are_the_reports_unfreeze_layers():
 def test_run_backbone_trains_the_head_then_fine_tunes_from_the_first_point(pretrained):
     ch, run = pretrained["ch"], pretrained["run"]
     assert list(run.results) == ["vgg16_features", "vgg16_finetune_block5_conv1"]
-    assert not run.pretrained and "no pretrained weights" in run.weights
+    assert not run.pretrained and "no pretrained weights" in run.weights.short
     assert run.label == "VGG16 (no pretrained weights)"
+    recorded = json.loads((ch.run.live / "chapter.json").read_text())["weights"]  # a field per backbone
+    assert recorded == {"vgg16": {"title": "VGG16", "pretrained": False, "short": run.weights.short,
+                                  "long": run.weights.long}}
     live = ch.run.live
     for name, result in run.results.items():
         saved = pd.read_csv(live / "predictions" / f"{name}__test.csv")

@@ -15,15 +15,13 @@ import numpy as np
 from PIL import Image
 from tqdm.std import tqdm  # plain text, never a notebook widget the static book cannot render
 
-from cxrlib.core.config import cache_dir
+from cxrlib.core.config import PROGRESS_AFTER_S, cache_dir
 from cxrlib.core.files import write_atomic
 from cxrlib.machinery.inputs import decode as decoder
 from cxrlib.machinery.inputs.content import content_hashes
 from cxrlib.machinery.inputs.decode import DECODE_VERSION, BadImage, resized
 from cxrlib.science.otsu import transform_step, unchanged
 
-# Decoding a few hundred images takes a second; a progress bar only helps beyond that.
-PROGRESS_FROM = 1000
 # Freed image memory Pillow keeps for reuse per decoding thread while decoding many images (a decoded
 # image and the steps of its resize), so each image does not pay the page faults of fresh memory.
 BLOCKS_PER_THREAD = 8
@@ -74,7 +72,7 @@ def fill(out: np.ndarray, paths, size: int, step=unchanged, harmonise_to=None, d
 
     with reused_image_memory(threads()), ThreadPoolExecutor(threads()) as pool:
         return list(tqdm(pool.map(one, enumerate(paths)), total=len(paths),
-                         desc=f"{desc} {len(paths)} images at {size}px", disable=len(paths) < PROGRESS_FROM))
+                         desc=f"{desc} {len(paths)} images at {size}px", delay=PROGRESS_AFTER_S))
 
 
 def decode_into(out: np.ndarray, paths, size: int, step, harmonise_to=None, desc: str = "decoding") -> np.ndarray:
@@ -168,4 +166,4 @@ def check_images(paths, desc: str = "checking") -> list:
 
     with ThreadPoolExecutor(threads()) as pool:
         return list(tqdm(pool.map(one, paths), total=len(paths), desc=f"{desc} {len(paths)} images",
-                         disable=len(paths) < PROGRESS_FROM))
+                         delay=PROGRESS_AFTER_S))
