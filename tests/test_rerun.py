@@ -112,8 +112,10 @@ def test_ctrl_c_stops_with_one_line_and_exit_130(toy):
             f"try:\n    runner.run_chapters(['fused'], 'smoke', {str(data)!r}, {{'epochs': 4}}, "
             f"book_root={str(root)!r}, log=lambda *a: None)\n"
             f"except runner.Interrupted as err:\n    print('cxr:', err, file=sys.stderr); sys.exit(130)\n")
+    # Ctrl-C's default action, even where this suite runs as a background job (which inherits SIGINT ignored)
     process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not ready.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)
