@@ -77,12 +77,16 @@ class Chapter:
         return identity.chapter_identity(self.name, notebook.read_bytes() if notebook.is_file() else b"",
                                          self.settings, self.data_id, upstream)
 
+    @property
+    def weights_inherited(self) -> bool:
+        """Whether this chapter analyses the pretrained chapter's models (so it reports that chapter's weights)."""
+        from cxrlib.core.registry import CHAPTERS, chapter_order
+
+        return self.name in CHAPTERS and "pretrained" in chapter_order([self.name])[:-1]
+
     def inherited_weights(self) -> dict:
         """The weights record (backbone -> its fields) this chapter starts from: planned before the pretrained
         chapter loads them, that chapter's record for the chapters that analyse its models, else empty."""
-        from cxrlib.core.registry import CHAPTERS, chapter_order
-
-        self.weights_inherited = self.name in CHAPTERS and "pretrained" in chapter_order([self.name])[:-1]
         if self.name == "pretrained":
             from cxrlib.machinery.transfer import planned_weights
 

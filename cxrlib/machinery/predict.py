@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,24 +187,12 @@ def load_saved_model(key: str, profile: str = "cpu", root=None, data_dir=None) -
 
 # ---------------------------------------------------------------- decoding and predicting
 
-def decode_one(path: Path, saved: SavedModel, step):
-    """(image the model sees, '') or (None, why it cannot be used), by the library's training decode."""
-    from cxrlib.machinery.inputs.decode import BadImage, decode
+def decode_chunk(paths: list, saved: SavedModel, step) -> tuple:
+    """(images, each file's problem or ''): the training decode of every path, checked, resized and transformed."""
+    from cxrlib.machinery.inputs.images import fill
 
-    try:
-        return step(decode(path, saved.size, saved.harmonise_to)), ""
-    except BadImage as err:
-        return None, str(err).removeprefix(f"{path.name}: ")
-
-
-def decode_chunk(paths: list, saved: SavedModel, step, tick) -> list:
-    """decode_one of every path, in threads and in order, calling tick() after each."""
-    with ThreadPoolExecutor(4) as pool:
-        found = []
-        for item in pool.map(lambda p: decode_one(p, saved, step), paths):
-            found.append(item)
-            tick()
-    return found
+    images = np.zeros((len(paths), saved.size, saved.size), np.uint8)
+    return images, fill(images, paths, saved.size, step, saved.harmonise_to, desc=f"decoding for {saved.key}")
 
 
 def probabilities(saved: SavedModel, images: np.ndarray) -> np.ndarray:
@@ -293,11 +280,10 @@ def gradcam_summary(said: pd.Series, folder) -> str:
 def predict_chunk(chunk: list, saved: SavedModel, step, gradcam, taken: set, progress) -> tuple:
     """(frame of the usable files, [(file, reason)] of the others) for one chunk of files; the bar counts decoded
     images, or with gradcam the overlays written (and the files that failed)."""
-    decoded = decode_chunk(chunk, saved, step, (lambda: None) if gradcam else (lambda: progress.update(1)))
-    failed = [(path, why) for path, (_, why) in zip(chunk, decoded) if why]
-    good = [(path, image) for path, (image, why) in zip(chunk, decoded) if not why]
-    if gradcam:
-        progress.update(len(failed))
+    images, reasons = decode_chunk(chunk, saved, step)
+    failed = [(path, why) for path, why in zip(chunk, reasons) if why]
+    good = [(path, image) for path, image, why in zip(chunk, images, reasons) if not why]
+    progress.update(len(failed) if gradcam else len(chunk))
     if not good:
         return None, failed
     frame = rows_for([path for path, _ in good], probabilities(saved, np.stack([i for _, i in good])), saved)

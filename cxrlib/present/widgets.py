@@ -3,6 +3,7 @@ HTML/JS twin (no kernel, no network) and a gallery figure."""
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
@@ -363,7 +364,10 @@ def static_gradcam_note(model: str, predicted: str, informative: bool) -> str:
 
 
 # the static twin's script: plain JS over the JSON the page embeds ("%(id)s" is the element's id)
-BROWSER_JS = Path(__file__).with_name("browser.js")
+@functools.lru_cache(maxsize=1)
+def browser_js() -> str:
+    """The static twin's script, read once when a page first embeds it."""
+    return Path(__file__).with_name("browser.js").read_text()
 
 INTERACTIVE_NOTE = ("Fully interactive in this page, without a kernel: choose a model (or all models), the true and "
                     "the predicted class, page through the images, and switch the Grad-CAM overlay.")
@@ -392,7 +396,7 @@ def static_browser(predictions: dict, images: dict, heatmaps=None, **options) ->
             '<div style="max-width:100%;overflow-x:auto">'
             '<table data-role="probs" class="cxr-table cxr-probs"></table></div></div>'
             f'<script type="application/json">{payload}</script>'
-            f"<script>{BROWSER_JS.read_text() % {'id': element}}</script></div>")
+            f"<script>{browser_js() % {'id': element}}</script></div>")
 
 
 def show_static_browser(predictions: dict, images: dict, heatmaps=None, **options) -> None:
