@@ -100,6 +100,7 @@ def test_build_page_from_the_run_folder(tmp_path):
     assert "| fused network | fused | Fused | 0.500 / 0.618 | 0.400 / 0.606 | 0.700 / 0.836 |" in text
     assert "vgg16 (no pretrained weights)" in text and "| the build's limits (above); 32 px backbone inputs (report: 224); no pretrained weights |" in text
     assert "| fused | 20 |" in text and "| pretrained | 61 |" in text
+    assert "- **Why these settings:**\n  - every code path in seconds: 2 epochs at 64 px" in text
 
 
 def test_build_page_pairs_our_best_with_the_reports_row_of_the_same_model(tmp_path):

@@ -232,12 +232,16 @@ class Chapter:
         training.set_mixed_precision(self["mixed_precision"])
         steps = steps_per_epoch(len(self.data.split("train")), self["batch_size"])
         with training.distribution_scope():
-            return training.train(
+            model, history = training.train(
                 build(), lambda start: (inputs("train", True, start), steps), inputs("val", False),
                 self.run.file("work", name), epochs=settings["epochs"], patience=self["patience"],
                 learning_rate=settings["learning_rate"], name=name, identity=made,
                 class_weight=training.class_weights(self.data.labels("train"), self["class_weight"]),
                 run_eagerly=self["run_eagerly"])
+        if self["balance_predictions"]:
+            offsets = training.balance(model, inputs("val", False))
+            print(f"[{name}] classes balanced on validation: logit offsets {[round(float(x), 3) for x in offsets]}")
+        return model, history
 
     def evaluate(self, name: str, model, inputs, history=None) -> Result:
         """Predict validation and test splits, save both, and the test metrics row."""

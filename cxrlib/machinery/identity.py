@@ -18,7 +18,7 @@ DATA_SETTINGS = ("seed", "fractions", "caps", "training_set", "max_per_class", "
                  "on_bad_image")
 # Settings that shape how a model trains; part of every trained model's identity.
 TRAINING_SETTINGS = ("epochs", "patience", "batch_size", "learning_rate", "seed", "class_weight",
-                     "mixed_precision", "deterministic", "run_eagerly")
+                     "mixed_precision", "deterministic", "run_eagerly", "balance_predictions")
 
 
 def digest(*parts) -> str:

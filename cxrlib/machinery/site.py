@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cxrlib.core.config import REPO_ROOT
+from cxrlib.core.config import PROFILES, REPO_ROOT, WHY
 from cxrlib.core.registry import HEADLINE_METRICS, REGISTRY, RunnerError
 from cxrlib.machinery import runs
 from cxrlib.present.labels import all_pretrained, limiting_factors, model_label, profile_in_words
@@ -154,6 +154,8 @@ def build_page(book_root: Path, runs_root: Path | None = None, today: str | None
               f"- **Commit:** {', '.join(f'`{c}`' for c in commits) or 'unknown'}",
               f"- **Libraries:** {library_versions()}",
               f"- **Limited by:** {'; '.join(limiting_factors(settings, first.get('source'))) or 'nothing recorded'}",
+              "- **Why these settings:**",
+              *(f"  - {reason.format_map({**PROFILES.get(profile, {}), **settings})}" for reason in WHY.get(profile, ())),
               "", "## Our best results beside the report's", "",
               "Each cell reads *ours / the report's* (test set); the last column says what limited our run.", ""]
     headline = headline_table(profile_dir, infos)

@@ -277,6 +277,18 @@ def predict_with_logits(model, dataset):
     return softmax(logits), logits, seconds
 
 
+
+def balance(model, val_ds) -> np.ndarray:
+    """Fold calibration.balancing_offsets of the validation logits into the classifier's biases, so every later
+    prediction (saved model, Grad-CAM's predicted class, ensembles) decides on balanced classes; the offsets."""
+    from cxrlib.science.calibration import balancing_offsets
+
+    _, logits, _ = predict_with_logits(model, val_ds)
+    offsets = balancing_offsets(logits)
+    bias = classifier_layer(model).bias
+    bias.assign(keras.ops.convert_to_numpy(bias) + offsets.astype(np.float32))
+    return offsets
+
 def distribution_scope():
     """Mirror training over every GPU when there are several; otherwise the default strategy."""
     import tensorflow as tf
