@@ -70,21 +70,6 @@ def target_description(model) -> dict:
             "input": f"{model.input.shape[1]}x{model.input.shape[2]}"}
 
 
-def _classifier(model):
-    """The final Dense layer (named 'classifier' in every model of the book), searched in nested heads too."""
-    import keras
-
-    for layer in reversed(model.layers):
-        if layer.name == "classifier":
-            return layer
-        if isinstance(layer, keras.Model) and not len(layer.output.shape) == 4:
-            return _classifier(layer)
-    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    if not dense:
-        raise ValueError(f"model {model.name} has no Dense classifier for Grad-CAM")
-    return dense[-1]
-
-
 def _logits(classifier, features):
     """The classifier's pre-softmax class scores: its input times its kernel plus its bias."""
     import tensorflow as tf
@@ -98,7 +83,11 @@ def _maps_and_logits(model, layer=None):
     import keras
 
     name, nested = (layer, None) if layer else gradcam_target(model)
-    classifier = _classifier(model)
+    from cxrlib.science.training import classifier_layer
+
+    classifier = classifier_layer(model)
+    if classifier is None:
+        raise ValueError(f"model {model.name} has no Dense classifier for Grad-CAM")
     if nested is None and classifier in model.layers:
         probe = keras.Model(model.inputs, [model.get_layer(name).output, classifier.input])
         return lambda x: (lambda maps, feats: (maps, _logits(classifier, feats)))(*probe(x, training=False))

@@ -227,12 +227,3 @@ def model_tables(people: pd.DataFrame, predictions: dict, n: int = 1000, seed: i
 def model_first(table: pd.DataFrame) -> pd.DataFrame:
     """The table with its 'model' column first."""
     return table[["model", *[c for c in table.columns if c != "model"]]]
-
-
-# ---------------------------------------------------------------- tables and words for the page
-
-
-# ---------------------------------------------------------------- what the tables say, in words
-
-
-# ---------------------------------------------------------------- figures
