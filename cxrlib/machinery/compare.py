@@ -53,7 +53,8 @@ def compare_runs(a, b):
         names = list((ma if key in files_a else mb).index)
         row = {"chapter": key[0], "model": key[1]}
         for name in names:
-            row[f"{name} (a)"], row[f"{name} (b)"] = ma.get(name, np.nan), mb.get(name, np.nan)
+            row[f"{name} (a)"] = ma.get(name, np.nan)
+            row[f"{name} (b)"] = mb.get(name, np.nan)
         both = key in files_a and key in files_b
         differences = [_difference(ma[n], mb.get(n, np.nan)) for n in names] if both else []
         probs = _probability_difference(files_a[key], files_b[key]) if both else np.nan
