@@ -211,9 +211,8 @@ class Chapter:
         """The last good model of exactly this identity, carried into this run; else None."""
         from cxrlib.science.models import load
 
-        record = self.run.live_file("models", f"{name}.json")
-        if not (record.is_file() and json.loads(record.read_text()).get("identity") == made
-                and self.run.live_file("models", f"{name}.keras").is_file()):
+        record = runs.read_json(self.run.live_file("models", f"{name}.json"))
+        if not (record.get("identity") == made and self.run.live_file("models", f"{name}.keras").is_file()):
             return None
         print(f"[{name}] already trained with exactly these settings, data and code: reusing it")
         self.run.keep("models", f"{name}.keras")

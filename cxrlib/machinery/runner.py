@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import graphlib
-import json
 import logging
 import os
 import shutil
@@ -212,9 +211,7 @@ def run_one(chapter: str, injected: dict, stamp: str, pages: Pages) -> None:
 def record_time(profile: str, chapter: str, seconds: float) -> None:
     """Each chapter's last running time, for the build page."""
     path = runs_dir() / profile / "timings.json"
-    timings = json.loads(path.read_text()) if path.is_file() else {}
-    timings[chapter] = round(seconds, 1)
-    runs.write_json(path, timings)
+    runs.write_json(path, {**runs.read_json(path), chapter: round(seconds, 1)})
 
 
 def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, force: bool = False,

@@ -284,8 +284,7 @@ def clean_site(html_dir: Path) -> list:
     removed = [p for p in html_dir.rglob("*.map")] + [p for p in html_dir.rglob("*.ipynb")]
     for path in removed:
         path.unlink()
-    alt_file = html_dir.parent / ALT_FILE
-    alts = json.loads(alt_file.read_text()) if alt_file.is_file() else {}
+    alts = runs.read_json(html_dir.parent / ALT_FILE)
     for path in html_dir.rglob("*.html"):
         text = path.read_text()
         kept = with_alt_texts(THEBE.sub("", text), alts)
