@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 from cxrlib.core.config import CLASSES, PROFILES, profile_settings
 from cxrlib.core.registry import FROM_SCRATCH, REGISTRY, TRAINING
@@ -62,13 +63,8 @@ class Param:
         return self.chapters == ALL or chapter in self.chapters
 
 
-def _int(**kw):
-    return Param("int", **kw)
-
-
-def _float(**kw):
-    return Param("float", **kw)
-
+_int = partial(Param, "int")
+_float = partial(Param, "float")
 
 PARAMETERS = {
     # the data every chapter reads: these shape the split, so every chapter takes them
@@ -142,8 +138,6 @@ PARAMETERS = {
     "ga_restarts": _int(help="genetic algorithm: independent restarts", chapters=("ensemble",), low=1, high=100),
     "bootstrap": _int(help="patient bootstrap resamples", chapters=("ensemble", "subgroups"), low=10, high=1_000_000),
 }
-# Settings of a profile that are not user parameters (the profile declares them).
-PROFILE_ONLY = ("min_per_split",)
 
 
 def _number(value, kind: str) -> bool:
