@@ -141,11 +141,10 @@ class Chapter:
         """The boxed summary under the title: what the numbers are worth, then the full provenance collapsed."""
         from cxrlib.present.labels import summary_box, weights_text
 
-        command = getattr(self, "command", None)
         box = summary_box(profile=self.profile, settings=self.settings, data=self.data.source.describe(),
                           counts=self.counts_text(), weights=weights_text(self.weights, self.weights_inherited), changed=self.changed,
                           commit=project_commit(), provenance=self.provenance(),
-                          command=command() if callable(command) else "")
+                          command=self.command())
         if self.data.source.synthetic:
             box = box.replace("<ul>", synthetic_banner() + "<ul>", 1)
         return box

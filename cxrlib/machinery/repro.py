@@ -37,12 +37,8 @@ def lock_hash(path=None) -> str:
 
 def locked_versions(path) -> dict:
     """Normalized package name -> version pinned in a lock (or any requirements) file."""
-    pins = {}
-    for line in Path(path).read_text().splitlines():
-        match = _PIN.match(line.strip())
-        if match:
-            pins[normalize(match.group(1))] = match.group(2)
-    return pins
+    matches = (_PIN.match(line.strip()) for line in Path(path).read_text().splitlines())
+    return {normalize(match.group(1)): match.group(2) for match in matches if match}
 
 
 def environment_differences(path=None) -> list:
@@ -106,17 +102,18 @@ def environment_yml(lock, pyproject=None) -> str:
 
 def rebuild_command(chapter: str, profile: str, changed: dict, data_dir=None, commit: str | None = None) -> str:
     """The shell command that reproduces a chapter: checkout of the commit, then `cxr run` with its parameters."""
-    words = ["cxr", "run", chapter, "--profile", profile]
-    if data_dir:
-        words += ["--data", str(data_dir)]
-    for name, value in changed.items():
-        words += ["-p", f"{name.lower()}={yaml_value(value)}"]
-    command = " ".join(shlex.quote(w) for w in words)
+    command = " ".join(shlex.quote(w) for w in ["cxr", *run_arguments(chapter, profile, changed, data_dir)])
     if not commit or " " in commit:  # no git checkout to name
         return command
     clean = commit.removesuffix("-dirty")
     note = "  # this build also had uncommitted changes" if clean != commit else ""
     return f"git checkout {clean} && {command}{note}"
+
+
+def run_arguments(chapter: str, profile: str, params: dict, data_dir=None) -> list:
+    """`cxr run`'s arguments for one chapter: its profile, the data folder and each parameter as -p reads it back."""
+    words = ["run", chapter, "--profile", profile] + (["--data", str(data_dir)] if data_dir else [])
+    return words + [w for name, value in params.items() for w in ("-p", f"{name.lower()}={yaml_value(value)}")]
 
 
 def yaml_value(value) -> str:

@@ -254,15 +254,11 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
 
 def chapter_command(chapter: str, profile: str, data_dir, params: dict, force: bool, book_root: Path) -> list:
     """The `cxr run` of one chapter alone, as a child process of `cxr run -j N` runs it."""
-    from cxrlib.machinery.repro import yaml_value
+    from cxrlib.machinery.repro import run_arguments
 
-    command = [sys.executable, "-m", "cxrlib.machinery.cli", "run", chapter, "--only", "--profile", profile,
-               "--book-root", str(book_root)]
-    command += ["--data", str(data_dir)] if data_dir else []
-    for name, value in params.items():
-        if PARAMETERS[name].takes(chapter):
-            command += ["-p", f"{name}={yaml_value(value)}"]
-    return command + (["--force"] if force else [])
+    taken = {name: value for name, value in params.items() if PARAMETERS[name].takes(chapter)}
+    return [sys.executable, "-m", "cxrlib.machinery.cli", *run_arguments(chapter, profile, taken, data_dir), "--only",
+            "--book-root", str(book_root), *(["--force"] if force else [])]
 
 
 def start_chapter(chapter: str, slot: int, gpus: list, command: list, log) -> subprocess.Popen:
