@@ -48,15 +48,17 @@ def parse_value(text: str):
 
 def parameter_listing() -> str:
     """`cxr list`: every parameter with its type, allowed values, default per profile and chapters."""
-    from cxrlib.machinery.params import table
+    from cxrlib.core.config import PROFILES
+    from cxrlib.machinery.params import ALL, PARAMETERS, chapter_default
 
     lines = ["Parameters (cxr run CHAPTER -p name=value); a chapter takes those that name it or 'all':", ""]
-    for name, row in table(list(CHAPTERS)).iterrows():
-        defaults = ", ".join(f"{column[9:-1]} {row[column]}" for column in row.index if column.startswith("default"))
-        lines += [f"{name} ({row['type']}): {row['what']}",
-                  f"    allowed: {row['allowed']}",
+    for name, p in PARAMETERS.items():
+        defaults = ", ".join(f"{profile} {settings.get(name, chapter_default(name))!r}"
+                             for profile, settings in PROFILES.items())
+        lines += [f"{name} ({p.kind}): {p.help}",
+                  f"    allowed: {p.allowed()}",
                   f"    default: {defaults}",
-                  f"    chapters: {row['chapters']}"]
+                  f"    chapters: {'all' if p.chapters == ALL else ', '.join(c for c in CHAPTERS if p.takes(c))}"]
     return "\n".join(lines)
 
 

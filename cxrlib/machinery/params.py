@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from functools import partial
 
-from cxrlib.core.config import CLASSES, PROFILES, profile_settings
+from cxrlib.core.config import CLASSES, profile_settings
 from cxrlib.core.registry import FROM_SCRATCH, REGISTRY, TRAINING
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -229,20 +229,6 @@ def _normal(name: str, value):
 def parameter_names(chapter: str) -> list:
     """The parameter names a chapter takes, in table order."""
     return [name for name, p in PARAMETERS.items() if p.takes(chapter)]
-
-
-def table(chapters) -> "pd.DataFrame":
-    """Each parameter's type, allowed values, default per profile and chapters: what `cxr list` prints."""
-    import pandas as pd
-
-    rows = []
-    for name, p in PARAMETERS.items():
-        defaults = {prof: PROFILES[prof].get(name, chapter_default(name)) for prof in PROFILES}
-        rows.append({"parameter": name, "type": p.kind, "allowed": p.allowed(),
-                     **{f"default ({prof})": repr(v) for prof, v in defaults.items()},
-                     "chapters": "all" if p.chapters == ALL else ", ".join(c for c in chapters if p.takes(c)),
-                     "what": p.help})
-    return pd.DataFrame(rows).set_index("parameter")
 
 
 def chapter_default(name: str):
