@@ -142,8 +142,8 @@ class Chapter:
         from cxrlib.present.labels import summary_box, weights_text
 
         box = summary_box(profile=self.profile, settings=self.settings, data=self.data.source.describe(),
-                          counts=self.counts_text(), weights=weights_text(self.weights, self.weights_inherited), changed=self.changed,
-                          commit=project_commit(), provenance=self.provenance(),
+                          counts=self.counts_text(), weights=weights_text(self.weights, self.weights_inherited),
+                          changed=self.changed, commit=project_commit(), provenance=self.provenance(),
                           command=self.command())
         if self.data.source.synthetic:
             box = box.replace("<ul>", synthetic_banner() + "<ul>", 1)

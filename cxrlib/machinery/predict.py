@@ -202,9 +202,8 @@ def temperature_text(saved: SavedModel) -> str:
 
 def rows_for(paths: list, probs: np.ndarray, saved: SavedModel) -> pd.DataFrame:
     """One CSV row per file: the file, each class's probability, the predicted class, temperature scaling."""
-    frame = pd.DataFrame({"file": [str(p) for p in paths]})
-    for k, name in enumerate(CLASSES):
-        frame[f"p_{name}"] = probs[:, k]
+    frame = pd.DataFrame(probs, columns=[f"p_{name}" for name in CLASSES])
+    frame.insert(0, "file", [str(p) for p in paths])
     frame["predicted"] = [CLASSES[k] for k in probs.argmax(axis=1)]
     frame["temperature scaling"] = temperature_text(saved)
     return frame
