@@ -14,6 +14,8 @@ of any chapter folder of the profile; the CSV says which, or that none was appli
 """
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,9 +334,6 @@ one line, the others are still predicted, and the exit status is 1; a refused mo
 
 def add_parser(sub) -> None:
     """The `cxr predict` subcommand and its options."""
-    import argparse
-    import os
-
     predict = sub.add_parser("predict", help="run a saved model on new PNG or JPEG files or folders",
                              description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
                              formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -8,9 +8,14 @@ import hashlib
 import re
 import shlex
 import sys
+import tomllib
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import yaml
+
 from cxrlib.core.config import REPO_ROOT
+from cxrlib.core.registry import CHAPTERS, RunnerError
 
 LOCK_DIR = REPO_ROOT / "requirements"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
@@ -43,8 +48,6 @@ def locked_versions(path) -> dict:
 
 def environment_differences(path=None) -> list:
     """'name installed X, locked Y' for each locked package installed at another version (or missing)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     path = Path(path) if path else lock_file()
     if not path.is_file():
         return [f"no lock file {path.name} for this Python"]
@@ -72,8 +75,6 @@ def lock_text(path=None) -> str:
 
 def declared_requirements(pyproject=None) -> list:
     """pyproject.toml's dependencies plus its test extra, as written there."""
-    import tomllib
-
     project = tomllib.loads(Path(pyproject or REPO_ROOT / "pyproject.toml").read_text())["project"]
     return project["dependencies"] + project.get("optional-dependencies", {}).get("test", [])
 
@@ -118,8 +119,6 @@ def run_arguments(chapter: str, profile: str, params: dict, data_dir=None) -> li
 
 def yaml_value(value) -> str:
     """A parameter value as `-p` reads it back (YAML flow style, one line)."""
-    import yaml
-
     if isinstance(value, tuple):
         value = list(value)
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("...\n").strip()
@@ -128,8 +127,6 @@ def yaml_value(value) -> str:
 def page_parameters(page) -> tuple:
     """(chapter, parameters) papermill recorded in an executed page; the chapter is the file's name."""
     import nbformat
-
-    from cxrlib.core.registry import CHAPTERS, RunnerError
 
     page = Path(page)
     if not page.is_file():

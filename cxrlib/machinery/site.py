@@ -2,7 +2,9 @@
 and the steps before and after jupyter-book runs (hidden injected cells, no source maps or notebook copies)."""
 from __future__ import annotations
 
+import base64
 import datetime as _dt
+import hashlib
 import html
 import json
 import logging
@@ -207,9 +209,6 @@ def hide_injected_cells(notebook_path: Path) -> bool:
 def figure_alts(notebook_path: Path) -> dict:
     """Image file name (as the build names it: the SHA-256 of the image's bytes) -> alt text, for every figure of
     an executed chapter whose text form the chapter set to the figure's title (plots.describe_figures)."""
-    import base64
-    import hashlib
-
     alts = {}
     for cell in json.loads(Path(notebook_path).read_text()).get("cells", []):
         for output in cell.get("outputs", []):
