@@ -14,6 +14,7 @@ from cxrlib.machinery.params import PARAMETERS, resolve_parameters
 from cxrlib.machinery.provenance import device_text, project_commit, versions_text
 from cxrlib.machinery.repro import lock_text, rebuild_command
 from cxrlib.machinery.runs import RUNNER_ENV
+from cxrlib.machinery.site import library_logs_to_stderr
 from cxrlib.science.metrics import metrics_row
 
 
@@ -153,7 +154,6 @@ class Chapter:
         """Display the summary box (with a loud banner inside it when the data are synthetic)."""
         from IPython.display import HTML, display
 
-        from cxrlib.machinery.site import library_logs_to_stderr
         from cxrlib.present.tables import use_book_tables
         from cxrlib.present.plots import use_book_style
 
