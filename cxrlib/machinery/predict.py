@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import CLASSES, PROGRESS_AFTER_S, runs_dir
+from cxrlib.machinery import identity
 from cxrlib.machinery.runs import read_json, write_csv
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -136,7 +137,6 @@ def harmonised_size(info: dict, key: str, data_dir=None):
         return info["harmonise_to"]
     if not settings.get("harmonise_resolution"):
         return None
-    from cxrlib.machinery import identity
     from cxrlib.machinery.inputs import DataError, load_for
 
     try:
