@@ -1,6 +1,7 @@
 """Error analysis (report section 5): which test images every model misses, and what each gets alone."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,19 +65,14 @@ def without_weights(weights: dict) -> set:
     return {name for name, used in (weights or {}).items() if not used["pretrained"]}
 
 
-def key_pretrained(key: str, weights: dict) -> bool:
-    """False for a 'chapter/model' built on a backbone without pretrained weights (an ensemble: any member)."""
+def display_label(label: str, key: str, weights: dict) -> str:
+    """A model's label as every table, figure and legend shows it: labels.model_label's tag where 'chapter/model'
+    was built on a backbone without pretrained weights (an ensemble: any member)."""
     unweighted = without_weights(weights)
     chapter, _, model = key.partition("/")
     if chapter == "ensemble":
-        return not unweighted
-    return not (chapter == "pretrained" and model.split("_")[0] in unweighted)
-
-
-def display_label(label: str, key: str, weights: dict) -> str:
-    """A model's label as every table, figure and legend shows it (labels.model_label's tag where it had
-    no pretrained weights)."""
-    return model_label(label, key_pretrained(key, weights))
+        return model_label(label, not unweighted)
+    return model_label(label, not (chapter == "pretrained" and model.split("_")[0] in unweighted))
 
 
 def display_labels(ch, chosen: dict) -> dict:
@@ -105,9 +101,7 @@ def predicted_classes(predictions: dict) -> pd.Series:
 def correctness(predictions: dict) -> pd.DataFrame:
     """Image id x model: True where the model's predicted class is the true one (images all models saw)."""
     frames = [frame.set_index("Image Index") for frame in predictions.values()]
-    common = frames[0].index
-    for frame in frames[1:]:
-        common = common.intersection(frame.index)
+    common = functools.reduce(pd.Index.intersection, (frame.index for frame in frames))
     table = pd.DataFrame({name: frame.loc[common, "pred"] == frame.loc[common, "label"]
                           for name, frame in zip(predictions, frames)})
     table.insert(0, "label", frames[0].loc[common, "label"])

@@ -109,9 +109,13 @@ def cached_source(maps: dict):
     return heatmap
 
 
-def missing_message(folder: Path, profile: str) -> str:
-    """One line: what is missing and the command that makes it."""
-    return f"no misclassified-image browser data in {folder}; run: cxr run {CHAPTER} --profile {profile}"
+def saved_cache(profile: str, root=None) -> Path:
+    """The cache folder, refused in one line naming the command that makes it when the chapter has not saved it."""
+    folder = cache_folder(profile, root)
+    if not (folder / "browser.json").is_file():
+        raise FileNotFoundError(f"no misclassified-image browser data in {folder}; run: cxr run {CHAPTER} "
+                                f"--profile {profile}")
+    return folder
 
 
 def read_predictions(folder: Path) -> dict:
@@ -123,9 +127,7 @@ def read_predictions(folder: Path) -> dict:
 
 def load_cache(profile: str, root=None):
     """(predictions, images, heatmaps) of a profile's run folder, read without writing anything."""
-    folder = cache_folder(profile, root)
-    if not (folder / "browser.json").is_file():
-        raise FileNotFoundError(missing_message(folder, profile))
+    folder = saved_cache(profile, root)
     predictions = read_predictions(folder)
     with np.load(folder / "images.npz") as saved:
         images = dict(zip(saved["ids"].tolist(), saved["pixels"]))
@@ -197,9 +199,7 @@ def serve(profile: str = "cpu", port: int = 0, token=None, ip: str = "127.0.0.1"
     from cxrlib.core.config import profile_settings
 
     profile_settings(profile)
-    folder = cache_folder(profile)
-    if not (folder / "browser.json").is_file():
-        raise FileNotFoundError(missing_message(folder, profile))
+    folder = saved_cache(profile)
     port, token = port or free_port(ip), token or secrets.token_urlsafe(16)
     command = server_command(ip, port, token, lab)
     if open_browser:

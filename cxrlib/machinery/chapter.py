@@ -14,6 +14,7 @@ from cxrlib.machinery.params import PARAMETERS, resolve_parameters
 from cxrlib.machinery.provenance import device_text, project_commit, versions_text
 from cxrlib.machinery.repro import lock_text, rebuild_command
 from cxrlib.machinery.runs import RUNNER_ENV
+from cxrlib.machinery.site import library_logs_to_stderr
 from cxrlib.science.metrics import metrics_row
 
 
@@ -141,11 +142,10 @@ class Chapter:
         """The boxed summary under the title: what the numbers are worth, then the full provenance collapsed."""
         from cxrlib.present.labels import summary_box, weights_text
 
-        command = getattr(self, "command", None)
         box = summary_box(profile=self.profile, settings=self.settings, data=self.data.source.describe(),
-                          counts=self.counts_text(), weights=weights_text(self.weights, self.weights_inherited), changed=self.changed,
-                          commit=project_commit(), provenance=self.provenance(),
-                          command=command() if callable(command) else "")
+                          counts=self.counts_text(), weights=weights_text(self.weights, self.weights_inherited),
+                          changed=self.changed, commit=project_commit(), provenance=self.provenance(),
+                          command=self.command())
         if self.data.source.synthetic:
             box = box.replace("<ul>", synthetic_banner() + "<ul>", 1)
         return box
@@ -154,7 +154,6 @@ class Chapter:
         """Display the summary box (with a loud banner inside it when the data are synthetic)."""
         from IPython.display import HTML, display
 
-        from cxrlib.machinery.site import library_logs_to_stderr
         from cxrlib.present.tables import use_book_tables
         from cxrlib.present.plots import use_book_style
 
@@ -211,9 +210,8 @@ class Chapter:
         """The last good model of exactly this identity, carried into this run; else None."""
         from cxrlib.science.models import load
 
-        record = self.run.live_file("models", f"{name}.json")
-        if not (record.is_file() and json.loads(record.read_text()).get("identity") == made
-                and self.run.live_file("models", f"{name}.keras").is_file()):
+        record = runs.read_json(self.run.live_file("models", f"{name}.json"))
+        if not (record.get("identity") == made and self.run.live_file("models", f"{name}.keras").is_file()):
             return None
         print(f"[{name}] already trained with exactly these settings, data and code: reusing it")
         self.run.keep("models", f"{name}.keras")

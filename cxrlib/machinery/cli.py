@@ -17,9 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from cxrlib.core.config import REPO_ROOT
+from cxrlib.core.config import PROFILES, REPO_ROOT
 from cxrlib.core.registry import CHAPTERS, RunnerError
-from cxrlib.machinery.predict import add_parser as predict_parser
+from cxrlib.machinery import browse, predict
+from cxrlib.machinery.params import ALL, PARAMETERS, chapter_default
 from cxrlib.machinery.runner import Interrupted, rerun_from_page, run_chapters
 from cxrlib.machinery.site import build_book
 
@@ -48,15 +49,14 @@ def parse_value(text: str):
 
 def parameter_listing() -> str:
     """`cxr list`: every parameter with its type, allowed values, default per profile and chapters."""
-    from cxrlib.machinery.params import table
-
     lines = ["Parameters (cxr run CHAPTER -p name=value); a chapter takes those that name it or 'all':", ""]
-    for name, row in table(list(CHAPTERS)).iterrows():
-        defaults = ", ".join(f"{column[9:-1]} {row[column]}" for column in row.index if column.startswith("default"))
-        lines += [f"{name} ({row['type']}): {row['what']}",
-                  f"    allowed: {row['allowed']}",
+    for name, p in PARAMETERS.items():
+        defaults = ", ".join(f"{profile} {settings.get(name, chapter_default(name))!r}"
+                             for profile, settings in PROFILES.items())
+        lines += [f"{name} ({p.kind}): {p.help}",
+                  f"    allowed: {p.allowed()}",
                   f"    default: {defaults}",
-                  f"    chapters: {row['chapters']}"]
+                  f"    chapters: {'all' if p.chapters == ALL else ', '.join(c for c in CHAPTERS if p.takes(c))}"]
     return "\n".join(lines)
 
 
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     compare.add_argument("runs_b", metavar="RUNS_B", help="the other run folder")
     sub.add_parser("book", help="build the HTML book into _build/html")
     sub.add_parser("list", help="list the chapters and their parameters")
-    predict_parser(sub)
+    predict.add_parser(sub)
     browse = sub.add_parser("browse", help="browse a profile's misclassified images in Voila (prints the address)")
     browse.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), help="smoke, cpu or full")
     browse.add_argument("--port", type=int, default=0, help="default: a free port")
@@ -112,12 +112,8 @@ def main(argv=None) -> int:
         elif args.command == "book":
             build_book()
         elif args.command == "predict":
-            from cxrlib.machinery import predict
-
             return predict.main(args)
         elif args.command == "browse":
-            from cxrlib.machinery import browse
-
             browse.serve(args.profile, args.port, args.token, args.ip, args.lab, args.open)
         else:
             print(parameter_listing())

@@ -1,6 +1,7 @@
 """`cxr compare`: the metrics of two run folders side by side, and the largest difference between them."""
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -47,19 +48,20 @@ def compare_runs(a, b):
     files_a, files_b = _metric_files(a), _metric_files(b)
     rows = []
     for key in sorted(set(files_a) | set(files_b)):
-        ma = _metrics(files_a[key]) if key in files_a else None
-        mb = _metrics(files_b[key]) if key in files_b else None
-        names = list((ma if ma is not None else mb).index)
+        ma = _metrics(files_a[key]) if key in files_a else pd.Series(dtype=float)
+        mb = _metrics(files_b[key]) if key in files_b else pd.Series(dtype=float)
+        names = list((ma if key in files_a else mb).index)
         row = {"chapter": key[0], "model": key[1]}
         for name in names:
-            row[f"{name} (a)"] = np.nan if ma is None else ma.get(name, np.nan)
-            row[f"{name} (b)"] = np.nan if mb is None else mb.get(name, np.nan)
-        both = ma is not None and mb is not None
+            row[f"{name} (a)"] = ma.get(name, np.nan)
+            row[f"{name} (b)"] = mb.get(name, np.nan)
+        both = key in files_a and key in files_b
         differences = [_difference(ma[n], mb.get(n, np.nan)) for n in names] if both else []
         probs = _probability_difference(files_a[key], files_b[key]) if both else np.nan
         row["test probabilities"] = probs
-        row["largest difference"] = _largest(differences + [probs]) if both else np.nan
-        row["found in"] = "both" if both else ("a only" if ma is not None else "b only")
+        # nanmax: test probabilities saved by only one run do not count
+        row["largest difference"] = float(np.nanmax([0.0, *differences, probs])) if both else np.nan
+        row["found in"] = "both" if both else ("a only" if key in files_a else "b only")
         rows.append(row)
     columns = ["chapter", "model", "largest difference", "test probabilities", "found in"]
     frame = pd.DataFrame(rows)
@@ -70,23 +72,13 @@ def compare_runs(a, b):
 
 def _difference(x: float, y: float) -> float:
     """|x - y|; 0 when both are NaN (a metric undefined in both runs), infinite when only one is."""
-    import math
-
     if math.isnan(x) or math.isnan(y):
         return 0.0 if math.isnan(x) and math.isnan(y) else math.inf
     return abs(x - y)
 
 
-def _largest(values) -> float:
-    """The largest of the differences, skipping NaN (test probabilities not saved by both runs)."""
-    import math
-
-    return max([0.0, *(float(v) for v in values if not math.isnan(float(v)))])
-
-
 def compare_text(a, b) -> str:
     """What `cxr compare` prints: the table, then the largest difference over everything."""
-
     frame = compare_runs(a, b)
     overall = frame["largest difference"].max()
     missing = frame[frame["found in"] != "both"]

@@ -29,12 +29,9 @@ def choose_best(val_scores: pd.Series, tested: pd.DataFrame) -> str:
 
 def recorded_limits(infos: dict) -> list:
     """Every limiting factor (labels.limiting_factors) that any chapter's chapter.json records, in first-seen order."""
-    found = []
-    for info in infos.values():
-        for factor in limiting_factors(info.get("settings", {}), info.get("source"), info.get("weights") or None):
-            if factor not in found:
-                found.append(factor)
-    return found
+    factors = (factor for info in infos.values()
+               for factor in limiting_factors(info.get("settings", {}), info.get("source"), info.get("weights") or None))
+    return list(dict.fromkeys(factors))  # each once, in first-seen order
 
 
 def closing_statement(ours: pd.DataFrame, source, test_images: int, profile: str, val_scores: pd.Series,

@@ -8,15 +8,14 @@ from tqdm.std import tqdm  # plain text, never a notebook widget the static book
 
 from cxrlib.core.config import PROGRESS_AFTER_S, cache_dir
 from cxrlib.core.files import write_atomic
+from cxrlib.machinery import identity
+from cxrlib.machinery.inputs import decode
 
 
 def feature_key(*parts) -> str:
     """A short, stable name for one cached feature array: its parts, how the images were decoded and the
     library code, so features of an older decode or older code are never served."""
-    from cxrlib.machinery import identity
-    from cxrlib.machinery.inputs.decode import DECODE_VERSION
-
-    made_by = (f"decode {DECODE_VERSION}", f"code {identity.code_digest()}")
+    made_by = (f"decode {decode.DECODE_VERSION}", f"code {identity.code_digest()}")
     return hashlib.sha256("|".join(map(str, (*parts, *made_by))).encode()).hexdigest()[:20]
 
 

@@ -43,15 +43,11 @@ def code_digest() -> str:
     return _code_digest_cached(tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
 
 
-def split_digest(table) -> str:
-    """Every row's image id, label and split, in order."""
-    rows = table[["Image Index", "label", "split"]].astype(str).to_numpy().tolist()
-    return digest(rows)
-
-
 def data_identity(data, settings: dict) -> str:
-    """The exact split, the images' content and the settings that shape their pixels."""
-    return digest(split_digest(data.table), data.source.fingerprint(), getattr(data, "harmonise_to", None),
+    """The exact split (every row's image id, label and split, in order), the images' content and the settings
+    that shape their pixels."""
+    rows = data.table[["Image Index", "label", "split"]].astype(str).to_numpy().tolist()
+    return digest(digest(rows), data.source.fingerprint(), getattr(data, "harmonise_to", None),
                   {k: settings.get(k) for k in DATA_SETTINGS})
 
 

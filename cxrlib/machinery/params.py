@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
-from cxrlib.core.config import CLASSES, PROFILES, profile_settings
+from cxrlib.core.config import CLASSES, profile_settings
 from cxrlib.core.registry import FROM_SCRATCH, REGISTRY, TRAINING
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -62,13 +63,8 @@ class Param:
         return self.chapters == ALL or chapter in self.chapters
 
 
-def _int(**kw):
-    return Param("int", **kw)
-
-
-def _float(**kw):
-    return Param("float", **kw)
-
+_int = partial(Param, "int")
+_float = partial(Param, "float")
 
 PARAMETERS = {
     # the data every chapter reads: these shape the split, so every chapter takes them
@@ -144,8 +140,6 @@ PARAMETERS = {
     "ga_restarts": _int(help="genetic algorithm: independent restarts", chapters=("ensemble",), low=1, high=100),
     "bootstrap": _int(help="patient bootstrap resamples", chapters=("ensemble", "subgroups"), low=10, high=1_000_000),
 }
-# Settings of a profile that are not user parameters (the profile declares them).
-PROFILE_ONLY = ("min_per_split",)
 
 
 def _number(value, kind: str) -> bool:
@@ -237,20 +231,6 @@ def _normal(name: str, value):
 def parameter_names(chapter: str) -> list:
     """The parameter names a chapter takes, in table order."""
     return [name for name, p in PARAMETERS.items() if p.takes(chapter)]
-
-
-def table(chapters) -> "pd.DataFrame":
-    """Each parameter's type, allowed values, default per profile and chapters: what `cxr list` prints."""
-    import pandas as pd
-
-    rows = []
-    for name, p in PARAMETERS.items():
-        defaults = {prof: PROFILES[prof].get(name, chapter_default(name)) for prof in PROFILES}
-        rows.append({"parameter": name, "type": p.kind, "allowed": p.allowed(),
-                     **{f"default ({prof})": repr(v) for prof, v in defaults.items()},
-                     "chapters": "all" if p.chapters == ALL else ", ".join(c for c in chapters if p.takes(c)),
-                     "what": p.help})
-    return pd.DataFrame(rows).set_index("parameter")
 
 
 def chapter_default(name: str):

@@ -14,7 +14,8 @@ of any chapter folder of the profile; the CSV says which, or that none was appli
 """
 from __future__ import annotations
 
-import json
+import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import CLASSES, PROGRESS_AFTER_S, runs_dir
+from cxrlib.machinery import identity
+from cxrlib.machinery.runs import read_json, write_csv
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CHUNK = 512  # files decoded and predicted at a time, so a large folder never sits in memory whole
@@ -70,11 +73,6 @@ def split_key(key: str) -> tuple:
     if not sep or not chapter or not name or "/" in name:
         raise PredictError(f"--model {key!r} is not of the form CHAPTER/MODEL (e.g. fused/fused)")
     return chapter, name
-
-
-def read_json(path: Path) -> dict:
-    """A JSON file's content, {} where it is absent."""
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def model_file(folder: Path, key: str, name: str) -> Path:
@@ -139,7 +137,6 @@ def harmonised_size(info: dict, key: str, data_dir=None):
         return info["harmonise_to"]
     if not settings.get("harmonise_resolution"):
         return None
-    from cxrlib.machinery import identity
     from cxrlib.machinery.inputs import DataError, load_for
 
     try:
@@ -187,14 +184,6 @@ def load_saved_model(key: str, profile: str = "cpu", root=None, data_dir=None) -
 
 # ---------------------------------------------------------------- decoding and predicting
 
-def decode_chunk(paths: list, saved: SavedModel, step) -> tuple:
-    """(images, each file's problem or ''): the training decode of every path, checked, resized and transformed."""
-    from cxrlib.machinery.inputs.images import fill
-
-    images = np.zeros((len(paths), saved.size, saved.size), np.uint8)
-    return images, fill(images, paths, saved.size, step, saved.harmonise_to, desc=f"decoding for {saved.key}")
-
-
 def probabilities(saved: SavedModel, images: np.ndarray) -> np.ndarray:
     """Class probabilities of (N, size, size) uint8 images as the chapters compute them (softmax of the logits
     in float64), temperature-scaled where a temperature was saved."""
@@ -215,9 +204,8 @@ def temperature_text(saved: SavedModel) -> str:
 
 def rows_for(paths: list, probs: np.ndarray, saved: SavedModel) -> pd.DataFrame:
     """One CSV row per file: the file, each class's probability, the predicted class, temperature scaling."""
-    frame = pd.DataFrame({"file": [str(p) for p in paths]})
-    for k, name in enumerate(CLASSES):
-        frame[f"p_{name}"] = probs[:, k]
+    frame = pd.DataFrame(probs, columns=[f"p_{name}" for name in CLASSES])
+    frame.insert(0, "file", [str(p) for p in paths])
     frame["predicted"] = [CLASSES[k] for k in probs.argmax(axis=1)]
     frame["temperature scaling"] = temperature_text(saved)
     return frame
@@ -280,7 +268,10 @@ def gradcam_summary(said: pd.Series, folder) -> str:
 def predict_chunk(chunk: list, saved: SavedModel, step, gradcam, taken: set, progress) -> tuple:
     """(frame of the usable files, [(file, reason)] of the others) for one chunk of files; the bar counts decoded
     images, or with gradcam the overlays written (and the files that failed)."""
-    images, reasons = decode_chunk(chunk, saved, step)
+    from cxrlib.machinery.inputs.images import fill
+
+    images = np.zeros((len(chunk), saved.size, saved.size), np.uint8)  # the training decode: checked, resized
+    reasons = fill(images, chunk, saved.size, step, saved.harmonise_to, desc=f"decoding for {saved.key}")
     failed = [(path, why) for path, why in zip(chunk, reasons) if why]
     good = [(path, image) for path, image, why in zip(chunk, images, reasons) if not why]
     progress.update(len(failed) if gradcam else len(chunk))
@@ -318,8 +309,6 @@ def predict_files(paths, saved: SavedModel, gradcam=None, err=None) -> tuple:
 def run_predict(paths, key: str, profile: str = "cpu", output="predictions.csv", gradcam=None, data_dir=None,
                 out=None, err=None) -> int:
     """The command: predict, write the CSV, name every file that failed on a line; 1 when any failed, else 0."""
-    from cxrlib.machinery.runs import write_csv
-
     out, err = out or sys.stdout, err or sys.stderr
     saved = load_saved_model(key, profile, data_dir=data_dir)
     table, failed = predict_files(paths, saved, gradcam, err)
@@ -345,9 +334,6 @@ one line, the others are still predicted, and the exit status is 1; a refused mo
 
 def add_parser(sub) -> None:
     """The `cxr predict` subcommand and its options."""
-    import argparse
-    import os
-
     predict = sub.add_parser("predict", help="run a saved model on new PNG or JPEG files or folders",
                              description=__doc__.split("\n\n")[0], epilog=EXAMPLE,
                              formatter_class=argparse.RawDescriptionHelpFormatter)

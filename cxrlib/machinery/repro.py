@@ -8,9 +8,14 @@ import hashlib
 import re
 import shlex
 import sys
+import tomllib
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import yaml
+
 from cxrlib.core.config import REPO_ROOT
+from cxrlib.core.registry import CHAPTERS, RunnerError
 
 LOCK_DIR = REPO_ROOT / "requirements"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
@@ -37,18 +42,12 @@ def lock_hash(path=None) -> str:
 
 def locked_versions(path) -> dict:
     """Normalized package name -> version pinned in a lock (or any requirements) file."""
-    pins = {}
-    for line in Path(path).read_text().splitlines():
-        match = _PIN.match(line.strip())
-        if match:
-            pins[normalize(match.group(1))] = match.group(2)
-    return pins
+    matches = (_PIN.match(line.strip()) for line in Path(path).read_text().splitlines())
+    return {normalize(match.group(1)): match.group(2) for match in matches if match}
 
 
 def environment_differences(path=None) -> list:
     """'name installed X, locked Y' for each locked package installed at another version (or missing)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     path = Path(path) if path else lock_file()
     if not path.is_file():
         return [f"no lock file {path.name} for this Python"]
@@ -76,8 +75,6 @@ def lock_text(path=None) -> str:
 
 def declared_requirements(pyproject=None) -> list:
     """pyproject.toml's dependencies plus its test extra, as written there."""
-    import tomllib
-
     project = tomllib.loads(Path(pyproject or REPO_ROOT / "pyproject.toml").read_text())["project"]
     return project["dependencies"] + project.get("optional-dependencies", {}).get("test", [])
 
@@ -106,12 +103,7 @@ def environment_yml(lock, pyproject=None) -> str:
 
 def rebuild_command(chapter: str, profile: str, changed: dict, data_dir=None, commit: str | None = None) -> str:
     """The shell command that reproduces a chapter: checkout of the commit, then `cxr run` with its parameters."""
-    words = ["cxr", "run", chapter, "--profile", profile]
-    if data_dir:
-        words += ["--data", str(data_dir)]
-    for name, value in changed.items():
-        words += ["-p", f"{name.lower()}={yaml_value(value)}"]
-    command = " ".join(shlex.quote(w) for w in words)
+    command = " ".join(shlex.quote(w) for w in ["cxr", *run_arguments(chapter, profile, changed, data_dir)])
     if not commit or " " in commit:  # no git checkout to name
         return command
     clean = commit.removesuffix("-dirty")
@@ -119,10 +111,14 @@ def rebuild_command(chapter: str, profile: str, changed: dict, data_dir=None, co
     return f"git checkout {clean} && {command}{note}"
 
 
+def run_arguments(chapter: str, profile: str, params: dict, data_dir=None) -> list:
+    """`cxr run`'s arguments for one chapter: its profile, the data folder and each parameter as -p reads it back."""
+    words = ["run", chapter, "--profile", profile] + (["--data", str(data_dir)] if data_dir else [])
+    return words + [w for name, value in params.items() for w in ("-p", f"{name.lower()}={yaml_value(value)}")]
+
+
 def yaml_value(value) -> str:
     """A parameter value as `-p` reads it back (YAML flow style, one line)."""
-    import yaml
-
     if isinstance(value, tuple):
         value = list(value)
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("...\n").strip()
@@ -131,8 +127,6 @@ def yaml_value(value) -> str:
 def page_parameters(page) -> tuple:
     """(chapter, parameters) papermill recorded in an executed page; the chapter is the file's name."""
     import nbformat
-
-    from cxrlib.core.registry import CHAPTERS, RunnerError
 
     page = Path(page)
     if not page.is_file():

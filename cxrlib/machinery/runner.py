@@ -1,8 +1,8 @@
 """Execute chapters with papermill in dependency order, stage their pages and results, skip unchanged ones."""
 from __future__ import annotations
 
+import ast
 import graphlib
-import json
 import logging
 import os
 import shutil
@@ -15,16 +15,16 @@ from pathlib import Path
 from cxrlib.core.config import REPO_ROOT, notebooks_dir, profile_settings, runs_dir
 from cxrlib.core.errors import DataError
 from cxrlib.machinery import identity, runs
+from cxrlib.machinery.browse import kernel_name
 from cxrlib.machinery.parallel import visible_gpus
 from cxrlib.machinery.params import PARAMETERS, ParameterError, check, resolve_parameters
+from cxrlib.machinery.repro import page_parameters, run_arguments
 from cxrlib.core.registry import CHAPTERS, RunnerError, chapter_order  # noqa: F401  (the CLI's own names)
 from cxrlib.machinery.runs import RUNNER_ENV
 
 
 def parameters_cell(chapter: str) -> dict:
     """The names and defaults of a notebook's cell tagged 'parameters', as papermill reads them."""
-    import ast
-
     import papermill
 
     found = papermill.inspect_notebook(str(notebooks_dir() / f"{chapter}.ipynb"))
@@ -129,8 +129,6 @@ def execute(chapter: str, injected: dict, output: Path, log: Path) -> None:
     """Run one notebook with papermill; a failure names the chapter, its notebook and its kernel log."""
     import papermill
 
-    from cxrlib.machinery.browse import kernel_name
-
     output.parent.mkdir(parents=True, exist_ok=True)
     # the project's kernel (`make env` registers it), else 'python3' started as plain 'python': this interpreter
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -212,9 +210,7 @@ def run_one(chapter: str, injected: dict, stamp: str, pages: Pages) -> None:
 def record_time(profile: str, chapter: str, seconds: float) -> None:
     """Each chapter's last running time, for the build page."""
     path = runs_dir() / profile / "timings.json"
-    timings = json.loads(path.read_text()) if path.is_file() else {}
-    timings[chapter] = round(seconds, 1)
-    runs.write_json(path, timings)
+    runs.write_json(path, {**runs.read_json(path), chapter: round(seconds, 1)})
 
 
 def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, force: bool = False,
@@ -257,15 +253,9 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
 
 def chapter_command(chapter: str, profile: str, data_dir, params: dict, force: bool, book_root: Path) -> list:
     """The `cxr run` of one chapter alone, as a child process of `cxr run -j N` runs it."""
-    from cxrlib.machinery.repro import yaml_value
-
-    command = [sys.executable, "-m", "cxrlib.machinery.cli", "run", chapter, "--only", "--profile", profile,
-               "--book-root", str(book_root)]
-    command += ["--data", str(data_dir)] if data_dir else []
-    for name, value in params.items():
-        if PARAMETERS[name].takes(chapter):
-            command += ["-p", f"{name}={yaml_value(value)}"]
-    return command + (["--force"] if force else [])
+    taken = {name: value for name, value in params.items() if PARAMETERS[name].takes(chapter)}
+    return [sys.executable, "-m", "cxrlib.machinery.cli", *run_arguments(chapter, profile, taken, data_dir), "--only",
+            "--book-root", str(book_root), *(["--force"] if force else [])]
 
 
 def start_chapter(chapter: str, slot: int, gpus: list, command: list, log) -> subprocess.Popen:
@@ -322,8 +312,6 @@ def run_parallel(order: list, profile: str, data_dir, params: dict, force: bool,
 
 def rerun_from_page(page, force: bool = False, book_root=REPO_ROOT, log=print) -> list:
     """Run a chapter again with the profile, data folder and parameters recorded in its executed page."""
-    from cxrlib.machinery.repro import page_parameters
-
     chapter, params = page_parameters(page)
     profile = params.pop("PROFILE", "cpu")
     data_dir = params.pop("DATA_DIR", None)

@@ -91,8 +91,7 @@ class ChapterRun:
 
     def read_info(self) -> dict:
         """This run's chapter.json so far."""
-        path = self.path / "chapter.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return read_json(self.path / "chapter.json")
 
     def promote(self) -> Path:
         """Move the finished staging folder into place, replacing the last good results; then drop the
@@ -102,6 +101,12 @@ class ChapterRun:
         for name in trained:
             shutil.rmtree(self.file("work", name), ignore_errors=True)
         return self.live
+
+
+def read_json(path) -> dict:
+    """A JSON file's content, {} where it is absent."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def save_without_optimizer(model, path) -> None:

@@ -2,9 +2,12 @@
 and the steps before and after jupyter-book runs (hidden injected cells, no source maps or notebook copies)."""
 from __future__ import annotations
 
+import base64
 import datetime as _dt
+import hashlib
 import html
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -14,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cxrlib.core.config import PROFILES, REPO_ROOT, WHY
+from cxrlib.core.config import PROFILES, REPO_ROOT, WHY, runs_dir
 from cxrlib.core.registry import HEADLINE_METRICS, REGISTRY, RunnerError
 from cxrlib.machinery import runs
 from cxrlib.present.labels import all_pretrained, limiting_factors, model_label, profile_in_words
@@ -30,9 +33,6 @@ LIBRARIES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotl
 def library_logs_to_stderr() -> None:
     """Send TensorFlow's Python log (which writes to stdout in an interactive kernel: 'WARNING:tensorflow:5 out
     of the last 9 calls ... retracing') to stderr: into the chapter's log, never into its page."""
-    import logging
-    import sys
-
     try:
         import tensorflow as tf
 
@@ -69,11 +69,9 @@ def library_versions() -> str:
 def chapter_metrics(profile_dir: Path, chapter: str) -> pd.DataFrame:
     """Every metrics row one chapter saved (one row per model), indexed by the model's saved name (its file's
     name, what report.counterpart knows), with the name its row shows in column "label"."""
-    from cxrlib.machinery.runs import metric_files, read_metrics
-
-    frames = [read_metrics(path).pipe(lambda row, name=model: row.assign(label=[str(n) for n in row.index])
-                                      .set_axis([name] * len(row)))
-              for (found, model), path in metric_files(profile_dir).items() if found == chapter]
+    frames = [runs.read_metrics(path).pipe(lambda row, name=model: row.assign(label=[str(n) for n in row.index])
+                                           .set_axis([name] * len(row)))
+              for (found, model), path in runs.metric_files(profile_dir).items() if found == chapter]
     return pd.concat(frames) if frames else pd.DataFrame()
 
 
@@ -136,8 +134,6 @@ def timings_table(profile_dir: Path) -> pd.DataFrame:
 
 def build_page(book_root: Path, runs_root: Path | None = None, today: str | None = None) -> str:
     """The build page's Markdown: profile, data, date, commit, versions, chapter times and headline results."""
-    from cxrlib.core.config import runs_dir
-
     profile = executed_profile(book_root)
     lines = ["# This build", ""]
     if profile is None:
@@ -169,10 +165,8 @@ def build_page(book_root: Path, runs_root: Path | None = None, today: str | None
 
 def write_build_page(book_root: Path, runs_root: Path | None = None) -> Path:
     """book/build.md, regenerated at every build from the run folder."""
-    path = Path(book_root) / "book" / "build.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(build_page(book_root, runs_root))
-    return path
+    page = build_page(book_root, runs_root)
+    return runs.write_atomic(Path(book_root) / "book" / "build.md", lambda tmp: tmp.write_text(page))
 
 
 # ---------------------------------------------------------------- before and after jupyter-book
@@ -217,9 +211,6 @@ def hide_injected_cells(notebook_path: Path) -> bool:
 def figure_alts(notebook_path: Path) -> dict:
     """Image file name (as the build names it: the SHA-256 of the image's bytes) -> alt text, for every figure of
     an executed chapter whose text form the chapter set to the figure's title (plots.describe_figures)."""
-    import base64
-    import hashlib
-
     alts = {}
     for cell in json.loads(Path(notebook_path).read_text()).get("cells", []):
         for output in cell.get("outputs", []):
@@ -240,9 +231,8 @@ def prepare_pages(book_root: Path, runs_root: Path | None = None) -> None:
     for path in sorted((Path(book_root) / "book" / "chapters").glob("*.ipynb")):
         hide_injected_cells(path)
         alts.update(figure_alts(path))
-    target = Path(book_root) / "_build" / ALT_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(alts, indent=1, ensure_ascii=False))
+    text = json.dumps(alts, indent=1, ensure_ascii=False)
+    runs.write_atomic(Path(book_root) / "_build" / ALT_FILE, lambda tmp: tmp.write_text(text))
 
 
 IMG = re.compile(r"<img\b[^>]*>")
@@ -286,8 +276,7 @@ def clean_site(html_dir: Path) -> list:
     removed = [p for p in html_dir.rglob("*.map")] + [p for p in html_dir.rglob("*.ipynb")]
     for path in removed:
         path.unlink()
-    alt_file = html_dir.parent / ALT_FILE
-    alts = json.loads(alt_file.read_text()) if alt_file.is_file() else {}
+    alts = runs.read_json(html_dir.parent / ALT_FILE)
     for path in html_dir.rglob("*.html"):
         text = path.read_text()
         kept = with_alt_texts(THEBE.sub("", text), alts)

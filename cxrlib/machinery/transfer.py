@@ -56,11 +56,8 @@ def weights_digest(ch, name: str) -> str:
             else weight_files.keras_cache_file(name))
     if not path or not Path(path).is_file():
         return "no file"
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:20]
+        return hashlib.file_digest(handle, "sha256").hexdigest()[:20]
 
 
 def load_backbone(ch, name: str):

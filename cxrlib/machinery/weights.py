@@ -132,9 +132,7 @@ def read_h5_layers(path: Path) -> list:
             if len(set(owners)) <= 1 or layer in owners:
                 owners = [layer] * len(names)
             for owner in dict.fromkeys(owners):
-                arrays = [np.asarray(group[layer][w]) for w, o in zip(names, owners) if o == owner]
-                if arrays:
-                    entries.append((owner, arrays))
+                entries.append((owner, [np.asarray(group[layer][w]) for w, o in zip(names, owners) if o == owner]))
     return entries
 
 
@@ -162,14 +160,11 @@ def load_chexnet_weights(model: keras.Model, path, allow_partial: bool = False) 
     targets = [layer for layer in model.layers if layer.weights]
     by_name = {keras3_name(name): arrays for name, arrays in entries}
     found = [layer for layer in targets if layer.name in by_name]
-    if len(found) == len(targets):
-        _assign(found, [by_name[layer.name] for layer in found], path)
-        return WeightsLoad(len(targets), len(targets), "name")
-    if same_architecture(entries, targets):
+    if len(found) < len(targets) and same_architecture(entries, targets):
         _assign(targets, [arrays for _, arrays in entries[:len(targets)]], path)
         return WeightsLoad(len(targets), len(targets), "order")
     missing = tuple(layer.name for layer in targets if layer.name not in by_name)
-    if not allow_partial:
+    if missing and not allow_partial:
         shown = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
         raise WeightsMismatch(f"CheXNet file {path} has no weights for {len(missing)} of the {len(targets)} "
                               f"weighted layers of {model.name}: {shown}; allow a partial load to keep random "
@@ -180,10 +175,9 @@ def load_chexnet_weights(model: keras.Model, path, allow_partial: bool = False) 
 
 def same_architecture(entries, targets) -> bool:
     """Whether the file's weighted layers, in order, have exactly the backbone's shapes (a top may follow)."""
-    if len(entries) < len(targets):
-        return False
-    return all([tuple(a.shape) for a in arrays] == [tuple(w.shape) for w in layer.weights]
-               for (_, arrays), layer in zip(entries, targets))
+    shapes_match = ([tuple(a.shape) for a in arrays] == [tuple(w.shape) for w in layer.weights]
+                    for (_, arrays), layer in zip(entries, targets))
+    return len(entries) >= len(targets) and all(shapes_match)
 
 
 def chexnet_weights_path(given=None):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from cxrlib.core.config import CLASSES
+from cxrlib.core.config import CLASSES, REPORT_COUNTS
 from cxrlib.core.errors import DataError
 from cxrlib.machinery.inputs.content import record_problems
 from cxrlib.machinery.inputs.images import check_images, first_decode, load_images
@@ -17,7 +17,7 @@ from cxrlib.science.data.splits import (SPLITS, apply_caps, assert_patient_disjo
                                 split_counts, split_patients)
 
 __all__ = ["ChestData", "DataError", "DropSummary", "Source", "SPLITS", "SYNTHETIC_WARNING",
-           "assert_patient_disjoint", "class_counts", "drop_summary", "load_data", "load_for",
+           "assert_patient_disjoint", "class_counts", "load_data", "load_for",
            "make_dataset", "native_resolution", "nih_label_file", "read_metadata", "single_label",
            "split_patients"]
 
@@ -147,11 +147,6 @@ def smallest_size(files: pd.DataFrame):
     return int(sizes.min()) if sizes.nunique() > 1 else None
 
 
-def drop_summary(data) -> DropSummary:
-    """The drop summary of a ChestData or Source: print it, or .line() / .table() it."""
-    return data.drops
-
-
 def native_resolution(data: ChestData) -> pd.DataFrame:
     """Images per native size (stored pixels a side) and class, with each class's share; the leak to watch."""
     sizes = data.source.native_sizes().loc[data.table["Image Index"]].to_numpy()
@@ -188,8 +183,6 @@ def overview(data: ChestData, nih_table=None) -> pd.DataFrame:
     'NIH, any label' counts images whose labels include the class; 'NIH, single label' those
     with exactly that label (the report's task).
     """
-    from cxrlib.core.config import REPORT_COUNTS
-
     columns = {}
     if nih_table is not None:
         labels = nih_table["Finding Labels"].str.split("|")
@@ -204,8 +197,6 @@ def overview(data: ChestData, nih_table=None) -> pd.DataFrame:
 
 def report_split_comparison(data: ChestData) -> pd.DataFrame:
     """Our images per class and split next to the report's section 1.2 counts."""
-    from cxrlib.core.config import REPORT_COUNTS
-
     ours = data.counts()
     report = pd.DataFrame(REPORT_COUNTS).reindex(index=list(CLASSES))
     return pd.concat({"report": report, "ours": ours}, axis=1).swaplevel(axis=1).sort_index(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,18 +45,19 @@ def index_path() -> Path:
     return cache_dir() / "content_index.sqlite"
 
 
+def threads() -> int:
+    """Reading and decoding threads: Pillow and hashlib release the GIL, so a few per core pay."""
+    return min(8, (os.cpu_count() or 2) * 2)
+
+
 @contextmanager
 def _connect():
     """Open (and create) the index for one transaction; a generous timeout lets parallel runs share it."""
-    con = sqlite3.connect(index_path(), timeout=120)
-    try:
-        with con:
-            con.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
-                        "mtime_ns INTEGER, ctime_ns INTEGER, version INTEGER, sha256 TEXT, width INTEGER, "
-                        "height INTEGER, problem TEXT)")
-            yield con
-    finally:
-        con.close()
+    with closing(sqlite3.connect(index_path(), timeout=120)) as con, con:
+        con.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
+                    "mtime_ns INTEGER, ctime_ns INTEGER, version INTEGER, sha256 TEXT, width INTEGER, "
+                    "height INTEGER, problem TEXT)")
+        yield con
 
 
 def _stat_key(path: Path) -> tuple:
@@ -106,9 +107,8 @@ def file_records(paths, desc: str = "hashing") -> list:
 def _inspect_and_store(stale: list, desc: str, chunk: int = 2000) -> dict:
     """Read new files in threads, storing each chunk as it is done, so an interrupted first pass over a
     large set keeps what it had read."""
-    workers = min(8, (os.cpu_count() or 2) * 2)
     found = {}
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(stale), desc=f"{desc} {len(stale)} images",
+    with ThreadPoolExecutor(threads()) as pool, tqdm(total=len(stale), desc=f"{desc} {len(stale)} images",
                                                    delay=PROGRESS_AFTER_S) as progress:
         for start in range(0, len(stale), chunk):
             part = stale[start:start + chunk]

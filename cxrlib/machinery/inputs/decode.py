@@ -59,12 +59,6 @@ def png_chunks(data: bytes) -> dict:
     return chunks
 
 
-def significant_bits(data: bytes):
-    """The PNG sBIT value (the largest over channels), or None where the file has none."""
-    sbit = png_chunks(data).get("sBIT")
-    return max(sbit) if sbit else None
-
-
 def bits_used(top: int, sbit=None, container: int = 16) -> int:
     """The bit depth a wide image's values fill.
 
@@ -177,8 +171,9 @@ def opened(data: bytes):
 
 def decode_bytes(data: bytes) -> np.ndarray:
     """The file's full-size 8-bit grey pixels: the one place pixels are decoded; BadImage when they cannot be had."""
+    sbit = png_chunks(data).get("sBIT")  # the depth each channel's values really use, where the file says
     with opened(data) as image:
-        return grey_pixels(image, significant_bits(data))
+        return grey_pixels(image, max(sbit) if sbit else None)
 
 
 def inspect_header(data: bytes) -> tuple:

@@ -18,7 +18,7 @@ from tqdm.std import tqdm  # plain text, never a notebook widget the static book
 from cxrlib.core.config import PROGRESS_AFTER_S, cache_dir
 from cxrlib.core.files import write_atomic
 from cxrlib.machinery.inputs import decode as decoder
-from cxrlib.machinery.inputs.content import content_hashes
+from cxrlib.machinery.inputs.content import content_hashes, threads
 from cxrlib.machinery.inputs.decode import DECODE_VERSION, BadImage, resized
 from cxrlib.science.otsu import transform_step, unchanged
 
@@ -40,11 +40,6 @@ def cache_file(paths, size: int, transform=None, harmonise_to=None) -> Path:
     return cache_dir() / "images" / f"{cache_key(paths, size, transform, harmonise_to)}_{size}.npy"
 
 
-def threads() -> int:
-    """Decoding threads: Pillow releases the GIL while it inflates, so a few per core pay."""
-    return min(8, (os.cpu_count() or 2) * 2)
-
-
 @contextmanager
 def reused_image_memory(workers: int):
     """Let Pillow keep freed image memory for reuse while decoding, then return to its own setting."""
@@ -56,6 +51,19 @@ def reused_image_memory(workers: int):
         Image.core.set_blocks_max(before)
 
 
+def problems(work, items: list, desc: str) -> list:
+    """work(item) for every item in threads, with a progress bar; each item's BadImage reason ('' when none)."""
+    def one(item):
+        try:
+            work(item)
+            return ""
+        except BadImage as err:
+            return str(err)
+
+    with ThreadPoolExecutor(threads()) as pool:
+        return list(tqdm(pool.map(one, items), total=len(items), desc=desc, delay=PROGRESS_AFTER_S))
+
+
 def fill(out: np.ndarray, paths, size: int, step=unchanged, harmonise_to=None, desc: str = "decoding") -> list:
     """Decode in threads straight into out (N, size, size), in path order; each image's problem ('' when usable).
 
@@ -64,15 +72,10 @@ def fill(out: np.ndarray, paths, size: int, step=unchanged, harmonise_to=None, d
     """
     def one(item):
         row, path = item
-        try:
-            out[row] = step(resized(decoder.checked_pixels(path), size, harmonise_to))
-            return ""
-        except BadImage as err:
-            return str(err)
+        out[row] = step(resized(decoder.checked_pixels(path), size, harmonise_to))
 
-    with reused_image_memory(threads()), ThreadPoolExecutor(threads()) as pool:
-        return list(tqdm(pool.map(one, enumerate(paths)), total=len(paths),
-                         desc=f"{desc} {len(paths)} images at {size}px", delay=PROGRESS_AFTER_S))
+    with reused_image_memory(threads()):
+        return problems(one, list(enumerate(paths)), f"{desc} {len(paths)} images at {size}px")
 
 
 def decode_into(out: np.ndarray, paths, size: int, step, harmonise_to=None, desc: str = "decoding") -> np.ndarray:
@@ -95,16 +98,10 @@ def publish(target: Path, count: int, size: int, write) -> np.ndarray:
     return np.load(target, mmap_mode="r")
 
 
-def transform_rows(out: np.ndarray, decoded: np.ndarray, step) -> None:
-    """Apply a transform to images already decoded and cached, row by row."""
-    for row in range(len(decoded)):
-        out[row] = step(np.array(decoded[row]))
-
-
-def copy_rows(out: np.ndarray, source: np.ndarray, rows) -> None:
-    """out[i] = source[rows[i]], one row at a time, so no second array is held in memory."""
+def copy_rows(out: np.ndarray, source: np.ndarray, rows, step=unchanged) -> None:
+    """out[i] = step(source[rows[i]]), one row at a time, so no second array is held in memory."""
     for i, row in enumerate(rows):
-        out[i] = source[row]
+        out[i] = step(np.array(source[row]))
 
 
 def load_images(paths, size: int, desc: str = "decoding", transform=None, harmonise_to=None) -> np.ndarray:
@@ -122,7 +119,7 @@ def load_images(paths, size: int, desc: str = "decoding", transform=None, harmon
     plain = cache_file(paths, size, None, harmonise_to) if transform else None
     if plain is not None and plain.is_file():
         decoded = np.load(plain, mmap_mode="r")
-        return publish(target, len(paths), size, lambda out: transform_rows(out, decoded, step))
+        return publish(target, len(paths), size, lambda out: copy_rows(out, decoded, range(len(decoded)), step))
     return publish(target, len(paths), size, lambda out: decode_into(out, paths, size, step, harmonise_to, desc))
 
 
@@ -157,13 +154,4 @@ def first_decode(paths, size: int, harmonise_to=None, desc: str = "checking") ->
 
 def check_images(paths, desc: str = "checking") -> list:
     """Each image's problem ('' when usable), from one full decode each; for callers that name no size."""
-    def one(path):
-        try:
-            decoder.checked_pixels(path)
-            return ""
-        except BadImage as err:
-            return str(err)
-
-    with ThreadPoolExecutor(threads()) as pool:
-        return list(tqdm(pool.map(one, paths), total=len(paths), desc=f"{desc} {len(paths)} images",
-                         delay=PROGRESS_AFTER_S))
+    return problems(decoder.checked_pixels, paths, f"{desc} {len(paths)} images")

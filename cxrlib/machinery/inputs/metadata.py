@@ -58,7 +58,7 @@ def read_metadata(path: Path) -> pd.DataFrame:
         raise DataError(f"label file {path} lacks the column(s) {', '.join(missing)}; "
                         f"it has {', '.join(map(str, table.columns))}")
     for row, name in enumerate(table["Image Index"], start=1):
-        check_image_name(name, where=f"label file {path}, row {row}")
+        check_image_name(name, f"label file {path}, row {row}")
     check_unique_names(table, path)
     check_patient_ids(table, path)
     table.attrs["encoding"] = encoding
@@ -97,15 +97,13 @@ def label_text(path: Path) -> tuple:
     return text, encoding
 
 
-def check_image_name(name, where: str = "") -> str:
+def check_image_name(name, where: str) -> None:
     """An image name is a bare file name: anything that could leave the data folder is refused."""
-    prefix = f"{where}: " if where else ""
     if pd.isna(name):
-        raise DataError(f"{prefix}no image name (the 'Image Index' cell is empty)")
+        raise DataError(f"{where}: no image name (the 'Image Index' cell is empty)")
     text = str(name)
     if not text or text != Path(text).name or text in {".", ".."} or "\\" in text:
-        raise DataError(f"{prefix}image name {text!r} is not a plain file name (it could leave the data folder)")
-    return text
+        raise DataError(f"{where}: image name {text!r} is not a plain file name (it could leave the data folder)")
 
 
 def check_unique_names(table: pd.DataFrame, path) -> None:
@@ -147,16 +145,12 @@ def label_reason(label) -> str:
 
 def single_label(table: pd.DataFrame) -> pd.DataFrame:
     """The report's task: images whose only label is exactly one of the four classes."""
-    return sort_rows(table)[0]
-
-
-def sort_rows(table: pd.DataFrame) -> tuple:
-    """(rows of the four single-label classes, {reason: image names} of every row left out)."""
-    return split_rows(table, table["Finding Labels"].map(label_reason))
+    return split_rows(table, table["Finding Labels"].map(label_reason))[0]
 
 
 def split_rows(table: pd.DataFrame, reasons: pd.Series) -> tuple:
-    """sort_rows with each row's reason already known."""
+    """(rows of the four single-label classes, {reason: image names} of every row left out), each row's reason
+    (label_reason) given."""
     labels = table["Finding Labels"].map(lambda v: v.strip() if isinstance(v, str) else v)
     keep = table[reasons == ""].copy()
     keep["Finding Labels"] = labels[reasons == ""]
@@ -230,19 +224,15 @@ class DropSummary:
         """Rows dropped for one reason."""
         return len(self.dropped.get(reason, []))
 
-    def values(self, shown: int = VALUES_SHOWN) -> str:
+    def values(self) -> str:
         """The unknown label values as the summary shows them: 'Infiltrate' ×2, ' effusion ' ×1, ..."""
         items = [shown_value(v, n) for v, n in self.unknown_values.items()]
-        more = len(items) - shown
-        return ", ".join(items[:shown]) + (f", ... ({more} more values)" if more > 0 else "")
+        more = len(items) - VALUES_SHOWN
+        return ", ".join(items[:VALUES_SHOWN]) + (f", ... ({more} more values)" if more > 0 else "")
 
-    def normalising(self) -> str:
-        """What was done to the labels before matching them to NIH's findings."""
-        return f"labels matched after trimming stray spaces ({self.trimmed} trimmed), case not changed"
-
-    def table(self, examples: int = EXAMPLES) -> pd.DataFrame:
+    def table(self) -> pd.DataFrame:
         """One row per reason with its count and first image names (and the unknown values), then kept and read."""
-        rows = [{"rows": self.count(r), "first images": _first(self.dropped.get(r, []), examples),
+        rows = [{"rows": self.count(r), "first images": _first(self.dropped.get(r, [])),
                  "values": self.values() if r == "unknown label" else ""} for r in DROP_REASONS]
         rows += [{"rows": self.rows_kept, "first images": "", "values": ""},
                  {"rows": self.rows_read, "first images": "", "values": ""}]
@@ -250,14 +240,14 @@ class DropSummary:
         index = pd.Index([f"dropped: {r}" for r in DROP_REASONS] + ["kept", "read"], name=name)
         return pd.DataFrame(rows, index=index)
 
-    def line(self, examples: int = EXAMPLES) -> str:
+    def line(self) -> str:
         """One line for the runner and provenance: read, kept, each reason with its first names, the unknown
         values, how labels were normalised and (when not UTF-8) the encoding."""
-        parts = [f"{self.count(r)} {r} ({_first(self.dropped[r], examples)})" for r in DROP_REASONS
-                 if self.count(r)]
+        parts = [f"{self.count(r)} {r} ({_first(self.dropped[r])})" for r in DROP_REASONS if self.count(r)]
         dropped = "; dropped " + ", ".join(parts) if parts else "; nothing dropped"
         notes = [f"unknown label: {self.values()}"] if self.unknown_values else []
-        notes += [self.normalising()] if self.unknown_values or self.trimmed else []
+        if self.unknown_values or self.trimmed:  # what was done to the labels before matching them to NIH's
+            notes.append(f"labels matched after trimming stray spaces ({self.trimmed} trimmed), case not changed")
         notes += [f"read as {self.encoding}, not UTF-8"] if self.encoding != "UTF-8" else []
         return (f"{Path(self.label_file).name}: {self.rows_read} rows read, {self.rows_kept} kept{dropped}"
                 + "".join(f"; {n}" for n in notes))
@@ -266,9 +256,9 @@ class DropSummary:
         return self.line()
 
 
-def _first(names, examples: int) -> str:
+def _first(names) -> str:
     """The first few names, with an ellipsis when there are more."""
-    return ", ".join(names[:examples]) + (", ..." if len(names) > examples else "")
+    return ", ".join(names[:EXAMPLES]) + (", ..." if len(names) > EXAMPLES else "")
 
 
 def class_counts(table: pd.DataFrame, column: str = "Finding Labels") -> pd.Series:

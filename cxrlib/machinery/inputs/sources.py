@@ -113,15 +113,10 @@ def open_folder(root: Path, kind: str, on_bad_image: str = "fail") -> Source:
     elif missing:
         raise DataError(f"{len(missing)} image(s) listed in {metadata.name} are missing under {root}: "
                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-    names = table["Image Index"].tolist()
-    files = file_table(names, [paths[n] for n in names])
-    return Source(kind, root, metadata, table, {n: paths[n] for n in table["Image Index"]}, files, drops)
-
-
-def file_table(names, paths) -> pd.DataFrame:
-    """Content hash, native size and any problem of each image, from the content index."""
-    records = file_records(paths, desc="checking")
-    return pd.DataFrame([vars(r) for r in records], index=pd.Index(names, name="Image Index"))
+    paths = {n: paths[n] for n in table["Image Index"]}
+    records = file_records(paths.values(), desc="checking")  # content hash, native size, any problem known
+    files = pd.DataFrame([vars(r) for r in records], index=pd.Index(list(paths), name="Image Index"))
+    return Source(kind, root, metadata, table, paths, files, drops)
 
 
 def handle_bad_images(table, files, drops, on_bad_image: str, root):
