@@ -35,12 +35,17 @@ class Selection:
     def predicted(self, model: str) -> np.ndarray:
         """A model's predicted class per image; for 'all models', the class most models predicted
         (ties: the first model's), so an image every model got wrong never reads 'predicted <true class>'."""
-        preds = np.array([f["pred"].to_numpy() for f in self.frames.values()])
         if model != ALL_MODELS:
             return self.frames[model]["pred"].to_numpy()
+        preds = np.array([f["pred"].to_numpy() for f in self.frames.values()])
         votes = np.array([(preds == k).sum(axis=0) for k in range(len(CLASSES))])
         best = votes.max(axis=0)
         return np.array([next(p for p in preds[:, i] if votes[p, i] == best[i]) for i in range(preds.shape[1])])
+
+    def image_probabilities(self, image_id: str) -> pd.DataFrame:
+        """Every model's probabilities for one image: a row per model, a column per class (what captions show)."""
+        return pd.DataFrame([frames.probabilities(f.loc[[image_id]])[0] for f in self.frames.values()],
+                            index=self.models, columns=list(CLASSES))
 
     def agreement(self, image_id: str, class_index: int) -> int:
         """How many models predict class_index for one image (what an 'all models' caption may claim)."""
