@@ -111,9 +111,7 @@ def noise_span(values) -> float:
 
 def loss_axis(ax, values) -> None:
     """Scale a loss axis no finer than the run's noise (noise_span), with at most five ticks of two decimals."""
-    values = _numbers(values)
-    if len(values):
-        span_axis(ax, values, noise_span(values), low=0.0)
+    span_axis(ax, values, noise_span(values))
 
 
 # A score axis (accuracy, macro F1 in [0, 1]) never spans less: on validation sets of a few dozen images, a
@@ -123,23 +121,22 @@ SCORE_SPAN = 0.1
 
 def score_axis(ax, values) -> None:
     """Scale an axis of scores in [0, 1] no finer than SCORE_SPAN, within [0, 1]."""
-    values = _numbers(values)
-    if len(values):
-        span_axis(ax, values, SCORE_SPAN, low=0.0, high=1.0)
+    span_axis(ax, values, SCORE_SPAN, high=1.0)
 
 
-def span_axis(ax, values, floor: float, low=None, high=None) -> None:
-    """The y axis around the values, spanning at least floor (kept within low and high), with at most five ticks."""
+def span_axis(ax, values, floor: float, high=None) -> None:
+    """The y axis around the finite values (if any), spanning at least floor (kept within 0 and high), with at
+    most five ticks."""
     from matplotlib.ticker import MaxNLocator
 
+    values = _numbers(values)
+    if not len(values):
+        return
     least, most = float(np.min(values)), float(np.max(values))
     span = max(most - least, floor) * 1.16
-    bottom = (least + most) / 2 - span / 2
-    if low is not None:
-        bottom = max(bottom, low)
-    if high is not None and span >= high - (low or 0):
-        bottom, span = (low or 0), high - (low or 0)  # the whole scale
-    elif high is not None:
+    bottom = max((least + most) / 2 - span / 2, 0.0)
+    if high is not None:
+        span = min(span, high)  # at most the whole scale
         bottom = min(bottom, high - span)
     ax.set_ylim(bottom, bottom + span)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
@@ -179,7 +176,7 @@ def plot_split_distribution(counts: pd.DataFrame, title: str = "Class distributi
     return fig
 
 
-def plot_image_grid(images, titles, title: str, columns: int = 4, cmap="gray", empty: str = ""):
+def plot_image_grid(images, titles, title: str, columns: int = 4, empty: str = ""):
     """Images in a grid with a caption each; for no images, a sentence instead of a blank figure (None)."""
     if not len(images):
         say_empty(empty or f"{title}: no image to show.")
@@ -190,7 +187,7 @@ def plot_image_grid(images, titles, title: str, columns: int = 4, cmap="gray", e
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, titles):
-        ax.imshow(np.asarray(image), cmap=cmap)
+        ax.imshow(np.asarray(image), cmap="gray")
         ax.set_title(caption, fontsize=9)
     fig.suptitle(wrapped(title))
     fig.tight_layout()
@@ -232,12 +229,7 @@ def plot_metric_bars(table: pd.DataFrame, columns, title: str):
     if table.empty:
         say_empty(f"{title}: no model to compare.")
         return None
-    shown = table[list(columns)].iloc[::-1].rename(index=lambda name: short_lines(str(name)))
-    ax = shown.plot.barh(figsize=(7.5, 0.22 * len(columns) * len(table) + 1.5))
-    ax.set(title=wrapped(title, 60), xlabel="score (test set)", ylabel="model", xlim=(0, 1))
-    legend_outside(ax)
-    ax.figure.tight_layout()
-    return ax.figure
+    return plot_grouped_bars(table[list(columns)], title, "score (test set)", xlim=(0, 1))
 
 
 def class_examples(table: pd.DataFrame, per_class: int, seed: int = 0) -> pd.DataFrame:
@@ -270,14 +262,14 @@ def plot_histories(histories: dict, metric: str = "val_loss", title: str = "Vali
     return fig
 
 
-def plot_grouped_bars(table: pd.DataFrame, title: str, xlabel: str, ylabel: str = "model"):
+def plot_grouped_bars(table: pd.DataFrame, title: str, xlabel: str, xlim=None):
     """Horizontal bars, one group per row (names on two lines where tagged), one colour per column, legend outside."""
     if table.empty:
         say_empty(f"{title}: nothing to show.")
         return None
     shown = table.iloc[::-1].rename(index=lambda name: short_lines(str(name)))
-    ax = shown.plot.barh(figsize=(7.5, 0.22 * table.shape[1] * len(table) + 1.5))
-    ax.set(title=wrapped(title, 60), xlabel=xlabel, ylabel=ylabel)
+    ax = shown.plot.barh(figsize=(7.5, 0.22 * table.shape[1] * len(table) + 1.5), xlim=xlim)
+    ax.set(title=wrapped(title, 60), xlabel=xlabel, ylabel="model")
     legend_outside(ax)
     ax.figure.tight_layout()
     return ax.figure
