@@ -89,17 +89,15 @@ def group_label(row) -> str:
 
 def draw_rates(ax, rates: pd.DataFrame, models: list, metric: str) -> None:
     """One metric's rate per group (rows) and model (offset points), with intervals; too-few rates hollow."""
-    colours = [f"C{k}" for k in range(len(models))]
-    first = rates[(rates["metric"] == metric) & (rates["model"] == models[0])].reset_index(drop=True)
-    for k, (model, colour) in enumerate(zip(models, colours)):
-        mine = rates[(rates["metric"] == metric) & (rates["model"] == model)].reset_index(drop=True)
+    rates = rates[rates["metric"] == metric]
+    for k, model in enumerate(models):
+        mine, colour = rates[rates["model"] == model].reset_index(drop=True), f"C{k}"
         y = np.arange(len(mine)) + (k - (len(models) - 1) / 2) * 0.25
-        for i, row in mine.iterrows():
-            if np.isnan(row["estimate"]):
-                continue
+        for i, row in mine.dropna(subset=["estimate"]).iterrows():
             err = [[max(row["estimate"] - row["low"], 0)], [max(row["high"] - row["estimate"], 0)]]
             ax.errorbar(row["estimate"], y[i], xerr=None if np.isnan(row["low"]) else err, fmt="o", capsize=3,
                         color=colour, mfc="white" if row["reading"] else colour, alpha=0.45 if row["reading"] else 1)
+    first = rates[rates["model"] == models[0]]
     ax.set_yticks(range(len(first)), [group_label(row) for _, row in first.iterrows()])
     ax.set(xlim=(-0.03, 1.03), ylim=(len(first) - 0.5, -0.5), xlabel="rate (95% patient-bootstrap interval)")
 
@@ -126,7 +124,6 @@ def draw_gaps(ax, gaps: pd.DataFrame, models: list, metric: str) -> None:
 def plot_attribute(rates: pd.DataFrame, gaps: pd.DataFrame, metrics, attributes, title: str):
     """Rows: (attribute, metric) pairs; left the rate per group, right the gaps from the reference group."""
     import matplotlib.pyplot as plt
-
 
     models = list(dict.fromkeys(rates["model"]))
     pairs = [(a, m) for a in attributes for m in metrics]
