@@ -2,12 +2,13 @@
 history, bootstrap intervals and Hyperband trials."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-
-from cxrlib.core.config import CLASSES
+from matplotlib.lines import Line2D
 from sklearn.metrics import confusion_matrix
 
+from cxrlib.core.config import CLASSES
 from cxrlib.present.plots import legend_below, legend_outside, score_axis, short_lines, wrapped
 from cxrlib.science.calibration import BINS, expected_calibration_error, reliability
 from cxrlib.science.metrics import class_report
@@ -21,9 +22,6 @@ def plot_reliability(curves: dict, y_true, title: str, bins: int = BINS, columns
     The top class's confidence is never below 1/classes, so the x axis starts there. One panel per model keeps
     every curve readable however many there are; the legend sits below the panels, never over a curve.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
     names = list(curves)
     columns = max(1, min(columns, len(names)))
     rows = -(-len(names) // columns)
@@ -58,8 +56,6 @@ def plot_reliability(curves: dict, y_true, title: str, bins: int = BINS, columns
 
 def plot_ga_history(results: list, title: str = "Genetic algorithm: best macro F1 per generation"):
     """Convergence of every restart."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for result in results:
         ax.plot(result.history, label=f"seed {result.seed}")
@@ -72,8 +68,6 @@ def plot_ga_history(results: list, title: str = "Genetic algorithm: best macro F
 
 def plot_intervals(table: pd.DataFrame, metric: str, title: str):
     """Point estimates with their bootstrap intervals, one row per model."""
-    import matplotlib.pyplot as plt
-
     rows = table.xs(metric, level=1)
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
     ax.errorbar(rows["estimate"], range(len(rows)), xerr=[rows["estimate"] - rows["low"], rows["high"] - rows["estimate"]],
@@ -86,8 +80,7 @@ def plot_intervals(table: pd.DataFrame, metric: str, title: str):
 
 def plot_confusion(y_true, y_pred, title: str):
     """Confusion matrix with counts and row shares, true classes down the side."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    import seaborn as sns  # heavy: only where a confusion matrix is drawn
 
     counts = confusion_matrix(y_true, y_pred, labels=range(len(CLASSES)))
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -101,8 +94,6 @@ def plot_confusion(y_true, y_pred, title: str):
 
 def plot_class_report(y_true, y_pred, title: str):
     """Grouped bars of precision, recall and F1 per class."""
-    import matplotlib.pyplot as plt
-
     report = class_report(y_true, y_pred)[["precision", "recall", "F1"]]
     ax = plt.subplots(figsize=(7, 3.8))[1]
     report.plot.bar(ax=ax, rot=0, ylim=(0, 1))
@@ -114,8 +105,6 @@ def plot_class_report(y_true, y_pred, title: str):
 
 def plot_trials(trials: pd.DataFrame, title: str = "Hyperband trials"):
     """Validation loss of every trial against its units, one colour per learning rate."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7, 4))
     done = trials.dropna(subset=["val_loss"])
     for rate, group in done.groupby("learning_rate"):
@@ -128,8 +117,6 @@ def plot_trials(trials: pd.DataFrame, title: str = "Hyperband trials"):
 
 def plot_otsu(steps: OtsuSteps, title: str):
     """Original, histogram with the threshold, mask and result, side by side."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
     for ax, picture, name in zip(axes[[0, 2, 3]], (steps.image, steps.mask, steps.result),
                                  ("original", "mask: blurred < t", "mask applied")):

@@ -1,7 +1,11 @@
 """Figures of what the networks look at: resizer outputs, activation maps, Grad-CAM overlays and grids."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.patches import Rectangle
 
 from cxrlib.core.config import CLASSES
 from cxrlib.present.plots import short_lines, wrapped
@@ -44,8 +48,6 @@ def resizer_change(bilinear: list, learnt: list) -> str:
 
 def plot_resizer(bilinear: list, learnt: list, title: str, per_row: int = 2):
     """Per image: the bilinear resize, the learnt one (same gray scale), and their difference stretched to show."""
-    import matplotlib.pyplot as plt
-
     rows = int(np.ceil(len(learnt) / per_row))
     fig, axes = plt.subplots(rows, 3 * per_row, figsize=(PAGE_INCHES, 1.45 * rows + 0.6), squeeze=False)
     for ax in axes.flat:
@@ -67,8 +69,6 @@ def plot_resizer(bilinear: list, learnt: list, title: str, per_row: int = 2):
 
 def plot_activations(maps: np.ndarray, title: str, limit: int = 64):
     """The first `limit` channels of one layer's activations as a grid of small images, at the column's width."""
-    import matplotlib.pyplot as plt
-
     count = min(limit, maps.shape[-1])
     columns = min(8, count)
     rows = int(np.ceil(count / columns))
@@ -86,9 +86,6 @@ def plot_activations(maps: np.ndarray, title: str, limit: int = 64):
 def cam_colourbar(fig, bottom_inches: float = 0.3):
     """One horizontal colour bar for every Grad-CAM overlay of a figure, saying what its colours mean, in a strip
     bottom_inches above the figure's lower edge (leave about 0.9 inch free there)."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
     height = fig.get_figheight()
     cax = fig.add_axes([0.25, bottom_inches / height, 0.5, 0.13 / height])
     bar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap=CAM_CMAP), cax=cax, orientation="horizontal")
@@ -102,8 +99,6 @@ def overlay(ax, image: np.ndarray, heatmap: np.ndarray, title: str, box=None, fo
 
     A heatmap without spatial information is not tinted over the image: the panel says so instead.
     """
-    from matplotlib.patches import Rectangle
-
     ax.imshow(to_display(image), cmap="gray")
     if has_spatial_information(heatmap):
         ax.imshow(heatmap, cmap=CAM_CMAP, alpha=CAM_ALPHA, vmin=0, vmax=1)
@@ -128,8 +123,6 @@ def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int
     Each heatmap explains the image's true class (examples: class name -> image id), the class of its box;
     predicted (model -> {image id: class index}) adds what the model predicted to each title.
     """
-    import matplotlib.pyplot as plt
-
     columns = max(len(examples), 1)
     fig, axes = plt.subplots(len(models), columns, figsize=(PAGE_INCHES, 2.9 * len(models) + 1.3),
                              squeeze=False)

@@ -33,17 +33,12 @@ def figure_alt(fig) -> str:
         return " ".join(str(text).split())
 
     title = clean(fig._suptitle.get_text()) if getattr(fig, "_suptitle", None) else ""
-    panels = []
-    for ax in fig.axes:
-        if getattr(ax, "_colorbar", None) is not None or not ax.get_visible():
-            continue
-        name = clean(ax.get_title())
-        if name and name not in panels and name != title:
-            panels.append(name)
+    names = [clean(ax.get_title()) for ax in fig.axes if getattr(ax, "_colorbar", None) is None and ax.get_visible()]
+    panels = [name for name in dict.fromkeys(names) if name and name != title]
     if not title and panels:
         title, panels = panels[0], panels[1:]
-    shown = f"; panels: {', '.join(panels[:6])}" + (f" and {len(panels) - 6} more" if len(panels) > 6 else "") \
-        if panels else ""
+    more = f" and {len(panels) - 6} more" if len(panels) > 6 else ""
+    shown = f"; panels: {', '.join(panels[:6])}{more}" if panels else ""
     return f"Figure: {title or 'untitled'}{shown}"
 
 
@@ -57,7 +52,7 @@ def describe_figures() -> None:
 
 
 def say_empty(message: str) -> None:
-    """A sentence in place of a figure when a selection is empty (nothing is drawn)."""
+    """A sentence in place of a figure when a selection is empty (nothing is drawn, so the figure is None)."""
     from IPython.display import Markdown, display
 
     display(Markdown(f"*{message}*"))
@@ -179,8 +174,7 @@ def plot_split_distribution(counts: pd.DataFrame, title: str = "Class distributi
 def plot_image_grid(images, titles, title: str, columns: int = 4, empty: str = ""):
     """Images in a grid with a caption each; for no images, a sentence instead of a blank figure (None)."""
     if not len(images):
-        say_empty(empty or f"{title}: no image to show.")
-        return None
+        return say_empty(empty or f"{title}: no image to show.")
     columns = min(columns, len(images))
     rows = int(np.ceil(len(images) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.45 * rows), squeeze=False)  # room for two-line titles
@@ -197,8 +191,7 @@ def plot_image_grid(images, titles, title: str, columns: int = 4, empty: str = "
 def plot_history(history: pd.DataFrame, title: str):
     """Loss and accuracy for training and validation, by epoch."""
     if history.empty:
-        say_empty(f"{title}: no training history was recorded.")
-        return None
+        return say_empty(f"{title}: no training history was recorded.")
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
     epochs = history.get("epoch", pd.Series(range(len(history)))) + 1
     points = single_points(epochs)  # one epoch: points and a note, not a line between two dots
@@ -227,8 +220,7 @@ def plot_history(history: pd.DataFrame, title: str):
 def plot_metric_bars(table: pd.DataFrame, columns, title: str):
     """Horizontal grouped bars comparing models (rows) on a few metrics, readable for long model names."""
     if table.empty:
-        say_empty(f"{title}: no model to compare.")
-        return None
+        return say_empty(f"{title}: no model to compare.")
     return plot_grouped_bars(table[list(columns)], title, "score (test set)", xlim=(0, 1))
 
 
@@ -243,8 +235,7 @@ def plot_histories(histories: dict, metric: str = "val_loss", title: str = "Vali
     """One curve per model, to compare how a family of variants trained."""
     drawn = {name: h for name, h in histories.items() if metric in h}
     if not drawn:
-        say_empty(f"{title}: no model recorded {metric}.")
-        return None
+        return say_empty(f"{title}: no model recorded {metric}.")
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     singles = [name for name, history in drawn.items() if single_points(history["epoch"])]
     for name, history in drawn.items():
@@ -265,8 +256,7 @@ def plot_histories(histories: dict, metric: str = "val_loss", title: str = "Vali
 def plot_grouped_bars(table: pd.DataFrame, title: str, xlabel: str, xlim=None):
     """Horizontal bars, one group per row (names on two lines where tagged), one colour per column, legend outside."""
     if table.empty:
-        say_empty(f"{title}: nothing to show.")
-        return None
+        return say_empty(f"{title}: nothing to show.")
     shown = table.iloc[::-1].rename(index=lambda name: short_lines(str(name)))
     ax = shown.plot.barh(figsize=(7.5, 0.22 * table.shape[1] * len(table) + 1.5), xlim=xlim)
     ax.set(title=wrapped(title, 60), xlabel=xlabel, ylabel="model")

@@ -26,12 +26,6 @@ class Selection:
         """Model names, in the order given."""
         return list(self.frames)
 
-    def probabilities(self, model: str) -> np.ndarray:
-        """A model's probabilities ('all models': their average) for every image."""
-        if model == ALL_MODELS:
-            return np.mean([frames.probabilities(f) for f in self.frames.values()], axis=0)
-        return frames.probabilities(self.frames[model])
-
     def predicted(self, model: str) -> np.ndarray:
         """A model's predicted class per image; for 'all models', the class most models predicted
         (ties: the first model's), so an image every model got wrong never reads 'predicted <true class>'."""
@@ -52,9 +46,13 @@ class Selection:
         return int(sum(int(frame.loc[image_id, "pred"]) == int(class_index) for frame in self.frames.values()))
 
     def claim(self, model: str, image_id: str, class_index: int) -> str:
-        """'predicted Effusion by VGG16', or for 'all models' how many of them predict it, counted from the data."""
-        return prediction_claim(model, CLASSES[int(class_index)], self.agreement(image_id, class_index),
-                                len(self.frames))
+        """'predicted Effusion by VGG16', or for 'all models' how many of them predict it, counted from the data
+        ('by 2 of 5 models'; 'by all 5 models' only when every one does)."""
+        claim = f"predicted {CLASSES[int(class_index)]} by "
+        if model != ALL_MODELS:
+            return claim + model
+        agreeing, total = self.agreement(image_id, class_index), len(self.frames)
+        return claim + (f"all {total} models" if agreeing == total else f"{agreeing} of {total} models")
 
     def pick(self, model: str, true_class: str = ANY, predicted: str = ANY) -> pd.DataFrame:
         """Misclassified images of one model (or of every model) filtered by true and predicted class."""
@@ -70,11 +68,3 @@ class Selection:
         if predicted != ANY:
             keep &= pred == CLASSES.index(predicted)
         return pd.DataFrame({"Image Index": np.asarray(self.ids)[keep], "label": labels[keep], "pred": pred[keep]})
-
-
-def prediction_claim(model: str, predicted: str, agreeing: int, total: int) -> str:
-    """The words for what was predicted: one model's prediction, or for 'all models' the class most of them
-    predict with how many do ('by 2 of 5 models'; 'by all 5 models' only when every one does)."""
-    if model != ALL_MODELS:
-        return f"predicted {predicted} by {model}"
-    return f"predicted {predicted} by " + (f"all {total} models" if agreeing == total else f"{agreeing} of {total} models")

@@ -1,8 +1,10 @@
 """The subgroup chapter's page: rates and gaps as tables with intervals, the findings in words, and figures."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from cxrlib.present.plots import legend_below, wrapped
 from cxrlib.science.subgroups import ATTRIBUTES, BASES, FNFR, MIN_IMAGES, TOO_FEW
@@ -44,12 +46,6 @@ def gaps_table(gaps: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(index=rows, columns=order).fillna("–").rename_axis(columns=None)
 
 
-def readable_share(rates: pd.DataFrame) -> tuple:
-    """(rates read, rates in all) per model (the counts, hence the reading, are the same for every model)."""
-    first = rates[rates["model"] == rates["model"].iloc[0]]
-    return int((first["reading"] == "").sum()), len(first)
-
-
 def gap_sentences(gaps: pd.DataFrame, metric: str = FNFR) -> list:
     """One sentence per gap of the metric whose interval excludes 0."""
     clear = gaps[(gaps["metric"] == metric) & gaps["excludes 0"]]
@@ -59,7 +55,8 @@ def gap_sentences(gaps: pd.DataFrame, metric: str = FNFR) -> list:
 
 def findings_text(rates: pd.DataFrame, gaps: pd.DataFrame, test_images: int, patients: int) -> str:
     """Plain sentences: how much of the table can be read, and which FNFR gaps the intervals support."""
-    read, total = readable_share(rates)
+    first = rates[rates["model"] == rates["model"].iloc[0]]  # the counts, hence the reading, are every model's
+    read, total = int((first["reading"] == "").sum()), len(first)
     lines = [f"The test set holds {test_images} images of {patients} patients. Of the {total} rates per model "
              f"(five metrics by {rates['group'].nunique()} groups), {read} rest on {MIN_IMAGES} or more images; "
              f"the others are marked *{TOO_FEW}* and stay out of the gaps."]
@@ -123,8 +120,6 @@ def draw_gaps(ax, gaps: pd.DataFrame, models: list, metric: str) -> None:
 
 def plot_attribute(rates: pd.DataFrame, gaps: pd.DataFrame, metrics, attributes, title: str):
     """Rows: (attribute, metric) pairs; left the rate per group, right the gaps from the reference group."""
-    import matplotlib.pyplot as plt
-
     models = list(dict.fromkeys(rates["model"]))
     pairs = [(a, m) for a in attributes for m in metrics]
     heights = [max(len(ATTRIBUTES[a][1]), 2) * 0.38 + 0.9 for a, _ in pairs]
@@ -142,8 +137,6 @@ def plot_attribute(rates: pd.DataFrame, gaps: pd.DataFrame, metrics, attributes,
 
 def legend_handles(models: list) -> list:
     """One marker per model, and the hollow marker of a rate too few to read."""
-    from matplotlib.lines import Line2D
-
     handles = [Line2D([], [], marker="o", color=f"C{k}", linestyle="", label=model) for k, model in enumerate(models)]
     return handles + [Line2D([], [], marker="o", color="grey", mfc="white", linestyle="",
                              label=f"hollow: {TOO_FEW} (fewer than {MIN_IMAGES} images)")]

@@ -23,7 +23,7 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
     every model's probabilities."""
     import matplotlib.pyplot as plt
 
-    from cxrlib.present.gradcam import overlay, to_display
+    from cxrlib.present.gradcam import cam_colourbar, overlay, to_display
     from cxrlib.present.plots import legend_outside, wrapped
 
     bar = 0.8 if heatmaps else 0.0  # inches kept below the panels for the Grad-CAM colour bar
@@ -49,8 +49,6 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
     fig.suptitle(wrapped(title))
     fig.tight_layout(rect=(0, bar / fig.get_figheight(), 1, 1))
     if heatmaps:
-        from cxrlib.present.gradcam import cam_colourbar
-
         cam_colourbar(fig, bottom_inches=0.25)
     return fig
 
@@ -65,9 +63,8 @@ def static_gallery(predictions: dict, images: dict, model: str = ALL_MODELS, tru
     if chosen.empty:  # a sentence, not a blank figure
         from cxrlib.present.plots import say_empty
 
-        say_empty(f"No test image is misclassified by {model} with true class {true_class} and predicted class "
-                  f"{predicted}.")
-        return None
+        return say_empty(f"No test image is misclassified by {model} with true class {true_class} and predicted "
+                         f"class {predicted}.")
     return draw_page(selection, chosen.head(count), images, heatmaps, title, model)
 
 
