@@ -36,9 +36,8 @@ def plot_reliability(curves: dict, y_true, title: str, bins: int = BINS, columns
         ax.scatter(table["confidence"], table["accuracy"], s=8 + 60 * table["count"] / table["count"].max(),
                    color="#1f77b4", zorder=3)
         ax.set_title(f"{short_lines(name)}\nECE {ece:.3f}", fontsize=8)
-        ax.set(xlim=(floor - 0.02, 1.02), ylim=(-0.02, 1.02))
-        ax.set_xticks([0.25, 0.5, 0.75, 1.0] if floor <= 0.25 else [floor, 1.0])
-        ax.set_yticks([0, 0.5, 1.0])
+        ax.set(xlim=(floor - 0.02, 1.02), ylim=(-0.02, 1.02), yticks=[0, 0.5, 1.0],
+               xticks=[0.25, 0.5, 0.75, 1.0] if floor <= 0.25 else [floor, 1.0])
         ax.tick_params(labelsize=8)
     for ax in axes.flat[len(names) - columns:len(names)]:  # the lowest drawn panel of each column: axis labels
         ax.tick_params(labelbottom=True)
@@ -135,8 +134,7 @@ def plot_otsu(steps: OtsuSteps, title: str):
 def plot_native_resolution(shares: pd.DataFrame, kind: str):
     """Per class, the share of its images at each native size: stacked bars, the legend outside them."""
     ax = shares.plot.bar(stacked=True, figsize=(7, 3.5), rot=0, colormap="viridis")
-    ax.set_ylabel("share of the class's images")
-    ax.set_title(f"Native resolution by class ({kind} data)")
+    ax.set(ylabel="share of the class's images", title=f"Native resolution by class ({kind} data)")
     legend_outside(ax, handles=ax.get_legend_handles_labels()[0], labels=[f"{s} px" for s in shares.columns],
                    title="native size")
     ax.figure.tight_layout()

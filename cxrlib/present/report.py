@@ -79,10 +79,8 @@ COUNTERPARTS = {
 
 def counterpart(chapter: str, model: str):
     """The report's row that our `model` of `chapter` reproduces, or None where the report has none."""
-    for name, row in COUNTERPARTS.get(chapter, {}).items():
-        if model == name or (name.endswith("_") and model.startswith(name)):
-            return row
-    return None
+    return next((row for name, row in COUNTERPARTS.get(chapter, {}).items()
+                 if model == name or (name.endswith("_") and model.startswith(name))), None)
 
 
 def report_rows(*names: str) -> pd.DataFrame:

@@ -58,11 +58,10 @@ class Selection:
         """Misclassified images of one model (or of every model) filtered by true and predicted class."""
         labels = next(iter(self.frames.values()))["label"].to_numpy()
         if model == ALL_MODELS:
-            wrong = np.all([f["pred"].to_numpy() != labels for f in self.frames.values()], axis=0)
+            keep = np.all([f["pred"].to_numpy() != labels for f in self.frames.values()], axis=0)
         else:
-            wrong = self.frames[model]["pred"].to_numpy() != labels
+            keep = self.frames[model]["pred"].to_numpy() != labels
         pred = self.predicted(model)
-        keep = wrong.copy()
         if true_class != ANY:
             keep &= labels == CLASSES.index(true_class)
         if predicted != ANY:

@@ -131,12 +131,8 @@ class MisclassifiedBrowser:
         self.previous, self.next = w.Button(description="previous"), w.Button(description="next")
         self.status, self.message = w.Label(layout=w.Layout(margin="0 0 0 1.5em")), w.HTML()
         self.rows = [self.row() for _ in range(per_page)]
-        for name, control in (("model", self.model), ("true", self.true_class), ("predicted", self.predicted),
-                              ("gradcam", self.gradcam), ("previous", self.previous), ("next", self.next),
-                              ("status", self.status), ("message", self.message)):
-            control.add_class(f"cxr-{name}")
-        for control in (self.model, self.true_class, self.predicted):
-            control.observe(lambda _: self.show(reset=True), names="value")
+        for name in ("gradcam", "previous", "next", "status", "message"):  # the dropdowns are named as they are made
+            getattr(self, name).add_class(f"cxr-{name}")
         self.gradcam.observe(lambda _: self.show(), names="value")  # the same page, with or without the overlay
         self.previous.on_click(lambda _: self.turn(-1))
         self.next.on_click(lambda _: self.turn(+1))
@@ -147,13 +143,15 @@ class MisclassifiedBrowser:
         self.widget.add_class("cxr-widget-browser")
         self.show(reset=True)
 
-    @staticmethod
-    def dropdown(description: str, options: list):
-        """A dropdown wide enough for its longest option."""
+    def dropdown(self, description: str, options: list):
+        """A dropdown wide enough for its longest option; a new choice starts again at the first page."""
         import ipywidgets as w
 
-        return w.Dropdown(options=options, description=description, style={"description_width": "initial"},
+        menu = w.Dropdown(options=options, description=description, style={"description_width": "initial"},
                           layout=w.Layout(width=dropdown_width(description, options)))
+        menu.add_class(f"cxr-{description}")
+        menu.observe(lambda _: self.show(reset=True), names="value")
+        return menu
 
     def row(self) -> tuple:
         """One image slot: (box, image, caption and probabilities)."""
