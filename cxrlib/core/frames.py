@@ -12,7 +12,8 @@ def predictions_frame(ids, y_true, probs, logits=None) -> pd.DataFrame:
     logits where given (z_ columns: calibration needs them unclipped, which probabilities cannot give)."""
     probs = np.asarray(probs, float)
     frame = pd.DataFrame({"Image Index": list(ids), "label": np.asarray(y_true, int),
-                          **{f"p_{name}": probs[:, k] for k, name in enumerate(CLASSES)}, "pred": probs.argmax(axis=1)})
+                          **{f"p_{name}": probs[:, k] for k, name in enumerate(CLASSES)},
+                          "pred": probs.argmax(axis=1)})
     if logits is not None:
         frame[[f"z_{name}" for name in CLASSES]] = np.asarray(logits, float)
     return frame

@@ -53,8 +53,7 @@ def plot_resizer(bilinear: list, learnt: list, title: str, per_row: int = 2):
     for ax in axes.flat:
         ax.axis("off")
     low, high = np.percentile(np.concatenate([np.ravel(x) for x in (*bilinear, *learnt)]), [1, 99])
-    for i, (a, b) in enumerate(zip(bilinear, learnt)):
-        panels = axes[i // per_row, 3 * (i % per_row):3 * (i % per_row) + 3]
+    for i, (a, b, panels) in enumerate(zip(bilinear, learnt, axes.reshape(-1, 3))):  # three panels per image
         difference = b - a
         scale = max(float(np.abs(difference).max()), 1e-8)
         panels[0].imshow(a, cmap="gray", vmin=low, vmax=high)

@@ -33,7 +33,8 @@ def figure_alt(fig) -> str:
         return " ".join(str(text).split())
 
     title = clean(fig._suptitle.get_text()) if getattr(fig, "_suptitle", None) else ""
-    names = [clean(ax.get_title()) for ax in fig.axes if getattr(ax, "_colorbar", None) is None and ax.get_visible()]
+    names = [clean(ax.get_title()) for ax in fig.axes
+             if getattr(ax, "_colorbar", None) is None and ax.get_visible()]  # colour bars and hidden axes aside
     panels = [name for name in dict.fromkeys(names) if name and name != title]
     if not title and panels:
         title, panels = panels[0], panels[1:]

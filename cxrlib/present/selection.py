@@ -16,9 +16,9 @@ class Selection:
     """Which images a (model, true class, predicted class) choice picks, and their probabilities."""
 
     def __init__(self, predictions: dict):
-        frames = {name: frame.set_index("Image Index") for name, frame in predictions.items()}
-        common = sorted(set.intersection(*(set(f.index) for f in frames.values())))
-        self.frames = {name: frame.loc[common] for name, frame in frames.items()}
+        indexed = {name: frame.set_index("Image Index") for name, frame in predictions.items()}
+        common = sorted(set.intersection(*(set(f.index) for f in indexed.values())))
+        self.frames = {name: frame.loc[common] for name, frame in indexed.items()}
         self.ids = common
 
     @property

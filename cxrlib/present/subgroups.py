@@ -46,13 +46,6 @@ def gaps_table(gaps: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(index=rows, columns=order).fillna("–").rename_axis(columns=None)
 
 
-def gap_sentences(gaps: pd.DataFrame, metric: str = FNFR) -> list:
-    """One sentence per gap of the metric whose interval excludes 0."""
-    clear = gaps[(gaps["metric"] == metric) & gaps["excludes 0"]]
-    return [f"{row.model}: {row.attribute}, {row.gap}: {row.estimate:+.3f} (95% interval {row.low:+.3f} to "
-            f"{row.high:+.3f})" for row in clear.itertuples()]
-
-
 def findings_text(rates: pd.DataFrame, gaps: pd.DataFrame, test_images: int, patients: int) -> str:
     """Plain sentences: how much of the table can be read, and which FNFR gaps the intervals support."""
     first = rates[rates["model"] == rates["model"].iloc[0]]  # the counts, hence the reading, are every model's
@@ -64,9 +57,11 @@ def findings_text(rates: pd.DataFrame, gaps: pd.DataFrame, test_images: int, pat
     if len(widths):
         lines.append(f"The narrowest FNFR gap interval reaches ±{widths.min():.2f} around its estimate: a true gap "
                      f"smaller than about {widths.min():.2f} could not be told from 0 on this test set.")
-    clear = gap_sentences(gaps)
-    if clear:
-        lines.append("FNFR gaps whose 95% interval excludes 0:\n\n" + "\n".join(f"- {line}" for line in clear))
+    clear = gaps[(gaps["metric"] == FNFR) & gaps["excludes 0"]]
+    if len(clear):
+        lines.append("FNFR gaps whose 95% interval excludes 0:\n\n" + "\n".join(
+            f"- {row.model}: {row.attribute}, {row.gap}: {row.estimate:+.3f} (95% interval {row.low:+.3f} to "
+            f"{row.high:+.3f})" for row in clear.itertuples()))
     elif len(gaps[gaps["metric"] == FNFR]):
         lines.append("No FNFR gap has a 95% interval that excludes 0: this test set cannot tell whether any "
                      "group is missed more often than another. That is not evidence that the rates are equal.")

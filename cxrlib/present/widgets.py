@@ -35,7 +35,8 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
         caption = f"{image_id}\ntrue {CLASSES[row['label']]}\n{claim}"
         heatmap = heatmaps(model, image_id) if heatmaps else None
         if heatmap is not None:  # overlay says so where the map has no spatial information
-            caption += f"\n{figure_gradcam_note(model, CLASSES[row['pred']])}"
+            mean = f" ({ALL_MODELS}' mean)" if model == ALL_MODELS else ""  # all models: their mean map of the class
+            caption += f"\nGrad-CAM of {CLASSES[row['pred']]}{mean}"
             overlay(image_ax, images[image_id], fit(heatmap, np.shape(images[image_id])[:2]), panel_caption(caption),
                     fontsize=8)
         else:
@@ -75,11 +76,6 @@ def page_text(first: int, count: int, total: int) -> str:
     if count == 1:
         return f"image {first + 1} of {total}"
     return f"images {first + 1}-{first + count} of {total}"
-
-
-def figure_gradcam_note(model: str, predicted: str) -> str:
-    """The class a drawn Grad-CAM explains, short enough for a panel title ('all models': their mean map of it)."""
-    return f"Grad-CAM of {predicted}" + (f" ({ALL_MODELS}' mean)" if model == ALL_MODELS else "")
 
 
 def gradcam_note(model: str, predicted: str) -> str:
