@@ -11,13 +11,11 @@ def predictions_frame(ids, y_true, probs, logits=None) -> pd.DataFrame:
     """Per-image predictions keyed by NIH image id: true label, probabilities, predicted label, and the
     logits where given (z_ columns: calibration needs them unclipped, which probabilities cannot give)."""
     probs = np.asarray(probs, float)
-    frame = pd.DataFrame({"Image Index": list(ids), "label": np.asarray(y_true, int)})
-    for k, name in enumerate(CLASSES):
-        frame[f"p_{name}"] = probs[:, k]
-    frame["pred"] = probs.argmax(axis=1)
+    frame = pd.DataFrame({"Image Index": list(ids), "label": np.asarray(y_true, int),
+                          **{f"p_{name}": probs[:, k] for k, name in enumerate(CLASSES)},
+                          "pred": probs.argmax(axis=1)})
     if logits is not None:
-        for k, name in enumerate(CLASSES):
-            frame[f"z_{name}"] = np.asarray(logits, float)[:, k]
+        frame[[f"z_{name}" for name in CLASSES]] = np.asarray(logits, float)
     return frame
 
 

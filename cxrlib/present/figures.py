@@ -2,14 +2,15 @@
 history, bootstrap intervals and Hyperband trials."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from sklearn.metrics import confusion_matrix
 
 from cxrlib.core.config import CLASSES
 from cxrlib.present.plots import legend_below, legend_outside, score_axis, short_lines, wrapped
 from cxrlib.science.calibration import BINS, expected_calibration_error, reliability
-from sklearn.metrics import confusion_matrix
-
 from cxrlib.science.metrics import class_report
 from cxrlib.science.otsu import OtsuSteps
 
@@ -21,10 +22,6 @@ def plot_reliability(curves: dict, y_true, title: str, bins: int = BINS, columns
     The top class's confidence is never below 1/classes, so the x axis starts there. One panel per model keeps
     every curve readable however many there are; the legend sits below the panels, never over a curve.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-
     names = list(curves)
     columns = max(1, min(columns, len(names)))
     rows = -(-len(names) // columns)
@@ -39,16 +36,12 @@ def plot_reliability(curves: dict, y_true, title: str, bins: int = BINS, columns
         ax.scatter(table["confidence"], table["accuracy"], s=8 + 60 * table["count"] / table["count"].max(),
                    color="#1f77b4", zorder=3)
         ax.set_title(f"{short_lines(name)}\nECE {ece:.3f}", fontsize=8)
-        ax.set(xlim=(floor - 0.02, 1.02), ylim=(-0.02, 1.02))
-        ax.set_xticks([0.25, 0.5, 0.75, 1.0] if floor <= 0.25 else [floor, 1.0])
-        ax.set_yticks([0, 0.5, 1.0])
+        ax.set(xlim=(floor - 0.02, 1.02), ylim=(-0.02, 1.02), yticks=[0, 0.5, 1.0],
+               xticks=[0.25, 0.5, 0.75, 1.0] if floor <= 0.25 else [floor, 1.0])
         ax.tick_params(labelsize=8)
-    for column in range(columns):  # the lowest drawn panel of each column carries the axis' labels
-        shown = [row for row in range(rows) if row * columns + column < len(names)]
-        if shown:
-            ax = axes[shown[-1], column]
-            ax.tick_params(labelbottom=True)
-            ax.set_xlabel("confidence", fontsize=8)
+    for ax in axes.flat[len(names) - columns:len(names)]:  # the lowest drawn panel of each column: axis labels
+        ax.tick_params(labelbottom=True)
+        ax.set_xlabel("confidence", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy", fontsize=8)
     fig.suptitle(wrapped(title))
@@ -62,13 +55,10 @@ def plot_reliability(curves: dict, y_true, title: str, bins: int = BINS, columns
 
 def plot_ga_history(results: list, title: str = "Genetic algorithm: best macro F1 per generation"):
     """Convergence of every restart."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for result in results:
         ax.plot(result.history, label=f"seed {result.seed}")
     ax.set(title=title, xlabel="generation", ylabel="best macro F1 (validation)")
-
     score_axis(ax, [r.history for r in results])  # never a scale finer than one image's worth of F1
     legend_outside(ax)
     fig.tight_layout()
@@ -77,8 +67,6 @@ def plot_ga_history(results: list, title: str = "Genetic algorithm: best macro F
 
 def plot_intervals(table: pd.DataFrame, metric: str, title: str):
     """Point estimates with their bootstrap intervals, one row per model."""
-    import matplotlib.pyplot as plt
-
     rows = table.xs(metric, level=1)
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
     ax.errorbar(rows["estimate"], range(len(rows)), xerr=[rows["estimate"] - rows["low"], rows["high"] - rows["estimate"]],
@@ -89,27 +77,24 @@ def plot_intervals(table: pd.DataFrame, metric: str, title: str):
     return fig
 
 
-def plot_confusion(y_true, y_pred, title: str, ax=None, normalize: bool = True):
+def plot_confusion(y_true, y_pred, title: str):
     """Confusion matrix with counts and row shares, true classes down the side."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
+    import seaborn as sns  # heavy: only where a confusion matrix is drawn
 
     counts = confusion_matrix(y_true, y_pred, labels=range(len(CLASSES)))
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    ax = ax or plt.subplots(figsize=(5.5, 4.5))[1]
+    ax = plt.subplots(figsize=(5.5, 4.5))[1]
     text = np.array([[f"{c}\n{s:.0%}" for c, s in zip(rc, rs)] for rc, rs in zip(counts, shares)])
-    sns.heatmap(shares if normalize else counts, annot=text, fmt="", cmap="Blues", vmin=0,
+    sns.heatmap(shares, annot=text, fmt="", cmap="Blues", vmin=0,
                 xticklabels=CLASSES, yticklabels=CLASSES, ax=ax, cbar_kws={"label": "share of true class"})
     ax.set(title=title, xlabel="predicted class", ylabel="true class")
     return ax
 
 
-def plot_class_report(y_true, y_pred, title: str, ax=None):
+def plot_class_report(y_true, y_pred, title: str):
     """Grouped bars of precision, recall and F1 per class."""
-    import matplotlib.pyplot as plt
-
     report = class_report(y_true, y_pred)[["precision", "recall", "F1"]]
-    ax = ax or plt.subplots(figsize=(7, 3.8))[1]
+    ax = plt.subplots(figsize=(7, 3.8))[1]
     report.plot.bar(ax=ax, rot=0, ylim=(0, 1))
     ax.set(title=title, xlabel="class", ylabel="score")
     legend_outside(ax)
@@ -119,8 +104,6 @@ def plot_class_report(y_true, y_pred, title: str, ax=None):
 
 def plot_trials(trials: pd.DataFrame, title: str = "Hyperband trials"):
     """Validation loss of every trial against its units, one colour per learning rate."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7, 4))
     done = trials.dropna(subset=["val_loss"])
     for rate, group in done.groupby("learning_rate"):
@@ -133,21 +116,16 @@ def plot_trials(trials: pd.DataFrame, title: str = "Hyperband trials"):
 
 def plot_otsu(steps: OtsuSteps, title: str):
     """Original, histogram with the threshold, mask and result, side by side."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
-    axes[0].imshow(steps.image, cmap="gray")
-    axes[0].set_title("original")
+    for ax, picture, name in zip(axes[[0, 2, 3]], (steps.image, steps.mask, steps.result),
+                                 ("original", "mask: blurred < t", "mask applied")):
+        ax.imshow(picture, cmap="gray")
+        ax.set_title(name)
+        ax.axis("off")
     axes[1].hist(steps.blurred.ravel(), bins=64, color="0.4")
     axes[1].axvline(steps.threshold, color="red", label=f"Otsu t = {steps.threshold:.3f}")
     axes[1].set(title="histogram of the blurred image", xlabel="gray value (0-1)", ylabel="pixels")
     axes[1].legend(fontsize=8)
-    axes[2].imshow(steps.mask, cmap="gray")
-    axes[2].set_title("mask: blurred < t")
-    axes[3].imshow(steps.result, cmap="gray")
-    axes[3].set_title("mask applied")
-    for ax in axes[[0, 2, 3]]:
-        ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -156,8 +134,7 @@ def plot_otsu(steps: OtsuSteps, title: str):
 def plot_native_resolution(shares: pd.DataFrame, kind: str):
     """Per class, the share of its images at each native size: stacked bars, the legend outside them."""
     ax = shares.plot.bar(stacked=True, figsize=(7, 3.5), rot=0, colormap="viridis")
-    ax.set_ylabel("share of the class's images")
-    ax.set_title(f"Native resolution by class ({kind} data)")
+    ax.set(ylabel="share of the class's images", title=f"Native resolution by class ({kind} data)")
     legend_outside(ax, handles=ax.get_legend_handles_labels()[0], labels=[f"{s} px" for s in shares.columns],
                    title="native size")
     ax.figure.tight_layout()

@@ -1,12 +1,25 @@
 """Figures of what the networks look at: resizer outputs, activation maps, Grad-CAM overlays and grids."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.patches import Rectangle
 
 from cxrlib.core.config import CLASSES
 from cxrlib.present.plots import short_lines, wrapped
 from cxrlib.science.boxes import LEVEL, NO_INFORMATION, POINTING_TOLERANCE, THRESHOLDS
 from cxrlib.science.gradcam import NO_SPATIAL_INFORMATION, has_spatial_information, heatmap_at
+
+# A figure drawn this wide (inches at matplotlib's 100 dpi) is shown at the book's ~700 px column
+# without shrinking, so a 10-point title stays 10 points on the page.
+PAGE_INCHES = 7.0
+# Grad-CAM's colours: a perceptually ordered map (dark: no weight, yellow: the map's maximum) that holds no
+# cyan, so the radiologist's box, drawn in BOX_COLOUR, never blends into the heat.
+CAM_CMAP = "inferno"
+BOX_COLOUR = "cyan"
+CAM_ALPHA = 0.45
 
 
 def to_display(image) -> np.ndarray:
@@ -35,16 +48,12 @@ def resizer_change(bilinear: list, learnt: list) -> str:
 
 def plot_resizer(bilinear: list, learnt: list, title: str, per_row: int = 2):
     """Per image: the bilinear resize, the learnt one (same gray scale), and their difference stretched to show."""
-    import matplotlib.pyplot as plt
-
-
     rows = int(np.ceil(len(learnt) / per_row))
     fig, axes = plt.subplots(rows, 3 * per_row, figsize=(PAGE_INCHES, 1.45 * rows + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     low, high = np.percentile(np.concatenate([np.ravel(x) for x in (*bilinear, *learnt)]), [1, 99])
-    for i, (a, b) in enumerate(zip(bilinear, learnt)):
-        panels = axes[i // per_row, 3 * (i % per_row):3 * (i % per_row) + 3]
+    for i, (a, b, panels) in enumerate(zip(bilinear, learnt, axes.reshape(-1, 3))):  # three panels per image
         difference = b - a
         scale = max(float(np.abs(difference).max()), 1e-8)
         panels[0].imshow(a, cmap="gray", vmin=low, vmax=high)
@@ -57,13 +66,10 @@ def plot_resizer(bilinear: list, learnt: list, title: str, per_row: int = 2):
     return fig
 
 
-def plot_activations(maps: np.ndarray, title: str, columns: int = 8, limit: int = 64):
+def plot_activations(maps: np.ndarray, title: str, limit: int = 64):
     """The first `limit` channels of one layer's activations as a grid of small images, at the column's width."""
-    import matplotlib.pyplot as plt
-
-
     count = min(limit, maps.shape[-1])
-    columns = min(columns, count)
+    columns = min(8, count)
     rows = int(np.ceil(count / columns))
     side = PAGE_INCHES / columns
     fig, axes = plt.subplots(rows, columns, figsize=(PAGE_INCHES, rows * side + 0.7), squeeze=False)
@@ -76,27 +82,13 @@ def plot_activations(maps: np.ndarray, title: str, columns: int = 8, limit: int 
     return fig
 
 
-# Grad-CAM's colours: a perceptually ordered map (dark: no weight, yellow: the map's maximum) that holds no
-# cyan, so the radiologist's box, drawn in BOX_COLOUR, never blends into the heat.
-CAM_CMAP = "inferno"
-
-
-BOX_COLOUR = "cyan"
-
-
-CAM_ALPHA = 0.45
-
-
-def cam_colourbar(fig, bottom_inches: float = 0.3, label: str = "Grad-CAM weight (share of the map's maximum)"):
+def cam_colourbar(fig, bottom_inches: float = 0.3):
     """One horizontal colour bar for every Grad-CAM overlay of a figure, saying what its colours mean, in a strip
     bottom_inches above the figure's lower edge (leave about 0.9 inch free there)."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-
     height = fig.get_figheight()
     cax = fig.add_axes([0.25, bottom_inches / height, 0.5, 0.13 / height])
     bar = fig.colorbar(ScalarMappable(norm=Normalize(0, 1), cmap=CAM_CMAP), cax=cax, orientation="horizontal")
-    bar.set_label(label, fontsize=9)
+    bar.set_label("Grad-CAM weight (share of the map's maximum)", fontsize=9)
     bar.ax.tick_params(labelsize=8)
     return bar
 
@@ -106,8 +98,6 @@ def overlay(ax, image: np.ndarray, heatmap: np.ndarray, title: str, box=None, fo
 
     A heatmap without spatial information is not tinted over the image: the panel says so instead.
     """
-    from matplotlib.patches import Rectangle
-
     ax.imshow(to_display(image), cmap="gray")
     if has_spatial_information(heatmap):
         ax.imshow(heatmap, cmap=CAM_CMAP, alpha=CAM_ALPHA, vmin=0, vmax=1)
@@ -118,11 +108,6 @@ def overlay(ax, image: np.ndarray, heatmap: np.ndarray, title: str, box=None, fo
         ax.add_patch(Rectangle(box[:2], box[2], box[3], fill=False, edgecolor=BOX_COLOUR, linewidth=1.8))
     ax.set_title(title, fontsize=fontsize)
     ax.axis("off")
-
-
-# A figure drawn this wide (inches at matplotlib's 100 dpi) is shown at the book's ~700 px column
-# without shrinking, so a 10-point title stays 10 points on the page.
-PAGE_INCHES = 7.0
 
 
 def shown_points(fig, fontsize: float, column_px: int = 700) -> float:
@@ -137,9 +122,6 @@ def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int
     Each heatmap explains the image's true class (examples: class name -> image id), the class of its box;
     predicted (model -> {image id: class index}) adds what the model predicted to each title.
     """
-    import matplotlib.pyplot as plt
-
-
     columns = max(len(examples), 1)
     fig, axes = plt.subplots(len(models), columns, figsize=(PAGE_INCHES, 2.9 * len(models) + 1.3),
                              squeeze=False)

@@ -11,8 +11,6 @@ from cxrlib.core.config import PROFILES
 REPORT_EPOCHS, REPORT_SIZE, REPORT_BACKBONE_SIZE = (PROFILES["full"][k] for k in ("epochs", "resize_to", "backbone_size"))
 
 NO_WEIGHTS = "no pretrained weights"
-
-
 SUMMARY_CLASS = "cxr-summary"
 
 

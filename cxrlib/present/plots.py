@@ -33,17 +33,13 @@ def figure_alt(fig) -> str:
         return " ".join(str(text).split())
 
     title = clean(fig._suptitle.get_text()) if getattr(fig, "_suptitle", None) else ""
-    panels = []
-    for ax in fig.axes:
-        if getattr(ax, "_colorbar", None) is not None or not ax.get_visible():
-            continue
-        name = clean(ax.get_title())
-        if name and name not in panels and name != title:
-            panels.append(name)
+    names = [clean(ax.get_title()) for ax in fig.axes
+             if getattr(ax, "_colorbar", None) is None and ax.get_visible()]  # colour bars and hidden axes aside
+    panels = [name for name in dict.fromkeys(names) if name and name != title]
     if not title and panels:
         title, panels = panels[0], panels[1:]
-    shown = f"; panels: {', '.join(panels[:6])}" + (f" and {len(panels) - 6} more" if len(panels) > 6 else "") \
-        if panels else ""
+    more = f" and {len(panels) - 6} more" if len(panels) > 6 else ""
+    shown = f"; panels: {', '.join(panels[:6])}{more}" if panels else ""
     return f"Figure: {title or 'untitled'}{shown}"
 
 
@@ -57,7 +53,7 @@ def describe_figures() -> None:
 
 
 def say_empty(message: str) -> None:
-    """A sentence in place of a figure when a selection is empty (nothing is drawn)."""
+    """A sentence in place of a figure when a selection is empty (nothing is drawn, so the figure is None)."""
     from IPython.display import Markdown, display
 
     display(Markdown(f"*{message}*"))
@@ -111,9 +107,7 @@ def noise_span(values) -> float:
 
 def loss_axis(ax, values) -> None:
     """Scale a loss axis no finer than the run's noise (noise_span), with at most five ticks of two decimals."""
-    values = _numbers(values)
-    if len(values):
-        span_axis(ax, values, noise_span(values), low=0.0)
+    span_axis(ax, values, noise_span(values))
 
 
 # A score axis (accuracy, macro F1 in [0, 1]) never spans less: on validation sets of a few dozen images, a
@@ -123,23 +117,22 @@ SCORE_SPAN = 0.1
 
 def score_axis(ax, values) -> None:
     """Scale an axis of scores in [0, 1] no finer than SCORE_SPAN, within [0, 1]."""
-    values = _numbers(values)
-    if len(values):
-        span_axis(ax, values, SCORE_SPAN, low=0.0, high=1.0)
+    span_axis(ax, values, SCORE_SPAN, high=1.0)
 
 
-def span_axis(ax, values, floor: float, low=None, high=None) -> None:
-    """The y axis around the values, spanning at least floor (kept within low and high), with at most five ticks."""
+def span_axis(ax, values, floor: float, high=None) -> None:
+    """The y axis around the finite values (if any), spanning at least floor (kept within 0 and high), with at
+    most five ticks."""
     from matplotlib.ticker import MaxNLocator
 
+    values = _numbers(values)
+    if not len(values):
+        return
     least, most = float(np.min(values)), float(np.max(values))
     span = max(most - least, floor) * 1.16
-    bottom = (least + most) / 2 - span / 2
-    if low is not None:
-        bottom = max(bottom, low)
-    if high is not None and span >= high - (low or 0):
-        bottom, span = (low or 0), high - (low or 0)  # the whole scale
-    elif high is not None:
+    bottom = max((least + most) / 2 - span / 2, 0.0)
+    if high is not None:
+        span = min(span, high)  # at most the whole scale
         bottom = min(bottom, high - span)
     ax.set_ylim(bottom, bottom + span)
     ax.yaxis.set_major_locator(MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
@@ -179,18 +172,17 @@ def plot_split_distribution(counts: pd.DataFrame, title: str = "Class distributi
     return fig
 
 
-def plot_image_grid(images, titles, title: str, columns: int = 4, cmap="gray", empty: str = ""):
+def plot_image_grid(images, titles, title: str, columns: int = 4, empty: str = ""):
     """Images in a grid with a caption each; for no images, a sentence instead of a blank figure (None)."""
     if not len(images):
-        say_empty(empty or f"{title}: no image to show.")
-        return None
+        return say_empty(empty or f"{title}: no image to show.")
     columns = min(columns, len(images))
     rows = int(np.ceil(len(images) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.45 * rows), squeeze=False)  # room for two-line titles
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, caption in zip(axes.flat, images, titles):
-        ax.imshow(np.asarray(image), cmap=cmap)
+        ax.imshow(np.asarray(image), cmap="gray")
         ax.set_title(caption, fontsize=9)
     fig.suptitle(wrapped(title))
     fig.tight_layout()
@@ -200,8 +192,7 @@ def plot_image_grid(images, titles, title: str, columns: int = 4, cmap="gray", e
 def plot_history(history: pd.DataFrame, title: str):
     """Loss and accuracy for training and validation, by epoch."""
     if history.empty:
-        say_empty(f"{title}: no training history was recorded.")
-        return None
+        return say_empty(f"{title}: no training history was recorded.")
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
     epochs = history.get("epoch", pd.Series(range(len(history)))) + 1
     points = single_points(epochs)  # one epoch: points and a note, not a line between two dots
@@ -230,14 +221,8 @@ def plot_history(history: pd.DataFrame, title: str):
 def plot_metric_bars(table: pd.DataFrame, columns, title: str):
     """Horizontal grouped bars comparing models (rows) on a few metrics, readable for long model names."""
     if table.empty:
-        say_empty(f"{title}: no model to compare.")
-        return None
-    shown = table[list(columns)].iloc[::-1].rename(index=lambda name: short_lines(str(name)))
-    ax = shown.plot.barh(figsize=(7.5, 0.22 * len(columns) * len(table) + 1.5))
-    ax.set(title=wrapped(title, 60), xlabel="score (test set)", ylabel="model", xlim=(0, 1))
-    legend_outside(ax)
-    ax.figure.tight_layout()
-    return ax.figure
+        return say_empty(f"{title}: no model to compare.")
+    return plot_grouped_bars(table[list(columns)], title, "score (test set)", xlim=(0, 1))
 
 
 def class_examples(table: pd.DataFrame, per_class: int, seed: int = 0) -> pd.DataFrame:
@@ -251,8 +236,7 @@ def plot_histories(histories: dict, metric: str = "val_loss", title: str = "Vali
     """One curve per model, to compare how a family of variants trained."""
     drawn = {name: h for name, h in histories.items() if metric in h}
     if not drawn:
-        say_empty(f"{title}: no model recorded {metric}.")
-        return None
+        return say_empty(f"{title}: no model recorded {metric}.")
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     singles = [name for name, history in drawn.items() if single_points(history["epoch"])]
     for name, history in drawn.items():
@@ -270,14 +254,13 @@ def plot_histories(histories: dict, metric: str = "val_loss", title: str = "Vali
     return fig
 
 
-def plot_grouped_bars(table: pd.DataFrame, title: str, xlabel: str, ylabel: str = "model"):
+def plot_grouped_bars(table: pd.DataFrame, title: str, xlabel: str, xlim=None):
     """Horizontal bars, one group per row (names on two lines where tagged), one colour per column, legend outside."""
     if table.empty:
-        say_empty(f"{title}: nothing to show.")
-        return None
+        return say_empty(f"{title}: nothing to show.")
     shown = table.iloc[::-1].rename(index=lambda name: short_lines(str(name)))
-    ax = shown.plot.barh(figsize=(7.5, 0.22 * table.shape[1] * len(table) + 1.5))
-    ax.set(title=wrapped(title, 60), xlabel=xlabel, ylabel=ylabel)
+    ax = shown.plot.barh(figsize=(7.5, 0.22 * table.shape[1] * len(table) + 1.5), xlim=xlim)
+    ax.set(title=wrapped(title, 60), xlabel=xlabel, ylabel="model")
     legend_outside(ax)
     ax.figure.tight_layout()
     return ax.figure

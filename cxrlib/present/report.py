@@ -79,10 +79,8 @@ COUNTERPARTS = {
 
 def counterpart(chapter: str, model: str):
     """The report's row that our `model` of `chapter` reproduces, or None where the report has none."""
-    for name, row in COUNTERPARTS.get(chapter, {}).items():
-        if model == name or (name.endswith("_") and model.startswith(name)):
-            return row
-    return None
+    return next((row for name, row in COUNTERPARTS.get(chapter, {}).items()
+                 if model == name or (name.endswith("_") and model.startswith(name))), None)
 
 
 def report_rows(*names: str) -> pd.DataFrame:
@@ -99,16 +97,13 @@ def paired(ours: pd.DataFrame, pairs: dict) -> pd.DataFrame:
 
     pairs maps our model name (an index of `ours`) to the report row it reproduces (None: no counterpart).
     """
-    blocks = []
+    blocks = {}
     for model, report_name in pairs.items():
         rows = {"ours": ours.loc[model]}
         if report_name:
             rows[f"report ({report_name})"] = report_rows(report_name).iloc[0]
-        block = pd.DataFrame(rows).T.reindex(columns=ours.columns)  # ours' columns, in ours' order
-        blocks.append(block.set_index(pd.MultiIndex.from_product([[model], list(rows)])))
-    table = pd.concat(blocks)
-    table.index.names = ["model", "source"]
-    return table
+        blocks[model] = pd.DataFrame(rows).T.reindex(columns=ours.columns)  # ours' columns, in ours' order
+    return pd.concat(blocks, names=["model", "source"])
 
 
 def verdict(ours: pd.DataFrame, model: str, report_name: str, data_text: str) -> str:

@@ -16,9 +16,9 @@ class Selection:
     """Which images a (model, true class, predicted class) choice picks, and their probabilities."""
 
     def __init__(self, predictions: dict):
-        frames = {name: frame.set_index("Image Index") for name, frame in predictions.items()}
-        common = sorted(set.intersection(*(set(f.index) for f in frames.values())))
-        self.frames = {name: frame.loc[common] for name, frame in frames.items()}
+        indexed = {name: frame.set_index("Image Index") for name, frame in predictions.items()}
+        common = sorted(set.intersection(*(set(f.index) for f in indexed.values())))
+        self.frames = {name: frame.loc[common] for name, frame in indexed.items()}
         self.ids = common
 
     @property
@@ -26,50 +26,44 @@ class Selection:
         """Model names, in the order given."""
         return list(self.frames)
 
-    def probabilities(self, model: str) -> np.ndarray:
-        """A model's probabilities ('all models': their average) for every image."""
-        if model == ALL_MODELS:
-            return np.mean([frames.probabilities(f) for f in self.frames.values()], axis=0)
-        return frames.probabilities(self.frames[model])
-
     def predicted(self, model: str) -> np.ndarray:
         """A model's predicted class per image; for 'all models', the class most models predicted
         (ties: the first model's), so an image every model got wrong never reads 'predicted <true class>'."""
-        preds = np.array([f["pred"].to_numpy() for f in self.frames.values()])
         if model != ALL_MODELS:
             return self.frames[model]["pred"].to_numpy()
+        preds = np.array([f["pred"].to_numpy() for f in self.frames.values()])
         votes = np.array([(preds == k).sum(axis=0) for k in range(len(CLASSES))])
         best = votes.max(axis=0)
         return np.array([next(p for p in preds[:, i] if votes[p, i] == best[i]) for i in range(preds.shape[1])])
+
+    def image_probabilities(self, image_id: str) -> pd.DataFrame:
+        """Every model's probabilities for one image: a row per model, a column per class (what captions show)."""
+        return pd.DataFrame([frames.probabilities(f.loc[[image_id]])[0] for f in self.frames.values()],
+                            index=self.models, columns=list(CLASSES))
 
     def agreement(self, image_id: str, class_index: int) -> int:
         """How many models predict class_index for one image (what an 'all models' caption may claim)."""
         return int(sum(int(frame.loc[image_id, "pred"]) == int(class_index) for frame in self.frames.values()))
 
     def claim(self, model: str, image_id: str, class_index: int) -> str:
-        """'predicted Effusion by VGG16', or for 'all models' how many of them predict it, counted from the data."""
-        return prediction_claim(model, CLASSES[int(class_index)], self.agreement(image_id, class_index),
-                                len(self.frames))
+        """'predicted Effusion by VGG16', or for 'all models' how many of them predict it, counted from the data
+        ('by 2 of 5 models'; 'by all 5 models' only when every one does)."""
+        claim = f"predicted {CLASSES[int(class_index)]} by "
+        if model != ALL_MODELS:
+            return claim + model
+        agreeing, total = self.agreement(image_id, class_index), len(self.frames)
+        return claim + (f"all {total} models" if agreeing == total else f"{agreeing} of {total} models")
 
     def pick(self, model: str, true_class: str = ANY, predicted: str = ANY) -> pd.DataFrame:
         """Misclassified images of one model (or of every model) filtered by true and predicted class."""
         labels = next(iter(self.frames.values()))["label"].to_numpy()
         if model == ALL_MODELS:
-            wrong = np.all([f["pred"].to_numpy() != labels for f in self.frames.values()], axis=0)
+            keep = np.all([f["pred"].to_numpy() != labels for f in self.frames.values()], axis=0)
         else:
-            wrong = self.frames[model]["pred"].to_numpy() != labels
+            keep = self.frames[model]["pred"].to_numpy() != labels
         pred = self.predicted(model)
-        keep = wrong.copy()
         if true_class != ANY:
             keep &= labels == CLASSES.index(true_class)
         if predicted != ANY:
             keep &= pred == CLASSES.index(predicted)
         return pd.DataFrame({"Image Index": np.asarray(self.ids)[keep], "label": labels[keep], "pred": pred[keep]})
-
-
-def prediction_claim(model: str, predicted: str, agreeing: int, total: int) -> str:
-    """The words for what was predicted: one model's prediction, or for 'all models' the class most of them
-    predict with how many do ('by 2 of 5 models'; 'by all 5 models' only when every one does)."""
-    if model != ALL_MODELS:
-        return f"predicted {predicted} by {model}"
-    return f"predicted {predicted} by " + (f"all {total} models" if agreeing == total else f"{agreeing} of {total} models")

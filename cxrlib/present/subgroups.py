@@ -1,8 +1,10 @@
 """The subgroup chapter's page: rates and gaps as tables with intervals, the findings in words, and figures."""
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from cxrlib.present.plots import legend_below, wrapped
 from cxrlib.science.subgroups import ATTRIBUTES, BASES, FNFR, MIN_IMAGES, TOO_FEW
@@ -44,22 +46,10 @@ def gaps_table(gaps: pd.DataFrame) -> pd.DataFrame:
     return table.reindex(index=rows, columns=order).fillna("–").rename_axis(columns=None)
 
 
-def readable_share(rates: pd.DataFrame) -> tuple:
-    """(rates read, rates in all) per model (the counts, hence the reading, are the same for every model)."""
-    first = rates[rates["model"] == rates["model"].iloc[0]]
-    return int((first["reading"] == "").sum()), len(first)
-
-
-def gap_sentences(gaps: pd.DataFrame, metric: str = FNFR) -> list:
-    """One sentence per gap of the metric whose interval excludes 0."""
-    clear = gaps[(gaps["metric"] == metric) & gaps["excludes 0"]]
-    return [f"{row.model}: {row.attribute}, {row.gap}: {row.estimate:+.3f} (95% interval {row.low:+.3f} to "
-            f"{row.high:+.3f})" for row in clear.itertuples()]
-
-
 def findings_text(rates: pd.DataFrame, gaps: pd.DataFrame, test_images: int, patients: int) -> str:
     """Plain sentences: how much of the table can be read, and which FNFR gaps the intervals support."""
-    read, total = readable_share(rates)
+    first = rates[rates["model"] == rates["model"].iloc[0]]  # the counts, hence the reading, are every model's
+    read, total = int((first["reading"] == "").sum()), len(first)
     lines = [f"The test set holds {test_images} images of {patients} patients. Of the {total} rates per model "
              f"(five metrics by {rates['group'].nunique()} groups), {read} rest on {MIN_IMAGES} or more images; "
              f"the others are marked *{TOO_FEW}* and stay out of the gaps."]
@@ -67,9 +57,11 @@ def findings_text(rates: pd.DataFrame, gaps: pd.DataFrame, test_images: int, pat
     if len(widths):
         lines.append(f"The narrowest FNFR gap interval reaches ±{widths.min():.2f} around its estimate: a true gap "
                      f"smaller than about {widths.min():.2f} could not be told from 0 on this test set.")
-    clear = gap_sentences(gaps)
-    if clear:
-        lines.append("FNFR gaps whose 95% interval excludes 0:\n\n" + "\n".join(f"- {line}" for line in clear))
+    clear = gaps[(gaps["metric"] == FNFR) & gaps["excludes 0"]]
+    if len(clear):
+        lines.append("FNFR gaps whose 95% interval excludes 0:\n\n" + "\n".join(
+            f"- {row.model}: {row.attribute}, {row.gap}: {row.estimate:+.3f} (95% interval {row.low:+.3f} to "
+            f"{row.high:+.3f})" for row in clear.itertuples()))
     elif len(gaps[gaps["metric"] == FNFR]):
         lines.append("No FNFR gap has a 95% interval that excludes 0: this test set cannot tell whether any "
                      "group is missed more often than another. That is not evidence that the rates are equal.")
@@ -89,17 +81,15 @@ def group_label(row) -> str:
 
 def draw_rates(ax, rates: pd.DataFrame, models: list, metric: str) -> None:
     """One metric's rate per group (rows) and model (offset points), with intervals; too-few rates hollow."""
-    colours = [f"C{k}" for k in range(len(models))]
-    first = rates[(rates["metric"] == metric) & (rates["model"] == models[0])].reset_index(drop=True)
-    for k, (model, colour) in enumerate(zip(models, colours)):
-        mine = rates[(rates["metric"] == metric) & (rates["model"] == model)].reset_index(drop=True)
+    rates = rates[rates["metric"] == metric]
+    for k, model in enumerate(models):
+        mine, colour = rates[rates["model"] == model].reset_index(drop=True), f"C{k}"
         y = np.arange(len(mine)) + (k - (len(models) - 1) / 2) * 0.25
-        for i, row in mine.iterrows():
-            if np.isnan(row["estimate"]):
-                continue
+        for i, row in mine.dropna(subset=["estimate"]).iterrows():
             err = [[max(row["estimate"] - row["low"], 0)], [max(row["high"] - row["estimate"], 0)]]
             ax.errorbar(row["estimate"], y[i], xerr=None if np.isnan(row["low"]) else err, fmt="o", capsize=3,
                         color=colour, mfc="white" if row["reading"] else colour, alpha=0.45 if row["reading"] else 1)
+    first = rates[rates["model"] == models[0]]
     ax.set_yticks(range(len(first)), [group_label(row) for _, row in first.iterrows()])
     ax.set(xlim=(-0.03, 1.03), ylim=(len(first) - 0.5, -0.5), xlabel="rate (95% patient-bootstrap interval)")
 
@@ -125,9 +115,6 @@ def draw_gaps(ax, gaps: pd.DataFrame, models: list, metric: str) -> None:
 
 def plot_attribute(rates: pd.DataFrame, gaps: pd.DataFrame, metrics, attributes, title: str):
     """Rows: (attribute, metric) pairs; left the rate per group, right the gaps from the reference group."""
-    import matplotlib.pyplot as plt
-
-
     models = list(dict.fromkeys(rates["model"]))
     pairs = [(a, m) for a in attributes for m in metrics]
     heights = [max(len(ATTRIBUTES[a][1]), 2) * 0.38 + 0.9 for a, _ in pairs]
@@ -145,8 +132,6 @@ def plot_attribute(rates: pd.DataFrame, gaps: pd.DataFrame, metrics, attributes,
 
 def legend_handles(models: list) -> list:
     """One marker per model, and the hollow marker of a rate too few to read."""
-    from matplotlib.lines import Line2D
-
     handles = [Line2D([], [], marker="o", color=f"C{k}", linestyle="", label=model) for k, model in enumerate(models)]
     return handles + [Line2D([], [], marker="o", color="grey", mfc="white", linestyle="",
                              label=f"hollow: {TOO_FEW} (fewer than {MIN_IMAGES} images)")]

@@ -92,10 +92,8 @@ def table_html(frame: pd.DataFrame, max_columns: int = 7) -> str:
 
 def use_book_tables() -> None:
     """Show every DataFrame of a running chapter in the book's table style (a no-op outside IPython)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
+    from IPython import get_ipython
+
     shell = get_ipython()
     if shell is not None:
         shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, table_html)

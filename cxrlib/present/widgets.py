@@ -23,41 +23,33 @@ def draw_page(selection: Selection, chosen: pd.DataFrame, images: dict, heatmaps
     every model's probabilities."""
     import matplotlib.pyplot as plt
 
-    from cxrlib.present.gradcam import overlay, to_display
+    from cxrlib.present.gradcam import cam_colourbar, overlay, to_display
     from cxrlib.present.plots import legend_outside, wrapped
 
-    rows = max(len(chosen), 1)
     bar = 0.8 if heatmaps else 0.0  # inches kept below the panels for the Grad-CAM colour bar
-    fig, axes = plt.subplots(rows, 2, figsize=(7.5, 2.6 * rows + 0.4 + bar), squeeze=False,
+    fig, axes = plt.subplots(len(chosen), 2, figsize=(7.5, 2.6 * len(chosen) + 0.4 + bar), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 2.2]})
-    if chosen.empty:
-        for ax in axes.flat:
-            ax.axis("off")
-        axes[0, 0].text(0.5, 0.5, "no image matches this choice", ha="center", va="center")
     for (image_ax, bar_ax), (_, row) in zip(axes, chosen.iterrows()):
         image_id = row["Image Index"]
         claim = selection.claim(model, image_id, row["pred"]).replace(f" by {model}", "")  # the title names the model
         caption = f"{image_id}\ntrue {CLASSES[row['label']]}\n{claim}"
         heatmap = heatmaps(model, image_id) if heatmaps else None
         if heatmap is not None:  # overlay says so where the map has no spatial information
-            caption += f"\n{figure_gradcam_note(model, CLASSES[row['pred']])}"
+            mean = f" ({ALL_MODELS}' mean)" if model == ALL_MODELS else ""  # all models: their mean map of the class
+            caption += f"\nGrad-CAM of {CLASSES[row['pred']]}{mean}"
             overlay(image_ax, images[image_id], fit(heatmap, np.shape(images[image_id])[:2]), panel_caption(caption),
                     fontsize=8)
         else:
             image_ax.imshow(to_display(images[image_id]), cmap="gray")
             image_ax.set_title(panel_caption(caption), fontsize=8)
             image_ax.axis("off")
-        probs = pd.DataFrame({m: selection.frames[m].loc[image_id, [f"p_{c}" for c in CLASSES]].to_numpy()
-                              for m in selection.models}, index=list(CLASSES))
-        probs.plot.barh(ax=bar_ax, legend=image_ax is axes[0, 0], xlim=(0, 1))
+        selection.image_probabilities(image_id).T.plot.barh(ax=bar_ax, legend=image_ax is axes[0, 0], xlim=(0, 1))
         bar_ax.set(xlabel="probability", ylabel="", title="every model's probabilities")
         if image_ax is axes[0, 0]:
             legend_outside(bar_ax, fontsize=7)
     fig.suptitle(wrapped(title))
     fig.tight_layout(rect=(0, bar / fig.get_figheight(), 1, 1))
     if heatmaps:
-        from cxrlib.present.gradcam import cam_colourbar
-
         cam_colourbar(fig, bottom_inches=0.25)
     return fig
 
@@ -72,9 +64,8 @@ def static_gallery(predictions: dict, images: dict, model: str = ALL_MODELS, tru
     if chosen.empty:  # a sentence, not a blank figure
         from cxrlib.present.plots import say_empty
 
-        say_empty(f"No test image is misclassified by {model} with true class {true_class} and predicted class "
-                  f"{predicted}.")
-        return None
+        return say_empty(f"No test image is misclassified by {model} with true class {true_class} and predicted "
+                         f"class {predicted}.")
     return draw_page(selection, chosen.head(count), images, heatmaps, title, model)
 
 
@@ -85,17 +76,6 @@ def page_text(first: int, count: int, total: int) -> str:
     if count == 1:
         return f"image {first + 1} of {total}"
     return f"images {first + 1}-{first + count} of {total}"
-
-
-def no_match_text(model: str, true_class: str, predicted: str) -> str:
-    """The sentence shown instead of images when a choice picks none."""
-    return (f"No test image misclassified by {model} has true class {true_class} and predicted class "
-            f"{predicted}.")
-
-
-def figure_gradcam_note(model: str, predicted: str) -> str:
-    """The class a drawn Grad-CAM explains, short enough for a panel title ('all models': their mean map of it)."""
-    return f"Grad-CAM of {predicted}" + (f" ({ALL_MODELS}' mean)" if model == ALL_MODELS else "")
 
 
 def gradcam_note(model: str, predicted: str) -> str:
@@ -111,8 +91,7 @@ def probability_table(selection: Selection, image_id: str, true_label: int) -> s
     head = "".join(cell.format("th", html.escape(c) + (" (true)" if k == true_label else ""))
                    for k, c in enumerate(CLASSES))
     rows = []
-    for model in selection.models:
-        probs = selection.frames[model].loc[image_id, [f"p_{c}" for c in CLASSES]].to_numpy(float)
+    for model, probs in selection.image_probabilities(image_id).iterrows():
         bars = "".join(cell.format("td", f'<span class="cxr-bar" style="display:inline-block;height:0.7em;'
                                          f'width:{p * 4:.2f}em;background:#4c72b0;margin-right:0.3em"></span>{p:.3f}')
                        for p in probs)
@@ -148,12 +127,8 @@ class MisclassifiedBrowser:
         self.previous, self.next = w.Button(description="previous"), w.Button(description="next")
         self.status, self.message = w.Label(layout=w.Layout(margin="0 0 0 1.5em")), w.HTML()
         self.rows = [self.row() for _ in range(per_page)]
-        for name, control in (("model", self.model), ("true", self.true_class), ("predicted", self.predicted),
-                              ("gradcam", self.gradcam), ("previous", self.previous), ("next", self.next),
-                              ("status", self.status), ("message", self.message)):
-            control.add_class(f"cxr-{name}")
-        for control in (self.model, self.true_class, self.predicted):
-            control.observe(lambda _: self.show(reset=True), names="value")
+        for name in ("gradcam", "previous", "next", "status", "message"):  # the dropdowns are named as they are made
+            getattr(self, name).add_class(f"cxr-{name}")
         self.gradcam.observe(lambda _: self.show(), names="value")  # the same page, with or without the overlay
         self.previous.on_click(lambda _: self.turn(-1))
         self.next.on_click(lambda _: self.turn(+1))
@@ -164,13 +139,15 @@ class MisclassifiedBrowser:
         self.widget.add_class("cxr-widget-browser")
         self.show(reset=True)
 
-    @staticmethod
-    def dropdown(description: str, options: list):
-        """A dropdown wide enough for its longest option."""
+    def dropdown(self, description: str, options: list):
+        """A dropdown wide enough for its longest option; a new choice starts again at the first page."""
         import ipywidgets as w
 
-        return w.Dropdown(options=options, description=description, style={"description_width": "initial"},
+        menu = w.Dropdown(options=options, description=description, style={"description_width": "initial"},
                           layout=w.Layout(width=dropdown_width(description, options)))
+        menu.add_class(f"cxr-{description}")
+        menu.observe(lambda _: self.show(reset=True), names="value")
+        return menu
 
     def row(self) -> tuple:
         """One image slot: (box, image, caption and probabilities)."""
@@ -206,17 +183,18 @@ class MisclassifiedBrowser:
         """Say at once that a page is loading (old images hidden), then fill the page and the status line."""
         if reset:
             self.page, self.picked = 0, self.chosen()
-        page, total, first = self.current(), len(self.picked), self.page * self.per_page
-        text = page_text(first, len(page), total)
+        page, total = self.current(), len(self.picked)
+        text = page_text(self.page * self.per_page, len(page), total)
         self.previous.disabled, self.next.disabled = self.page == 0, self.page >= self.pages() - 1
         for box, _, _ in self.rows:
             box.layout.display = "none"
-        self.message.value = f"<i>loading {text} ...</i>" if total else ""
-        self.status.value = f"loading {text} ..." if total else text
-        if not total:
-            self.message.value = html.escape(no_match_text(self.model.value, self.true_class.value,
-                                                           self.predicted.value))
+        if not total:  # a sentence instead of images
+            self.status.value = text
+            self.message.value = html.escape(f"No test image misclassified by {self.model.value} has true class "
+                                             f"{self.true_class.value} and predicted class {self.predicted.value}.")
             return
+        self.message.value = f"<i>loading {text} ...</i>"
+        self.status.value = f"loading {text} ..."
         for (box, image, caption), (_, row) in zip(self.rows, page.iterrows()):
             image.value, caption.value = self.picture(row), self.caption(row)
             box.layout.display = "flex"
@@ -306,12 +284,10 @@ def gradcam_pixels(image, heatmap) -> np.ndarray:
     """The image in gray with the heatmap in colour on top (as cam_figures.overlay draws it), as RGB pixels."""
     import matplotlib
 
-    from cxrlib.present.gradcam import to_display
+    from cxrlib.present.gradcam import CAM_ALPHA, CAM_CMAP, to_display
 
     gray = to_display(image)
     heat = fit(heatmap, gray.shape)
-    from cxrlib.present.gradcam import CAM_ALPHA, CAM_CMAP
-
     colour = matplotlib.colormaps[CAM_CMAP](np.clip(heat, 0, 1))[..., :3]
     return (1 - CAM_ALPHA) * np.repeat(gray[..., None], 3, axis=-1) + CAM_ALPHA * colour
 
@@ -323,12 +299,13 @@ def browser_data(predictions: dict, images: dict, heatmaps=None, thumb=None, per
     claim no more than that), every model's probabilities, and how many images each pair holds in all (the
     page says where it shows fewer); Grad-CAM overlays for at most gradcam_limit (model, image) pairs.
     Images are embedded at their own size (thumb: a size to resize them to instead)."""
-    from cxrlib.science.gradcam import has_spatial_information
+    from cxrlib.science.gradcam import NO_SPATIAL_INFORMATION, has_spatial_information
 
     selection = Selection(predictions)
-    choices, totals, shown, cams, notes = {}, {}, {}, {}, {}
+    choices, totals, shown, cams, notes, wrong = {}, {}, {}, {}, {}, set()
     for model in (ALL_MODELS, *selection.models):
         picked = selection.pick(model)
+        wrong.update(picked["Image Index"])
         groups = list(picked.groupby(["label", "pred"], sort=True)) if len(picked) else []
         chosen = pd.concat([g.head(per_choice) for _, g in groups]) if groups else picked
         totals[model] = [[int(label), int(pred), len(g)] for (label, pred), g in groups]
@@ -340,34 +317,26 @@ def browser_data(predictions: dict, images: dict, heatmaps=None, thumb=None, per
                 heatmap = heatmaps(model, image_id)
                 if heatmap is not None:  # named by its class; a map without spatial information is not drawn
                     key, informative = f"{model}|{image_id}", has_spatial_information(heatmap)
-                    notes[key] = static_gradcam_note(model, CLASSES[int(pred)], informative)
+                    note = gradcam_note(model, CLASSES[int(pred)])
+                    notes[key] = note if informative else f"{note}: {NO_SPATIAL_INFORMATION}"
                     if informative:
                         cams[key] = data_uri(gradcam_pixels(images[image_id], heatmap), thumb)
     # every model's probabilities for every image a model misclassifies (numbers only, so the whole test set's
     # mistakes fit): what the browser's table shows, and what any caption about them can be checked against
-    wrong = set(selection.pick(ALL_MODELS, ANY, ANY)["Image Index"]).union(
-        *(set(selection.pick(m)["Image Index"]) for m in selection.models))
-    probs = {image_id: {m: [round(float(p), 3) for p in selection.frames[m].loc[image_id, [f"p_{c}" for c in CLASSES]]]
-                        for m in selection.models} for image_id in sorted(wrong | set(shown))}
+    probs = {image_id: {m: [round(float(p), 3) for p in row]
+                        for m, row in selection.image_probabilities(image_id).iterrows()}
+             for image_id in sorted(wrong | set(shown))}
     return {"classes": list(CLASSES), "models": [ALL_MODELS, *selection.models], "choices": choices,
             "totals": totals, "per_choice": per_choice, "gradcam_limit": gradcam_limit, "thumbs": shown, "cams": cams,
             "notes": notes, "probs": probs}
 
 
-def static_gradcam_note(model: str, predicted: str, informative: bool) -> str:
-    """The static browser's line under an image: which class the Grad-CAM explains, and whether its map has
-    spatial information."""
-    from cxrlib.science.gradcam import NO_SPATIAL_INFORMATION
-
-    note = gradcam_note(model, predicted)
-    return note if informative else f"{note}: {NO_SPATIAL_INFORMATION}"
-
-
-# the static twin's script: plain JS over the JSON the page embeds ("%(id)s" is the element's id)
 @functools.lru_cache(maxsize=1)
 def browser_js() -> str:
-    """The static twin's script, read once when a page first embeds it."""
+    """The static twin's script, read once when a page first embeds it: plain JS over the JSON the page embeds
+    ("%(id)s" is the element's id)."""
     return Path(__file__).with_name("browser.js").read_text()
+
 
 INTERACTIVE_NOTE = ("Fully interactive in this page, without a kernel: choose a model (or all models), the true and "
                     "the predicted class, page through the images, and switch the Grad-CAM overlay.")
