@@ -1,11 +1,12 @@
 """The chapters of the book and every fact about them: the results each reads, its parameter defaults, its
 headline row, the report's models it holds and what it spends its time on. The one registry every layer reads.
 
-The runner executes chapters in dependency order, the parameter table knows which chapters take
+The runner executes chapters in dependency order (graphlib), the parameter table knows which chapters take
 which parameters, and the pages and repro tools name chapters from here; nothing here imports the library.
 """
 from __future__ import annotations
 
+import graphlib
 from dataclasses import dataclass, field
 
 
@@ -92,7 +93,14 @@ def needed(names=None) -> dict:
 
 def chapter_order(names=None) -> list:
     """The requested chapters plus everything they read: dependencies first, else in the book's order."""
-    graph, order = needed(names), []
-    while len(order) < len(graph):  # each time, the book's first chapter whose reads are all done
-        order.append(next(c for c in CHAPTERS if c in graph and c not in order and set(graph[c]) <= set(order)))
+    book = list(CHAPTERS)
+    sorter = graphlib.TopologicalSorter(needed(names))
+    sorter.prepare()
+    ready, order = set(), []
+    while sorter.is_active():
+        ready.update(sorter.get_ready())
+        chapter = min(ready, key=book.index)
+        ready.remove(chapter)
+        order.append(chapter)
+        sorter.done(chapter)
     return order
