@@ -90,3 +90,13 @@ def test_every_notebook_states_exactly_its_parameters_once():
     for name in PARAMETERS:
         assert all(name in settings for settings in PROFILES.values()) or any(
             name in facts.defaults for facts in REGISTRY.values()), f"{name} has no default"
+
+
+def test_cxr_browse_reaches_the_server_with_its_options(monkeypatch):
+    """The browse subcommand calls browse.serve (a parser variable of the same name once hid the module)."""
+    from cxrlib.machinery import browse, cli
+
+    seen = []
+    monkeypatch.setattr(browse, "serve", lambda *args: seen.append(args))
+    assert cli.main(["browse", "--profile", "smoke", "--port", "8123", "--lab"]) == 0
+    assert seen == [("smoke", 8123, None, "127.0.0.1", True, False)]
