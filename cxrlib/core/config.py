@@ -103,6 +103,7 @@ WHY = {
     "full": ("the report's sizes, epochs, split sizes, fine-tuning depths and plain argmax, on the real dataset",),
 }
 
+
 def profile_settings(profile: str) -> dict:
     """Fail early on a typo in a profile name rather than deep inside a chapter."""
     if profile not in PROFILES:

@@ -69,7 +69,6 @@ def negative_log_likelihood(y_true, logits) -> float:
     return true_class_loss(y_true, log_softmax(logits))
 
 
-
 def balancing_offsets(logits, tolerance: float = 1e-9, max_steps: int = 1000) -> np.ndarray:
     """Per-class logit offsets after which every class has the same mean predicted probability over these rows.
 
@@ -93,6 +92,7 @@ def balancing_offsets(logits, tolerance: float = 1e-9, max_steps: int = 1000) ->
         if np.abs(step).max() < tolerance:
             break
     return offsets - offsets.mean()
+
 
 class TemperatureFit(NamedTuple):
     """A fitted temperature, and whether the search stopped at one of its ends (the optimum may lie beyond)."""

@@ -82,9 +82,9 @@ def _maps_and_logits(model, layer=None):
     """A function image batch -> (target feature maps, pre-softmax class scores), through nested models."""
     import keras
 
-    name, nested = (layer, None) if layer else gradcam_target(model)
     from cxrlib.science.training import classifier_layer
 
+    name, nested = (layer, None) if layer else gradcam_target(model)
     classifier = classifier_layer(model)
     if classifier is None:
         raise ValueError(f"model {model.name} has no Dense classifier for Grad-CAM")

@@ -277,7 +277,6 @@ def predict_with_logits(model, dataset):
     return softmax(logits), logits, seconds
 
 
-
 def balance(model, val_ds) -> np.ndarray:
     """Fold calibration.balancing_offsets of the validation logits into the classifier's biases, so every later
     prediction (saved model, Grad-CAM's predicted class, ensembles) decides on balanced classes; the offsets."""
@@ -288,6 +287,7 @@ def balance(model, val_ds) -> np.ndarray:
     bias = classifier_layer(model).bias
     bias.assign(keras.ops.convert_to_numpy(bias) + offsets.astype(np.float32))
     return offsets
+
 
 def distribution_scope():
     """Mirror training over every GPU when there are several; otherwise the default strategy."""
