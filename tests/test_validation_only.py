@@ -63,9 +63,25 @@ def test_out_of_fold_predictions_come_from_weights_fitted_without_their_rows():
 
     fold = ensemble.patient_folds(np.repeat([1, 2, 3, 4], 2), folds=2, seed=0)
     assert [len(set(fold[2 * i:2 * i + 2])) for i in range(4)] == [1] * 4  # a patient's rows share a fold
-    out = ensemble.out_of_fold(fit_weights, [np.eye(4)[labels], np.zeros((8, 4))], labels, fold)
+    out = ensemble.out_of_fold(fit_weights, [{"right": np.eye(4)[labels]}, {"blank": np.zeros((8, 4))}], labels, fold)
     assert seen == [4, 4]  # each fold fitted on the other half only
     assert (out.argmax(axis=1) == labels).all()
+
+
+def test_out_of_fold_predictions_choose_each_member_again_without_their_rows():
+    """Two candidates for one member, each right on one fold and wrong on the other: either scores 0.5 on the
+    whole validation set, but a choice made on the other fold always picks the one wrong on the held fold."""
+    labels = np.arange(8) % 4
+    fold = ensemble.patient_folds(np.arange(8), folds=2, seed=0)
+    right, wrong = np.eye(4)[labels], np.eye(4)[(labels + 1) % 4]
+    first = {"right on fold 0": np.where((fold == 0)[:, None], right, wrong),
+             "right on fold 1": np.where((fold == 1)[:, None], right, wrong)}
+    out = ensemble.out_of_fold(lambda probs, y: np.ones(len(probs)), [first], labels, fold)
+    assert ensemble.fast_macro_f1(labels, out.argmax(axis=1)) == 0
+    fitted = ensemble.fit_on_validation({"member": first["right on fold 0"]}, labels, np.arange(8), folds=2,
+                                        candidates={"member": first}, restarts=1, de_maxiter=5, population=4,
+                                        generations=2)
+    assert all(ensemble.fast_macro_f1(labels, z.argmax(axis=1)) == 0 for z in fitted.val_log_probs.values())
 
 
 def test_nothing_fitted_moves_when_the_test_split_changes(tmp_path):

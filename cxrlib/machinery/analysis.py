@@ -213,14 +213,22 @@ def ensembles_of(ch, chosen: Chosen, val: dict, test: dict) -> Ensembles:
 
     members_pretrained = all(shown == label for label, shown in chosen.labels.items())
     names = {model_label(NAMES[key], members_pretrained): key for key in NAMES}  # tagged like their members
-    fitted = fit_ensembles(ch, val)
+    fitted = fit_ensembles(ch, val, candidate_logits(ch, chosen))
     results, frames = save_ensembles(ch, fitted, val, test, names)
     return Ensembles(fitted, names, results, frames, save_temperatures(ch, chosen.keys, val))
 
 
-def fit_ensembles(ch, val: dict):
+def candidate_logits(ch, chosen: Chosen) -> dict:
+    """Member label -> {'chapter/model': validation logits} of every candidate the member was chosen from."""
+    pool = candidates(ch.profile, ch.runs_root)
+    frames = ch.predictions([key for keys in pool.values() for key in keys], "val")
+    return {chosen.labels[label]: {key: runs.logits(frames[key]) for key in keys} for label, keys in pool.items()}
+
+
+def fit_ensembles(ch, val: dict, candidates: dict | None = None):
     """The ensemble weights (GA and differential evolution), fitted on the validation predictions only, with the
-    chapter's GA settings; val: member label -> validation predictions (with logits)."""
+    chapter's GA settings; val: member label -> validation predictions (with logits); candidates: see
+    science.ensemble.fit_on_validation."""
     from cxrlib.science import ensemble
 
     first = next(iter(val.values()))
@@ -228,7 +236,8 @@ def fit_ensembles(ch, val: dict):
     options = {name: ch[f"ga_{name}"] for name in ("population", "generations", "crossover", "mutation",
                                                     "crossover_genes", "tournament", "elitism")}
     return ensemble.fit_on_validation({label: runs.logits(frame) for label, frame in val.items()}, first["label"],
-                                      patients, seed=ch["seed"], restarts=ch["ga_restarts"], **options)
+                                      patients, candidates=candidates, seed=ch["seed"], restarts=ch["ga_restarts"],
+                                      **options)
 
 
 def save_ensembles(ch, fitted, val: dict, test: dict, names: dict) -> tuple:

@@ -133,15 +133,23 @@ def patient_folds(patients, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
     return np.array([fold_of[p] for p in patients])
 
 
-def out_of_fold(fit, logits: list, y_true, fold: np.ndarray) -> np.ndarray:
-    """Each row's ensemble log-probabilities under weights fit(probs, labels) found on the other folds only:
-    validation predictions the weights never saw, so their validation score is not flattered."""
-    y_true, probs = np.asarray(y_true, int), [softmax(z) for z in logits]
-    out = np.empty(np.shape(logits[0]))
+def best_candidate(candidates: dict, y_true, rows) -> str:
+    """The candidate (name -> logits) with the highest macro F1 on these rows; the first of equals, so the
+    caller's order is its preference."""
+    return max(candidates, key=lambda name: fast_macro_f1(y_true[rows], np.asarray(candidates[name])[rows].argmax(1)))
+
+
+def out_of_fold(fit, candidates: list, y_true, fold: np.ndarray) -> np.ndarray:
+    """Each row's ensemble log-probabilities with every choice made on the other folds only: each member's
+    candidate (name -> logits, chosen as the validation choice chooses) and the weights fit(probs, labels).
+    Validation predictions no choice saw, so their score is not flattered by picking members on the same rows."""
+    y_true = np.asarray(y_true, int)
+    out = np.empty(np.shape(next(iter(candidates[0].values()))))
     for k in np.unique(fold):
         held = fold == k
-        weights = fit([p[~held] for p in probs], y_true[~held])
-        out[held] = weighted_log_probs([np.asarray(z)[held] for z in logits], weights)
+        members = [np.asarray(options[best_candidate(options, y_true, ~held)]) for options in candidates]
+        weights = fit([softmax(z[~held]) for z in members], y_true[~held])
+        out[held] = weighted_log_probs([z[held] for z in members], weights)
     return out
 
 
@@ -163,18 +171,22 @@ def weight_fitters(seed: int = 0, restarts: int = 3, de_maxiter: int = 60, **ga_
             "differential_evolution": lambda probs, y: evolution_weights(probs, y, seed=seed, maxiter=de_maxiter)}
 
 
-def fit_on_validation(val_logits: dict, y_val, patients, *, seed: int = 0, restarts: int = 3, folds: int = FOLDS,
-                      de_maxiter: int = 60, **ga_options) -> ValidationFit:
-    """Every ensemble's weights from the validation set alone (val_logits: model -> logits), and out-of-fold
-    validation predictions, so the GA and DE ensembles compete in the validation choice like any model."""
+def fit_on_validation(val_logits: dict, y_val, patients, *, candidates: dict | None = None, seed: int = 0,
+                      restarts: int = 3, folds: int = FOLDS, de_maxiter: int = 60, **ga_options) -> ValidationFit:
+    """Every ensemble's weights from the validation set alone (val_logits: member -> logits), and out-of-fold
+    validation predictions, so the GA and DE ensembles compete in the validation choice like any model.
+
+    candidates: member -> {name: logits} that member was chosen from on validation (default: itself alone);
+    each fold chooses again, on the other folds."""
     logits, y_val = list(val_logits.values()), np.asarray(y_val, int)
+    candidates = candidates or {member: {member: z} for member, z in val_logits.items()}
     probs = [softmax(z) for z in logits]
     fitters = weight_fitters(seed, restarts, de_maxiter, **ga_options)
     best, every = genetic_restarts(probs, y_val, seeds=range(seed, seed + restarts), **ga_options)
     weights = {"ga": best.weights, "differential_evolution": fitters["differential_evolution"](probs, y_val),
                "average": fitters["average"](probs, y_val)}
     fold = patient_folds(patients, folds, seed)
-    val = {key: out_of_fold(fit, logits, y_val, fold) for key, fit in fitters.items()}
+    val = {key: out_of_fold(fit, [candidates[m] for m in val_logits], y_val, fold) for key, fit in fitters.items()}
     table = pd.DataFrame({METHODS[key]: weights[key] for key in ("ga", "differential_evolution", "average")},
                          index=list(val_logits))
     return ValidationFit(table, every, val)
