@@ -12,8 +12,6 @@ import tomllib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import yaml
-
 from cxrlib.core.config import REPO_ROOT
 from cxrlib.core.registry import CHAPTERS, RunnerError
 
@@ -119,6 +117,8 @@ def run_arguments(chapter: str, profile: str, params: dict, data_dir=None) -> li
 
 def yaml_value(value) -> str:
     """A parameter value as `-p` reads it back (YAML flow style, one line)."""
+    import yaml  # here, not above: `make lock` runs this module where only uv is installed
+
     if isinstance(value, tuple):
         value = list(value)
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("...\n").strip()

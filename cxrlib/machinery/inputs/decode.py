@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cxrlib.core.errors import DataError
+from cxrlib.machinery.inputs import png
 
 # Bump when decoding changes, so arrays cached by older code are not served.
 # 3: the downscale to the target size reduces by whole blocks first (REDUCING_GAP).
 DECODE_VERSION = 3
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Depths detectors and exporters use; a 16-bit file without sBIT is read at the smallest that fits.
 BIT_DEPTHS = (8, 10, 12, 14, 16)
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -47,16 +47,12 @@ class BadImage(DataError):
 
 def png_chunks(data: bytes) -> dict:
     """The PNG chunks before the image data (IHDR, sBIT, ...), by type; {} for other formats."""
-    if not data.startswith(PNG_SIGNATURE):
-        return {}
-    chunks, at = {}, len(PNG_SIGNATURE)
-    while at + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[at:at + 8])
+    found = {}
+    for kind, payload in png.chunks(data) if data.startswith(png.SIGNATURE) else ():
         if kind == b"IDAT":
             break
-        chunks[kind.decode("latin-1")] = data[at + 8:at + 8 + length]
-        at += 12 + length
-    return chunks
+        found[kind.decode("latin-1")] = payload
+    return found
 
 
 def bits_used(top: int, sbit=None, container: int = 16) -> int:
@@ -127,7 +123,7 @@ def problem(pixels: np.ndarray) -> str:
 
 def png_header_size(data: bytes):
     """(width, height) from a PNG's IHDR, which the standard puts first; None for other formats."""
-    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+    if len(data) < 24 or not data.startswith(png.SIGNATURE) or data[12:16] != b"IHDR":
         return None
     return struct.unpack(">II", data[16:24])
 
@@ -170,7 +166,14 @@ def opened(data: bytes):
 
 
 def decode_bytes(data: bytes) -> np.ndarray:
-    """The file's full-size 8-bit grey pixels: the one place pixels are decoded; BadImage when they cannot be had."""
+    """The file's full-size 8-bit grey pixels: the one place pixels are decoded; BadImage when they cannot be had.
+    NIH's kind of PNG takes the fast path (inputs.png), any other file Pillow."""
+    stated = png_header_size(data)
+    if stated:
+        check_budget(*stated)
+    fast = png.decode_grey8(data)
+    if fast is not None:
+        return fast
     sbit = png_chunks(data).get("sBIT")  # the depth each channel's values really use, where the file says
     with opened(data) as image:
         return grey_pixels(image, max(sbit) if sbit else None)
