@@ -104,8 +104,9 @@ def compiled():
 def decode_grey8(data: bytes):
     """The pixels (height, width) uint8 of an 8-bit grey PNG, exactly as Pillow decodes them; None for any other
     file, or where the stream is not exactly the rows its header states (Pillow then decides)."""
-    stream, tools = grey8_stream(data), compiled()
-    if stream is None or tools is None:
+    stream = grey8_stream(data)
+    tools = compiled() if stream else None  # numba is imported only for a file it will decode
+    if tools is None:
         return None
     (width, height, packed), (deflate, unfilter) = stream, tools
     try:
