@@ -1,0 +1,44 @@
+"""Choose on validation, report on test: the one rule by which the book names a best model, anywhere.
+
+Picking the best of twenty models by their test score flatters the winner by luck, and the test split is then
+no longer an independent check. So every "best" (a chapter's headline, the report's five models, the
+conclusions' best, the subgroups' and the ensembles' members) is the highest validation macro F1 among the
+candidates the caller names, ties going to the first in the caller's order (its stated preference).
+
+>>> choose({"a": 0.4, "b": 0.6, "c": 0.6})
+'b'
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from cxrlib.science.metrics import macro_f1
+
+METRIC = "validation macro F1"
+
+
+def validation_scores(val_predictions: dict) -> pd.Series:
+    """key -> macro F1 of its validation predictions (frames with 'label' and 'pred')."""
+    return pd.Series({key: macro_f1(frame["label"], frame["pred"]) for key, frame in val_predictions.items()},
+                     name=METRIC, dtype=float)
+
+
+def choose(scores, among=None) -> str:
+    """The key with the highest score (a mapping or Series), among the keys named (default: all), first of
+    equals in their order; a NaN score never wins. Raises ValueError naming the keys when none has a score."""
+    scores = dict(scores)
+    keys = [key for key in (scores if among is None else among)
+            if key in scores and scores[key] is not None and not math.isnan(scores[key])]
+    if not keys:
+        named = ", ".join(map(str, among if among is not None else scores)) or "none"
+        raise ValueError(f"no model has a validation score to choose by (candidates: {named}); run the chapters "
+                         f"that train them first")
+    return max(keys, key=lambda key: scores[key])  # max keeps the first of equals
+
+
+def choose_each(scores, groups: dict) -> dict:
+    """group -> its chosen key, for groups (name -> candidate keys in preference order) with any scored key."""
+    return {group: choose(scores, keys) for group, keys in groups.items()
+            if any(key in dict(scores) for key in keys)}
