@@ -322,3 +322,38 @@ def test_harmonised_resolution_is_the_same_for_every_class(tmp_path, isolated, h
     else:
         assert spread > 10, by_class  # without it, sharpness alone tells Effusion apart
         assert "kept as they are" in pipeline_resolution(data)
+
+
+def test_limit_per_patient_keeps_at_most_cap_images_of_each_patient_seeded():
+    from cxrlib.science.data.splits import limit_per_patient
+
+    table = pd.DataFrame({"Patient ID": [1] * 10 + [2] * 3 + [3], "label": [1] * 10 + [0] * 3 + [2]})
+    kept = limit_per_patient(table, 2, seed=0)
+    assert kept.groupby("Patient ID").size().to_dict() == {1: 2, 2: 2, 3: 1}
+    assert kept.index.equals(limit_per_patient(table, 2, seed=0).index)  # seeded
+    assert limit_per_patient(table, None) is table
+
+
+def test_one_patient_over_the_stated_share_of_a_class_is_refused_in_one_line():
+    from cxrlib.science.data.splits import check_patient_shares, patient_shares
+
+    table = pd.DataFrame({"Patient ID": [116] * 3 + [1, 2, 3, 4], "label": [1] * 7,
+                          "split": ["test"] * 7})
+    assert patient_shares(table).iloc[0]["largest share of one patient"] == pytest.approx(3 / 7)
+    check_patient_shares(table, None)  # no limit: nothing to check
+    check_patient_shares(table, 0.5)
+    with pytest.raises(DataError, match=r"^patient 116 supplies 43% of the Effusion images of test in the sample; "
+                                        r"at most 25% is allowed \(max_patient_share\)") as err:
+        check_patient_shares(table, 0.25, "the sample")
+    assert "\n" not in str(err.value)
+
+
+def test_the_small_profiles_keep_every_patient_below_the_stated_share_of_the_shipped_sample():
+    from cxrlib.core.config import profile_settings
+    from cxrlib.machinery.inputs import load_for
+    from cxrlib.science.data.splits import patient_shares
+
+    for profile in ("smoke", "cpu"):
+        settings = profile_settings(profile)
+        shares = patient_shares(load_for(None, {**settings, "image_size": None}).table)
+        assert (shares["largest share of one patient"] <= settings["max_patient_share"]).all(), profile

@@ -44,6 +44,11 @@ _COMMON = {
     # section 1.2: the data
     "harmonise_resolution": False,
     "on_bad_image": "fail",
+    # at most this many images of one patient (None: all): one patient's images are correlated, and in the sample
+    # one patient would otherwise supply most of a class's test images
+    "max_per_patient": None,
+    # no patient may supply more than this share of any class's validation or test images (None: no check)
+    "max_patient_share": None,
     # every class must have at least this many images in every split, else the run stops before training
     "min_per_split": 1,
     # TensorFlow's deterministic ops: bit-identical reruns on a CPU; full may switch them off for speed
@@ -70,14 +75,14 @@ _COMMON = {
 }
 PROFILES = {
     # seconds per chapter: tiny images, a few epochs, a handful of images per class
-    "smoke": {**_COMMON, "balance_predictions": True, "run_eagerly": True, "class_weight": "balanced", "harmonise_resolution": True, "image_size": 64, "resize_to": 57, "batch_size": 16, "epochs": 2,
+    "smoke": {**_COMMON, "max_per_patient": 2, "max_patient_share": 0.25, "balance_predictions": True, "run_eagerly": True, "class_weight": "balanced", "harmonise_resolution": True, "image_size": 64, "resize_to": 57, "batch_size": 16, "epochs": 2,
               "patience": 2, "max_per_class": {"train": 16, "val": 8, "test": 8},
               "backbone_size": 32, "fine_tune": "first", "fine_tune_epochs": 1, "hyperband_max_epochs": 2,
               "ga_population": 12, "ga_generations": 8, "bootstrap": 100},
     # a 2-core laptop: the sample at reduced resolution, enough epochs to learn something. Every image is first
     # harmonised to the sample's smallest native size (64 px), so larger inputs add pixels but no information:
     # the from-scratch nets take 96 px (the fused net's last maps stay 4x4 for Grad-CAM), the backbones 64 px
-    "cpu": {**_COMMON, "balance_predictions": True, "class_weight": "balanced", "harmonise_resolution": True, "min_per_split": 3, "image_size": 96, "resize_to": 87,
+    "cpu": {**_COMMON, "max_per_patient": 2, "max_patient_share": 0.25, "balance_predictions": True, "class_weight": "balanced", "harmonise_resolution": True, "min_per_split": 3, "image_size": 96, "resize_to": 87,
             "batch_size": 16, "epochs": 25, "patience": 8, "max_per_class": None,
             "backbone_size": 64, "fine_tune": "first", "fine_tune_epochs": 5, "hyperband_max_epochs": 6},
     # the report's settings, meant for a GPU and the real dataset

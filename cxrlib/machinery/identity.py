@@ -14,8 +14,8 @@ from functools import lru_cache
 from cxrlib.core.config import REPO_ROOT
 
 # Settings that shape the data a chapter reads (rows or pixels); part of every data identity.
-DATA_SETTINGS = ("seed", "fractions", "caps", "training_set", "max_per_class", "harmonise_resolution",
-                 "on_bad_image")
+DATA_SETTINGS = ("seed", "fractions", "caps", "training_set", "max_per_class", "max_per_patient",
+                 "harmonise_resolution", "on_bad_image")
 # Settings that shape how a model trains; part of every trained model's identity.
 TRAINING_SETTINGS = ("epochs", "patience", "batch_size", "learning_rate", "seed", "class_weight",
                      "mixed_precision", "deterministic", "run_eagerly", "balance_predictions")

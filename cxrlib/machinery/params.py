@@ -75,6 +75,8 @@ PARAMETERS = {
     "training_set": Param("choice", help="the report's first (7,996) or larger training set",
                           choices=("first", "more")),
     "max_per_class": Param("limits", help="images per class and split, for quick profiles", nullable=True),
+    "max_per_patient": _int(help="at most this many images of one patient (their images are correlated)", low=1,
+                            high=100_000, nullable=True),
     "harmonise_resolution": Param("bool", help="bring every image to the source's smallest native size first, "
                                   "so resolution cannot act as a label"),
     "on_bad_image": Param("choice", help="an unreadable image stops the run, or is skipped and counted",

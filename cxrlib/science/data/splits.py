@@ -37,6 +37,42 @@ def split_patients(table: pd.DataFrame, fractions=(0.6, 0.2, 0.2), seed: int = 4
     return out
 
 
+def limit_per_patient(table: pd.DataFrame, cap=None, seed: int = 42) -> pd.DataFrame:
+    """Keep at most `cap` images of each patient, chosen with the seed (None: all).
+
+    In a small sample one patient can supply most of a class's test images (the shipped sample holds a patient
+    with 14 Effusion images); that patient's images are correlated, so the split would rest on one person.
+    """
+    if not cap:
+        return table
+    shuffled = table.sample(frac=1.0, random_state=seed)
+    return table.loc[shuffled.groupby("Patient ID", sort=False).head(cap).index.sort_values()]
+
+
+def patient_shares(table: pd.DataFrame, splits=("val", "test")) -> pd.DataFrame:
+    """Per split and class: images, patients, and the largest share of them that one patient supplies."""
+    rows = []
+    for (split, label), cell in table[table["split"].isin(splits)].groupby(["split", "label"]):
+        per_patient = cell.groupby("Patient ID").size()
+        rows.append({"split": split, "class": CLASSES[label], "images": len(cell), "patients": len(per_patient),
+                     "largest share of one patient": per_patient.max() / len(cell),
+                     "that patient": per_patient.idxmax()})
+    return pd.DataFrame(rows)
+
+
+def check_patient_shares(table: pd.DataFrame, largest=None, where: str = "the data") -> None:
+    """No one patient may supply more than `largest` of any class's validation or test images (None: no limit)."""
+    if largest is None:
+        return
+    shares = patient_shares(table)
+    over = shares[shares["largest share of one patient"] > largest]
+    if len(over):
+        first = over.iloc[0]
+        raise DataError(f"patient {first['that patient']} supplies {first['largest share of one patient']:.0%} of "
+                        f"the {first['class']} images of {first['split']} in {where}; at most {largest:.0%} is "
+                        f"allowed (max_patient_share): lower max_per_patient or use more images")
+
+
 def assert_patient_disjoint(table: pd.DataFrame) -> None:
     """A patient in two splits leaks test information into training: refuse it."""
     per_patient = table.groupby("Patient ID")["split"].nunique()
