@@ -19,7 +19,7 @@ UV := $(UV_VENV)/bin/uv
 # the project's Jupyter kernel, registered inside $(VENV); every notebook names it
 KERNEL := cxr-book
 
-.PHONY: book test test-slow test-all env run clean lock bench browse
+.PHONY: book test test-slow test-all env run clean lock bench browse cells
 
 $(STAMP): pyproject.toml $(wildcard $(LOCK))
 	@test -f $(LOCK) || { echo "make: no lock file $(LOCK) for $(PYTHON) (Python $(PY_TAG)); locks exist for" \
@@ -73,6 +73,10 @@ lock: $(UV)
 	done
 	$(UV_VENV)/bin/python -m cxrlib.machinery.repro environment-yml requirements/lock-py311.txt > environment.yml.tmp
 	mv environment.yml.tmp environment.yml
+
+## Rewrite every notebook's parameters cell from the parameter table (cxrlib/machinery/params.py)
+cells: $(STAMP)
+	$(BIN)/python -m cxrlib.machinery.params
 
 ## Benchmarks (tf.data pipeline, training helper, feature cache, data layer's first touch of 16k NIH images); results in benchmarks/results/
 bench: $(STAMP)

@@ -140,7 +140,7 @@ PARAMETERS = {
     "ga_tournament": _int(help="genetic algorithm: tournament size", chapters=("ensemble",), low=2, high=1000),
     "ga_elitism": _float(help="genetic algorithm: share of elites kept", chapters=("ensemble",), low=0, high=1),
     "ga_restarts": _int(help="genetic algorithm: independent restarts", chapters=("ensemble",), low=1, high=100),
-    "bootstrap": _int(help="patient bootstrap resamples", chapters=("ensemble", "subgroups"), low=10, high=1_000_000),
+    "bootstrap": _int(help="patient bootstrap resamples behind every interval", low=10, high=1_000_000),
 }
 
 
@@ -238,3 +238,40 @@ def parameter_names(chapter: str) -> list:
 def chapter_default(name: str):
     """A chapter-specific default (the registry's), when the profiles do not set one."""
     return next((facts.defaults[name] for facts in REGISTRY.values() if name in facts.defaults), None)
+
+
+CELL_HEAD = ('PROFILE = "cpu"  # smoke, cpu or full\n'
+             'DATA_DIR = None  # an NIH ChestX-ray14 folder; None: the real sample shipped in data/; "synthetic": '
+             'synthetic images\n'
+             "# every None below takes the profile's value (`cxr list` shows types, defaults and ranges)\n")
+
+
+def parameters_cell(chapter: str) -> str:
+    """The source of a chapter notebook's cell tagged 'parameters', generated from this table (never edited by
+    hand: `make cells` writes it into every notebook, and a test fails where a notebook's cell differs)."""
+    return CELL_HEAD + "".join(f"{name.upper()} = None  # {PARAMETERS[name].help}\n"
+                               for name in parameter_names(chapter))
+
+
+def write_parameter_cells(folder) -> list:
+    """Rewrite the parameters cell of every chapter notebook in folder from the table; the notebooks changed."""
+    import json
+    from pathlib import Path
+
+    changed = []
+    for chapter in REGISTRY:
+        path = Path(folder) / f"{chapter}.ipynb"
+        notebook = json.loads(path.read_text())
+        cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+        source = parameters_cell(chapter).splitlines(keepends=True)
+        if cell["source"] != source:
+            cell["source"] = source
+            path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+            changed.append(path.name)
+    return changed
+
+
+if __name__ == "__main__":
+    from cxrlib.core.config import notebooks_dir
+
+    print("parameters cells rewritten:", ", ".join(write_parameter_cells(notebooks_dir())) or "none")
