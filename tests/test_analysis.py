@@ -46,20 +46,6 @@ def test_weighted_average_and_normalisation():
     np.testing.assert_allclose(ensemble.normalise(np.zeros(4)), np.full(4, 0.25))
 
 
-def test_bootstrap_interval_of_a_perfect_model_is_a_point():
-    table = ensemble.bootstrap_ci(LABELS, one_hot(LABELS), patients=np.arange(len(LABELS)) // 3, n=50)
-    assert (table["low"] == 1).all() and (table["high"] == 1).all()
-
-
-def test_bootstrap_resamples_patients_not_images():
-    # two patients: one always right (10 images), one always wrong (10 images)
-    labels = np.zeros(20, int)
-    probs = one_hot(np.r_[np.zeros(10, int), np.ones(10, int)])
-    table = ensemble.bootstrap_ci(labels, probs, patients=np.repeat([1, 2], 10), n=400, seed=0)
-    # a patient-level resample gives accuracy 0, 0.5 or 1, so the interval spans the extremes
-    assert table.loc["Accuracy", "low"] == 0 and table.loc["Accuracy", "high"] == 1
-
-
 def test_error_analysis_counts():
     ids = [f"{i}.png" for i in range(4)]
     labels = [0, 1, 2, 3]
@@ -152,14 +138,3 @@ def test_nih_box_file_labels(tmp_path):
     path.write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\na.png,Infiltrate,1,2,3,4\n")
     boxes = box_scores.read_boxes(path)
     assert boxes.loc[0, "Finding Label"] == "Infiltration" and boxes.loc[0, "h"] == 4
-
-
-def test_bootstrap_counts_resamples_that_miss_a_class():
-    # one patient holds the only Atelectasis image: about (1 - 1/k)^k of resamples miss it
-    labels = np.r_[np.tile([0, 1, 2], 3), 3]
-    patients = np.r_[np.repeat([1, 2, 3], 3), 4]
-    table = ensemble.bootstrap_ci(labels, one_hot(labels), patients, n=400, seed=0)
-    share = table.loc["F1-macro", "resamples missing a class"] / 400
-    assert abs(share - (3 / 4) ** 4) < 0.07
-    full = ensemble.bootstrap_ci(LABELS, one_hot(LABELS), patients=np.zeros(len(LABELS)), n=20)
-    assert (full["resamples missing a class"] == 0).all()

@@ -332,7 +332,7 @@ def test_one_label_helper_everywhere():
 
 
 def test_conclusions_list_every_recorded_limit():
-    from cxrlib.machinery import conclusions
+    from cxrlib.machinery import analysis
 
     infos = {"scratch": {"settings": PROFILES["smoke"], "data": "real NIH sample at x (422 single-label images)",
                          "source": {"kind": "sample", "images": 422},
@@ -340,39 +340,28 @@ def test_conclusions_list_every_recorded_limit():
              "pretrained": {"settings": PROFILES["smoke"], "data": "real NIH sample at x (422 single-label images)",
                             "source": {"kind": "sample", "images": 422},
                             "weights": {"vgg16": {"pretrained": False}}}}
-    limits = conclusions.recorded_limits(infos)
+    limits = analysis.recorded_limits(infos)
     assert limits == ["2 epochs (report: up to 30)", "16 training images per class", "57 px images (report: 227)",
                       "the 422-image real sample", "32 px backbone inputs (report: 224)", "no pretrained weights"]
-
-    class Source:
-        synthetic, kind = False, "dataset"
-
-        def describe(self):
-            return "a test source"
-
-    ours = pd.DataFrame({"Accuracy": [0.5], "F1-macro": [0.4], "ROC AUC": [0.6]}, index=["fused/fused"])
-    scores = pd.Series({"fused/fused": 0.3})
-    text = conclusions.closing_statement(ours, Source(), 8, "smoke", scores, limits)
-    assert all(f"- {factor}" in text for factor in limits)
-    assert "records no setting below" in conclusions.closing_statement(ours, Source(), 8, "full", scores, [])
 
 
 def boxes_overlap(a, b) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 
 
-def test_conclusions_legend_stays_off_the_bars():
+def test_forest_legend_stays_off_the_intervals():
     import matplotlib.pyplot as plt
 
-    from cxrlib.machinery import conclusions
+    from cxrlib.present.figures import plot_forest
+    from cxrlib.science.stats import Interval
 
-    ours = pd.DataFrame({"Accuracy": [0.95], "F1-macro": [0.95], "ROC AUC": [0.99]}, index=["a/b (no pretrained weights)"])
-    fig = conclusions.plot_best_vs_report(ours, pd.Series({"a/b (no pretrained weights)": 0.9}))
+    fig = plot_forest({"a/b (no pretrained weights)": Interval(0.95, 0.9, 0.99), "c": Interval(0.5, 0.4, 0.6)},
+                      "title", reference={"the report's best": 0.7275})
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     ax = fig.axes[0]
     legend = ax.get_legend().get_window_extent(renderer)
-    assert not any(boxes_overlap(legend, bar.get_window_extent(renderer)) for bar in ax.patches)
+    assert not boxes_overlap(legend, ax.get_window_extent(renderer))
     plt.close(fig)
 
 
@@ -475,21 +464,3 @@ def test_training_says_in_words_when_the_learning_rate_falls(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "[fused] learning rate lowered from 0.001 to 0.0008 (no recent improvement)" in printed
     assert printed.count("learning rate lowered") == 1 and "ReduceLROnPlateau" not in printed
-
-
-def test_the_closing_paragraph_says_when_our_best_never_predicts_a_class():
-    from cxrlib.machinery import conclusions
-    from cxrlib.science.metrics import PREDICTED
-
-    class Source:
-        synthetic, kind = False, "dataset"
-
-        def describe(self):
-            return "a test source"
-
-    ours = pd.DataFrame({"Accuracy": [0.5], "F1-macro": [0.4], "ROC AUC": [0.6],
-                         PREDICTED: ["2: never No Finding, Infiltration"]}, index=["m"])
-    text = conclusions.closing_statement(ours, Source(), 8, "smoke", pd.Series({"m": 0.3}))
-    assert "it predicts 2 classes, never No Finding, Infiltration (so its FNFR of 0 only means" in text
-    ours[PREDICTED] = "all 4"
-    assert "it predicts" not in conclusions.closing_statement(ours, Source(), 8, "smoke", pd.Series({"m": 0.3}))

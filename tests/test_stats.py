@@ -123,3 +123,27 @@ def test_resolvable_difference_and_patients_needed():
 def test_bootstrap_refuses_mismatched_patients():
     with pytest.raises(ValueError, match="3 patients for 2 labels"):
         stats.Bootstrap([0, 1], patients=[1, 2, 3])
+
+
+def test_a_perfect_model_has_a_point_interval():
+    y = np.arange(12) % 4
+    boot = stats.Bootstrap(y, patients=np.arange(12) // 3, n=50)
+    for metric in ("Accuracy", "F1-macro", "ROC AUC"):
+        found = boot.interval(np.eye(4)[y], metric)
+        assert found.low == found.high == 1.0, metric
+
+
+def test_resamples_draw_patients_not_images():
+    """Two patients, one always right (10 images), one always wrong: accuracy can only be 0, 0.5 or 1."""
+    probs = np.eye(4)[np.r_[np.zeros(10, int), np.ones(10, int)]]
+    boot = stats.Bootstrap(np.zeros(20, int), patients=np.repeat([1, 2], 10), n=400, seed=0)
+    values = boot.values(probs)[1]["Accuracy"]
+    assert set(np.unique(values)) == {0.0, 0.5, 1.0}
+    assert boot.interval(probs, "Accuracy")[1:3] == (0.0, 1.0)
+
+
+def test_a_class_missing_from_a_resample_leaves_its_f1_undefined_and_counted():
+    """One patient holds the only Atelectasis image: about (1 - 1/4)^4 of resamples miss it."""
+    y = np.r_[np.tile([0, 1, 2], 3), 3]
+    boot = stats.Bootstrap(y, patients=np.r_[np.repeat([1, 2, 3], 3), 4], n=400, seed=0)
+    assert abs(boot.interval(np.eye(4)[y], "F1-Atelectasis").empty / 400 - (3 / 4) ** 4) < 0.07

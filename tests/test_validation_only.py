@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.machinery import analysis, conclusions, runs
-from cxrlib.science import calibration, ensemble
+from cxrlib.machinery import analysis, runs
+from cxrlib.science import calibration, choice, ensemble
+from cxrlib.science.metrics import macro_f1
 
 GA = dict(population=20, generations=15, crossover=0.9, mutation=0.2, crossover_genes=0.5, tournament=3, elitism=0.1)
 
@@ -43,12 +44,11 @@ def test_fitted_ensembles_carry_out_of_fold_validation_predictions_and_can_be_ch
     loud.save_predictions("second_cnn", "val", runs.predictions_frame(val_rows["Image Index"], val_rows["label"],
                                                                       calibration.softmax(val["loud"]), val["loud"]))
     loud.save_metrics("second_cnn", pd.DataFrame({"F1-macro": [0.0]}, index=["second_cnn"]))
-    scores = conclusions.validation_scores(runs.load_predictions("smoke", "val", tmp_path))
+    scores = choice.validation_scores(runs.load_predictions("smoke", "val", tmp_path))
     # average voting follows the loud pair (wrong everywhere); the GA and DE weights find the quiet model
     assert scores["ensemble/average"] == 0 and scores["scratch/second_cnn"] == 0
     assert scores["ensemble/ga"] == 1 and scores["ensemble/differential_evolution"] == 1
-    assert conclusions.choose_best(scores, runs.load_metrics("smoke", tmp_path)) in (
-        "ensemble/ga", "ensemble/differential_evolution")
+    assert choice.choose(scores) in ("ensemble/ga", "ensemble/differential_evolution")
     # the saved validation predictions are the out-of-fold ones, with their logits for calibration
     np.testing.assert_allclose(runs.logits(frames["ga"]["val"]), fitted.val_log_probs["ga"])
 
@@ -121,7 +121,7 @@ def test_nothing_fitted_moves_when_the_test_split_changes(tmp_path):
 def test_fast_macro_f1_is_the_metrics_macro_f1(seed):
     rng = np.random.default_rng(seed)
     y, pred = rng.integers(0, 4, 30), rng.integers(0, 3, 30)
-    assert ensemble.fast_macro_f1(y, pred) == pytest.approx(analysis.macro_f1(y, pred), abs=1e-15)
+    assert ensemble.fast_macro_f1(y, pred) == pytest.approx(macro_f1(y, pred), abs=1e-15)
 
 
 def test_ensemble_log_probabilities_are_the_log_of_the_weighted_average():

@@ -98,13 +98,15 @@ WHY = {
               "run eagerly, since tracing a graph costs more than so few steps",),
     "cpu": ("{image_size} px for the from-scratch nets and {backbone_size} px for the backbones: every sample image "
             "is first brought down to the sample's smallest native size (64 px), so larger inputs add pixels but no "
-            "information, and at 96 px the fused net's last maps are still 4x4 cells for Grad-CAM",
+            "information",
             "up to {epochs} epochs (patience {patience}), a Hyperband budget of {hyperband_max_epochs} epochs, fine "
             "tuning {fine_tune_epochs} epochs from each backbone's shallowest unfreeze point only: so that the whole "
-            "book takes about half an hour on 2 cores",
-            "class-weighted loss and balanced predictions (each classifier's biases shifted on validation until "
-            "every class has the same mean probability): on a few hundred images the nets otherwise name No Finding "
-            "for nearly everything, and macro F1 cannot tell the families apart"),
+            "book fits its budget of 30 minutes on 2 cores (this build's times are below)",
+            "at most {max_per_patient} images of one patient, so that no patient supplies more than "
+            "{max_patient_share:.0%} of a class's validation or test images",
+            "class-weighted loss and balanced predictions (each classifier's biases shifted on validation, "
+            "cxrlib.science.calibration.balancing_offsets): on a few hundred images the nets otherwise name No "
+            "Finding for nearly everything"),
     "full": ("the report's sizes, epochs, split sizes, fine-tuning depths and plain argmax, on the real dataset",),
 }
 

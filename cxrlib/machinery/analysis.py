@@ -11,7 +11,8 @@ from cxrlib.core.config import CLASSES
 from cxrlib.core.registry import REPORT_MODELS
 from cxrlib.machinery import runs
 from cxrlib.present.labels import model_label
-from cxrlib.science.metrics import macro_f1, metrics_row
+from cxrlib.science.choice import choose, validation_scores
+from cxrlib.science.metrics import metrics_row
 
 def report_preference(key: str) -> int:
     """Rank of a candidate in the report's own preference (0 first): its deepest fine tuning first,
@@ -46,9 +47,8 @@ def model_choice(profile: str, root=None, load=None) -> pd.DataFrame:
     load = load or (lambda keys, split: runs.load_predictions(profile, split, root, keys=keys))
     rows = {}
     for label, keys in candidates(profile, root).items():
-        frames = load(keys, "val")
-        scores = {key: macro_f1(frames[key]["label"], frames[key]["pred"]) for key in keys}
-        best = max(keys, key=lambda key: scores[key])  # max keeps the first of equals: the report's preference
+        scores = validation_scores(load(keys, "val"))
+        best = choose(scores, keys)  # the first of equals: the report's preference
         rows[label] = {"chosen": best, "validation macro F1": scores[best],
                        "candidates (validation macro F1)": ", ".join(f"{k.split('/')[1]} {scores[k]:.4f}" for k in keys)}
     return pd.DataFrame(rows).T.rename_axis("model") if rows else pd.DataFrame(
@@ -199,6 +199,14 @@ class Ensembles:
     """What the ensemble chapter computes: the weights fitted on validation, each ensemble's saved predictions and
     test metrics, and each member's temperature."""
 
+    def shown(self) -> list:
+        """(saved key, test predictions, metrics row) of each ensemble, as Chapter.show_results takes them."""
+        return [(key, self.frames[key]["test"], self.results.loc[[name]]) for name, key in self.names.items()]
+
+    def val_scores(self) -> pd.Series:
+        """Display name -> validation macro F1 of each ensemble (out of fold for the fitted ones)."""
+        return validation_scores({name: self.frames[key]["val"] for name, key in self.names.items()})
+
     fitted: object  # science.ensemble.ValidationFit
     names: dict  # display name -> saved key
     results: pd.DataFrame  # test metrics, one row per ensemble
@@ -292,3 +300,66 @@ def gradcam_examples(correct: pd.DataFrame) -> dict:
 def predicted_by_image(predictions: dict) -> dict:
     """Model label -> {image id: the class it predicted}, for the captions that say what each model said."""
     return {label: frame.set_index("Image Index")["pred"].to_dict() for label, frame in predictions.items()}
+
+
+# Chapters whose saved models are baselines, not ours: they never compete for "our best".
+BASELINE_CHAPTERS = ("baseline",)
+
+
+def recorded_limits(infos: dict) -> list:
+    """Every limiting factor (labels.limiting_factors) that any chapter's chapter.json records, in first-seen order."""
+    from cxrlib.present.labels import limiting_factors
+
+    factors = (factor for info in infos.values()
+               for factor in limiting_factors(info.get("settings", {}), info.get("source"), info.get("weights") or None))
+    return list(dict.fromkeys(factors))
+
+
+@dataclass
+class Gathered:
+    """Everything the conclusions read from the run folder, keyed by the label each model shows."""
+
+    test: dict  # label -> test probabilities, our models
+    val_scores: pd.Series  # label -> validation macro F1, our models that saved validation predictions
+    families: dict  # label -> its chapter's family, for every model with a validation score
+    ensembles: list  # labels of the ensembles
+    members: list  # labels of the report's five models as chosen on validation (the ensembles' members)
+    baselines: dict  # name -> test probabilities: the trivial baselines, and any saved by a baseline chapter
+    extra: pd.DataFrame  # label -> loss, inference time, classes predicted
+    keys: dict  # label -> 'chapter/model'
+    limits: list  # what limited the build, as the run folder records it
+
+
+def gathered(ch) -> Gathered:
+    """Read every chapter's saved predictions and metrics once, and label them as the pages show them."""
+    from cxrlib.core.registry import REGISTRY
+    from cxrlib.science.metrics import PREDICTED
+
+    frames, metrics = ch.predictions(None, "test"), ch.metrics()
+    ours = [key for key in frames if key.split("/")[0] not in BASELINE_CHAPTERS]
+    labels = display_labels(ch, {key: key for key in ours})
+    val = ch.predictions([k for k in runs.prediction_files(ch.profile, "val", ch.runs_root) if k in ours], "val")
+    scores = validation_scores(val).rename(index=labels)
+    families = {labels[k]: REGISTRY[k.split("/")[0]].family or k.split("/")[0] for k in ours if labels[k] in scores}
+    chosen = [labels[key] for key in best_models(ch.profile, ch.runs_root, ch.predictions).values()]
+    baselines = {**ch.baselines(), **{key: runs.probabilities(f) for key, f in frames.items() if key not in ours}}
+    return Gathered({labels[k]: runs.probabilities(frames[k]) for k in ours}, scores, families,
+                    [labels[k] for k in ours if k.startswith("ensemble/")], chosen, baselines,
+                    metrics.loc[ours, ["Loss", "Inference time (s)", PREDICTED]].rename(index=labels),
+                    {labels[k]: k for k in ours}, recorded_limits(runs.chapter_infos(ch.profile, ch.runs_root)))
+
+
+def question_rows(ch, boot) -> list:
+    """Every report question of every chapter (report.QUESTIONS) answered on this chapter's test split."""
+    from cxrlib.present.claims import question_rows as rows
+    from cxrlib.present.report import QUESTIONS
+
+    files = runs.prediction_files(ch.profile, "test", ch.runs_root)
+    found = []
+    for chapter, questions in QUESTIONS.items():
+        keyed = [(q, *(k if "/" in k else f"{chapter}/{k}" for k in (a, b)), ra, rb) for q, a, b, ra, rb in questions]
+        ready = [q for q in keyed if q[1] in files and q[2] in files]
+        frames = ch.predictions(sorted({k for q in ready for k in q[1:3]}), "test")
+        found += rows(boot, [(q, runs.probabilities(frames[a]), runs.probabilities(frames[b]), ra, rb)
+                             for q, a, b, ra, rb in ready])
+    return found

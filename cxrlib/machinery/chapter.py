@@ -133,10 +133,83 @@ class Chapter:
         return rebuild_command(self.name, self.profile, self.changed, self.data_dir, project_commit())
 
     def counts_text(self) -> str:
-        """How many images each split used, in words."""
-        counts = self.data.table["split"].value_counts()
-        split_text = ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "val", "test"))
-        return f"{len(self.data.table)} images ({split_text})"
+        """How many images and patients each split used, in words."""
+        table = self.data.table
+        images, patients = table["split"].value_counts(), table.groupby("split")["Patient ID"].nunique()
+        split_text = ", ".join(f"{s} {images.get(s, 0)} from {patients.get(s, 0)}" for s in ("train", "val", "test"))
+        return f"{len(table)} images of {table['Patient ID'].nunique()} patients ({split_text})"
+
+    def bootstrap(self, split: str = "test"):
+        """One set of patient resamples of a split, shared by every interval and difference this page shows."""
+        from cxrlib.science.stats import Bootstrap
+
+        boots = self.__dict__.setdefault("_boots", {})
+        if split not in boots:
+            rows = self.data.split(split)
+            boots[split] = Bootstrap(rows["label"], rows["Patient ID"], self["bootstrap"], self["seed"])
+        return boots[split]
+
+    def baselines(self, split: str = "test") -> dict:
+        """The trivial baselines' probabilities on a split (name -> array): what every result must beat."""
+        from cxrlib.science.baseline import trivial_baselines
+
+        return trivial_baselines(self.data.labels("train"), len(self.data.split(split)), self["seed"])
+
+    def shown(self, item) -> tuple:
+        """(key, test predictions, metrics row) of a Result of this chapter or a "chapter/model" of another (or
+        that triple itself); key is the model's name here, or "chapter/model", as report.COUNTERPARTS and
+        QUESTIONS name it."""
+        if isinstance(item, tuple):
+            return item
+        if isinstance(item, str):
+            chapter, model = item.split("/", 1)
+            return item, self.earlier(chapter, model), self.earlier_metrics(chapter, model)
+        return item.name, item.predictions["test"], item.metrics
+
+    def show_results(self, items, labels: dict | None = None) -> None:
+        """The page's results on the test split: metrics with 95% patient intervals, the report's row for each of
+        our models that has one, the trivial baselines, per-class F1, and a sentence per report comparison.
+
+        items: Results of this chapter or "chapter/model" keys of others; labels: key -> the name shown."""
+        from IPython.display import Markdown, display
+
+        from cxrlib.present import claims
+        from cxrlib.present.labels import AFTER_BALANCING
+        from cxrlib.present.report import counterpart
+        from cxrlib.science.metrics import F1_COLUMNS, PREDICTED
+
+        found = [self.shown(item) for item in items]
+        labels = {key: (labels or {}).get(key, key) for key, _, _ in found}
+        probs = {labels[key]: runs.probabilities(frame) for key, frame, _ in found}
+        report = {labels[key]: counterpart(self.name, key) for key, _, _ in found}
+        loss = f"Loss ({AFTER_BALANCING})" if self["balance_predictions"] else "Loss"
+        extra = pd.concat([row.set_axis([labels[key]]) for key, _, row in found])[
+            ["Loss", "Inference time (s)", PREDICTED]].rename(columns={"Loss": loss})
+        boot, baselines = self.bootstrap(), self.baselines()
+        display(Markdown(claims.caption(boot)))
+        display(claims.results_table(boot, probs, report, baselines, extra))
+        display(claims.results_table(boot, probs, report, baselines, metrics=F1_COLUMNS))
+        sentences = [claims.against_report(boot, p, name, report[name]) for name, p in probs.items() if report[name]]
+        if sentences:
+            display(Markdown("\n\n".join(sentences)))
+
+    def show_questions(self, items=()) -> None:
+        """The report's questions of this chapter (report.QUESTIONS), each answered from the interval of the
+        difference in test macro F1 between its two models, beside the report's own answer; items: this
+        chapter's Results the questions name (others are read as "chapter/model")."""
+        from IPython.display import display
+
+        from cxrlib.present import claims
+        from cxrlib.present.report import QUESTIONS
+
+        own, boot = {r.name: r for r in items}, self.bootstrap()
+
+        def probs(key):
+            return runs.probabilities(self.shown(own.get(key, key))[1])
+
+        rows = claims.question_rows(boot, [(q, probs(a), probs(b), ra, rb)
+                                           for q, a, b, ra, rb in QUESTIONS.get(self.name, ())])
+        display(pd.DataFrame(rows).set_index("question"))
 
     def summary_html(self) -> str:
         """The boxed summary under the title: what the numbers are worth, then the full provenance collapsed."""

@@ -115,8 +115,10 @@ def chapter_work(profile_dir: Path, chapter: str) -> str:
     """Why a chapter takes its time: what it computes, and the models and epochs its run folder holds."""
     histories = sorted((Path(profile_dir) / chapter / "histories").glob("*.csv"))
     epochs = sum(max(len(path.read_text().splitlines()) - 1, 0) for path in histories)
-    counted = f"; {len(histories)} models trained, {epochs} epochs in all" if histories else ""
-    return (REGISTRY[chapter].work if chapter in REGISTRY else "") + counted
+    trials = len(list((Path(profile_dir) / ".work" / chapter).glob("tuner/*/trial_*")))
+    counted = [f"{len(histories)} model{'s' * (len(histories) != 1)} ({epochs} epochs in all)"] if histories else []
+    counted += [f"{trials} Hyperband trial{'s' * (trials != 1)}"] if trials else []
+    return "; ".join([REGISTRY[chapter].work if chapter in REGISTRY else "", *counted])
 
 
 def timings_table(profile_dir: Path) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import math
 from cxrlib.science.stats import Interval
 
 CHANCE_AUC = 0.5
+METRIC_WORDS = {"Accuracy": "accuracy", "F1-macro": "macro F1", "ROC AUC": "macro ROC AUC", "FNFR": "FNFR"}
 NOT_CHANCE = "not distinguishable from chance"
 
 
@@ -48,3 +49,118 @@ def answer(found: Interval, where: str, yes: str = "yes", no: str = "no") -> str
 def chance_reading(auc: Interval) -> str:
     """NOT_CHANCE where the macro ROC AUC interval holds 0.5 (or the AUC is undefined), else ''."""
     return NOT_CHANCE if math.isnan(auc.estimate) or auc.holds(CHANCE_AUC) else ""
+
+
+# ---------------------------------------------------------------- results tables with intervals
+
+HEADLINE = ("Accuracy", "F1-macro", "ROC AUC", "FNFR")
+READING = "reading"
+# The bar each baseline sets: always answering the majority class scores well in accuracy on an imbalanced split;
+# a guess with the training shares, and a model of the label file's fields, are read in macro F1.
+def baseline_bar(name: str) -> str:
+    """The metric on which a baseline (by its name) sets the bar a model must clear."""
+    return "Accuracy" if name.startswith("always") else "F1-macro"
+
+
+def range_text(found: Interval, decimals: int = 3) -> str:
+    """'0.519 (0.361–0.602)': a metric's estimate and 95% interval, compact for table cells."""
+    if math.isnan(found.low):
+        return number(found.estimate, decimals)
+    return f"{number(found.estimate, decimals)} ({number(found.low, decimals)}–{number(found.high, decimals)})"
+
+
+def reading(boot, probs, baselines: dict) -> str:
+    """What a model's intervals allow it to claim against chance and the trivial baselines, in words ('' when it
+    clears them all): each baseline is compared on the metric where it sets the bar, by the paired difference."""
+    flags = [chance_reading(boot.interval(probs, "ROC AUC"))]
+    for name, base in baselines.items():
+        metric = baseline_bar(name)
+        if boot.difference(probs, base, metric).sign <= 0:
+            flags.append(f"{METRIC_WORDS[metric]} no better than {name}")
+    return "; ".join(flag for flag in flags if flag)
+
+
+def results_table(boot, models: dict, report: dict | None = None, baselines: dict | None = None,
+                  extra=None, metrics=HEADLINE) -> "pd.DataFrame":
+    """Our models (name -> test probabilities), each with its metrics' 95% intervals and its reading, the
+    report's row for it underneath (report: name -> report row name or None), then the trivial baselines.
+
+    extra: a frame indexed by our names whose columns (loss, time, classes predicted) are shown as they are."""
+    import pandas as pd
+
+    from cxrlib.present.report import report_rows
+
+    report, baselines = report or {}, baselines or {}
+    rows = {}
+    for name, probs in models.items():
+        found = boot.intervals(probs, metrics)
+        rows[name, "ours"] = {**{m: range_text(found[m]) for m in metrics},
+                              **(extra.loc[name].to_dict() if extra is not None else {}),
+                              READING: reading(boot, probs, baselines)}
+        if report.get(name):
+            theirs = report_rows(report[name]).iloc[0]
+            rows[name, f"report ({report[name]})"] = {m: number(theirs[m], 4) for m in metrics}
+    for name, probs in baselines.items():
+        found = boot.intervals(probs, metrics)
+        rows[name, "baseline"] = {**{m: range_text(found[m]) for m in metrics}, READING: ""}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.names = ["model", "source"]
+    return table.fillna("")
+
+
+def caption(boot, what: str = "test") -> str:
+    """What every interval of a table rests on, in one sentence."""
+    return (f"On {units(boot.images, boot.patient_count, what)}; each cell gives the estimate and its 95% interval "
+            f"from {len(boot.weights):,} resamples of the patients. *{READING}* says where a model's interval does "
+            f"not clear chance (ROC AUC 0.5) or a trivial baseline (paired difference on the same resamples).")
+
+
+def against_report(boot, probs, name: str, report_name: str, metrics=("Accuracy", "F1-macro", "ROC AUC")) -> str:
+    """One sentence on where our model stands against the report's row for it, each metric read from our interval
+    against the report's number: above, below or indistinguishable."""
+    from cxrlib.present.report import report_rows
+
+    theirs = report_rows(report_name).iloc[0]
+    where = units(boot.images, boot.patient_count)
+    parts = [f"{metric} {interval_text(boot.interval(probs, metric))} against {theirs[metric]:.4f}: "
+             f"{difference_word(boot.against(probs, metric, theirs[metric]), 'these images')}" for metric in metrics]
+    return (f"**{name}** against the report's {report_name}, on {where}: " + "; ".join(parts) + ". The report "
+            "trained on about 11,000 full-resolution images.")
+
+
+def question_row(boot, question: str, probs_a, probs_b, theirs: str, metric: str = "F1-macro") -> dict:
+    """One report question answered on our test split from the interval of a minus b, beside the report's answer."""
+    where = units(boot.images, boot.patient_count)
+    return {"question": question, "the report": theirs,
+            "here (test macro F1, a − b)": answer(boot.difference(probs_a, probs_b, metric), where)}
+
+
+def question_rows(boot, questions) -> list:
+    """question_row of each (question, probs a, probs b, report row a, report row b), with the report's answer."""
+    from cxrlib.present.report import report_answer
+
+    return [question_row(boot, q, a, b, report_answer(ra, rb)) for q, a, b, ra, rb in questions]
+
+
+def weights_reading(weights, auc: dict) -> str:
+    """Where each fitted ensemble puts its weight: the share on members not distinguishable from chance
+    (weights: member x method; auc: member -> its test ROC AUC interval)."""
+    at_chance = [member for member in weights.index if chance_reading(auc[member])]
+    if not at_chance:
+        return "Every member's test ROC AUC interval lies above 0.5."
+    parts = [f"{method} puts {weights.loc[at_chance, method].sum():.2f} of its weight on them" for method in weights
+             if not method.startswith("uniform")]
+    return (f"Members {NOT_CHANCE} on the test split (their ROC AUC interval holds 0.5): {', '.join(at_chance)}; "
+            + "; ".join(parts) + ". Weights fitted on a small validation split can favour such members by luck.")
+
+
+def search_sentence(trials) -> str:
+    """What a Hyperband search's validation losses say: a real choice, or a draw among trials at chance."""
+    from cxrlib.science.tuning import all_at_chance, chance_loss
+
+    losses = trials["val_loss"].dropna()
+    spread = f"The {len(losses)} trials' best validation losses lie between {losses.min():.3f} and {losses.max():.3f}"
+    if all_at_chance(trials):
+        return (f"{spread}, all within 0.02 of chance (ln 4 = {chance_loss():.3f}, the loss of a model that gives "
+                "every class 25%): no trial learned, so the 'best' configuration below is a draw, not a choice.")
+    return f"{spread} (chance: ln 4 = {chance_loss():.3f})."

@@ -65,14 +65,22 @@ def plot_ga_history(results: list, title: str = "Genetic algorithm: best macro F
     return fig
 
 
-def plot_intervals(table: pd.DataFrame, metric: str, title: str):
-    """Point estimates with their bootstrap intervals, one row per model."""
-    rows = table.xs(metric, level=1)
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
-    ax.errorbar(rows["estimate"], range(len(rows)), xerr=[rows["estimate"] - rows["low"], rows["high"] - rows["estimate"]],
-                fmt="o", capsize=4)
-    ax.set_yticks(range(len(rows)), rows.index)
-    ax.set(title=title, xlabel=metric, ylabel="model")
+def plot_forest(intervals: dict, title: str, reference: dict | None = None, xlabel: str = "macro F1 (test set)"):
+    """Each model's estimate with its 95% interval (name -> stats.Interval), first at the top, and a dashed
+    line at each reference number (name -> value): where intervals overlap, the models are not told apart."""
+    names = list(intervals)
+    est = np.array([found.estimate for found in intervals.values()])
+    low = np.nan_to_num(est - np.array([found.low for found in intervals.values()]))
+    high = np.nan_to_num(np.array([found.high for found in intervals.values()]) - est)
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.6))
+    rows = np.arange(len(names))[::-1]
+    ax.errorbar(est, rows, xerr=[low, high], fmt="o", capsize=3)
+    for (label, value), style in zip((reference or {}).items(), ("--", ":", "-.")):
+        ax.axvline(value, linestyle=style, color="grey", label=f"{label}: {value:.3f}")
+    ax.set_yticks(rows, names)
+    ax.set(title=title, xlabel=xlabel, xlim=(0, 1))
+    if reference:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.tight_layout()
     return fig
 

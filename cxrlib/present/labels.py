@@ -11,6 +11,8 @@ from cxrlib.core.config import PROFILES
 REPORT_EPOCHS, REPORT_SIZE, REPORT_BACKBONE_SIZE = (PROFILES["full"][k] for k in ("epochs", "resize_to", "backbone_size"))
 
 NO_WEIGHTS = "no pretrained weights"
+# Where predictions were balanced (calibration.balancing_offsets), loss, log-loss and ECE measure the shifted model.
+AFTER_BALANCING = "after the balancing shift"
 SUMMARY_CLASS = "cxr-summary"
 
 

@@ -1,5 +1,5 @@
 """Ensembles (report section 7): average voting, weights from the report's genetic algorithm or from
-differential evolution, all fitted on validation only, and patient-clustered bootstrap confidence intervals."""
+differential evolution, all fitted on validation only (their intervals: science.stats)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.science.calibration import log_softmax, softmax
-from cxrlib.science.metrics import accuracy, macro_f1, present_classes
+from cxrlib.science.choice import choose
+from cxrlib.science.metrics import present_classes
 
 # The ensembles, by the name their results are saved under, and the weights column the page shows.
 # each ensemble's saved key -> the report's name for its row
@@ -136,7 +137,8 @@ def patient_folds(patients, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
 def best_candidate(candidates: dict, y_true, rows) -> str:
     """The candidate (name -> logits) with the highest macro F1 on these rows; the first of equals, so the
     caller's order is its preference."""
-    return max(candidates, key=lambda name: fast_macro_f1(y_true[rows], np.asarray(candidates[name])[rows].argmax(1)))
+    return choose({name: fast_macro_f1(y_true[rows], np.asarray(logits)[rows].argmax(1))
+                   for name, logits in candidates.items()})
 
 
 def out_of_fold(fit, candidates: list, y_true, fold: np.ndarray) -> np.ndarray:
@@ -209,26 +211,3 @@ def prediction_frames(fitted: ValidationFit, test_logits: dict, val_rows: pd.Dat
     test = combine(fitted, test_logits)
     return {key: {"val": frame(val_rows, fitted.val_log_probs[key]), "test": frame(test_rows, test[key])}
             for key in METHODS}
-
-
-def bootstrap_ci(y_true, probs, patients, n: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    """Confidence intervals of accuracy and macro F1, resampling whole patients (their images are correlated).
-
-    'resamples missing a class' counts the resamples that lack a class of the full set: their macro F1
-    averages over fewer classes (metrics.present_classes), so a large count makes the interval less comparable.
-    """
-    y_true, pred, patients = np.asarray(y_true), np.asarray(probs).argmax(axis=1), np.asarray(patients)
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(patients == p) for p in np.unique(patients)]
-    classes = set(np.unique(y_true))
-    samples, missed = {"Accuracy": [], "F1-macro": []}, 0
-    for _ in range(n):
-        index = np.concatenate([groups[i] for i in rng.integers(len(groups), size=len(groups))])
-        samples["Accuracy"].append(accuracy(y_true[index], pred[index]))
-        samples["F1-macro"].append(macro_f1(y_true[index], pred[index]))
-        missed += set(np.unique(y_true[index])) != classes
-    tail = (1 - level) / 2 * 100
-    return pd.DataFrame({name: {"estimate": (accuracy if name == "Accuracy" else macro_f1)(y_true, pred),
-                                "low": np.percentile(values, tail), "high": np.percentile(values, 100 - tail),
-                                "resamples missing a class": missed, "resamples": n}
-                         for name, values in samples.items()}).T

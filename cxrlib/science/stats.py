@@ -23,6 +23,8 @@ from cxrlib.core.config import CLASSES, NO_FINDING
 LEVEL = 0.95
 # Power for the smallest difference a split can resolve (the conventional 80%).
 POWER = 0.8
+# The resamples' own seed stream, derived from the run's seed (no other draw shares it).
+STREAM = 0xB007
 METRICS = ("Accuracy", "F1-macro", "ROC AUC", "FNFR", *(f"F1-{c}" for c in CLASSES))
 
 
@@ -48,7 +50,7 @@ class Interval(NamedTuple):
 def patient_resamples(patients, n: int = 1000, seed: int = 0) -> np.ndarray:
     """(n, images): how often each image's patient was drawn in each of n resamples of the patients."""
     codes, index = np.unique(np.asarray(patients).astype(str), return_inverse=True)
-    draws = np.random.default_rng(seed).integers(len(codes), size=(n, len(codes)))
+    draws = np.random.default_rng([seed, STREAM]).integers(len(codes), size=(n, len(codes)))
     counts = np.zeros((n, len(codes)))
     np.add.at(counts, (np.arange(n)[:, None], draws), 1)
     return counts[:, index]

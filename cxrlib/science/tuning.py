@@ -139,3 +139,20 @@ def best_hyperparameters(tuner) -> dict:
     """The winning configuration as plain values."""
     hp = tuner.get_best_hyperparameters(1)[0]
     return {name: hp.get(name) for name in ("layers", "dropout", "units", "learning_rate")}
+
+
+# A validation loss within this much of ln(classes) is a model that says the same for every image.
+CHANCE_TOLERANCE = 0.02
+
+
+def chance_loss(classes: int = 4) -> float:
+    """The cross-entropy of a model that gives every class the same probability: ln(classes)."""
+    import math
+
+    return math.log(classes)
+
+
+def all_at_chance(trials: pd.DataFrame, classes: int = 4, tolerance: float = CHANCE_TOLERANCE) -> bool:
+    """Whether every finished trial's best validation loss lies within tolerance of chance: nothing to choose."""
+    losses = pd.to_numeric(trials["val_loss"], errors="coerce").dropna()
+    return bool(len(losses)) and bool((losses >= chance_loss(classes) - tolerance).all())
