@@ -125,12 +125,14 @@ def test_box_overlap_by_hand():
 
 
 def test_score_boxes_scales_from_1024_and_beats_random():
-    boxes = pd.DataFrame({"Image Index": ["a.png"], "Finding Label": ["Effusion"],
-                          "x": [512.0], "y": [512.0], "w": [256.0], "h": [256.0]})
-    table = box_scores.score_boxes({("a.png", "Effusion"): peaked(64, 40, 40)}, boxes, size=64, repeats=50)
+    boxes = pd.DataFrame({"Image Index": ["a.png", "b.png"], "Finding Label": ["Effusion"] * 2,
+                          "x": [512.0] * 2, "y": [512.0] * 2, "w": [256.0] * 2, "h": [256.0] * 2})
+    heatmaps = {(name, "Effusion"): peaked(64, 40, 40) for name in ("a.png", "b.png")}
+    table = box_scores.score_boxes(heatmaps, boxes, size=64, repeats=50)
     assert table.loc["pointing", "Grad-CAM"] == 1.0
     assert table.loc["pointing", "random point"] < 0.5
-    assert table["shuffled heatmaps"].isna().all()  # one image: no other image to shuffle onto
+    lone = box_scores.score_boxes({("a.png", "Effusion"): peaked(64, 40, 40)}, boxes.head(1), size=64)
+    assert lone.empty  # one image: no other image to shuffle onto, so no column scores it
 
 
 def test_nih_box_file_labels(tmp_path):

@@ -51,6 +51,11 @@ def test_limiting_factors_list_what_the_run_records():
 def test_profile_in_words_and_model_label():
     assert label_words.profile_in_words("smoke", PROFILES["smoke"]) == (
         "smoke build: 2 epochs, 16 training images per class; for checking the machinery, not for reading the numbers")
+    cpu = PROFILES["cpu"]
+    assert f"at {cpu['backbone_size']} px on" in label_words.profile_in_words("cpu", cpu, "pretrained")
+    assert f"at {cpu['resize_to']} px on" in label_words.profile_in_words("cpu", cpu, "fused")
+    moved = {**cpu, "backbone_size": 48, "resize_to": 70}  # the words follow the settings
+    assert "at 70 px (backbones 48 px) on" in label_words.profile_in_words("cpu", moved, "ensemble")
     assert label_words.model_label("VGG16", pretrained=False) == "VGG16 (no pretrained weights)"
     assert label_words.model_label("VGG16 (no pretrained weights)", pretrained=False) == "VGG16 (no pretrained weights)"
     assert label_words.model_label("VGG16", pretrained=True) == "VGG16"
@@ -97,36 +102,35 @@ def test_build_page_from_the_run_folder(tmp_path):
     text = book.build_page(root, runs, today="2026-01-02")
     assert "**smoke build: 2 epochs, 16 training images per class" in text and "2026-01-02" in text
     assert "`abc123`" in text and "tensorflow" in text
-    assert "| fused network | fused | Fused | 0.500 / 0.618 | 0.400 / 0.606 | 0.700 / 0.836 |" in text
-    assert "vgg16 (no pretrained weights)" in text and "| the build's limits (above); 32 px backbone inputs (report: 224); no pretrained weights |" in text
+    assert "No headline yet: run `cxr run conclusions`." in text  # never a best picked by the build page itself
     assert "| fused | 20 |" in text and "| pretrained | 61 |" in text
     assert "- **Why these settings:**\n  - every code path in seconds: 2 epochs at 64 px" in text
 
 
-def test_build_page_pairs_our_best_with_the_reports_row_of_the_same_model(tmp_path):
-    from cxrlib.science.metrics import PREDICTED
+def test_build_page_names_the_validation_choice_where_validation_and_test_disagree(tmp_path):
+    """The conclusions choose each family's best on validation; the build page shows that table, never its own."""
+    import numpy as np
+
+    from cxrlib.core.frames import predictions_frame
+    from cxrlib.machinery import analysis
+    from cxrlib.present.conclusions import family_table
+    from cxrlib.science.choice import validation_scores
+    from cxrlib.science.stats import Bootstrap
 
     root, runs = fake_book(tmp_path)
-    folder = runs / "smoke" / "fused_grid"
-    (folder / "metrics").mkdir(parents=True)
-    (folder / "chapter.json").write_text(json.dumps({"settings": PROFILES["smoke"], "data": "x", "commit": "abc123"}))
-    for name, f1, predicts in (("no_da_no_rs_prep", 0.45, "only Effusion"), ("base", 0.3, "all 4")):
-        pd.DataFrame({"Accuracy": [0.5], "F1-macro": [f1], "ROC AUC": [0.7], PREDICTED: [predicts]},
-                     index=[name]).to_csv(folder / "metrics" / f"{name}.csv")
+    y = np.arange(40) % 4
+    right, wrong = np.eye(4)[y] * 0.9 + 0.025, np.eye(4)[(y + 1) % 4] * 0.9 + 0.025
+    val = {"fused/good_on_val": predictions_frame(range(40), y, right),
+           "fused/good_on_test": predictions_frame(range(40), y, wrong)}
+    test = {"fused/good_on_val": wrong, "fused/good_on_test": right}
+    families = {key: "fused network" for key in test}
+    table = family_table(Bootstrap(y, np.arange(40), n=50), test, validation_scores(val), families)
+    folder = runs / "smoke" / "conclusions" / "tables"
+    folder.mkdir(parents=True)
+    table.to_csv(folder / analysis.FAMILIES_FILE)
     text = book.build_page(root, runs, today="2026-01-02")
-    # the report's own no_da_no_rs_prep (accuracy 0.518), never the chapter's headline no_da_yes_rs_2048 (0.618)
-    assert "| fused network variants | no_da_no_rs_prep (predicts only Effusion) | no_da_no_rs_prep | 0.500 / 0.518 |" in text
-    (folder / "metrics" / "no_da_no_rs_prep.csv").unlink()
-    pd.DataFrame({"Accuracy": [0.5], "F1-macro": [0.5], "ROC AUC": [0.7]}, index=["unknown_variant"]).to_csv(
-        folder / "metrics" / "unknown_variant.csv")
-    assert "| unknown_variant | none for this model | 0.500 / – |" in book.build_page(root, runs, today="2026-01-02")
-    # an ensemble's row shows its display name; its file's name ('average') is what pairs it with the report
-    folder = runs / "smoke" / "ensemble"
-    (folder / "metrics").mkdir(parents=True)
-    (folder / "chapter.json").write_text(json.dumps({"settings": PROFILES["smoke"], "data": "x", "commit": "abc123"}))
-    pd.DataFrame({"Accuracy": [0.5], "F1-macro": [0.5], "ROC AUC": [0.7]},
-                 index=["Average voting (no pretrained weights)"]).to_csv(folder / "metrics" / "average.csv")
-    assert "| Average voting (no pretrained weights) | Average voting | 0.500 / 0.700 |" in book.build_page(root, runs)
+    assert "| fused network | fused/good_on_val | 1.000 | 0.000 (0.000–0.000) |" in text
+    assert "good_on_test" not in text
 
 
 def test_weights_read_short_without_local_paths(tmp_path, monkeypatch):

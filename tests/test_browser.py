@@ -248,6 +248,24 @@ def test_nothing_scrolls_sideways_on_a_phone(smoke_book, browser):
     assert not problems, "\n".join(problems)
 
 
+# A figure shrunk to a phone's column shrinks its text with it (10 pt at 100 dpi reads as about 4 px at a third
+# of its size): every figure of a page keeps at least this share of its own width, scrolling in its box instead.
+FIGURE_SCALE_JS = r"""
+return Array.from(document.querySelectorAll(".cell_output img"))
+  .filter(img => img.naturalWidth > 0 && img.getClientRects().length && !img.closest(".cxr-browser"))
+  .map(img => [img.getAttribute("alt") || img.getAttribute("src").slice(0, 60), img.getBoundingClientRect().width / img.naturalWidth])
+  .filter(([, scale]) => scale < arguments[0]).map(([name, scale]) => name + " shown at " + Math.round(scale * 100) + "%");
+"""
+LEGIBLE_SCALE = 0.75
+
+
+@pytest.mark.book
+def test_figure_text_stays_legible_on_a_phone(smoke_book, browser):
+    problems = [f"{name} at {PHONE} px: {p}" for name, _ in each_page(browser, smoke_book, PHONE)
+                for p in browser.execute_script(FIGURE_SCALE_JS, LEGIBLE_SCALE)]
+    assert not problems, "\n".join(problems[:40])
+
+
 @pytest.mark.book
 @pytest.mark.parametrize("width", [WIDTH, PHONE])
 def test_no_table_header_breaks_inside_a_word(smoke_book, browser, width):

@@ -39,8 +39,9 @@ def test_the_choice_sentence_counts_the_very_candidates_chosen_among():
 
 def test_a_family_wins_only_where_every_other_family_lies_below():
     scores = pd.Series({"scratch/good": 0.9, "fused/noise": 0.3, "fused/other_noise": 0.2})
-    table = conclusions.family_table(BOOT, TEST, scores, FAMILIES)
+    table = conclusions.family_table(BOOT, TEST, scores, FAMILIES, {"fused/noise": "Fused"})
     assert table.loc["fused network", "its best (on validation)"] == "fused/noise"  # chosen on validation
+    assert table.loc["fused network", "the report's row (macro F1)"] == "Fused: 0.6056"
     assert table.loc["fused network", "against our best"].startswith("below")
     assert conclusions.family_verdict(table, "here").startswith("**CNN from scratch** wins")
     tied = dict(TEST, **{"scratch/good": model(Y, 0.0, 4)})

@@ -212,9 +212,10 @@ def test_pointing_on_a_coarse_map_is_the_peak_cells_centre():
 
 def test_box_scoring_keeps_the_grid_for_the_point_and_resizes_for_the_box():
     scale = 1024 / 224  # the box of the coarse-map test above, in NIH's 1024-pixel frame
-    boxes = pd.DataFrame({"Image Index": ["a.png"], "Finding Label": ["Effusion"],
-                          "x": [8 * scale], "y": [104 * scale], "w": [16 * scale], "h": [16 * scale]})
-    table = box_scores.score_boxes({("a.png", "Effusion"): coarse_map()}, boxes, size=224)
+    boxes = pd.DataFrame({"Image Index": ["a.png", "b.png"], "Finding Label": ["Effusion"] * 2,
+                          "x": [8 * scale] * 2, "y": [104 * scale] * 2, "w": [16 * scale] * 2, "h": [16 * scale] * 2})
+    table = box_scores.score_boxes({("a.png", "Effusion"): coarse_map(), ("b.png", "Effusion"): coarse_map()}, boxes,
+                                   size=224)
     assert table.loc["pointing", "Grad-CAM"] == 1.0
     # the predicted box is the peak cell's region at half the maximum on the resized map: within the left column
     assert 0 < table.loc[box_scores.AREA, "Grad-CAM"] < 2 / 49
@@ -271,9 +272,9 @@ def test_maps_without_spatial_information():
     assert not gradcam.has_spatial_information(gradcam.upsample(np.full((1, 1), 0.7), (87, 87)))
     assert not gradcam.has_spatial_information(np.ones((1, 5)) * np.arange(5))  # one row of cells
     assert gradcam.has_spatial_information(np.eye(2))
-    rows = box_scores.score_boxes({("a.png", "Effusion"): np.ones((1, 1))},
-                               pd.DataFrame([{"Image Index": "a.png", "Finding Label": "Effusion",
-                                              "x": 0, "y": 0, "w": 8, "h": 8}]), size=16, original=16)
+    rows = box_scores.score_boxes({(name, "Effusion"): np.ones((1, 1)) for name in ("a.png", "b.png")},
+                                  pd.DataFrame([{"Image Index": name, "Finding Label": "Effusion", "x": 0, "y": 0,
+                                                 "w": 8, "h": 8} for name in ("a.png", "b.png")]), size=16, original=16)
     assert rows.loc[box_scores.NO_INFORMATION, "Grad-CAM"] == 1.0
 
 
@@ -329,3 +330,15 @@ def test_all_models_explain_one_class_and_skip_empty_maps(monkeypatch):
     assert {k for m, k in asked if k is not None} == {1} and ("b", 1) in asked
     np.testing.assert_allclose(heatmap, (np.eye(4) + np.fliplr(np.eye(4))) / 2)
     assert source("b", "x.png") is maps["b"] and source("all models", "x.png", 3) is not None
+
+
+def test_every_column_averages_over_the_same_boxes():
+    """A label with one boxed image has no shuffled partner: it leaves every column, not only the baseline's."""
+    size = 64
+    rows = [{"Image Index": f"e{i}.png", "Finding Label": "Effusion", "x": 0, "y": 0, "w": size, "h": size}
+            for i in range(2)] + [{"Image Index": "a.png", "Finding Label": "Atelectasis", "x": 0, "y": 0, "w": 2, "h": 2}]
+    heatmaps = {(r["Image Index"], r["Finding Label"]): coarse_map(i, 5, cells=8) for i, r in enumerate(rows)}
+    table = box_scores.score_boxes(heatmaps, pd.DataFrame(rows), size, original=size, repeats=5)
+    assert (table["boxes"] == 2).all()
+    assert table.loc["pointing", "Grad-CAM"] == 1.0  # the Atelectasis box, missed, is not averaged in
+    assert table.loc["pointing", "Grad-CAM low"] <= 1.0 <= table.loc["pointing", "Grad-CAM high"]

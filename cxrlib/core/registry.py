@@ -70,7 +70,6 @@ REPORT_MODELS = {
     "Fused": ("fused", "fused"),
     "CNN from scratch": ("scratch", "second_cnn"),
 }
-HEADLINE_METRICS = ("Accuracy", "F1-macro", "ROC AUC")
 
 
 class RunnerError(RuntimeError):

@@ -108,8 +108,9 @@ def correctness(predictions: dict) -> pd.DataFrame:
     return table
 
 
-def summary(correct: pd.DataFrame):
-    """(counts of all-wrong and all-right images, per-model table of what only it misses / gets right)."""
+def summary(correct: pd.DataFrame, boot=None, predictions: dict | None = None):
+    """(counts of all-wrong and all-right images, per-model table of what only it misses / gets right); with a
+    bootstrap of the test split and the models' predictions, each accuracy carries its 95% interval."""
     hits = correct.drop(columns="label")
     totals = pd.Series({"misclassified by all the models": int((~hits).all(axis=1).sum()),
                         "correctly classified by all the models": int(hits.all(axis=1).sum()),
@@ -120,6 +121,10 @@ def summary(correct: pd.DataFrame):
                                                     for m in hits],
         "accuracy": [float(hits[m].mean()) for m in hits],
     }, index=pd.Index(hits.columns, name="model"))
+    if boot is not None:
+        from cxrlib.present.claims import range_text
+
+        only["accuracy"] = [range_text(boot.interval(runs.probabilities(predictions[m]), "Accuracy")) for m in hits]
     return totals.to_frame(), only
 
 
@@ -363,3 +368,18 @@ def question_rows(ch, boot) -> list:
         found += rows(boot, [(q, runs.probabilities(frames[a]), runs.probabilities(frames[b]), ra, rb)
                              for q, a, b, ra, rb in ready])
     return found
+
+
+def family_table(ch, boot, found: Gathered) -> pd.DataFrame:
+    """Each family's best on validation against our best (present.conclusions.family_table), with the report's
+    row for it; kept in the run folder, where the build page reads it."""
+    from cxrlib.present.conclusions import family_table as table
+    from cxrlib.present.report import counterpart
+
+    report = {label: counterpart(*key.split("/", 1)) for label, key in found.keys.items()}
+    families = table(boot, found.test, found.val_scores, found.families, report)
+    runs.write_csv(ch.run.file("tables", FAMILIES_FILE), families, index=True)
+    return families
+
+
+FAMILIES_FILE = "families.csv"

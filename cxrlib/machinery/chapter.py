@@ -216,6 +216,7 @@ class Chapter:
         from cxrlib.present.labels import summary_box, weights_text
 
         box = summary_box(profile=self.profile, settings=self.settings, data=self.data.source.describe(),
+                          chapter=self.name,
                           counts=self.counts_text(), weights=weights_text(self.weights, self.weights_inherited),
                           changed=self.changed, commit=project_commit(), provenance=self.provenance(),
                           command=self.command())

@@ -18,10 +18,10 @@ import pandas as pd
 import yaml
 
 from cxrlib.core.config import PROFILES, REPO_ROOT, WHY, runs_dir
-from cxrlib.core.registry import HEADLINE_METRICS, REGISTRY, RunnerError
+from cxrlib.core.registry import REGISTRY, RunnerError
 from cxrlib.machinery import runs
-from cxrlib.present.labels import all_pretrained, limiting_factors, model_label, profile_in_words
-from cxrlib.present.tables import cell_text, markdown_table
+from cxrlib.present.labels import limiting_factors, profile_in_words
+from cxrlib.present.tables import markdown_table
 
 # sphinx-thebe's tags: the static book has no kernel, and the theme declares THEBE_JS_URL twice
 # ("Identifier 'THEBE_JS_URL' has already been declared" on every page)
@@ -66,46 +66,13 @@ def library_versions() -> str:
     return ", ".join(found)
 
 
-def chapter_metrics(profile_dir: Path, chapter: str) -> pd.DataFrame:
-    """Every metrics row one chapter saved (one row per model), indexed by the model's saved name (its file's
-    name, what report.counterpart knows), with the name its row shows in column "label"."""
-    frames = [runs.read_metrics(path).pipe(lambda row, name=model: row.assign(label=[str(n) for n in row.index])
-                                           .set_axis([name] * len(row)))
-              for (found, model), path in runs.metric_files(profile_dir).items() if found == chapter]
-    return pd.concat(frames) if frames else pd.DataFrame()
+def headline_table(profile_dir: Path) -> pd.DataFrame:
+    """Each family's best model as the conclusions chapter chose it on validation, with its test intervals and the
+    report's row for it (the conclusions' saved table; empty where that chapter has not run)."""
+    from cxrlib.machinery.analysis import FAMILIES_FILE
 
-
-def headline_table(profile_dir: Path, infos: dict) -> pd.DataFrame:
-    """Per chapter: our best model by macro F1 beside the report's row for that same model (report.counterpart;
-    a dash where the report has none), which classes it predicts where not all, and what limited ours."""
-    from cxrlib.science.metrics import PREDICTED
-    from cxrlib.present.report import counterpart, report_rows
-
-    rows = []
-    for chapter, family in ((c, f.family) for c, f in REGISTRY.items() if f.family):
-        ours = chapter_metrics(profile_dir, chapter)
-        if ours.empty or chapter not in infos or "F1-macro" not in ours:
-            continue
-        best = ours["F1-macro"].idxmax()
-        info = infos[chapter]
-        weights = info.get("weights") or infos.get("pretrained", {}).get("weights") or {}
-        pretrained_family = chapter in ("pretrained", "ensemble")
-        label = model_label(str(ours.loc[best, "label"]), not (pretrained_family and not all_pretrained(weights)))
-        predicts = ours.loc[best, PREDICTED] if PREDICTED in ours else ""
-        if isinstance(predicts, str) and predicts and not predicts.startswith("all "):  # an FNFR of 0 or an F1 of 0 that means "never predicts"
-            label += f" (predicts {predicts.replace(': never', ' classes; never')})"
-        report_name = counterpart(chapter, str(best))
-        theirs = report_rows(report_name).iloc[0] if report_name else None
-        row = {"models": family, "our best": label, "the report's row": report_name or "none for this model"}
-        for metric in HEADLINE_METRICS:
-            row[metric] = f"{cell_text(ours.loc[best, metric])} / {cell_text(theirs[metric]) if theirs is not None else '–'}"
-        factors = limiting_factors(info.get("settings", {}), info.get("source"),
-                                   weights if pretrained_family else None)
-        common = set(limiting_factors(info.get("settings", {}), info.get("source")))
-        extra = [f for f in factors if f not in common]
-        row["limited by"] = "; ".join((["the build's limits (above)"] if common else []) + extra) or "nothing recorded"
-        rows.append(row)
-    return pd.DataFrame(rows)
+    path = Path(profile_dir) / "conclusions" / "tables" / FAMILIES_FILE
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
 SLOWEST_EXPLAINED = 3
@@ -155,9 +122,10 @@ def build_page(book_root: Path, runs_root: Path | None = None, today: str | None
               "- **Why these settings:**",
               *(f"  - {reason.format_map({**PROFILES.get(profile, {}), **settings})}" for reason in WHY.get(profile, ())),
               "", "## Our best results beside the report's", "",
-              "Each cell reads *ours / the report's* (test set); the last column says what limited our run.", ""]
-    headline = headline_table(profile_dir, infos)
-    lines += [markdown_table(headline) if not headline.empty else "No model has been trained in this run folder yet.",
+              "Each family's best model, chosen on validation macro F1 by the conclusions chapter, with its test "
+              "metrics and 95% patient intervals, and the report's row for the same model.", ""]
+    headline = headline_table(profile_dir)
+    lines += [markdown_table(headline) if not headline.empty else "No headline yet: run `cxr run conclusions`.",
               "", "## How long each chapter took", ""]
     timings = timings_table(profile_dir)
     lines += [markdown_table(timings) if not timings.empty else "The runner recorded no chapter times for this build.",

@@ -81,7 +81,7 @@ def reading(boot, probs, baselines: dict) -> str:
 
 
 def results_table(boot, models: dict, report: dict | None = None, baselines: dict | None = None,
-                  extra=None, metrics=HEADLINE) -> "pd.DataFrame":
+                  extra=None, metrics=HEADLINE):
     """Our models (name -> test probabilities), each with its metrics' 95% intervals and its reading, the
     report's row for it underneath (report: name -> report row name or None), then the trivial baselines.
 

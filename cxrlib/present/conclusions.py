@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import REPORT_COUNTS
-from cxrlib.present.claims import answer, difference_word, interval_text, units
+from cxrlib.present.claims import answer, difference_word, interval_text, range_text, units
 from cxrlib.present.report import BEST, REPORT
 from cxrlib.science.choice import choose
 from cxrlib.science.stats import patients_needed, resolvable_difference
@@ -31,16 +31,19 @@ def choice_sentence(candidates: list) -> str:
             f"picking the best of {len(candidates)} by their test scores would flatter the winner by luck.")
 
 
-def family_table(boot, test: dict, val_scores, families: dict) -> pd.DataFrame:
-    """Each family's best model (chosen on validation), its test macro F1, and its difference from our best."""
+def family_table(boot, test: dict, val_scores, families: dict, report: dict | None = None) -> pd.DataFrame:
+    """Each family's best model (chosen on validation), its test metrics with intervals, the report's row for it
+    (report: name -> report row name or None), and its difference in macro F1 from our best."""
     best = choose(val_scores, list(families))
     rows = []
     for family in dict.fromkeys(families.values()):
         key = choose(val_scores, [k for k, f in families.items() if f == family])
-        gap = boot.difference(test[key], test[best], METRIC)
+        gap, theirs = boot.difference(test[key], test[best], METRIC), (report or {}).get(key)
         rows.append({"family": family, "its best (on validation)": key,
                      "validation macro F1": f"{val_scores[key]:.3f}",
-                     "test macro F1": interval_text(boot.interval(test[key], METRIC)),
+                     **{f"test {metric}": range_text(boot.interval(test[key], metric))
+                        for metric in ("Accuracy", METRIC, "ROC AUC")},
+                     "the report's row (macro F1)": f"{theirs}: {REPORT[theirs][3]:.4f}" if theirs else "none",
                      "against our best": "our best" if key == best else
                      f"{difference_word(gap, 'these images')} ({interval_text(gap, signed=True)})"})
     return pd.DataFrame(rows).set_index("family")

@@ -158,3 +158,14 @@ def scoring_rules(original: int = 1024) -> str:
             f"class counts by its number of boxes (a label with a single boxed image has no shuffled score). "
             f"A map of fewer than 2x2 cells, or a constant one, has {NO_SPATIAL_INFORMATION}: the row "
             f"'{NO_INFORMATION}' gives their share, and their boxes and points mean nothing.")
+
+
+def boxes_sentence(boxed, scope: str, scored: int | None = None) -> str:
+    """How many boxes, on how many images, the scores rest on, and which are left out of every column."""
+    images = boxed["Image Index"].nunique()
+    left = "" if scored is None or scored == len(boxed) else (
+        f" {len(boxed) - scored} of them belong to a label boxed on a single image and are left out of every column "
+        "(the shuffled baseline needs a second image of the label).")
+    return (f"**{len(boxed)} boxes** on {images} image{'s' * (images != 1)} of the four classes, on {scope}.{left} "
+            "Each Grad-CAM score carries a 95% interval from resampling the boxed images; with a handful of boxes "
+            "these intervals are wide.")

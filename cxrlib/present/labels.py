@@ -23,18 +23,30 @@ def per_class_text(max_per_class) -> str:
     return ""
 
 
-def profile_in_words(profile: str, settings: dict) -> str:
-    """One sentence saying what a build of this profile is good for."""
+def input_sizes(settings: dict, chapter: str = "") -> str:
+    """The input size of the models a chapter trains or reads: the from-scratch nets' resize, the backbones' input,
+    or both for the chapters that read every family."""
+    from cxrlib.core.registry import FROM_SCRATCH
+
+    if chapter in FROM_SCRATCH or "backbone_size" not in settings:
+        return f"{settings.get('resize_to')} px"
+    if chapter == "pretrained":
+        return f"{settings['backbone_size']} px"
+    return f"{settings.get('resize_to')} px (backbones {settings['backbone_size']} px)"
+
+
+def profile_in_words(profile: str, settings: dict, chapter: str = "") -> str:
+    """One sentence saying what a build of this profile is good for (its sizes: those of the chapter's models)."""
     epochs = settings.get("epochs")
     per_class = per_class_text(settings.get("max_per_class"))
     if profile == "smoke":
         detail = ", ".join(x for x in (f"{epochs} epochs", per_class) if x)
         return f"smoke build: {detail}; for checking the machinery, not for reading the numbers"
     if profile == "cpu":
-        return (f"cpu build: up to {epochs} epochs at {settings.get('resize_to')} px on the small real sample; "
+        return (f"cpu build: up to {epochs} epochs at {input_sizes(settings, chapter)} on the small real sample; "
                 "small-sample numbers, not comparable with the report's")
     if profile == "full":
-        return f"full build: the report's settings (up to {epochs} epochs at {settings.get('resize_to')} px)"
+        return f"full build: the report's settings (up to {epochs} epochs at {input_sizes(settings, chapter)})"
     return f"{profile} build"
 
 
@@ -90,11 +102,11 @@ def inline_markdown(text: str) -> str:
 
 
 def summary_box(*, profile: str, settings: dict, data: str, counts: str, weights: str, changed: dict,
-                commit: str, provenance: str = "", command: str = "") -> str:
+                commit: str, provenance: str = "", command: str = "", chapter: str = "") -> str:
     """The boxed summary that opens every chapter; the full provenance follows, collapsed."""
     e = html.escape
     changed_text = ", ".join(f"{k}={v!r}" for k, v in changed.items()) or "none"
-    lines = [f"<p class='cxr-summary-profile'><strong>{e(profile_in_words(profile, settings))}.</strong></p>",
+    lines = [f"<p class='cxr-summary-profile'><strong>{e(profile_in_words(profile, settings, chapter))}.</strong></p>",
              "<ul>",
              f"<li><strong>Data:</strong> {e(data)}; used {e(counts)}</li>",
              f"<li><strong>Weights:</strong> {e(weights)}</li>",
@@ -107,3 +119,24 @@ def summary_box(*, profile: str, settings: dict, data: str, counts: str, weights
         lines.append(f"<details><summary>Full provenance</summary><p>{inline_markdown(provenance)}</p></details>")
     style = "border:2px solid #446;border-radius:6px;background:#f4f6fb;padding:0.6em 1em;margin:0.5em 0 1em 0"
     return f'<div class="{SUMMARY_CLASS}" style="{style}">' + "".join(lines) + "</div>"
+
+
+def same_patient_note(patients) -> str:
+    """Which images shown together come from one patient (patients: image id -> patient), in a sentence ('' when
+    every image is of another patient): a patient's images are correlated, so such a gallery shows fewer cases."""
+    groups = [ids for _, ids in patients.groupby(patients).groups.items() if len(ids) > 1]
+    if not groups:
+        return ""
+    parts = [f"{', '.join(map(str, ids))} (patient {patients[ids[0]]})" for ids in groups]
+    return f"Images of one patient: {'; '.join(parts)}."
+
+
+def patient_share_sentence(shares, largest=None, cap=None) -> str:
+    """What the validation and test splits rest on, by patient (shares: splits.patient_shares' table)."""
+    top = shares.loc[shares["largest share of one patient"].idxmax()]
+    capped = f"at most {cap} images of any one patient are used, and " if cap else ""
+    stated = f" (at most {largest:.0%} is allowed)" if largest is not None else ""
+    return (f"Counted by patient: {capped}no patient supplies more than {top['largest share of one patient']:.0%} of "
+            f"a class's validation or test images{stated}; the largest share is patient {top['that patient']}'s "
+            f"{top['images'] * top['largest share of one patient']:.0f} of the {top['images']} {top['class']} images "
+            f"of {top['split']}.")

@@ -156,7 +156,7 @@ def score_boxes(heatmaps: dict, boxes, size: int, original: int = 1024, repeats:
     game. Boxes are in the original frame (NIH: 1024 pixels) and scaled to size; tolerance is in its pixels.
     """
     rng = np.random.default_rng(seed)
-    scored = [box for _, box in boxes.iterrows() if (box["Image Index"], box["Finding Label"]) in heatmaps]
+    scored = shuffle_ready([box for _, box in boxes.iterrows() if (box["Image Index"], box["Finding Label"]) in heatmaps])
     if not scored:
         return pd.DataFrame()
     near = tolerance * size / original
@@ -168,12 +168,31 @@ def score_boxes(heatmaps: dict, boxes, size: int, original: int = 1024, repeats:
     for _ in range(repeats):
         shuffled += [score_heatmap(heatmap, box_truth(box, size, original), size, near)
                      for box, heatmap in shuffled_within_labels(scored, heatmaps, rng)]
-    rows = list(ours[0])
-    table = pd.DataFrame({"Grad-CAM": pd.DataFrame(ours).mean(),
+    rows, hits = list(ours[0]), pd.DataFrame(ours).astype(float)
+    low, high = box_intervals(hits, [box["Image Index"] for box in scored], seed)
+    table = pd.DataFrame({"Grad-CAM": hits.mean(), "Grad-CAM low": low, "Grad-CAM high": high,
                           "shuffled heatmaps": pd.DataFrame(shuffled).mean() if shuffled else np.nan,
                           "random point": pd.Series({"pointing": float(np.mean(points))})}).reindex(rows)
     table["boxes"] = len(ours)
     return table.astype(float)
+
+
+def shuffle_ready(scored: list) -> list:
+    """The boxes every column can score: those of a label with boxes on two or more images, since the shuffled
+    baseline moves a heatmap to another image of the same label (a lone image's box has none to take)."""
+    images = pd.DataFrame([(box["Finding Label"], box["Image Index"]) for box in scored], columns=["label", "image"])
+    enough = set(images.groupby("label")["image"].nunique().loc[lambda n: n >= 2].index)
+    return [box for box in scored if box["Finding Label"] in enough]
+
+
+def box_intervals(hits: pd.DataFrame, images: list, seed: int = 0, n: int = 1000) -> tuple:
+    """95% intervals of each score's mean over boxes, resampling the boxed images (an image's boxes together)."""
+    from cxrlib.science.stats import patient_resamples, percentile_interval, ratio
+
+    weights = patient_resamples(images, n, seed)
+    found = {column: percentile_interval(values.mean(), ratio(weights @ values.to_numpy(), weights.sum(axis=1)))
+             for column, values in hits.items()}
+    return pd.Series({c: f.low for c, f in found.items()}), pd.Series({c: f.high for c, f in found.items()})
 
 
 def score_models(models: dict, boxes, images_for, repeats: int = 20, seed: int = 0) -> pd.DataFrame:
