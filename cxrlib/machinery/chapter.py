@@ -191,7 +191,7 @@ class Chapter:
         display(claims.results_table(boot, probs, report, baselines, metrics=F1_COLUMNS))
         sentences = [claims.against_report(boot, p, name, report[name]) for name, p in probs.items() if report[name]]
         if sentences:
-            display(Markdown("\n\n".join(sentences)))
+            display(Markdown("\n\n".join(sentences) + "\n\nThe report trained on about 11,000 full-resolution images."))
 
     def show_questions(self, items=()) -> None:
         """The report's questions of this chapter (report.QUESTIONS), each answered from the interval of the

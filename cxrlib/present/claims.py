@@ -122,10 +122,9 @@ def against_report(boot, probs, name: str, report_name: str, metrics=("Accuracy"
 
     theirs = report_rows(report_name).iloc[0]
     where = units(boot.images, boot.patient_count)
-    parts = [f"{metric} {interval_text(boot.interval(probs, metric))} against {theirs[metric]:.4f}: "
+    parts = [f"{METRIC_WORDS[metric]} {interval_text(boot.interval(probs, metric))} against {theirs[metric]:.4f}: "
              f"{difference_word(boot.against(probs, metric, theirs[metric]), 'these images')}" for metric in metrics]
-    return (f"**{name}** against the report's {report_name}, on {where}: " + "; ".join(parts) + ". The report "
-            "trained on about 11,000 full-resolution images.")
+    return f"**{name}** against the report's {report_name}, on {where}: " + "; ".join(parts) + "."
 
 
 def question_row(boot, question: str, probs_a, probs_b, theirs: str, metric: str = "F1-macro") -> dict:
