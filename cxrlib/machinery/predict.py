@@ -5,18 +5,18 @@
 The model is runs/<profile>/<chapter>/models/<model>.keras. Every image goes through the library's own decode
 (bit depth, grey conversion, the checks, the harmonised native size and the resize the model was trained
 with, then its preprocessing transform), so a file gets the probabilities it would have had in the test set.
-A file that fails the checks is named with its reason on one line and the others are still predicted (exit
-status 1); a model whose input size or classes do not match what was saved with it is refused (exit status 2).
-
-Temperature scaling is applied only where a temperature fitted on the validation set was saved for the model:
-the key "temperature" of its record (models/<model>.json), or its 'chapter/model' entry in a temperatures.json
-of any chapter folder of the profile; the CSV says which, or that none was applied.
+A file that fails the checks, or is smaller than MIN_SIDE, has its reason in its row and on one line (exit status
+1); a model whose input size or classes do not match what was saved with it is refused (exit status 2).
+Temperature scaling is applied only where one was fitted on validation for exactly this trained model (its
+identity) and the fit did not stop at a search bound (saved_temperature); the CSV says why none was applied.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +24,20 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import CLASSES, PROGRESS_AFTER_S, runs_dir
+from cxrlib.core.files import write_atomic
 from cxrlib.machinery import identity
-from cxrlib.machinery.runs import read_json, write_csv
+from cxrlib.machinery.inputs.decode import inspect_header
+from cxrlib.machinery.runs import model_identity, read_json
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CHUNK = 512  # files decoded and predicted at a time, so a large folder never sits in memory whole
-NOT_APPLIED = "not applied"
+MIN_SIDE = 32  # px on the short side: a smaller picture holds no chest for the model to read, so it is refused
+DECIMALS = 6  # the CSV's probabilities and temperature
+PROBABILITY_COLUMNS = [f"p_{name.lower().replace(' ', '_')}" for name in CLASSES]  # p_no_finding, ...
+APPLIED = "fitted on validation"
+# TensorFlow's C++ start-up lines: absl's format and its note that it logs before being initialised, and TSL's
+NATIVE_LOG = re.compile(r"^([IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] |WARNING: All log messages before absl"
+                        r"|\d{4}-\d\d-\d\d [\d:.]+: [IWEF] \S+:\d+\] )")
 
 
 class PredictError(ValueError):
@@ -47,22 +55,33 @@ class SavedModel:
     harmonise_to: int | None
     batch_size: int
     temperature: float | None
+    temperature_status: str
 
 
 # ---------------------------------------------------------------- the files
 
-def image_files(paths) -> tuple:
-    """(files, problems): files given, and the PNG and JPEG files under folders given (sorted); problems names
-    paths that do not exist."""
-    files, problems = [], []
+def image_files(paths) -> list:
+    """[(file, problem)] in the order given: files given, and the PNG and JPEG files under folders given (sorted);
+    the problem is '' but for a path that does not exist."""
+    files = []
     for given in map(Path, paths):
         if given.is_dir():
-            files += sorted(p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        elif given.is_file():
-            files.append(given)
+            files += sorted((p, "") for p in given.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         else:
-            problems.append((given, "no such file or folder"))
-    return files, problems
+            files.append((given, "" if given.is_file() else "no such file or folder"))
+    return files
+
+
+def too_small(path: Path) -> str:
+    """Why an image is refused for its size, from its header ('' when it is not, or when the header cannot be
+    read: the decode then says why)."""
+    try:
+        width, height, _ = inspect_header(path.read_bytes())
+    except OSError:
+        return ""
+    if not width or min(width, height) >= MIN_SIDE:
+        return ""
+    return f"{width}x{height} px, below the minimum of {MIN_SIDE} px on the short side"
 
 
 # ---------------------------------------------------------------- the model and what it was trained with
@@ -151,17 +170,23 @@ def harmonised_size(info: dict, key: str, data_dir=None):
     return data.harmonise_to
 
 
-def saved_temperature(profile_dir: Path, folder: Path, key: str, name: str):
-    """The temperature fitted on validation and saved for this model, else None."""
-    found = read_json(folder / "models" / f"{name}.json").get("temperature")
+def saved_temperature(profile_dir: Path, key: str) -> tuple:
+    """(temperature, status): the temperature fitted on validation for exactly the trained model 'chapter/model'
+    now in place, by its identity; else None and why none applies (a retrained model's is stale, and a fit
+    that stopped at an end of its search is a bound, not a fit)."""
+    listed = (read_json(path).get(key) for path in sorted(Path(profile_dir).glob("*/temperatures.json")))
+    found = next((entry for entry in listed if entry), None)
+    made = model_identity(profile_dir, key)
     if found is None:
-        listed = (read_json(path).get(key) for path in sorted(profile_dir.glob("*/temperatures.json")))
-        found = next((value for value in listed if value is not None), None)
-    if isinstance(found, dict):
-        found = found.get("temperature")
-    if found is not None and not (isinstance(found, (int, float)) and found > 0):
-        raise PredictError(f"the temperature saved for model {key} is {found!r}; it must be a number > 0")
-    return None if found is None else float(found)
+        return None, "none (not fitted)"
+    if not made or found.get("model_identity") != made:
+        return None, "none (fitted on another training)"
+    if found.get("at_bound"):
+        return None, "none (search bound)"
+    value = found.get("temperature")
+    if not (isinstance(value, (int, float)) and value > 0):
+        raise PredictError(f"the temperature saved for model {key} is {value!r}; it must be a number > 0")
+    return float(value), APPLIED
 
 
 def load_saved_model(key: str, profile: str = "cpu", root=None, data_dir=None) -> SavedModel:
@@ -178,8 +203,7 @@ def load_saved_model(key: str, profile: str = "cpu", root=None, data_dir=None) -
     size = check_input(model, key, spec)
     check_classes(model, key, folder, name)
     return SavedModel(key, model, size, spec.get("preprocess"), harmonised_size(info, key, data_dir),
-                      int(info.get("settings", {}).get("batch_size", 16)),
-                      saved_temperature(profile_dir, folder, key, name))
+                      int(info.get("settings", {}).get("batch_size", 16)), *saved_temperature(profile_dir, key))
 
 
 # ---------------------------------------------------------------- decoding and predicting
@@ -195,19 +219,17 @@ def probabilities(saved: SavedModel, images: np.ndarray) -> np.ndarray:
     return probs if saved.temperature is None else scale(logits, saved.temperature)
 
 
-def temperature_text(saved: SavedModel) -> str:
-    """What the CSV says about temperature scaling."""
-    if saved.temperature is None:
-        return NOT_APPLIED
-    return f"applied (T = {saved.temperature:.4g}, fitted on the validation set)"
-
-
-def rows_for(paths: list, probs: np.ndarray, saved: SavedModel) -> pd.DataFrame:
-    """One CSV row per file: the file, each class's probability, the predicted class, temperature scaling."""
-    frame = pd.DataFrame(probs, columns=[f"p_{name}" for name in CLASSES])
-    frame.insert(0, "file", [str(p) for p in paths])
-    frame["predicted"] = [CLASSES[k] for k in probs.argmax(axis=1)]
-    frame["temperature scaling"] = temperature_text(saved)
+def rows_for(paths: list, errors: list, probs: np.ndarray, saved: SavedModel) -> pd.DataFrame:
+    """One CSV row per file, in order: the file, each class's probability, the predicted class, the temperature
+    and its status, and the error; probs has a row for each file without an error."""
+    frame = pd.DataFrame({"file": [str(p) for p in paths], **{c: np.nan for c in PROBABILITY_COLUMNS},
+                          "predicted": "", "temperature": np.nan, "temperature_status": "", "gradcam_file": "",
+                          "error": errors})
+    good = frame["error"] == ""
+    frame.loc[good, PROBABILITY_COLUMNS] = probs
+    frame.loc[good, "predicted"] = [CLASSES[k] for k in probs.argmax(axis=1)]
+    frame.loc[good, "temperature"] = saved.temperature
+    frame.loc[good, "temperature_status"] = saved.temperature_status
     return frame
 
 
@@ -225,7 +247,8 @@ def overlay_name(folder: Path, path: Path, taken: set) -> Path:
 
 
 def write_overlay(saved: SavedModel, image: np.ndarray, class_index: int, target: Path, name: str = "") -> str:
-    """The predicted class's Grad-CAM over the image as a PNG; what the CSV says (its path, or no information)."""
+    """The predicted class's Grad-CAM over the image as a PNG; its path, or '' where the map has no spatial
+    information at this input size (nothing to draw)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,7 +259,7 @@ def write_overlay(saved: SavedModel, image: np.ndarray, class_index: int, target
 
     cells, _ = gradcam.gradcam_cells(saved.model, image, class_index)
     if not gradcam.has_spatial_information(cells):
-        return f"{gradcam.NO_SPATIAL_INFORMATION} (Grad-CAM grid {cells.shape[0]}x{cells.shape[1]})"
+        return ""
     fig, ax = plt.subplots(figsize=(4, 4.3))
     title = f"{name}\nGrad-CAM of {CLASSES[class_index]} ({saved.key})".lstrip()
     cam_figures.overlay(ax, image, gradcam.upsample(cells, image.shape[:2]), title)
@@ -255,55 +278,63 @@ def overlays(saved: SavedModel, good: list, predicted, folder: Path, taken: set,
     return written
 
 
-def gradcam_summary(said: pd.Series, folder) -> str:
+def gradcam_summary(table: pd.DataFrame, folder) -> str:
     """One line: how many overlays were written where, and how many maps had no spatial information."""
-    written = int(said.str.endswith(".png").sum())
-    empty = f"; {len(said) - written} map(s) with no spatial information at this input size, so no overlay (the " \
-            f"CSV says so)" if written < len(said) else ""
+    predicted = table[table["error"] == ""]
+    written = int((predicted["gradcam_file"] != "").sum())
+    empty = f"; {len(predicted) - written} map(s) with no spatial information at this input size, so no overlay " \
+            f"(gradcam_file empty)" if written < len(predicted) else ""
     return f"Grad-CAM: {written} overlay(s) written to {folder}{empty}"
 
 
 # ---------------------------------------------------------------- the command
 
-def predict_chunk(chunk: list, saved: SavedModel, step, gradcam, taken: set, progress) -> tuple:
-    """(frame of the usable files, [(file, reason)] of the others) for one chunk of files; the bar counts decoded
-    images, or with gradcam the overlays written (and the files that failed)."""
+def predict_chunk(chunk: list, saved: SavedModel, step, gradcam, taken: set, progress) -> pd.DataFrame:
+    """The CSV rows of one chunk of (file, problem), in order; the bar counts decoded images, or with gradcam
+    the overlays written (and the files that failed)."""
     from cxrlib.machinery.inputs.images import fill
 
-    images = np.zeros((len(chunk), saved.size, saved.size), np.uint8)  # the training decode: checked, resized
-    reasons = fill(images, chunk, saved.size, step, saved.harmonise_to, desc=f"decoding for {saved.key}")
-    failed = [(path, why) for path, why in zip(chunk, reasons) if why]
-    good = [(path, image) for path, image, why in zip(chunk, images, reasons) if not why]
-    progress.update(len(failed) if gradcam else len(chunk))
-    if not good:
-        return None, failed
-    frame = rows_for([path for path, _ in good], probabilities(saved, np.stack([i for _, i in good])), saved)
-    if gradcam:
-        frame["gradcam"] = overlays(saved, good, frame["predicted"], Path(gradcam), taken,
-                                    lambda: progress.update(1))
-    return frame, failed
+    errors = [why or too_small(path) for path, why in chunk]
+    usable = [k for k, why in enumerate(errors) if not why]
+    images = np.zeros((len(usable), saved.size, saved.size), np.uint8)  # the training decode: checked, resized
+    reasons = fill(images, [chunk[k][0] for k in usable], saved.size, step, saved.harmonise_to,
+                   desc=f"decoding for {saved.key}")
+    for k, why in zip(usable, reasons):
+        errors[k] = why
+    good = [(chunk[k][0], image) for k, image, why in zip(usable, images, reasons) if not why]
+    progress.update(len(chunk) - len(good) if gradcam else len(chunk))
+    probs = probabilities(saved, np.stack([i for _, i in good])) if good else np.zeros((0, len(CLASSES)))
+    frame = rows_for([path for path, _ in chunk], errors, probs, saved)
+    if gradcam and good:
+        done = frame["error"] == ""
+        frame.loc[done, "gradcam_file"] = overlays(saved, good, frame.loc[done, "predicted"], Path(gradcam), taken,
+                                                   lambda: progress.update(1))
+    return frame
 
 
-def predict_files(paths, saved: SavedModel, gradcam=None, err=None) -> tuple:
-    """(predictions frame, [(file, reason)] of the files that could not be used), with a progress bar on long
-    lists; with gradcam (a folder) an overlay per file."""
+def predict_files(paths, saved: SavedModel, gradcam=None, err=None) -> pd.DataFrame:
+    """The CSV rows, one per file in the order given (a file that could not be used has its error), with a
+    progress bar on long lists; with gradcam (a folder) an overlay per file."""
     from tqdm.std import tqdm
 
-    files, failed = image_files(paths)
-    if not files and not failed:
-        raise PredictError(f"no PNG or JPEG file in {', '.join(map(str, paths))}")
     from cxrlib.science.otsu import transform_step
 
+    files = image_files(paths)
+    if not files:
+        raise PredictError(f"no PNG or JPEG file in {', '.join(map(str, paths))}")
     step, frames, taken = transform_step(saved.transform), [], set()
     if gradcam:
         Path(gradcam).mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(files), desc=f"predicting with {saved.key}", unit="image", file=err or sys.stderr,
               delay=PROGRESS_AFTER_S) as progress:
         for start in range(0, len(files), CHUNK):
-            frame, bad = predict_chunk(files[start:start + CHUNK], saved, step, gradcam, taken, progress)
-            frames += [] if frame is None else [frame]
-            failed += bad
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), failed
+            frames.append(predict_chunk(files[start:start + CHUNK], saved, step, gradcam, taken, progress))
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_table(path: Path, table: pd.DataFrame) -> Path:
+    """The CSV, probabilities and temperature at DECIMALS decimals (an empty field where there is none)."""
+    return write_atomic(path, lambda tmp: table.to_csv(tmp, index=False, float_format=f"%.{DECIMALS}f"))
 
 
 def run_predict(paths, key: str, profile: str = "cpu", output="predictions.csv", gradcam=None, data_dir=None,
@@ -311,25 +342,26 @@ def run_predict(paths, key: str, profile: str = "cpu", output="predictions.csv",
     """The command: predict, write the CSV, name every file that failed on a line; 1 when any failed, else 0."""
     out, err = out or sys.stdout, err or sys.stderr
     saved = load_saved_model(key, profile, data_dir=data_dir)
-    table, failed = predict_files(paths, saved, gradcam, err)
-    for path, why in failed:
+    table = predict_files(paths, saved, gradcam, err)
+    failed = table[table["error"] != ""]
+    for path, why in zip(failed["file"], failed["error"]):
         print(f"cxr predict: {path}: {why}", file=err)
-    if not table.empty:
-        write_csv(Path(output), table)
-    print(f"{len(table)} image(s) predicted with {key} (profile {profile}, {saved.size} px, temperature scaling "
-          f"{temperature_text(saved)}){f' -> {output}' if len(table) else ''}; {len(failed)} could not be used",
-          file=out)
-    if gradcam and len(table):
-        print(gradcam_summary(table["gradcam"], gradcam), file=out)
-    return 1 if failed else 0
+    write_table(Path(output), table)
+    temperature = saved.temperature_status if saved.temperature is None else f"T = {saved.temperature:.4g}, {APPLIED}"
+    print(f"{len(table) - len(failed)} image(s) predicted with {key} (profile {profile}, {saved.size} px, temperature "
+          f"{temperature}) -> {output}; {len(failed)} could not be used", file=out)
+    if gradcam:
+        print(gradcam_summary(table, gradcam), file=out)
+    return 1 if len(failed) else 0
 
 
-EXAMPLE = """example:
+EXAMPLE = f"""example:
   cxr predict new_scans/ chest.jpg --model fused/fused --profile cpu -o predictions.csv --gradcam overlays/
 
-Each row of the CSV: the file, each class's probability, the predicted class and whether temperature scaling
-(fitted on the validation set) was applied. A file that fails the decode checks is named with its reason on
-one line, the others are still predicted, and the exit status is 1; a refused model exits with 2."""
+One CSV row per file: file, {', '.join(PROBABILITY_COLUMNS)} ({DECIMALS} decimals), predicted, temperature
+(empty where none was applied), temperature_status, gradcam_file, error. A file that cannot be used (it fails
+the decode checks, or is under {MIN_SIDE} px on its short side) has its error in its row and on one line, the
+others are still predicted, and the exit status is 1; a refused model exits with 2."""
 
 
 def add_parser(sub) -> None:
@@ -348,6 +380,25 @@ def add_parser(sub) -> None:
                               "cxr run looks)")
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up lines (oneDNN's and CUDA's notes, twice) kept off the console:
+    TensorFlow 2.21 writes them to the process's stderr before TF_CPP_MIN_LOG_LEVEL takes effect, so that stream
+    is held in a file during the import, and whatever else the import wrote is passed on."""
+    sys.stderr.flush()
+    console = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(console, 2)
+            os.close(console)
+        held.seek(0)
+        lines = held.read().decode(errors="replace").splitlines(keepends=True)
+    sys.stderr.write("".join(line for line in lines if not NATIVE_LOG.match(line)))
+
+
 def main(args) -> int:
     """Run the parsed `cxr predict` arguments."""
+    import_tensorflow_quietly()
     return run_predict(args.paths, args.model, args.profile, args.output, args.gradcam, args.data)

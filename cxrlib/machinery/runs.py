@@ -81,9 +81,11 @@ class ChapterRun:
         return write_csv(self.file("histories", f"{name}.csv"), history)
 
     def save_temperatures(self, fits: dict) -> Path:
-        """Each model's temperature fitted on validation ('chapter/model' -> T), for `cxr predict`."""
+        """Each model's temperature fitted on validation ('chapter/model' -> T), for `cxr predict`, with the
+        identity of the model it was fitted on: a retrained model must not inherit it."""
         return write_json(self.path / "temperatures.json",
-                          {key: {"temperature": fit.temperature, "at_bound": fit.at_bound} for key, fit in fits.items()})
+                          {key: {"temperature": fit.temperature, "at_bound": fit.at_bound,
+                                 "model_identity": model_identity(self.profile_dir, key)} for key, fit in fits.items()})
 
     def write_info(self, info: dict) -> Path:
         """What produced this folder: parameters, data identity, versions."""
@@ -107,6 +109,13 @@ def read_json(path) -> dict:
     """A JSON file's content, {} where it is absent."""
     path = Path(path)
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def model_identity(profile_dir, key: str):
+    """The identity of the trained model 'chapter/model' in place under a profile's folder (its models/<model>.json),
+    None where it has no record."""
+    chapter, _, name = key.partition("/")
+    return read_json(Path(profile_dir) / chapter / "models" / f"{name}.json").get("identity")
 
 
 def save_without_optimizer(model, path) -> None:
