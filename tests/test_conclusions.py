@@ -69,7 +69,7 @@ def test_resolution_shrinks_with_more_patients():
 def test_closing_statement_reads_each_metric_from_its_interval():
     text = conclusions.closing_statement("fused/noise", BOOT, TEST["fused/noise"], 0.3, ["2 epochs (report: up to 30)"],
                                          chance="not distinguishable from chance", predicts="3: never No Finding")
-    assert "F1-macro" in text and "ours is below" in text and "above" not in text
+    assert "macro F1" in text and "ours is below" in text and "above" not in text
     assert "- 2 epochs (report: up to 30)" in text and "not distinguishable from chance" in text
     assert "never predicts No Finding" in text
 

@@ -350,8 +350,15 @@ def gathered(ch) -> Gathered:
     baselines = {**ch.baselines(), **{key: runs.probabilities(f) for key, f in frames.items() if key not in ours}}
     return Gathered({labels[k]: runs.probabilities(frames[k]) for k in ours}, scores, families,
                     [labels[k] for k in ours if k.startswith("ensemble/")], chosen, baselines,
-                    metrics.loc[ours, ["Loss", "Inference time (s)", PREDICTED]].rename(index=labels),
+                    loss_after_balancing(ch, metrics.loc[ours, ["Loss", "Inference time (s)", PREDICTED]]).rename(index=labels),
                     {labels[k]: k for k in ours}, recorded_limits(runs.chapter_infos(ch.profile, ch.runs_root)))
+
+
+def loss_after_balancing(ch, table: pd.DataFrame) -> pd.DataFrame:
+    """The table with its Loss column named for what it measures where predictions were balanced."""
+    from cxrlib.present.labels import AFTER_BALANCING
+
+    return table.rename(columns={"Loss": f"Loss ({AFTER_BALANCING})"}) if ch["balance_predictions"] else table
 
 
 def question_rows(ch, boot) -> list:

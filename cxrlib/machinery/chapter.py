@@ -174,7 +174,7 @@ class Chapter:
         from IPython.display import Markdown, display
 
         from cxrlib.present import claims
-        from cxrlib.present.labels import AFTER_BALANCING
+        from cxrlib.machinery.analysis import loss_after_balancing
         from cxrlib.present.report import counterpart
         from cxrlib.science.metrics import F1_COLUMNS, PREDICTED
 
@@ -182,9 +182,8 @@ class Chapter:
         labels = {key: (labels or {}).get(key, key) for key, _, _ in found}
         probs = {labels[key]: runs.probabilities(frame) for key, frame, _ in found}
         report = {labels[key]: counterpart(self.name, key) for key, _, _ in found}
-        loss = f"Loss ({AFTER_BALANCING})" if self["balance_predictions"] else "Loss"
-        extra = pd.concat([row.set_axis([labels[key]]) for key, _, row in found])[
-            ["Loss", "Inference time (s)", PREDICTED]].rename(columns={"Loss": loss})
+        extra = loss_after_balancing(self, pd.concat([row.set_axis([labels[key]]) for key, _, row in found])[
+            ["Loss", "Inference time (s)", PREDICTED]])
         boot, baselines = self.bootstrap(), self.baselines()
         display(Markdown(claims.caption(boot)))
         display(claims.results_table(boot, probs, report, baselines, extra))
@@ -193,23 +192,44 @@ class Chapter:
         if sentences:
             display(Markdown("\n\n".join(sentences) + "\n\nThe report trained on about 11,000 full-resolution images."))
 
-    def show_questions(self, items=()) -> None:
+    def show_summary(self, items, labels: dict | None = None) -> None:
+        """The chapter's closing summary, computed: its best model on validation among items (Results of this
+        chapter or "chapter/model" keys), that model's test interval and reading, and the report's questions."""
+        from IPython.display import Markdown, display
+
+        from cxrlib.present import claims
+        from cxrlib.science.choice import validation_scores
+
+        own = {item.name: item for item in items if not isinstance(item, (str, tuple))}
+        found = {key: frame for key, frame, _ in map(self.shown, items)}
+        val = {key: own[key].predictions["val"] if key in own else self.earlier(*key.split("/", 1), split="val")
+               for key in found}
+        labels = {key: (labels or {}).get(key, key) for key in found}
+        probs = {labels[key]: runs.probabilities(frame) for key, frame in found.items()}
+        scores = validation_scores({labels[key]: frame for key, frame in val.items()})
+        display(Markdown(claims.summary(self.bootstrap(), probs, scores, self.baselines(),
+                                        self.question_rows(own.values()))))
+
+    def question_rows(self, items=()) -> list:
         """The report's questions of this chapter (report.QUESTIONS), each answered from the interval of the
         difference in test macro F1 between its two models, beside the report's own answer; items: this
         chapter's Results the questions name (others are read as "chapter/model")."""
-        from IPython.display import display
-
         from cxrlib.present import claims
         from cxrlib.present.report import QUESTIONS
 
-        own, boot = {r.name: r for r in items}, self.bootstrap()
+        own = {r.name: r for r in items}
 
         def probs(key):
             return runs.probabilities(self.shown(own.get(key, key))[1])
 
-        rows = claims.question_rows(boot, [(q, probs(a), probs(b), ra, rb)
-                                           for q, a, b, ra, rb in QUESTIONS.get(self.name, ())])
-        display(pd.DataFrame(rows).set_index("question"))
+        return claims.question_rows(self.bootstrap(), [(q, probs(a), probs(b), ra, rb)
+                                                       for q, a, b, ra, rb in QUESTIONS.get(self.name, ())])
+
+    def show_questions(self, items=()) -> None:
+        """The table of this chapter's report questions (question_rows)."""
+        from IPython.display import display
+
+        display(pd.DataFrame(self.question_rows(items)).set_index("question"))
 
     def summary_html(self) -> str:
         """The boxed summary under the title: what the numbers are worth, then the full provenance collapsed."""

@@ -42,6 +42,8 @@ def difference_word(found: Interval, where: str, above: str = "above", below: st
 def answer(found: Interval, where: str, yes: str = "yes", no: str = "no") -> str:
     """A report question's answer from the interval of the difference (a minus b): yes where it lies above 0,
     no where below, else "cannot tell on <where>"; the difference and its interval follow in brackets."""
+    if found.estimate == found.low == found.high == 0:
+        return "no difference: the two score the same in every resample"
     word = {1: yes, -1: no}.get(found.sign, f"cannot tell on {where}")
     return f"{word} (difference {interval_text(found, signed=True)})"
 
@@ -127,11 +129,13 @@ def against_report(boot, probs, name: str, report_name: str, metrics=("Accuracy"
     return f"**{name}** against the report's {report_name}, on {where}: " + "; ".join(parts) + "."
 
 
+ANSWER = "here (test macro F1, a − b)"
+
+
 def question_row(boot, question: str, probs_a, probs_b, theirs: str, metric: str = "F1-macro") -> dict:
     """One report question answered on our test split from the interval of a minus b, beside the report's answer."""
     where = units(boot.images, boot.patient_count)
-    return {"question": question, "the report": theirs,
-            "here (test macro F1, a − b)": answer(boot.difference(probs_a, probs_b, metric), where)}
+    return {"question": question, "the report": theirs, ANSWER: answer(boot.difference(probs_a, probs_b, metric), where)}
 
 
 def question_rows(boot, questions) -> list:
@@ -163,3 +167,23 @@ def search_sentence(trials) -> str:
         return (f"{spread}, all within 0.02 of chance (ln 4 = {chance_loss():.3f}, the loss of a model that gives "
                 "every class 25%): no trial learned, so the 'best' configuration below is a draw, not a choice.")
     return f"{spread} (chance: ln 4 = {chance_loss():.3f})."
+
+
+def summary(boot, probs: dict, val_scores, baselines: dict, questions=()) -> str:
+    """A model chapter's closing bullets: its best model on validation with its test interval and reading, and the
+    answer to each of its report questions (question_rows)."""
+    from cxrlib.science.choice import choose
+
+    best = choose(val_scores, list(probs))
+    where = units(boot.images, boot.patient_count)
+    read = reading(boot, probs[best], baselines)
+    lines = [f"- {len(probs)} model{'s' * (len(probs) != 1)} on this page; chosen on validation: **{best}** "
+             f"(validation macro F1 {val_scores[best]:.3f}); its test macro F1 "
+             f"{interval_text(boot.interval(probs[best], 'F1-macro'))} on {where}" + (f"; {read}." if read else ".")]
+    lines += [f"- {row['question']} Here: {row[ANSWER]}; the report: {row['the report']}." for row in questions]
+    return "\n".join(lines)
+
+
+def bullets(lines) -> str:
+    """Sentences as a Markdown list (empty ones left out): a chapter's summary."""
+    return "\n".join(f"- {line}" for line in lines if line)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import REPORT_COUNTS
-from cxrlib.present.claims import answer, difference_word, interval_text, range_text, units
+from cxrlib.present.claims import METRIC_WORDS, answer, difference_word, interval_text, range_text, units
 from cxrlib.present.report import BEST, REPORT
 from cxrlib.science.choice import choose
 from cxrlib.science.stats import patients_needed, resolvable_difference
@@ -113,7 +113,7 @@ def closing_statement(best: str, boot, probs, val_score: float, limits=(), sourc
     for metric, theirs in BEST.items():
         found = boot.interval(probs, metric)
         word = difference_word(boot.against(probs, metric, theirs), "these images")
-        lines.append(f"- {metric}: {interval_text(found)}; the report's best {theirs:.4f}: ours is {word}.")
+        lines.append(f"- {METRIC_WORDS[metric]}: {interval_text(found)}; the report's best {theirs:.4f}: ours is {word}.")
     if chance:
         lines.append(f"\nIts macro ROC AUC is **{chance}**: its interval holds 0.5.")
     if limits:
@@ -142,7 +142,7 @@ def summary(best: str, boot, found, families: pd.DataFrame, smallest: float) -> 
     """The chapter's closing bullets, each computed from this page's intervals."""
     where = units(boot.images, boot.patient_count)
     probs = found.test[best]
-    report = "; ".join(f"{metric} {difference_word(boot.against(probs, metric, value), 'these images')}"
+    report = "; ".join(f"{METRIC_WORDS[metric]} {difference_word(boot.against(probs, metric, value), 'these images')}"
                        for metric, value in BEST.items())
     return "\n".join([
         f"- Our best model, chosen on validation: **{best}**, test macro F1 "
