@@ -206,57 +206,62 @@ def chromium():
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
 
-def start_server(run_folder: Path, scratch: Path) -> tuple:
-    """`cxr browse` on 127.0.0.1 with a token and a free port: (process, address printed, log file)."""
+def server_env(run_folder: Path, scratch: Path) -> dict:
+    """The environment of a server under test: its run folder, and scratch folders for everything it writes."""
+    return {**os.environ, "CXR_RUNS_DIR": str(run_folder), "CXR_CACHE_DIR": str(scratch / "cache"),
+            "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"), "IPYTHONDIR": str(scratch / "ipython"),
+            "MPLCONFIGDIR": str(scratch / "matplotlib")}
+
+
+def start_server(run_folder: Path, scratch: Path, *options: str, stdin=None) -> tuple:
+    """`cxr browse` on 127.0.0.1 with a token and a free port, in a process group of its own: (process, address
+    printed, log file). The server must answer the moment the address appears."""
     port, token = browse.free_port(), "t" + os.urandom(12).hex()
-    env = {**os.environ, "CXR_RUNS_DIR": str(run_folder), "CXR_CACHE_DIR": str(scratch / "cache"),
-           "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"), "IPYTHONDIR": str(scratch / "ipython"),
-           "MPLCONFIGDIR": str(scratch / "matplotlib")}
     log = scratch / "server.log"
     with open(log, "w") as out:
         server = subprocess.Popen([sys.executable, "-m", "cxrlib.machinery.cli", "browse", "--profile", PROFILE,
-                                   "--port", str(port), "--token", token], stdout=out, stderr=subprocess.STDOUT,
-                                  env=env, start_new_session=True)
-    address = f"http://127.0.0.1:{port}/?token={token}"
+                                   "--port", str(port), "--token", token, *options], stdout=out,
+                                  stderr=subprocess.STDOUT, stdin=stdin, env=server_env(run_folder, scratch),
+                                  start_new_session=True)
+    address = browse.address("127.0.0.1", port, token, "--lab" in options)
     deadline = time.monotonic() + 120
-    while f"open {address}" not in log.read_text() or not listening(port):
+    while f"open {address}" not in log.read_text():
         assert server.poll() is None and time.monotonic() < deadline, f"cxr browse did not start:\n{log.read_text()}"
-        time.sleep(0.3)
+        time.sleep(0.05)
+    assert browse.answers("127.0.0.1", port), "the address was printed before the server answered"
     return server, address, log
 
 
-def listening(port: int) -> bool:
-    """Whether something accepts connections on 127.0.0.1:port."""
-    import socket
-
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def stop(server, kernels: list) -> None:
-    """Stop the kernels and the server by their process ids, and wait until they are gone."""
+def family(server) -> list:
+    """The server's processes: cxr, the Jupyter server it started and that server's kernels."""
     import psutil
 
-    for pid in [*kernels, server.pid]:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    server.wait(timeout=30)
-    gone, alive = psutil.wait_procs([p for p in map(process_or_none, kernels) if p], timeout=30)
+    return [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+
+
+def kernels(server) -> list:
+    """The kernels the server runs now."""
+    return [p for p in family(server)[1:] if "ipykernel" in " ".join(p.cmdline())]
+
+
+def stop(server, processes: list) -> None:
+    """SIGTERM to cxr alone, as a service manager stops it; it and every process it started must end."""
+    import psutil
+
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=60)
+    gone, alive = psutil.wait_procs(processes, timeout=30)
     for process in alive:
         process.kill()
-    assert not alive, f"kernel processes {[p.pid for p in alive]} outlived SIGTERM"
+    assert not alive, f"processes {[p.cmdline()[:3] for p in alive]} outlived SIGTERM to cxr browse"
 
 
-def process_or_none(pid: int):
-    """psutil's process, or None once it has gone."""
-    import psutil
-
-    try:
-        return psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return None
+def wait_for(condition, seconds: float):
+    """condition()'s first true value within `seconds`, else its last value."""
+    deadline = time.monotonic() + seconds
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return value
 
 
 PAGE_STATE_JS = r"""
@@ -329,10 +334,8 @@ def test_cxr_browse_in_headless_chromium_reads_only_and_answers_every_control(ru
     before = hashes(run_folder)
     driver = chromium()
     server, address, log = start_server(run_folder, tmp_path)
-    latencies, kernels = {}, []
+    latencies, processes = {}, []
     try:
-        import psutil
-
         started = time.perf_counter()
         state = lambda: driver.execute_script(PAGE_STATE_JS)  # noqa: E731
 
@@ -364,8 +367,8 @@ def test_cxr_browse_in_headless_chromium_reads_only_and_answers_every_control(ru
             return now
 
         first = act("first page (page, kernel, notebook)", lambda: driver.get(address), ALL_MODELS, "any", "any", 0)
-        kernels = [p.pid for p in psutil.Process(server.pid).children(recursive=True)]
-        assert kernels, "no kernel process was started"
+        processes = family(server)
+        assert kernels(server), "no kernel process was started"
         assert driver.execute_script(CLIPPED_OPTIONS_JS) == []
         button = lambda name: driver.find_element(By.CSS_SELECTOR, f"button.cxr-{name}")  # noqa: E731
         select = lambda name: Select(driver.find_element(By.CSS_SELECTOR, f".cxr-{name} select"))  # noqa: E731
@@ -404,11 +407,155 @@ def test_cxr_browse_in_headless_chromium_reads_only_and_answers_every_control(ru
         latencies["whole session"] = time.perf_counter() - started
     finally:
         driver.quit()
-        if not kernels and server.poll() is None:
-            kernels = [p.pid for p in psutil.Process(server.pid).children(recursive=True)]
-        stop(server, kernels)
+        if not processes and server.poll() is None:
+            processes = family(server)
+        stop(server, processes)
     print("\nper-interaction latency in the real front end (seconds, not asserted):")
     for name, seconds in latencies.items():
         print(f"  {name}: {seconds:.2f}")
     assert hashes(run_folder) == before, "browsing changed the run folder"
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+# ---------------------------------------------------------------- the server under use: kernels, memory, widths, Ctrl-C
+
+def loaded(driver) -> bool:
+    """Whether the browser's first images have arrived."""
+    state = driver.execute_script(PAGE_STATE_JS)
+    return bool(state and state["images"] and all(state["images"]))
+
+
+def memory(server) -> int:
+    """Resident memory of cxr, its Jupyter server and the kernels, in bytes."""
+    return sum(p.memory_info().rss for p in family(server))
+
+
+@pytest.mark.browser
+def test_closed_pages_shut_their_kernels_down_and_the_memory_comes_back(run_folder, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium()
+    server, address, log = start_server(run_folder, tmp_path)
+    start, processes = memory(server), family(server)
+    try:
+        blank = driver.current_window_handle
+        for view in range(10):  # a tab opened on the browser, then closed; every other one left by navigating away
+            driver.switch_to.new_window("tab")
+            driver.get(address)
+            WebDriverWait(driver, 120, poll_frequency=0.1).until(loaded, f"page view {view} never showed its images")
+            processes += [p for p in family(server) if p not in processes]
+            if view % 2:
+                driver.get("about:blank")
+                driver.close()
+            else:  # as the tab's close button does, with the page's beforeunload (WebDriver's close skips it)
+                driver.execute_cdp_cmd("Page.close", {})
+            driver.switch_to.window(blank)
+        wait_for(lambda: not kernels(server), 30)
+        count, after = len(kernels(server)), memory(server)
+    finally:
+        driver.quit()
+        stop(server, processes)
+    print(f"\nserver memory: {start / 1e6:.0f} MB at start, {after / 1e6:.0f} MB after 10 page views closed")
+    assert count <= 1, f"{count} kernels still run 30 s after the pages closed"
+    assert after - start < 200e6, f"the server's memory grew by {(after - start) / 1e6:.0f} MB over 10 page views"
+    text = log.read_text()
+    assert text.count("Kernel shutdown") >= 9 and " 403 " not in text and "_xsrf" not in text, text[-3000:]
+
+
+@pytest.mark.browser
+def test_a_kernel_no_page_connects_to_is_culled(run_folder, tmp_path):
+    import urllib.request
+
+    port, token = browse.free_port(), "t" + os.urandom(12).hex()
+    env = {**browse.server_env(PROFILE), **server_env(run_folder, tmp_path)}
+    # the server's own settings, with only the idle time shortened from minutes to a second
+    idle = "--MappingKernelManager.cull_idle_timeout="
+    command = [f"{idle}1" if a.startswith(idle) else a for a in browse.server_command("127.0.0.1", port, token)]
+    assert f"{idle}1" in command, "the server does not cull idle kernels"
+    with open(tmp_path / "server.log", "w") as out:
+        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert wait_for(lambda: browse.answers("127.0.0.1", port), 120), (tmp_path / "server.log").read_text()
+        urllib.request.urlopen(browse.address("127.0.0.1", port, token), timeout=120).read()  # a plain GET, no page
+        assert len(kernels(server)) == 1
+        processes = family(server)
+        culled = wait_for(lambda: not kernels(server), 60)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert culled, (tmp_path / "server.log").read_text()[-3000:]
+    import psutil
+
+    assert not psutil.wait_procs(processes, timeout=30)[1]
+
+
+VIEWPORT_JS = r"""
+const inside = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.left >= 0 && r.right <= innerWidth + 0.5; };
+const root = document.querySelector(".cxr-widget-browser");
+const controls = [...root.querySelectorAll("select, button, input")];
+const images = [...root.querySelectorAll(".cxr-row img.cxr-image")].filter(i => i.offsetParent !== null);
+return {
+  width: innerWidth,
+  controlsOutside: controls.filter(el => !inside(el)).map(el => el.outerHTML.slice(0, 80)),
+  images: images.map(i => [i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width, i.getBoundingClientRect().height]),
+  tablesUnreachable: [...root.querySelectorAll("table.cxr-probs")].filter(t => {
+    const box = t.closest(".cxr-caption");
+    const scrolls = ["auto", "scroll"].includes(getComputedStyle(box).overflowX);
+    return !inside(box) || (!inside(t) && !scrolls);
+  }).length,
+};
+"""
+
+
+@pytest.mark.browser
+def test_at_desk_and_phone_widths_the_image_keeps_its_shape_and_every_control_is_on_screen(run_folder, tmp_path):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium()
+    server, address, _ = start_server(run_folder, tmp_path)
+    processes, seen = family(server), {}
+    try:
+        for width in (1400, 390):
+            driver.set_window_size(width, 900)
+            driver.set_window_size(2 * width - driver.execute_script("return innerWidth"), 900)  # the viewport's width
+            driver.get(address)
+            WebDriverWait(driver, 120, poll_frequency=0.1).until(loaded, f"no images at {width} px")
+            processes += [p for p in family(server) if p not in processes]
+            seen[width] = driver.execute_script(VIEWPORT_JS)
+            driver.save_screenshot(str(tmp_path / f"browse-{width}.png"))  # for a person to look at
+    finally:
+        driver.quit()
+        stop(server, processes)
+    for width, page in seen.items():
+        assert page["width"] == width
+        assert page["controlsOutside"] == [] and page["tablesUnreachable"] == 0, (width, page)
+        assert page["images"] and all(abs(w / h - nw / nh) < 0.02 for nw, nh, w, h in page["images"]), (width, page)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("front_end", ["voila", "lab"])
+def test_one_ctrl_c_stops_either_front_end_and_its_kernels(run_folder, tmp_path, front_end):
+    import pty
+    import urllib.request
+
+    import psutil
+
+    terminal, stdin = pty.openpty()  # at a terminal, JupyterLab asked to confirm a Ctrl-C and went on serving
+    server, address, log = start_server(run_folder, tmp_path, *(["--lab"] if front_end == "lab" else []), stdin=stdin)
+    processes = family(server)
+    try:
+        if front_end == "voila":
+            urllib.request.urlopen(address, timeout=120).read()  # a kernel to stop with it
+            assert kernels(server)
+            processes = family(server)
+        os.killpg(server.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
+        server.wait(timeout=60)
+        alive = psutil.wait_procs(processes, timeout=30)[1]
+    finally:
+        os.close(terminal)
+        os.close(stdin)
+        for process in psutil.wait_procs(processes, timeout=0)[1]:
+            process.kill()
+    assert not alive and server.returncode == 130, log.read_text()[-3000:]
+    if front_end == "lab":  # the one step JupyterLab needs, said where the address is printed and in the README
+        assert "Run > Run All Cells" in log.read_text() and "Run > Run All Cells" in (ROOT / "README.md").read_text()

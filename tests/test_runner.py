@@ -94,6 +94,6 @@ def test_cxr_browse_reaches_the_server_with_its_options(monkeypatch):
     from cxrlib.machinery import browse, cli
 
     seen = []
-    monkeypatch.setattr(browse, "serve", lambda *args: seen.append(args))
+    monkeypatch.setattr(browse, "serve", lambda *args: seen.append(args) or 0)
     assert cli.main(["browse", "--profile", "smoke", "--port", "8123", "--lab"]) == 0
     assert seen == [("smoke", 8123, None, "127.0.0.1", True, False)]

@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
+import subprocess
 import sys
+import time
+import webbrowser
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +31,7 @@ FOLDER = "browser"
 HEATMAP_SIZE = 64
 NOTEBOOK = REPO_ROOT / "notebooks" / "browse" / "browse.ipynb"
 PROFILE_ENV = "CXR_BROWSE_PROFILE"
-# Voila's lab template without the stylesheets it would fetch from a CDN (found through JUPYTER_PATH)
-TEMPLATE, TEMPLATES = "cxr-browse", NOTEBOOK.parent
+TEMPLATES = NOTEBOOK.parent  # voila/templates/cxr-browse below it, found through JUPYTER_PATH
 
 
 def kernel_name() -> str:
@@ -165,17 +168,24 @@ def chapter_heatmaps(ch, predictions: dict, images: dict, load_models):
 
 # ---------------------------------------------------------------- `cxr browse`
 
+# Jupyter Server's own culling of idle kernels: one whose page never connected (a plain GET, a link preview) or
+# whose page went without its shutdown call (a crashed browser) ends after 5 minutes; an open page keeps its own.
+CULLING = ["--MappingKernelManager.cull_idle_timeout=300", "--MappingKernelManager.cull_interval=30"]
+READY_S = 120  # how long the server may take to answer before `cxr browse` gives up
+
+
 def server_command(ip: str, port: int, token: str, lab: bool = False) -> list:
-    """Voilà on the browse notebook (only its outputs), or JupyterLab on the notebooks folder."""
+    """Voilà on the browse notebook (only its outputs, settings in notebooks/browse/voila.py), or JupyterLab on
+    the notebooks folder; both cull idle kernels."""
     bin_dir = Path(sys.executable).parent
     if lab:
         return [str(bin_dir / "jupyter-lab"), str(NOTEBOOK), "--no-browser", f"--ServerApp.ip={ip}",
                 f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
                 f"--ServerApp.root_dir={NOTEBOOK.parent.parent}", f"--MultiKernelManager.default_kernel_name={KERNEL}",
-                "--LabApp.extension_manager=readonly", *(["--allow-root"] if os.geteuid() == 0 else [])]
+                "--LabApp.extension_manager=readonly", *CULLING, *(["--allow-root"] if os.geteuid() == 0 else [])]
     return [str(bin_dir / "voila"), str(NOTEBOOK), "--no-browser", f"--Voila.ip={ip}", f"--Voila.port={port}",
-            "--Voila.port_retries=0", f"--Voila.token={token}", f"--VoilaConfiguration.template={TEMPLATE}",
-            "--VoilaConfiguration.show_tracebacks=True"]
+            "--Voila.port_retries=0", f"--Voila.token={token}", f"--Voila.config_file_paths={NOTEBOOK.parent}",
+            *CULLING]
 
 
 def address(ip: str, port: int, token: str, lab: bool = False) -> str:
@@ -193,20 +203,70 @@ def server_env(profile: str) -> dict:
             "CXR_CACHE_DIR": str(Path(cache).resolve()), "PATH": path, "JUPYTER_PATH": jupyter_path}
 
 
+def answers(ip: str, port: int) -> bool:
+    """Whether the server answers HTTP: its login page, which starts no kernel (any status is an answer)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"http://{ip}:{port}/login", timeout=5).close()
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def wait_until_answering(server: subprocess.Popen, ip: str, port: int) -> None:
+    """Return once the server answers; refuse in one line when it stopped or stayed silent for READY_S s."""
+    deadline = time.monotonic() + READY_S
+    while not answers(ip, port):
+        if server.poll() is not None:
+            raise RuntimeError(f"the server stopped with status {server.returncode} before answering on port {port}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not answer on port {port} within {READY_S} s")
+        time.sleep(0.2)
+
+
 def serve(profile: str = "cpu", port: int = 0, token=None, ip: str = "127.0.0.1", lab: bool = False,
-          open_browser: bool = False) -> None:
-    """`cxr browse`: check the run folder, print the address, then become the server (Ctrl-C stops it)."""
+          open_browser: bool = False) -> int:
+    """`cxr browse`: check the run folder, start the server, print the address once it answers; one Ctrl-C (or
+    SIGTERM) stops the server and its kernels. Returns the exit status."""
     from cxrlib.core.config import profile_settings
 
     profile_settings(profile)
     folder = saved_cache(profile)
     port, token = port or free_port(ip), token or secrets.token_urlsafe(16)
-    command = server_command(ip, port, token, lab)
-    if open_browser:
-        command.remove("--no-browser")
-    print(f"cxr browse: {'JupyterLab' if lab else 'Voila'} on the misclassified images of {folder.parent.parent}\n"
-          f"open {address(ip, port, token, lab)}\n(Ctrl-C stops the server)", flush=True)
-    os.execve(command[0], command, server_env(profile))
+    # no terminal on the server's stdin: Jupyter then stops on the first SIGINT instead of asking to confirm
+    server = subprocess.Popen(server_command(ip, port, token, lab), env=server_env(profile), stdin=subprocess.DEVNULL)
+    for stop in (signal.SIGINT, signal.SIGTERM):  # either stops the server, even where a shell ignored SIGINT
+        signal.signal(stop, signal.default_int_handler)
+    try:
+        wait_until_answering(server, ip, port)
+        url = address(ip, port, token, lab)
+        step = "; in JupyterLab, Run > Run All Cells shows the browser" if lab else ""
+        print(f"cxr browse: {'JupyterLab' if lab else 'Voila'} on the misclassified images of {folder.parent.parent}\n"
+              f"open {url}\n(Ctrl-C stops the server{step})", flush=True)
+        if open_browser:
+            webbrowser.open(url)
+        return server.wait()
+    except KeyboardInterrupt:
+        return stop_server(server)
+    except RuntimeError as err:
+        stop_server(server)
+        print(f"cxr browse: {err}", file=sys.stderr)
+        return 1
+
+
+def stop_server(server: subprocess.Popen) -> int:
+    """SIGTERM (the server shuts its kernels down), SIGKILL after 30 s; 130, the status of an interrupted command."""
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    return 130
 
 
 def browser(profile=None, runs_root=None, per_page: int = 3):

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         elif args.command == "predict":
             return predict.main(args)
         elif args.command == "browse":
-            browse.serve(args.profile, args.port, args.token, args.ip, args.lab, args.open)
+            return browse.serve(args.profile, args.port, args.token, args.ip, args.lab, args.open)
         else:
             print(parameter_listing())
     except Interrupted as err:

@@ -133,8 +133,9 @@ class MisclassifiedBrowser:
         self.previous.on_click(lambda _: self.turn(-1))
         self.next.on_click(lambda _: self.turn(+1))
         heading = [w.HTML(f"<b>{html.escape(title)}</b>")] if title else []
-        self.widget = w.VBox([*heading, w.HBox([self.model, self.true_class, self.predicted]),
-                              w.HBox([self.previous, self.next, self.gradcam, self.status]), self.message,
+        wrap = w.Layout(flex_flow="row wrap")  # on a phone, controls go to the next line instead of off the screen
+        self.widget = w.VBox([*heading, w.HBox([self.model, self.true_class, self.predicted], layout=wrap),
+                              w.HBox([self.previous, self.next, self.gradcam, self.status], layout=wrap), self.message,
                               *(box for box, _, _ in self.rows)])
         self.widget.add_class("cxr-widget-browser")
         self.show(reset=True)
@@ -153,9 +154,12 @@ class MisclassifiedBrowser:
         """One image slot: (box, image, caption and probabilities)."""
         import ipywidgets as w
 
-        image = w.Image(format="jpeg", width=self.IMAGE_PX, height=self.IMAGE_PX)
-        text = w.HTML(layout=w.Layout(margin="0 0 0 1em"))
-        box = w.HBox([image, text], layout=w.Layout(display="none", margin="0.4em 0"))
+        # the image keeps its square (a flex row would stretch it to the caption's height); the caption goes below
+        # it where the page is narrow, and its table scrolls sideways where even that is too narrow
+        image = w.Image(format="jpeg", width=self.IMAGE_PX, height=self.IMAGE_PX,
+                        layout=w.Layout(align_self="flex-start", max_width="100%", height="auto", object_fit="contain"))
+        text = w.HTML(layout=w.Layout(margin="0 0 0 1em", flex="1 1 20em", min_width="0", overflow_x="auto"))
+        box = w.HBox([image, text], layout=w.Layout(display="none", margin="0.4em 0", flex_flow="row wrap"))
         box.add_class("cxr-row")
         image.add_class("cxr-image")
         text.add_class("cxr-caption")
