@@ -64,7 +64,7 @@ def test_the_check_sees_a_cycle_hidden_in_a_function(tmp_path, monkeypatch):
 # bottom to top: a module may import its own layer and the layers below it, never one above
 LAYERS = ("core", "science", "present", "machinery")
 CLI = "cxrlib.machinery.cli"
-SCIENCE_MAX_LINES = 2500
+SCIENCE_MAX_LINES = 2600
 
 
 def layer(module: str) -> int:

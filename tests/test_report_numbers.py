@@ -153,32 +153,30 @@ def test_config_set_sizes_are_section_1_2s():
     assert "training dataset containing 7.996 images" in text and REPORT_FIRST_TRAIN_SIZE == 7996
 
 
-# --- paired and verdict on a two-row example ---
+# --- the report's rows, pairings and answers, by hand ---
 
-OURS = pd.DataFrame([[0.617647, 1.5, 0.936229, 0.505598, 0.2, 3.0, 0.5, 0.6, 0.7, 0.8],
-                     [0.25, 2.0, 0.5, 0.2, 0.9, 1.0, 0.1, 0.2, 0.3, 0.4]],
-                    index=pd.Index(["mine", "other"], name="Model"), columns=GLOBAL_COLUMNS + F1_COLUMNS)
-
-
-def test_paired_puts_each_model_above_its_report_row():
-    table = report.paired(OURS, {"mine": "Fused", "other": None})
-    assert table.index.tolist() == [("mine", "ours"), ("mine", "report (Fused)"), ("other", "ours")]
-    assert table.index.names == ["model", "source"]
-    assert table.loc[("mine", "ours")].tolist() == OURS.loc["mine"].tolist()
-    assert table.loc[("other", "ours")].tolist() == OURS.loc["other"].tolist()
-    fused = table.loc[("mine", "report (Fused)")]  # Tables 10 and 11 of the report, by hand
+def test_report_rows_follow_tables_10_and_11():
+    fused = report.report_rows("Fused").iloc[0]
     assert fused[["Accuracy", "Loss", "ROC AUC", "F1-macro", "Inference time (s)"]].tolist() == [
         0.617647, 0.971038, 0.836229, 0.605598, 7.426303]
     assert fused[["F1-Atelectasis", "F1-Infiltration", "F1-No Finding", "F1-Effusion"]].tolist() == [
         0.472727, 0.593625, 0.647815, 0.708223]
     assert math.isnan(fused["FNFR"])  # the report gives no FNFR before section 7
-
-
-def test_verdict_states_each_difference_with_its_sign():
-    text = report.verdict(OURS, "mine", "Fused", "the sample")
-    assert text.startswith("**mine** on the sample: ")
-    assert "Accuracy 0.6176 vs the report's 0.6176 (equal to, +0.0000)" in text
-    assert "F1-macro 0.5056 vs the report's 0.6056 (below, -0.1000)" in text
-    assert "ROC AUC 0.9362 vs the report's 0.8362 (above, +0.1000)" in text
     with pytest.raises(KeyError, match="no report row named Nope"):
-        report.verdict(OURS, "mine", "Nope", "the sample")
+        report.report_rows("Nope")
+
+
+def test_counterparts_pair_our_models_as_each_chapter_shows_them():
+    assert report.counterpart("hyperband", "scratch/second_cnn") == "Pre_tuner"
+    assert report.counterpart("preprocessing", "scratch/second_cnn") == "No_prep_scratch"
+    assert report.counterpart("pretrained", "vgg16_finetune_block5_conv1") == "VGG16"
+    assert report.counterpart("pretrained", "vgg16_features") is None
+    every = [q for questions in report.QUESTIONS.values() for q in questions]
+    assert all(row in report.REPORT for *_, a, b in every for row in (a, b) if row)
+
+
+def test_the_reports_answer_is_its_published_numbers():
+    assert report.report_answer("Fused", "Base") == "yes (0.6056 against 0.5669, no interval given)"
+    assert report.report_answer("Prep_scratch", "No_prep_scratch").startswith("no (0.5627 against 0.5644")
+    assert report.report_answer("CNN_from_scratch", None) == "not compared in the report"
+
