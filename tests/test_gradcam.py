@@ -324,8 +324,10 @@ def test_all_models_explain_one_class_and_skip_empty_maps(monkeypatch):
         asked.append((model, class_index))
         return maps[model], predicted[model] if class_index is None else class_index
 
-    monkeypatch.setattr(gradcam, "heatmap_at", fake)
-    source = gradcam.heatmap_source({"a": "a", "b": "b", "c": "c"}, None, 4)
+    from cxrlib.machinery import browse
+
+    monkeypatch.setattr(browse, "heatmap_at", fake)
+    source = browse.heatmap_source({"a": "a", "b": "b", "c": "c"}, None, 4)
     heatmap = source("all models", "x.png")
     assert {k for m, k in asked if k is not None} == {1} and ("b", 1) in asked
     np.testing.assert_allclose(heatmap, (np.eye(4) + np.fliplr(np.eye(4))) / 2)

@@ -27,8 +27,10 @@ def test_prefetched_browser_maps_equal_maps_computed_one_by_one():
         return {i: by_id[i] for i in ids}
 
     pairs = [("a", "img0"), ("b", "img1"), ("all models", "img2"), ("all models", "img3")]
-    fetched = gradcam.heatmap_source(models, images_for, 24)
+    from cxrlib.machinery.browse import heatmap_source
+
+    fetched = heatmap_source(models, images_for, 24)
     fetched.prefetch(pairs)
-    lazy = gradcam.heatmap_source(models, images_for, 24)
+    lazy = heatmap_source(models, images_for, 24)
     for pair in pairs:
         np.testing.assert_allclose(fetched(*pair), lazy(*pair), atol=1e-5)

@@ -24,6 +24,8 @@ import pandas as pd
 from cxrlib.core.config import CLASSES, REPO_ROOT, runs_dir
 from cxrlib.machinery import runs
 from cxrlib.machinery.parallel import free_port
+from cxrlib.present.selection import vote
+from cxrlib.science.gradcam import gradcam_cells_batch, has_spatial_information, heatmap_at, upsample
 
 KERNEL = "cxr-book"
 CHAPTER = "error_analysis"
@@ -66,11 +68,58 @@ def browsed_pairs(predictions: dict) -> list:
     return misclassified(predictions) + [(ALL_MODELS, i) for i in Selection(predictions).pick(ALL_MODELS)["Image Index"]]
 
 
+def heatmap_source(models: dict, images_for, size: int):
+    """A function (model name or 'all models', image id, class index) -> Grad-CAM at size, for the browser.
+
+    Every heatmap explains one named class: the one given, else the model's prediction ('all models': the
+    class most models predict). 'All models' averages the models' maps of that class that have spatial
+    information; when none has, the result is constant and reads as such. Maps are computed once and remembered.
+    """
+    memory = {}
+
+    def one(name: str, image_id: str, class_index=None):
+        """One model's map of a class (None: its prediction) and the class explained."""
+        key = (name, image_id, class_index)
+        if key not in memory:
+            memory[key] = heatmap_at(models[name], images_for, image_id, size, class_index)
+            memory[name, image_id, memory[key][1]] = memory[key]
+        return memory[key]
+
+    def compute(wanted) -> None:
+        """Fill memory for (model, image id, class or None) keys, one batched Grad-CAM pass per model."""
+        for name in models:
+            keys = [key for key in dict.fromkeys(wanted) if key[0] == name and key not in memory]
+            if not keys:
+                continue
+            side = models[name].input.shape[1]
+            images = images_for([image_id for _, image_id, _ in keys], side)
+            found = gradcam_cells_batch(models[name], [images[i] for _, i, _ in keys], [k for _, _, k in keys])
+            for (_, image_id, class_index), (cells, explained) in zip(keys, found):
+                memory[name, image_id, class_index] = memory[name, image_id, explained] = (
+                    upsample(cells, (size, size)), explained)
+
+    def prefetch(pairs) -> None:
+        """Compute the maps of many (model or 'all models', image id) pairs in batches, before they are asked for."""
+        pairs = list(pairs)
+        compute([(n, i, None) for name, i in pairs for n in (models if name not in models else [name])])
+        compute([(n, i, vote([memory[m, i, None][1] for m in models])) for name, i in pairs if name not in models
+                 for n in models])
+
+    def heatmap(name: str, image_id: str, class_index=None):
+        if name in models:
+            return one(name, image_id, class_index)[0]
+        if class_index is None:
+            class_index = vote([one(n, image_id)[1] for n in models])
+        maps = [one(n, image_id, int(class_index))[0] for n in models]
+        informative = [m for m in maps if has_spatial_information(m)]
+        return np.mean(informative, axis=0) if informative else np.zeros((size, size), np.float32)
+    heatmap.prefetch = prefetch
+    return heatmap
+
+
 def compute_heatmaps(models: dict, images_for, predictions: dict) -> dict:
     """(model or 'all models', image id) -> the Grad-CAM the browser overlays (gradcam.heatmap_source's), at
     HEATMAP_SIZE px as uint8 (0-255), for every image the browser can show."""
-    from cxrlib.science.gradcam import heatmap_source
-
     source, pairs = heatmap_source(models, images_for, HEATMAP_SIZE), browsed_pairs(predictions)
     source.prefetch(pairs)
     return {pair: np.round(np.clip(source(*pair), 0, 1) * 255).astype(np.uint8) for pair in pairs}
@@ -161,8 +210,6 @@ def chapter_heatmaps(ch, predictions: dict, images: dict, load_models):
     folder = cache_folder(ch.profile, ch.runs_root)
     if (folder / "browser.json").is_file() and same_predictions(read_predictions(folder), predictions):
         return load_cache(ch.profile, ch.runs_root)[2]
-    from cxrlib.science.gradcam import heatmap_source
-
     return heatmap_source(load_models(), ch.images_for, HEATMAP_SIZE)
 
 

@@ -12,6 +12,12 @@ ALL_MODELS = "all models"
 ANY = "any"
 
 
+def vote(classes: list) -> int:
+    """The class most models chose; ties go to the first model's (the 'all models' row's rule everywhere)."""
+    counts = {k: classes.count(k) for k in classes}
+    return next(k for k in classes if counts[k] == max(counts.values()))
+
+
 class Selection:
     """Which images a (model, true class, predicted class) choice picks, and their probabilities."""
 
@@ -32,9 +38,7 @@ class Selection:
         if model != ALL_MODELS:
             return self.frames[model]["pred"].to_numpy()
         preds = np.array([f["pred"].to_numpy() for f in self.frames.values()])
-        votes = np.array([(preds == k).sum(axis=0) for k in range(len(CLASSES))])
-        best = votes.max(axis=0)
-        return np.array([next(p for p in preds[:, i] if votes[p, i] == best[i]) for i in range(preds.shape[1])])
+        return np.array([vote(list(column)) for column in preds.T])
 
     def image_probabilities(self, image_id: str) -> pd.DataFrame:
         """Every model's probabilities for one image: a row per model, a column per class (what captions show)."""
