@@ -384,7 +384,7 @@ def family_table(ch, boot, found: Gathered) -> pd.DataFrame:
     from cxrlib.present.report import counterpart
 
     report = {label: counterpart(*key.split("/", 1)) for label, key in found.keys.items()}
-    families = table(boot, found.test, found.val_scores, found.families, report)
+    families = table(boot, found.test, found.val_scores, found.families, report, found.baselines)
     runs.write_csv(ch.run.file("tables", FAMILIES_FILE), families, index=True)
     return families
 

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import REPORT_COUNTS
-from cxrlib.present.claims import METRIC_WORDS, answer, difference_word, interval_text, range_text, units
+from cxrlib.present.claims import (METRIC_WORDS, READING, answer, difference_word, interval_text, range_text, reading,
+                                   units)
 from cxrlib.present.report import BEST, REPORT
 from cxrlib.science.choice import choose
 from cxrlib.science.stats import patients_needed, resolvable_difference
@@ -31,9 +32,11 @@ def choice_sentence(candidates: list) -> str:
             f"picking the best of {len(candidates)} by their test scores would flatter the winner by luck.")
 
 
-def family_table(boot, test: dict, val_scores, families: dict, report: dict | None = None) -> pd.DataFrame:
+def family_table(boot, test: dict, val_scores, families: dict, report: dict | None = None,
+                 baselines: dict | None = None) -> pd.DataFrame:
     """Each family's best model (chosen on validation), its test metrics with intervals, the report's row for it
-    (report: name -> report row name or None), and its difference in macro F1 from our best."""
+    (report: name -> report row name or None), its difference in macro F1 from our best, and its reading
+    against chance and the baselines."""
     best = choose(val_scores, list(families))
     rows = []
     for family in dict.fromkeys(families.values()):
@@ -45,7 +48,8 @@ def family_table(boot, test: dict, val_scores, families: dict, report: dict | No
                         for metric in ("Accuracy", METRIC, "ROC AUC")},
                      "the report's row (macro F1)": f"{theirs}: {REPORT[theirs][3]:.4f}" if theirs else "none",
                      "against our best": "our best" if key == best else
-                     f"{difference_word(gap, 'these images')} ({interval_text(gap, signed=True)})"})
+                     f"{difference_word(gap, 'these images')} ({interval_text(gap, signed=True)})",
+                     READING: reading(boot, test[key], baselines or {})})
     return pd.DataFrame(rows).set_index("family")
 
 
