@@ -8,10 +8,21 @@ PROFILE ?= cpu
 DATA ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PY_TAG := $(shell $(PYTHON) -c 'import sys; print("%d%d" % sys.version_info[:2])')
-LOCK ?= requirements/lock-py$(PY_TAG).txt
 # the Pythons and the platform the lock covers; uv, pinned so that `make lock` writes the same files
-LOCK_PYTHONS := 3.11 3.12
+LOCK_PYTHONS := 3.11 3.12 3.13
+py_version = $(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PY_VERSION := $(call py_version,$(PYTHON))
+# python3 of a version without a lock: the newest installed python3.X that has one, said (PYTHON=... is kept as given)
+ifeq ($(origin PYTHON)$(wildcard requirements/lock-py$(subst .,,$(PY_VERSION)).txt),file)
+LOCKED := $(lastword $(foreach v,$(LOCK_PYTHONS),$(if $(filter $(v),$(call py_version,python$(v))),python$(v))))
+ifneq ($(LOCKED),)
+$(info make: $(PYTHON) is Python $(or $(PY_VERSION),?), which has no lock file; using $(LOCKED), which has one)
+PYTHON := $(LOCKED)
+PY_VERSION := $(call py_version,$(PYTHON))
+endif
+endif
+PY_TAG := $(subst .,,$(PY_VERSION))
+LOCK ?= requirements/lock-py$(PY_TAG).txt
 LOCK_PLATFORM := x86_64-manylinux_2_28
 UV_VERSION := 0.13.9
 UV_VENV := .venv-lock

@@ -15,8 +15,7 @@ from cxrlib.core.config import CLASSES
 from cxrlib.machinery import cli
 from cxrlib.machinery.inputs import DataError, load_data, read_metadata
 from cxrlib.machinery.inputs import decode as decode_module
-from cxrlib.machinery.inputs import png
-from cxrlib.machinery.inputs.decode import MAX_PIXELS, BadImage, decode_bytes
+from cxrlib.machinery.inputs.decode import MAX_PIXELS, BadImage, decode, decode_bytes, inspect_header
 from cxrlib.machinery.inputs.sources import open_folder
 
 from tests.conftest import make_rows, write_folder
@@ -27,19 +26,29 @@ def chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
-def bomb_png(side: int) -> bytes:
-    """A valid 1-bit PNG of side x side black pixels, built from one compressed block of 100 rows repeated, so
+def bomb_png(side: int, depth: int = 1) -> bytes:
+    """A valid grey PNG of side x side black pixels, built from one compressed block of 100 rows repeated, so
     neither its rows nor its pixels are ever held in memory: a few hundred kB that decode to side² pixels."""
     assert side % 100 == 0
-    block = b"\0" * (1 + side // 8) * 100  # 100 rows, each a filter byte and side bits
+    block = b"\0" * (1 + side * depth // 8) * 100  # 100 rows, each a filter byte and side pixels of depth bits
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
     piece = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)  # byte-aligned, no back-references
     adler = 1
     for _ in range(side // 100):
         adler = zlib.adler32(block, adler)
     stream = b"\x78\xda" + piece * (side // 100) + deflate.flush(zlib.Z_FINISH) + struct.pack(">I", adler)
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit grey
+    header = struct.pack(">IIBBBBB", side, side, depth, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
+
+
+def hidden_bomb(side: int, hiding: str) -> bytes:
+    """An 8-bit bomb whose IHDR is not the first chunk, or one of two (Pillow takes the last before the image data)."""
+    bomb, small = bomb_png(side, depth=8), chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 0, 0, 0, 0))
+    if hiding == "second IHDR, after a small one":
+        return bomb[:8] + small + bomb[8:]
+    if hiding == "first IHDR, before a small one":
+        return bomb[:33] + small + bomb[33:]
+    return bomb[:8] + chunk(b"tEXt", b"Comment\0a chest") + bomb[8:]  # IHDR behind another chunk
 
 
 def good_png(seed: int = 0) -> bytes:
@@ -84,6 +93,42 @@ def test_an_image_over_the_budget_but_under_pillows_limit_is_not_decoded(pixel_l
     assert MAX_PIXELS >= 4 * 3000 * 3000  # comfortably above a 3,000 px detector image
 
 
+@pytest.mark.parametrize("hiding", ["IHDR not first", "second IHDR, after a small one",
+                                    "first IHDR, before a small one"])
+def test_a_bomb_whose_ihdr_hides_is_refused_by_its_stated_size_in_one_line(tmp_path, pixel_loads, hiding):
+    path = tmp_path / "00000001_000.png"
+    path.write_bytes(hidden_bomb(15_000, hiding))
+    assert path.stat().st_size < 300_000
+    with pytest.raises(BadImage) as refused:
+        decode(path, 16)
+    message = str(refused.value)
+    assert message.startswith(f"{path.name}: too large: 15000 x 15000 pixels (225,000,000), over the budget of "
+                              f"{MAX_PIXELS:,} pixels") and "\n" not in message
+    assert inspect_header(path.read_bytes()) == (15_000, 15_000, message.removeprefix(f"{path.name}: "))
+    assert pixel_loads == []
+
+
+def split_idat(data: bytes) -> bytes:
+    """The PNG with its image data split in two IDAT chunks around a text chunk, which the standard forbids."""
+    at = data.index(b"IDAT")
+    length = struct.unpack(">I", data[at - 4:at])[0]
+    body, half = data[at + 4:at + 4 + length], length // 2
+    middle = chunk(b"IDAT", body[:half]) + chunk(b"tEXt", b"Comment\0x") + chunk(b"IDAT", body[half:])
+    return data[:at - 4] + middle + data[at + 8 + length:]
+
+
+def bad_ihdr_checksum(data: bytes) -> bytes:
+    """The PNG with its IHDR's CRC zeroed."""
+    return data[:29] + bytes(4) + data[33:]
+
+
+@pytest.mark.parametrize("spoil, reason", [(bad_ihdr_checksum, "not an image format Pillow reads"),
+                                           (split_idat, "image file is truncated")])
+def test_a_png_against_the_standard_is_a_one_line_bad_image(spoil, reason):
+    with pytest.raises(BadImage, match=rf"^cannot decode: .*{reason}[^\n]*$"):
+        decode_bytes(spoil(good_png()))
+
+
 @pytest.mark.parametrize("error", [zlib.error("Error -3 while decompressing data: invalid distance too far back"),
                                    Image.DecompressionBombWarning("Image size (100000000 pixels) exceeds limit"),
                                    KeyError("tEXt"), MemoryError()])
@@ -91,7 +136,6 @@ def test_any_exception_from_the_decoder_is_a_one_line_bad_image(monkeypatch, err
     def broken(image, sbit=None):
         raise error
 
-    monkeypatch.setattr(png, "compiled", lambda: None)  # Pillow's path (the fast one hands any failure to it)
     monkeypatch.setattr(decode_module, "grey_pixels", broken)
     with pytest.raises(BadImage) as refused:
         decode_bytes(good_png())
@@ -104,7 +148,6 @@ def test_pillow_warnings_raised_as_errors_are_bad_images(monkeypatch):
     def warns(image, sbit=None):
         warnings.warn("Image size (100000000 pixels) exceeds limit", Image.DecompressionBombWarning)
 
-    monkeypatch.setattr(png, "compiled", lambda: None)
     monkeypatch.setattr(decode_module, "grey_pixels", warns)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

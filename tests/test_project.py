@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -59,7 +61,7 @@ def test_the_notebook_check_sees_each_kind_of_logic():
         assert re.findall(NOT_IN_NOTEBOOKS[what], line), what
 
 
-LOCKS = {"3.11": ROOT / "requirements" / "lock-py311.txt", "3.12": ROOT / "requirements" / "lock-py312.txt"}
+LOCKS = {v: ROOT / "requirements" / f"lock-py{v.replace('.', '')}.txt" for v in ("3.11", "3.12", "3.13")}
 
 
 def _declared() -> dict:
@@ -112,6 +114,31 @@ def test_makefile_installs_from_the_lock_without_resolving():
     assert re.search(r"^lock:", makefile, re.M) and "--generate-hashes" in makefile
     assert all(f"lock-py{v.replace('.', '')}" in str(p) for v, p in LOCKS.items())
     assert "LOCK_PYTHONS := " + " ".join(LOCKS) in makefile
+
+
+def make_env(tmp_path, pythons: dict, *options) -> subprocess.CompletedProcess:
+    """`make env` with only these fake interpreters (name -> the version each says it is) on the PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, version in pythons.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\necho {version}\n")
+        (bin_dir / name).chmod(0o755)
+    command = [shutil.which("make"), *options, "env", f"VENV={tmp_path / 'venv'}"]
+    return subprocess.run(command, cwd=ROOT, env={"PATH": str(bin_dir)}, capture_output=True, text=True, check=False)
+
+
+def test_make_takes_the_newest_installed_locked_python_when_python3_has_no_lock_and_says_so(tmp_path):
+    done = make_env(tmp_path, {"python3": "3.99", "python3.11": "3.11", "python3.12": "3.12"}, "-n", "-B")
+    assert done.stdout.startswith("make: python3 is Python 3.99, which has no lock file; using python3.12, which")
+    assert f"python3.12 -m venv {tmp_path / 'venv'}" in done.stdout and "lock-py312.txt" in done.stdout
+
+
+def test_make_stops_in_one_line_without_a_locked_python(tmp_path):
+    done = make_env(tmp_path, {"python3": "3.99", "python3.13": "3.10"})  # a python3.13 that is not 3.13 is no help
+    assert done.returncode != 0 and not (tmp_path / "venv").exists()
+    assert done.stderr.splitlines()[0] == (
+        "make: no lock file requirements/lock-py399.txt for python3 (Python 399); locks exist for Python "
+        "3.11 3.12 3.13: use one of those (make PYTHON=python3.11 ...), or add it to LOCK_PYTHONS and run make lock")
 
 
 def test_ci_runs_the_readme_test_command():

@@ -23,7 +23,8 @@ from cxrlib.core.errors import DataError
 from cxrlib.machinery.inputs.decode import inspect_header
 
 # Bump when the checks in images.inspect_header or images.checked_pixels change, so old verdicts are recomputed.
-INDEX_VERSION = 2
+# 3: every IHDR of a PNG counts for its stated size, not only a first one.
+INDEX_VERSION = 3
 COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "version", "sha256", "width", "height", "problem")
 
 

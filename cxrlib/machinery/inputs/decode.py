@@ -1,8 +1,9 @@
 """Decode one image as it really is, and check it is a plausible picture: pure functions, no cache.
 
-Before any pixel is decoded, the size the file's header states is checked against a pixel budget, MAX_PIXELS,
-so a decompression bomb is refused without allocating its pixels; any failure of the decoder (Pillow's errors,
-its warnings raised as errors, zlib errors, truncated data) makes a BadImage named in one line.
+Pillow decodes every file. Before any pixel is decoded, the size the file's header states is checked against a
+pixel budget, MAX_PIXELS, so a decompression bomb is refused without allocating its pixels; any failure of the
+decoder (Pillow's errors, its warnings raised as errors, zlib errors, truncated data) makes a BadImage named in
+one line.
 
 16-bit PNGs are scaled by the bit depth the file actually uses (its sBIT chunk, else the smallest
 common depth that holds its largest value), so a 12-bit detector image is not read as nearly black
@@ -20,11 +21,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from cxrlib.core.errors import DataError
-from cxrlib.machinery.inputs import png
 
 # Bump when decoding changes, so arrays cached by older code are not served.
 # 3: the downscale to the target size reduces by whole blocks first (REDUCING_GAP).
 DECODE_VERSION = 3
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Depths detectors and exporters use; a 16-bit file without sBIT is read at the smallest that fits.
 BIT_DEPTHS = (8, 10, 12, 14, 16)
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -45,14 +46,15 @@ class BadImage(DataError):
     """An image file that cannot be decoded, or decodes to something that is not a picture."""
 
 
-def png_chunks(data: bytes) -> dict:
-    """The PNG chunks before the image data (IHDR, sBIT, ...), by type; {} for other formats."""
-    found = {}
-    for kind, payload in png.chunks(data) if data.startswith(png.SIGNATURE) else ():
-        if kind == b"IDAT":
-            break
-        found[kind.decode("latin-1")] = payload
-    return found
+def png_chunks(data: bytes):
+    """(type, payload) of each whole chunk of a PNG, in order, up to IEND or the end of the data; none for other formats."""
+    at = len(PNG_SIGNATURE) if data.startswith(PNG_SIGNATURE) else len(data)
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        if kind == b"IEND" or at + 12 + length > len(data):
+            return
+        yield kind, data[at + 8:at + 8 + length]
+        at += 12 + length
 
 
 def bits_used(top: int, sbit=None, container: int = 16) -> int:
@@ -122,10 +124,13 @@ def problem(pixels: np.ndarray) -> str:
 
 
 def png_header_size(data: bytes):
-    """(width, height) from a PNG's IHDR, which the standard puts first; None for other formats."""
-    if len(data) < 24 or not data.startswith(png.SIGNATURE) or data[12:16] != b"IHDR":
-        return None
-    return struct.unpack(">II", data[16:24])
+    """The largest (width, height) any IHDR chunk of a PNG states, wherever it sits; None for other formats.
+
+    The standard wants one IHDR, first; Pillow takes the last one before the image data, so a bomb's size can
+    hide behind another chunk or behind a small first IHDR: every IHDR counts.
+    """
+    sizes = [struct.unpack(">II", body[:8]) for kind, body in png_chunks(data) if kind == b"IHDR" and len(body) >= 8]
+    return max(sizes, key=lambda size: size[0] * size[1], default=None)
 
 
 def check_budget(width: int, height: int) -> None:
@@ -166,15 +171,9 @@ def opened(data: bytes):
 
 
 def decode_bytes(data: bytes) -> np.ndarray:
-    """The file's full-size 8-bit grey pixels: the one place pixels are decoded; BadImage when they cannot be had.
-    NIH's kind of PNG takes the fast path (inputs.png), any other file Pillow."""
-    stated = png_header_size(data)
-    if stated:
-        check_budget(*stated)
-    fast = png.decode_grey8(data)
-    if fast is not None:
-        return fast
-    sbit = png_chunks(data).get("sBIT")  # the depth each channel's values really use, where the file says
+    """The file's full-size 8-bit grey pixels: the one place pixels are decoded; BadImage when they cannot be had."""
+    # the depth each channel's values really use, where the file says
+    sbit = next((body for kind, body in png_chunks(data) if kind == b"sBIT"), None)
     with opened(data) as image:
         return grey_pixels(image, max(sbit) if sbit else None)
 
