@@ -22,7 +22,7 @@ from PIL import Image
 from cxrlib.machinery import cli
 from cxrlib.machinery import runner
 from cxrlib.machinery.chapter import Chapter
-from cxrlib.machinery.params import parameter_names
+from cxrlib.core.manifest import parameter_names
 from tests.conftest import make_rows, write_folder
 
 TOY_BODY = """
