@@ -85,9 +85,9 @@ lock: $(UV)
 	$(UV_VENV)/bin/python -m cxrlib.machinery.repro environment-yml requirements/lock-py311.txt > environment.yml.tmp
 	mv environment.yml.tmp environment.yml
 
-## Rewrite every notebook's parameters cell from the parameter table (cxrlib/machinery/params.py)
+## Rewrite every notebook's parameters cell from the chapter manifest (cxrlib/core/manifest.py)
 cells: $(STAMP)
-	$(BIN)/python -m cxrlib.machinery.params
+	$(BIN)/cxr cells
 
 ## Benchmarks (tf.data pipeline, training helper, feature cache, data layer's first touch of 16k NIH images); results in benchmarks/results/
 bench: $(STAMP)

@@ -72,7 +72,7 @@ def measure(folder: Path, cache: Path) -> dict:
 
     os.environ["CXR_CACHE_DIR"] = str(cache)
     import cxrlib.machinery.inputs as data_layer
-    from cxrlib.core.config import profile_settings
+    from cxrlib.core.manifest import profile_settings
     from cxrlib.machinery.inputs import decode
 
     settings = profile_settings(PROFILE)

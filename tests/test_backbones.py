@@ -10,6 +10,12 @@ from cxrlib.machinery import weights as weight_files
 from cxrlib.science.models import backbones, count_params
 
 
+def test_the_manifests_backbone_choices_are_the_backbones_built():
+    from cxrlib.core.manifest import BACKBONES
+
+    assert list(BACKBONES) == list(backbones.BACKBONES)
+
+
 @pytest.fixture(scope="module")
 def densenet():
     base = backbones.backbone("chexnet", 224)

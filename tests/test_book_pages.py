@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.core.config import PROFILES
+from cxrlib.core.manifest import PROFILES
 from cxrlib.machinery import site as book
 from cxrlib.present import labels as label_words, tables
 
@@ -212,7 +212,8 @@ def test_every_column_keeps_one_number_format():
 
 
 def test_which_classes_a_model_predicts_stays_beside_its_row_in_every_part():
-    from cxrlib.science.metrics import F1_COLUMNS, GLOBAL_COLUMNS, PREDICTED, metrics_row
+    from cxrlib.present.labels import PREDICTED, metrics_row
+    from cxrlib.science.metrics import F1_COLUMNS, GLOBAL_COLUMNS
 
     never = metrics_row("never No Finding", [0, 1, 2, 3], np.eye(4)[[1, 1, 2, 3]])
     single = metrics_row("one class", [0, 1, 2, 3], np.eye(4)[[1, 1, 1, 1]])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cxrlib.present import figures
+from cxrlib.present.labels import temperature_text, worded_temperatures
 from cxrlib.science import calibration
 
 
@@ -67,13 +68,15 @@ def test_a_fit_at_the_end_of_the_search_says_so():
     right = 10 * np.eye(4)[labels]  # every image right: sharper is always better, T runs to the lower end
     low = calibration.fit_temperature(labels, right)
     assert low.at_bound and low.temperature == pytest.approx(calibration.SEARCH[0], rel=0.01)
-    assert low.text() == "≤ 0.01 (search bound, not a fit)"
+    assert temperature_text(*low) == "≤ 0.01 (search bound, not a fit)"
     wrong = 10 * np.eye(4)[(labels + 1) % 4]  # every image wrong: flatter is always better, T runs to the upper end
     high = calibration.fit_temperature(labels, wrong)
-    assert high.at_bound and high.text() == "≥ 100 (search bound, not a fit)"
+    assert high.at_bound and temperature_text(*high) == "≥ 100 (search bound, not a fit)"
     table = calibration.temperature_table({"right": right, "wrong": wrong}, {"right": right, "wrong": wrong}, labels, labels)
-    assert table["temperature (fitted on validation)"].tolist() == [low.text(), high.text()]
-    assert calibration.fit_temperature(*overconfident(500, seed=3)[:2]).text().count("bound") == 0
+    assert table["temperature"].tolist() == [low.temperature, high.temperature]
+    assert worded_temperatures(table)["temperature (fitted on validation)"].tolist() == [
+        temperature_text(*low), temperature_text(*high)]
+    assert temperature_text(*calibration.fit_temperature(*overconfident(500, seed=3)[:2])).count("bound") == 0
 
 
 def test_temperature_scaling_fitted_on_validation_fixes_an_overconfident_model():
@@ -89,7 +92,8 @@ def test_temperature_scaling_fitted_on_validation_fixes_an_overconfident_model()
     table = calibration.temperature_table({"m": z_val}, {"m": z_test}, y_val, y_test)
     assert table.loc["m", "ECE after"] == pytest.approx(after)
     assert table.loc["m", "log-loss after"] < table.loc["m", "log-loss before"]
-    assert table.loc["m", "temperature (fitted on validation)"] == f"{t:.3f}"
+    assert table.loc["m", "temperature"] == t and not table.loc["m", "at search bound"]
+    assert worded_temperatures(table).loc["m", "temperature (fitted on validation)"] == f"{t:.3f}"
 
 
 def test_reliability_diagram_has_labels():

@@ -186,7 +186,7 @@ def test_list_parameters_reach_the_notebook_as_lists():
     from papermill.translators import PythonTranslator
 
     from cxrlib.machinery import runner
-    from cxrlib.machinery.params import resolve_parameters
+    from cxrlib.core.manifest import resolve_parameters
 
     params = runner.check_parameters({"BACKBONES": ["vgg16"], "FRACTIONS": [0.7, 0.15, 0.15],
                                       "CAPS": {"val": {"Effusion": 3}}}, ["pretrained"])

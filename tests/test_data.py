@@ -349,7 +349,7 @@ def test_one_patient_over_the_stated_share_of_a_class_is_refused_in_one_line():
 
 
 def test_the_small_profiles_keep_every_patient_below_the_stated_share_of_the_shipped_sample():
-    from cxrlib.core.config import profile_settings
+    from cxrlib.core.manifest import profile_settings
     from cxrlib.machinery.inputs import load_for
     from cxrlib.science.data.splits import patient_shares
 

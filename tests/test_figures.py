@@ -161,11 +161,12 @@ def test_reliability_diagrams_give_every_model_room_and_keep_the_legend_off_the_
 
 
 def test_a_temperature_at_the_end_of_its_search_reads_as_such():
+    from cxrlib.present.labels import temperature_text
     from cxrlib.science import calibration
 
     labels = np.arange(40) % 4
     wrong = 10 * np.eye(4)[(labels + 1) % 4]
-    text = calibration.fit_temperature(labels, wrong).text()
+    text = temperature_text(*calibration.fit_temperature(labels, wrong))
     assert text.startswith("≥ 100") and "not a fit" in text and not re.search(r"\d\.\d{3}", text)
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.core.config import CLASSES, PROFILES
+from cxrlib.core.config import CLASSES
+from cxrlib.core.manifest import PROFILES
 from cxrlib.machinery import runner
 from cxrlib.science.models.backbones import BACKBONES
 from tests.conftest import make_rows, write_folder

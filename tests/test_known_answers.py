@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.core.config import CLASSES, profile_settings
+from cxrlib.core.config import CLASSES
+from cxrlib.core.manifest import profile_settings
+from cxrlib.present import labels as label_words
 from cxrlib.science import calibration, metrics
 
 # --- a hand-made prediction table: two images per class; image i gives its predicted class 0.55 + 0.05 i and
@@ -64,8 +66,8 @@ def test_metrics_row_on_a_hand_made_prediction_table():
         assert row[f"F1-{name}"] == pytest.approx(value), name
     columns = metrics.GLOBAL_COLUMNS + metrics.F1_COLUMNS
     assert list(row.index[:len(columns)]) == columns
-    if hasattr(metrics, "PREDICTED"):  # the words beside the metrics: this table predicts every class
-        assert row[metrics.PREDICTED] == "all 4"
+    shown = label_words.metrics_row("hand", Y_TRUE, PROBS).loc["hand"]  # the words beside the metrics
+    assert shown[label_words.PREDICTED] == "all 4"
 
 
 def test_metrics_row_ignores_the_order_of_the_rows():

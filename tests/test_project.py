@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cxrlib.core.registry import CHAPTERS
+from cxrlib.core.manifest import CHAPTERS
 from cxrlib.machinery import repro
 from cxrlib.machinery.site import toc_files
 

@@ -159,8 +159,8 @@ def test_rebuild_command_reads_back_as_the_same_parameters():
 
     words = shlex.split(command.split(" && ")[1])
     pairs = [words[i + 1] for i, w in enumerate(words) if w == "-p"]
-    assert cli.parse_assignments(pairs) == {"EPOCHS": 20, "LEARNING_RATE": 1e-4, "RESIZER": False,
-                                               "CAPS": {"train": 5}, "FRACTIONS": [0.6, 0.2, 0.2]}
+    assert cli.parse_assignments(pairs) == {"epochs": 20, "learning_rate": 1e-4, "resizer": False,
+                                               "caps": {"train": 5}, "fractions": [0.6, 0.2, 0.2]}
 
 
 def _page(path: Path, parameters=None) -> Path:

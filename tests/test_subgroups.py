@@ -11,6 +11,7 @@ import pytest
 
 from cxrlib.core.config import CLASSES, NO_FINDING
 from cxrlib.present import subgroups as subgroup_page
+from cxrlib.present.labels import ensemble_name
 from cxrlib.science import subgroups
 from cxrlib.science.metrics import false_no_finding_rate
 
@@ -122,9 +123,9 @@ def test_the_models_read_are_the_one_chosen_on_validation_and_the_best_ensemble(
                            "validation macro F1": [0.41, 0.52]}, index=["Fused", "VGG16"])
     assert subgroups.best_model(choice) == ("VGG16", "pretrained/vgg16_features")
     scores = pd.Series({"ensemble/average": 0.5, "ensemble/ga": math.nan, "fused/fused": 0.9})
-    assert subgroups.best_ensemble(scores, ["ensemble/ga"]) == ("Average voting", "ensemble/average")
-    assert subgroups.best_ensemble(pd.Series(dtype=float), ["ensemble/ga"]) == ("Weighted average voting (GA)",
-                                                                              "ensemble/ga")
+    assert subgroups.best_ensemble(scores, ["ensemble/ga"]) == "ensemble/average"
+    assert subgroups.best_ensemble(pd.Series(dtype=float), ["ensemble/ga"]) == "ensemble/ga"
+    assert ensemble_name("ensemble/ga") == "Weighted average voting (GA)" and ensemble_name("average") == "Average voting"
     assert subgroups.best_ensemble(pd.Series(dtype=float), []) is None
 
 

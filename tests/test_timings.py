@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from cxrlib.core.registry import REGISTRY
+from cxrlib.core.manifest import REGISTRY
 from cxrlib.machinery import site as book
 
 

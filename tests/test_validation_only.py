@@ -104,7 +104,7 @@ def test_nothing_fitted_moves_when_the_test_split_changes(tmp_path):
         test_all = {**test, **ensemble.combine(fitted, test)}
         table = calibration.temperature_table(val_all, test_all, y_val, y_test)
         choice = analysis.model_choice("smoke", tmp_path)
-        return fitted, table["temperature (fitted on validation)"], choice
+        return fitted, table["temperature"], choice
 
     first = everything(test_rows["label"].to_numpy(), members(test_rows["label"].to_numpy(), 1))
     other_labels = rng.integers(0, 4, 20)

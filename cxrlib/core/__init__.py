@@ -1,1 +1,1 @@
-"""Shared facts every layer reads: classes, profiles, paths, the chapter registry, errors."""
+"""Shared facts every layer reads: the chapter manifest (chapters, parameters, profiles), classes, paths, errors."""

@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import CLASSES
-from cxrlib.core.registry import REPORT_MODELS
+from cxrlib.core.manifest import REPORT_MODELS
 from cxrlib.machinery import runs
-from cxrlib.present.labels import model_label
+from cxrlib.present.labels import metrics_row, model_label
 from cxrlib.science.choice import choose, validation_scores
-from cxrlib.science.metrics import metrics_row
 
 def report_preference(key: str) -> int:
     """Rank of a candidate in the report's own preference (0 first): its deepest fine tuning first,
@@ -91,9 +90,9 @@ def missing_models_message(chosen: dict) -> str:
 
 
 def predicted_classes(predictions: dict) -> pd.Series:
-    """Model -> which classes it predicts (metrics.predicted_classes: 'all 4', 'only Effusion', ...), for a table
+    """Model -> which classes it predicts (labels.predicted_classes: 'all 4', 'only Effusion', ...), for a table
     that shows the models beside what they get right or wrong."""
-    from cxrlib.science.metrics import PREDICTED, predicted_classes as words
+    from cxrlib.present.labels import PREDICTED, predicted_classes as words
 
     return pd.Series({name: words(frame["pred"]) for name, frame in predictions.items()}, name=PREDICTED)
 
@@ -222,7 +221,7 @@ class Ensembles:
 def ensembles_of(ch, chosen: Chosen, val: dict, test: dict) -> Ensembles:
     """Fit the ensembles on the members' validation predictions only, save their predictions and metrics, and
     keep each member's temperature for `cxr predict`; val and test: member display label -> predictions."""
-    from cxrlib.science.ensemble import NAMES
+    from cxrlib.present.labels import ENSEMBLE_NAMES as NAMES
 
     members_pretrained = all(shown == label for label, shown in chosen.labels.items())
     names = {model_label(NAMES[key], members_pretrained): key for key in NAMES}  # tagged like their members
@@ -337,8 +336,8 @@ class Gathered:
 
 def gathered(ch) -> Gathered:
     """Read every chapter's saved predictions and metrics once, and label them as the pages show them."""
-    from cxrlib.core.registry import REGISTRY
-    from cxrlib.science.metrics import PREDICTED
+    from cxrlib.core.manifest import REGISTRY
+    from cxrlib.present.labels import PREDICTED
 
     frames, metrics = ch.predictions(None, "test"), ch.metrics()
     ours = [key for key in frames if key.split("/")[0] not in BASELINE_CHAPTERS]
@@ -362,9 +361,9 @@ def loss_after_balancing(ch, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def question_rows(ch, boot) -> list:
-    """Every report question of every chapter (report.QUESTIONS) answered on this chapter's test split."""
+    """Every report question of every chapter (manifest.QUESTIONS) answered on this chapter's test split."""
     from cxrlib.present.claims import question_rows as rows
-    from cxrlib.present.report import QUESTIONS
+    from cxrlib.core.manifest import QUESTIONS
 
     files = runs.prediction_files(ch.profile, "test", ch.runs_root)
     found = []
@@ -381,7 +380,7 @@ def family_table(ch, boot, found: Gathered) -> pd.DataFrame:
     """Each family's best on validation against our best (present.conclusions.family_table), with the report's
     row for it; kept in the run folder, where the build page reads it."""
     from cxrlib.present.conclusions import family_table as table
-    from cxrlib.present.report import counterpart
+    from cxrlib.core.manifest import counterpart
 
     report = {label: counterpart(*key.split("/", 1)) for label, key in found.keys.items()}
     families = table(boot, found.test, found.val_scores, found.families, report, found.baselines)

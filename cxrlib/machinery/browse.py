@@ -279,7 +279,7 @@ def serve(profile: str = "cpu", port: int = 0, token=None, ip: str = "127.0.0.1"
           open_browser: bool = False) -> int:
     """`cxr browse`: check the run folder, start the server, print the address once it answers; one Ctrl-C (or
     SIGTERM) stops the server and its kernels. Returns the exit status."""
-    from cxrlib.core.config import profile_settings
+    from cxrlib.core.manifest import profile_settings
 
     profile_settings(profile)
     folder = saved_cache(profile)

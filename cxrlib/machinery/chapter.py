@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from cxrlib.core.config import CLASSES, notebooks_dir
+from cxrlib.core.manifest import PARAMETERS, resolve_parameters
 from cxrlib.machinery import identity, runs
 from cxrlib.machinery.inputs import SYNTHETIC_WARNING, ChestData, load_for
-from cxrlib.machinery.params import PARAMETERS, resolve_parameters
 from cxrlib.machinery.provenance import device_text, project_commit, versions_text
 from cxrlib.machinery.repro import lock_text, rebuild_command
 from cxrlib.machinery.runs import RUNNER_ENV
 from cxrlib.machinery.site import library_logs_to_stderr
-from cxrlib.science.metrics import metrics_row
+from cxrlib.present.labels import metrics_row
 
 
 def namespace_parameters(namespace) -> dict:
@@ -70,7 +70,7 @@ class Chapter:
 
     def chapter_identity(self) -> str:
         """This chapter's whole output, as the runner computes it: notebook, settings, data, upstream, code."""
-        from cxrlib.core.registry import CHAPTERS
+        from cxrlib.core.manifest import CHAPTERS
 
         infos = runs.chapter_infos(self.profile, self.runs_root)
         upstream = [infos.get(c, {}).get("identity") for c in CHAPTERS.get(self.name, ())]
@@ -81,7 +81,7 @@ class Chapter:
     @property
     def weights_inherited(self) -> bool:
         """Whether this chapter analyses the pretrained chapter's models (so it reports that chapter's weights)."""
-        from cxrlib.core.registry import CHAPTERS, chapter_order
+        from cxrlib.core.manifest import CHAPTERS, chapter_order
 
         return self.name in CHAPTERS and "pretrained" in chapter_order([self.name])[:-1]
 
@@ -157,7 +157,7 @@ class Chapter:
 
     def shown(self, item) -> tuple:
         """(key, test predictions, metrics row) of a Result of this chapter or a "chapter/model" of another (or
-        that triple itself); key is the model's name here, or "chapter/model", as report.COUNTERPARTS and
+        that triple itself); key is the model's name here, or "chapter/model", as the manifest's models and
         QUESTIONS name it."""
         if isinstance(item, tuple):
             return item
@@ -175,8 +175,9 @@ class Chapter:
 
         from cxrlib.present import claims
         from cxrlib.machinery.analysis import loss_after_balancing
-        from cxrlib.present.report import counterpart
-        from cxrlib.science.metrics import F1_COLUMNS, PREDICTED
+        from cxrlib.core.manifest import counterpart
+        from cxrlib.present.labels import PREDICTED
+        from cxrlib.science.metrics import F1_COLUMNS
 
         found = [self.shown(item) for item in items]
         labels = {key: (labels or {}).get(key, key) for key, _, _ in found}
@@ -211,11 +212,11 @@ class Chapter:
                                         self.question_rows(own.values()))))
 
     def question_rows(self, items=()) -> list:
-        """The report's questions of this chapter (report.QUESTIONS), each answered from the interval of the
+        """The report's questions of this chapter (manifest.QUESTIONS), each answered from the interval of the
         difference in test macro F1 between its two models, beside the report's own answer; items: this
         chapter's Results the questions name (others are read as "chapter/model")."""
         from cxrlib.present import claims
-        from cxrlib.present.report import QUESTIONS
+        from cxrlib.core.manifest import QUESTIONS
 
         own = {r.name: r for r in items}
 

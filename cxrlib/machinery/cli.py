@@ -4,23 +4,25 @@
     cxr run --from-page book/chapters/CHAPTER.ipynb [--force]
     cxr compare RUNS_A RUNS_B
     cxr book
-    cxr list
+    cxr list [CHAPTER]
+    cxr cells
     cxr predict PATH ... --model CHAPTER/MODEL [--profile P] [-o CSV] [--gradcam DIR]
     cxr browse [--profile P] [--port N] [--token T] [--lab] [--open]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 import yaml
 
-from cxrlib.core.config import PROFILES, REPO_ROOT
-from cxrlib.core.registry import CHAPTERS, RunnerError
+from cxrlib.core.config import REPO_ROOT, notebooks_dir
+from cxrlib.core.files import write_atomic
+from cxrlib.core.manifest import CHAPTERS, PARAMETERS, PROFILES, RunnerError, needed, parameter_names, parameters_cell
 from cxrlib.machinery import browse, predict
-from cxrlib.machinery.params import ALL, PARAMETERS, chapter_default
 from cxrlib.machinery.runner import Interrupted, rerun_from_page, run_chapters
 from cxrlib.machinery.site import build_book
 
@@ -32,7 +34,7 @@ def parse_assignments(pairs) -> dict:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise RunnerError(f"parameter {pair!r} is not of the form name=value")
-        params[name.strip().upper()] = parse_value(value)
+        params[name.strip()] = parse_value(value)
     return params
 
 
@@ -47,17 +49,37 @@ def parse_value(text: str):
     return value
 
 
-def parameter_listing() -> str:
-    """`cxr list`: every parameter with its type, allowed values, default per profile and chapters."""
-    lines = ["Parameters (cxr run CHAPTER -p name=value); a chapter takes those that name it or 'all':", ""]
-    for name, p in PARAMETERS.items():
-        defaults = ", ".join(f"{profile} {settings.get(name, chapter_default(name))!r}"
-                             for profile, settings in PROFILES.items())
-        lines += [f"{name} ({p.kind}): {p.help}",
-                  f"    allowed: {p.allowed()}",
-                  f"    default: {defaults}",
-                  f"    chapters: {'all' if p.chapters == ALL else ', '.join(c for c in CHAPTERS if p.takes(c))}"]
+def listing(chapter: str | None = None) -> str:
+    """`cxr list`: the chapters and what each reads; `cxr list CHAPTER`: its parameters, each with its help, what
+    it allows (a JSON schema) and its default per profile."""
+    if chapter is None:
+        width = max(map(len, CHAPTERS))
+        return "\n".join(["Chapters, in the book's order (cxr list CHAPTER shows its parameters):", *(
+            f"  {name:<{width}}  reads {', '.join(reads) or 'nothing'}" for name, reads in CHAPTERS.items())])
+    needed([chapter])
+    lines = [f"Parameters of {chapter} (cxr run {chapter} -p name=value):"]
+    for name in parameter_names(chapter):
+        defaults = ", ".join(f"{profile} {settings[name]!r}" for profile, settings in PROFILES.items())
+        schema = PARAMETERS[name].schema
+        lines += [f"{name}: {PARAMETERS[name].help}", f"    allowed: {schema.get('description') or json.dumps(schema)}",
+                  f"    default: {defaults}"]
     return "\n".join(lines)
+
+
+def write_parameter_cells(folder) -> list:
+    """Rewrite the parameters cell of every chapter notebook in folder from the manifest; the notebooks changed."""
+    changed = []
+    for chapter in CHAPTERS:
+        path = Path(folder) / f"{chapter}.ipynb"
+        notebook = json.loads(path.read_text())
+        cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+        source = parameters_cell(chapter).splitlines(keepends=True)
+        if cell["source"] != source:
+            cell["source"] = source
+            text = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+            write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+            changed.append(path.name)
+    return changed
 
 
 def main(argv=None) -> int:
@@ -83,7 +105,8 @@ def main(argv=None) -> int:
     compare.add_argument("runs_a", metavar="RUNS_A", help="a run folder: runs/ or runs/<profile>")
     compare.add_argument("runs_b", metavar="RUNS_B", help="the other run folder")
     sub.add_parser("book", help="build the HTML book into _build/html")
-    sub.add_parser("list", help="list the chapters and their parameters")
+    sub.add_parser("list", help="list the chapters, or one chapter's parameters").add_argument("chapter", nargs="?")
+    sub.add_parser("cells", help="rewrite every notebook's parameters cell from the manifest (make cells)")
     predict.add_parser(sub)
     browsing = sub.add_parser("browse", help="browse a profile's misclassified images in Voila (prints the address)")
     browsing.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), help="smoke, cpu or full")
@@ -102,7 +125,7 @@ def main(argv=None) -> int:
         elif args.command == "run":
             params = parse_assignments(args.param)
             if args.tuner_workers is not None:
-                params["TUNER_WORKERS"] = args.tuner_workers
+                params["tuner_workers"] = args.tuner_workers
             run_chapters(args.chapters, args.profile, args.data, params, args.force, Path(args.book_root),
                          jobs=args.jobs, only=args.only)
         elif args.command == "compare":
@@ -115,8 +138,10 @@ def main(argv=None) -> int:
             return predict.main(args)
         elif args.command == "browse":
             return browse.serve(args.profile, args.port, args.token, args.ip, args.lab, args.open)
+        elif args.command == "cells":
+            print("parameters cells rewritten:", ", ".join(write_parameter_cells(notebooks_dir())) or "none")
         else:
-            print(parameter_listing())
+            print(listing(args.chapter))
     except Interrupted as err:
         print(f"cxr: {err}", file=sys.stderr)
         return 130

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.machinery.runs import metric_files, probabilities, read_metrics
-from cxrlib.science.metrics import PREDICTED
+from cxrlib.present.labels import PREDICTED
 
 # columns that measure wall-clock time: they differ between identical runs, so comparisons leave them out
 TIMING = re.compile(r"time|seconds|\(s\)", re.I)

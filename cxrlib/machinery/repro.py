@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from cxrlib.core.config import REPO_ROOT
-from cxrlib.core.registry import CHAPTERS, RunnerError
+from cxrlib.core.manifest import CHAPTERS, RunnerError
 
 LOCK_DIR = REPO_ROOT / "requirements"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")

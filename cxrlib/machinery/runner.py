@@ -12,14 +12,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from cxrlib.core.config import REPO_ROOT, notebooks_dir, profile_settings, runs_dir
+from cxrlib.core.config import REPO_ROOT, notebooks_dir, runs_dir
 from cxrlib.core.errors import DataError
+from cxrlib.core.manifest import CHAPTERS, ParameterError, RunnerError, chapter_order  # noqa: F401  (the CLI's own names)
+from cxrlib.core.manifest import check, profile_settings, resolve_parameters, takes
 from cxrlib.machinery import identity, runs
 from cxrlib.machinery.browse import kernel_name
 from cxrlib.machinery.parallel import visible_gpus
-from cxrlib.machinery.params import PARAMETERS, ParameterError, check, resolve_parameters
 from cxrlib.machinery.repro import page_parameters, run_arguments
-from cxrlib.core.registry import CHAPTERS, RunnerError, chapter_order  # noqa: F401  (the CLI's own names)
 from cxrlib.machinery.runs import RUNNER_ENV
 
 
@@ -41,7 +41,7 @@ def check_parameters(params: dict, order: list) -> dict:
             checked[name.lower()] = check(name, value)
         except ParameterError as err:
             raise RunnerError(str(err)) from None
-        if not any(PARAMETERS[name.lower()].takes(c) for c in order):
+        if not any(takes(c, name) for c in order):
             raise RunnerError(f"no chapter among {', '.join(order)} has a parameter {name.lower()}")
     return checked
 
@@ -53,7 +53,7 @@ def injected_parameters(chapter: str, profile: str, data_dir, params: dict) -> d
     injected = {"PROFILE": profile}
     if data_dir:
         injected["DATA_DIR"] = SYNTHETIC if is_synthetic(data_dir) else str(Path(data_dir).expanduser().resolve())
-    injected.update({k.upper(): as_literal(v) for k, v in params.items() if PARAMETERS[k.lower()].takes(chapter)})
+    injected.update({k.upper(): as_literal(v) for k, v in params.items() if takes(chapter, k)})
     return injected
 
 
@@ -253,7 +253,7 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
 
 def chapter_command(chapter: str, profile: str, data_dir, params: dict, force: bool, book_root: Path) -> list:
     """The `cxr run` of one chapter alone, as a child process of `cxr run -j N` runs it."""
-    taken = {name: value for name, value in params.items() if PARAMETERS[name].takes(chapter)}
+    taken = {name: value for name, value in params.items() if takes(chapter, name)}
     return [sys.executable, "-m", "cxrlib.machinery.cli", *run_arguments(chapter, profile, taken, data_dir), "--only",
             "--book-root", str(book_root), *(["--force"] if force else [])]
 

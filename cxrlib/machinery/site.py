@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cxrlib.core.config import PROFILES, REPO_ROOT, WHY, runs_dir
-from cxrlib.core.registry import REGISTRY, RunnerError
+from cxrlib.core.config import REPO_ROOT, WHY, runs_dir
+from cxrlib.core.manifest import PROFILES, REGISTRY, RunnerError
 from cxrlib.machinery import runs
 from cxrlib.present.labels import limiting_factors, profile_in_words
 from cxrlib.present.tables import markdown_table

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import keras
 
+from cxrlib.core.manifest import FINE_TUNE_AUGMENT
 from cxrlib.machinery import weights as weight_files
 from cxrlib.machinery.features import extract, feature_key
 from cxrlib.machinery.inputs import SPLITS
@@ -129,8 +130,8 @@ def evaluate_on_images(ch, name: str, base, top):
 
 def fine_tune_augments(name: str, choice: str) -> bool:
     """Whether fine tuning augments: as the report did for this backbone ('report'), 'always' or 'never'."""
-    if choice not in ("report", "always", "never"):
-        raise ValueError(f"fine_tune_augment is {choice!r}; allowed: 'report', 'always', 'never'")
+    if choice not in FINE_TUNE_AUGMENT:
+        raise ValueError(f"fine_tune_augment is {choice!r}; allowed: {', '.join(FINE_TUNE_AUGMENT)}")
     return {"report": backbones.spec(name).fine_tune_augment, "always": True, "never": False}[choice]
 
 

@@ -1,11 +1,12 @@
 """Labels and words that travel with numbers: a model's name tagged when it had no pretrained weights, the weights
-each backbone started from, what a profile's run is worth, and the summary box that opens every chapter."""
+each backbone started from, what a profile's run is worth, the summary box that opens every chapter, the ensembles'
+names, the classes a model predicts and a fitted temperature (the science layer returns keys and numbers)."""
 from __future__ import annotations
 
 import html
 import re
 
-from cxrlib.core.config import PROFILES
+from cxrlib.core.manifest import FROM_SCRATCH, PROFILES
 
 # The report's settings (the full profile's): a run below them is limited by that setting.
 REPORT_EPOCHS, REPORT_SIZE, REPORT_BACKBONE_SIZE = (PROFILES["full"][k] for k in ("epochs", "resize_to", "backbone_size"))
@@ -14,6 +15,13 @@ NO_WEIGHTS = "no pretrained weights"
 # Where predictions were balanced (calibration.balancing_offsets), loss, log-loss and ECE measure the shifted model.
 AFTER_BALANCING = "after the balancing shift"
 SUMMARY_CLASS = "cxr-summary"
+# Which classes a model predicts on a split (predicted_classes): words beside the metrics, never a metric.
+PREDICTED = "classes predicted"
+# each ensemble's saved key (science.ensemble.METHODS) -> the name of its row, and the words for its weights' column
+ENSEMBLE_NAMES = {"average": "Average voting", "ga": "Weighted average voting (GA)",
+                  "differential_evolution": "Weighted average voting (differential evolution)"}
+WEIGHTINGS = {"average": "uniform (average voting)", "ga": "genetic algorithm",
+              "differential_evolution": "differential evolution"}
 
 
 def per_class_text(max_per_class) -> str:
@@ -26,8 +34,6 @@ def per_class_text(max_per_class) -> str:
 def input_sizes(settings: dict, chapter: str = "") -> str:
     """The input size of the models a chapter trains or reads: the from-scratch nets' resize, the backbones' input,
     or both for the chapters that read every family."""
-    from cxrlib.core.registry import FROM_SCRATCH
-
     if chapter in FROM_SCRATCH or "backbone_size" not in settings:
         return f"{settings.get('resize_to')} px"
     if chapter == "pretrained":
@@ -140,3 +146,52 @@ def patient_share_sentence(shares, largest=None, cap=None) -> str:
             f"a class's validation or test images{stated}; the largest share is patient {top['that patient']}'s "
             f"{top['images'] * top['largest share of one patient']:.0f} of the {top['images']} {top['class']} images "
             f"of {top['split']}.")
+
+
+def ensemble_name(key: str) -> str:
+    """An ensemble's name from its saved key ('ensemble/ga' or 'ga')."""
+    name = key.split("/", 1)[-1]
+    return ENSEMBLE_NAMES.get(name, name)
+
+
+def predicted_classes(y_pred) -> str:
+    """Which classes a model predicts on a split, in words: 'all 4', '3: never No Finding', 'only Effusion'.
+
+    A model that never predicts No Finding has an FNFR of 0 by construction, and one that predicts a single
+    class has F1 0 for every other: every table that shows such a row says so beside it (column PREDICTED).
+    """
+    from cxrlib.core.config import CLASSES
+
+    used = {int(k) for k in y_pred}
+    if len(used) == 1:
+        return f"only {CLASSES[used.pop()]}"
+    never = [c for k, c in enumerate(CLASSES) if k not in used]
+    return f"all {len(CLASSES)}" if not never else f"{len(used)}: never {', '.join(never)}"
+
+
+def metrics_row(name: str, y_true, probs, seconds: float = float("nan")):
+    """science.metrics.metrics_row with the classes the model predicts beside it (PREDICTED): the row every table
+    shows and the run folder keeps."""
+    import numpy as np
+
+    from cxrlib.science import metrics
+
+    row = metrics.metrics_row(name, y_true, probs, seconds)
+    row[PREDICTED] = predicted_classes(np.asarray(probs, float).argmax(axis=1))
+    return row
+
+
+def temperature_text(temperature: float, at_bound: bool) -> str:
+    """A fitted temperature as the page shows it; a search that stopped at an end reads as that end, not a fit:
+    '≥ 100 (search bound, not a fit)'."""
+    if not at_bound:
+        return f"{temperature:.3f}"
+    return f"{'≤' if temperature < 1 else '≥'} {temperature:g} (search bound, not a fit)"
+
+
+def worded_temperatures(table):
+    """science.calibration.temperature_table as the page shows it: each temperature in words (temperature_text)."""
+    words = [temperature_text(t, bound) for t, bound in zip(table["temperature"], table["at search bound"])]
+    shown = table.drop(columns=["temperature", "at search bound"])
+    shown.insert(0, "temperature (fitted on validation)", words)
+    return shown

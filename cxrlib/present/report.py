@@ -62,55 +62,6 @@ GA_WEIGHTS = {"ResNet152": 0.13074769, "VGG16": 0.13225159, "CheXNet1": 0.278807
 BEST = {"Accuracy": 0.7302, "F1-macro": 0.7275, "ROC AUC": 0.9073}
 
 
-# chapter -> {our model, or "chapter/model" for a model the chapter shows from another chapter, or a model-name
-# prefix ending in '_': the report's row it reproduces}. A model missing here has no counterpart in the report
-# (the first CNN, a features-only head, differential evolution).
-COUNTERPARTS = {
-    "scratch": {"second_cnn": "CNN_from_scratch"},
-    "preprocessing": {"second_cnn_otsu": "Prep_scratch", "scratch/second_cnn": "No_prep_scratch",
-                      "fused_grid/no_da_no_rs_prep": "Prep_fused", "fused_grid/no_da_no_rs_4096": "No_prep_fused"},
-    "resizer": {"fused_grid/yes_da_yes_rs_4096": "Resizer_1", "fused_grid/no_da_yes_rs_4096": "Resizer_2",
-                "fused_grid/yes_da_no_rs_4096": "No_resizer_1", "fused_grid/no_da_no_rs_4096": "No_resizer_2"},
-    "hyperband": {"tuned_cnn": "Tuner", "scratch/second_cnn": "Pre_tuner"},
-    "fused": {"fused": "Fused"},
-    "fused_grid": {"base": "Base", "fused/fused": "no_da_yes_rs_2048", **{name: name for name in (
-        "no_da_no_rs_prep", "yes_da_yes_rs_4096", "no_da_yes_rs_4096", "yes_da_no_rs_4096", "no_da_no_rs_4096")}},
-    "pretrained": {"vgg16_finetune_": "VGG16", "resnet152_finetune_": "ResNet152", "chexnet_finetune_": "CheXNet1"},
-    "ensemble": {"average": "Average voting", "ga": "Weighted average voting", "pretrained/vgg16_": "VGG16",
-                 "pretrained/resnet152_": "ResNet152", "pretrained/chexnet_": "CheXNet1",
-                 "fused/fused": "Fused (ensemble member)", "scratch/second_cnn": "CNN From Scratch (ensemble member)"},
-}
-
-# The questions the report's chapters answer by comparing two models: chapter -> (question, model a, model b,
-# the report's row for a, for b). Our answer comes from the interval of a minus b on our test split
-# (claims.answer); the report's from its two published numbers.
-QUESTIONS = {
-    "preprocessing": [
-        ("Does Otsu preprocessing help the CNN from scratch?", "second_cnn_otsu", "scratch/second_cnn",
-         "Prep_scratch", "No_prep_scratch"),
-        ("Does Otsu preprocessing help the fused network?", "fused_grid/no_da_no_rs_prep",
-         "fused_grid/no_da_no_rs_4096", "Prep_fused", "No_prep_fused")],
-    "resizer": [
-        ("Does the learnable resizer help (no augmentation)?", "fused_grid/no_da_yes_rs_4096",
-         "fused_grid/no_da_no_rs_4096", "Resizer_2", "No_resizer_2"),
-        ("Does the learnable resizer help (with augmentation)?", "fused_grid/yes_da_yes_rs_4096",
-         "fused_grid/yes_da_no_rs_4096", "Resizer_1", "No_resizer_1")],
-    "hyperband": [("Did Hyperband find a better head than trial and error?", "tuned_cnn", "scratch/second_cnn",
-                   "Tuner", "Pre_tuner")],
-    "fused_grid": [("Do the fused branches help (fused against base)?", "fused/fused", "base", "Fused", "Base"),
-                   ("Does augmentation help the fused network (with resizer)?", "yes_da_yes_rs_4096",
-                    "no_da_yes_rs_4096", "yes_da_yes_rs_4096", "no_da_yes_rs_4096")],
-    "scratch": [("Is the second CNN better than the first?", "second_cnn", "first_cnn", "CNN_from_scratch", None)],
-}
-
-
-def counterpart(chapter: str, model: str):
-    """The report's row that `model` (a model of `chapter`, or "chapter/model") reproduces as `chapter` shows it,
-    or None where the report has none."""
-    return next((row for name, row in COUNTERPARTS.get(chapter, {}).items()
-                 if model == name or (name.endswith("_") and model.startswith(name))), None)
-
-
 def report_rows(*names: str) -> pd.DataFrame:
     """The report's rows by name, in our metrics-table layout."""
     unknown = [n for n in names if n not in REPORT]

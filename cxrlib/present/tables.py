@@ -70,8 +70,8 @@ def turnable(frame: pd.DataFrame, max_columns: int = 7) -> bool:
 def table_chunks(frame: pd.DataFrame, max_columns: int = 7) -> list:
     """A wide table split into column groups of at most max_columns and of near equal widths (10 columns: 5 and
     5, never 7 and a lone 3rd), each keeping the row labels, and each keeping the column that says which classes
-    a model predicts (metrics.PREDICTED), so every part shows it beside its row."""
-    from cxrlib.science.metrics import PREDICTED
+    a model predicts (labels.PREDICTED), so every part shows it beside its row."""
+    from cxrlib.present.labels import PREDICTED
 
     note = frame[[PREDICTED]] if PREDICTED in frame.columns and frame.shape[1] > max_columns else None
     rest = frame.drop(columns=PREDICTED) if note is not None else frame

@@ -98,15 +98,7 @@ class TemperatureFit(NamedTuple):
     """A fitted temperature, and whether the search stopped at one of its ends (the optimum may lie beyond)."""
 
     temperature: float
-    at_bound: bool
-
-    def text(self) -> str:
-        """The temperature as the page shows it; a search that stopped at an end reads as that end, not a fit:
-        '≥ 100 (search bound, not a fit)'."""
-        if not self.at_bound:
-            return f"{self.temperature:.3f}"
-        side = "≤" if self.temperature < 1 else "≥"
-        return f"{side} {self.temperature:g} (search bound, not a fit)"
+    at_bound: bool  # the page says so (cxrlib.present.labels.temperature_text)
 
 
 def fit_temperature(y_val, logits_val, search=SEARCH) -> TemperatureFit:
@@ -129,7 +121,8 @@ def fit_temperatures(val: dict, y_val) -> dict:
 
 
 def temperature_table(val: dict, test: dict, y_val, y_test, bins: int = BINS) -> pd.DataFrame:
-    """Per model: the temperature fitted on validation, and test ECE and log-loss before and after it.
+    """Per model: the temperature fitted on validation (and whether at a search bound), and test ECE and log-loss
+    before and after it (in words: cxrlib.present.labels.worded_temperatures).
 
     val, test: name -> logits (or log-probabilities; rows in the order of y_val, y_test).
     """
@@ -137,7 +130,7 @@ def temperature_table(val: dict, test: dict, y_val, y_test, bins: int = BINS) ->
     for name in test:
         fit = fits[name]
         before, after = softmax(test[name]), scale(test[name], fit.temperature)
-        rows[name] = {"temperature (fitted on validation)": fit.text(),
+        rows[name] = {"temperature": fit.temperature, "at search bound": fit.at_bound,
                       "ECE before": expected_calibration_error(y_test, before, bins),
                       "ECE after": expected_calibration_error(y_test, after, bins),
                       "log-loss before": negative_log_likelihood(y_test, test[name]),

@@ -11,12 +11,8 @@ from cxrlib.science.calibration import log_softmax, softmax
 from cxrlib.science.choice import choose
 from cxrlib.science.metrics import present_classes
 
-# The ensembles, by the name their results are saved under, and the weights column the page shows.
-# each ensemble's saved key -> the report's name for its row
-NAMES = {"average": "Average voting", "ga": "Weighted average voting (GA)",
-         "differential_evolution": "Weighted average voting (differential evolution)"}
-METHODS = {"average": "uniform (average voting)", "ga": "genetic algorithm",
-           "differential_evolution": "differential evolution"}
+# The ensembles, by the key their results are saved under (their names: cxrlib.present.labels.ENSEMBLE_NAMES).
+METHODS = ("average", "ga", "differential_evolution")
 # Validation folds for the out-of-fold predictions of the fitted ensembles (whole patients per fold).
 FOLDS = 5
 
@@ -157,7 +153,7 @@ def out_of_fold(fit, candidates: list, y_true, fold: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ValidationFit:
-    """Everything the ensembles fit, all on validation: weights (model x method), every GA restart on the
+    """Everything the ensembles fit, all on validation: weights (model x method key), every GA restart on the
     whole validation set, and each method's out-of-fold validation log-probabilities."""
 
     weights: pd.DataFrame
@@ -189,7 +185,7 @@ def fit_on_validation(val_logits: dict, y_val, patients, *, candidates: dict | N
                "average": fitters["average"](probs, y_val)}
     fold = patient_folds(patients, folds, seed)
     val = {key: out_of_fold(fit, [candidates[m] for m in val_logits], y_val, fold) for key, fit in fitters.items()}
-    table = pd.DataFrame({METHODS[key]: weights[key] for key in ("ga", "differential_evolution", "average")},
+    table = pd.DataFrame({key: weights[key] for key in ("ga", "differential_evolution", "average")},
                          index=list(val_logits))
     return ValidationFit(table, every, val)
 
@@ -197,7 +193,7 @@ def fit_on_validation(val_logits: dict, y_val, patients, *, candidates: dict | N
 def combine(fitted: ValidationFit, logits: dict) -> dict:
     """Method name -> the ensemble's log-probabilities on another split (logits: model -> logits)."""
     members = [logits[name] for name in fitted.weights.index]
-    return {key: weighted_log_probs(members, fitted.weights[label].to_numpy()) for key, label in METHODS.items()}
+    return {key: weighted_log_probs(members, fitted.weights[key].to_numpy()) for key in METHODS}
 
 
 def prediction_frames(fitted: ValidationFit, test_logits: dict, val_rows: pd.DataFrame, test_rows: pd.DataFrame) -> dict:

@@ -12,8 +12,6 @@ from cxrlib.core.config import CLASSES, NO_FINDING
 # Column names follow the report's tables.
 GLOBAL_COLUMNS = ["Accuracy", "Loss", "ROC AUC", "F1-macro", "FNFR", "Inference time (s)"]
 F1_COLUMNS = [f"F1-{c}" for c in CLASSES]
-# Which classes a model predicts on the split (metrics.predicted_classes): words, never a metric.
-PREDICTED = "classes predicted"
 EPS = 1e-7
 
 
@@ -71,22 +69,9 @@ def false_no_finding_rate(y_true, y_pred) -> float:
     return float(np.mean(y_pred[diseased] == NO_FINDING)) if diseased.any() else math.nan
 
 
-def predicted_classes(y_pred) -> str:
-    """Which classes a model predicts on a split, in words: 'all 4', '3: never No Finding', 'only Effusion'.
-
-    A model that never predicts No Finding has an FNFR of 0 by construction, and one that predicts a single
-    class has F1 0 for every other: every table that shows such a row says so beside it (column PREDICTED).
-    """
-    used = set(np.asarray(y_pred).astype(int).tolist())
-    if len(used) == 1:
-        return f"only {CLASSES[used.pop()]}"
-    never = [c for k, c in enumerate(CLASSES) if k not in used]
-    return f"all {len(CLASSES)}" if not never else f"{len(used)}: never {', '.join(never)}"
-
-
 def metrics_row(name: str, y_true, probs, seconds: float = math.nan) -> pd.DataFrame:
-    """Every metric of the report for one model, as a row ready for pd.concat into a table, and which classes
-    the model predicts (PREDICTED, words: a table shows it beside the metrics it explains)."""
+    """Every metric of the report for one model, as a row ready for pd.concat into a table (the row the pages show,
+    with the classes the model predicts in words: cxrlib.present.labels.metrics_row)."""
     probs = np.asarray(probs, float)
     if probs.ndim != 2 or probs.shape[1] != len(CLASSES) or len(probs) != len(y_true):
         raise ValueError(f"probs must have shape ({len(y_true)}, {len(CLASSES)}), got {probs.shape}")
@@ -94,9 +79,7 @@ def metrics_row(name: str, y_true, probs, seconds: float = math.nan) -> pd.DataF
     values = [accuracy(y_true, y_pred), cross_entropy(y_true, probs), macro_roc_auc(y_true, probs),
               macro_f1(y_true, y_pred), false_no_finding_rate(y_true, y_pred), seconds,
               *f1_per_class(y_true, y_pred)]
-    row = pd.DataFrame([values], index=pd.Index([name], name="Model"), columns=GLOBAL_COLUMNS + F1_COLUMNS)
-    row[PREDICTED] = predicted_classes(y_pred)
-    return row
+    return pd.DataFrame([values], index=pd.Index([name], name="Model"), columns=GLOBAL_COLUMNS + F1_COLUMNS)
 
 
 def class_report(y_true, y_pred) -> pd.DataFrame:

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import CLASSES, NO_FINDING
-from cxrlib.science.ensemble import NAMES
 
 MIN_IMAGES = 20
 TOO_FEW = "too few to read"
@@ -31,7 +30,6 @@ ATTRIBUTES = {
 FNFR = "FNFR"
 BASES = ("images of the class", "diseased images")  # what a recall's and the FNFR's n count
 METRICS = (FNFR, *(f"recall: {c}" for c in CLASSES))
-# the ensembles, by the names the ensemble chapter saves them under
 CITATION = ("Seyyed-Kalantari L, Zhang H, McDermott MBA, Chen IY, Ghassemi M. Underdiagnosis bias of artificial "
             "intelligence algorithms applied to chest radiographs in under-served patient populations. "
             "*Nature Medicine* 27, 2176–2182 (2021). https://doi.org/10.1038/s41591-021-01595-0")
@@ -49,18 +47,13 @@ def best_model(choice: pd.DataFrame) -> tuple:
     return label, choice.loc[label, "chosen"]
 
 
-def best_ensemble(val_scores: pd.Series, tested) -> tuple:
-    """(label, 'ensemble/<name>') of the ensemble with the best validation macro F1 among those that saved
-    validation predictions; without any, the report's best (GA weights) if it saved test predictions; else None."""
+def best_ensemble(val_scores: pd.Series, tested) -> str | None:
+    """'ensemble/<name>' of the ensemble with the best validation macro F1 among those that saved validation
+    predictions; without any, the report's best (GA weights) if it saved test predictions; else None."""
     scores = val_scores[[key for key in val_scores.index if key.startswith("ensemble/")]].dropna()
     if not scores.empty:
-        key = scores.sort_index().idxmax()
-    elif "ensemble/ga" in set(tested):
-        key = "ensemble/ga"
-    else:
-        return None
-    name = key.split("/", 1)[1]
-    return NAMES.get(name, name), key
+        return scores.sort_index().idxmax()
+    return "ensemble/ga" if "ensemble/ga" in set(tested) else None
 
 
 # ---------------------------------------------------------------- who is in the test set

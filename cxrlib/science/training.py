@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import pandas as pd
 
+from cxrlib.core.manifest import CLASS_WEIGHTS
+
 
 class EpochLine(keras.callbacks.Callback):
     """Progress that reads well in a rendered notebook: one line per epoch, with timing."""
@@ -70,10 +72,10 @@ def read_history(path: Path) -> pd.DataFrame:
 
 def class_weights(labels, mode) -> dict | None:
     """Keras class weights: None/'none', or 'balanced' (n / (classes * n_class)) for imbalanced training sets."""
+    if mode not in (None, *CLASS_WEIGHTS):
+        raise ValueError(f"class_weight must be None or one of {', '.join(CLASS_WEIGHTS)}, got {mode!r}")
     if mode in (None, "none"):
         return None
-    if mode != "balanced":
-        raise ValueError(f"class_weight must be None or 'balanced', got {mode!r}")
     counts = np.bincount(np.asarray(labels), minlength=4)
     return {k: float(len(labels) / (len(counts) * c)) for k, c in enumerate(counts) if c}
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from cxrlib.core.config import REPO_ROOT, cache_dir
 from cxrlib.core.errors import DataError
+from cxrlib.core.manifest import ON_BAD_IMAGE
 from cxrlib.machinery.inputs.content import file_records
 from cxrlib.machinery.inputs.metadata import METADATA_NAMES, DropSummary, find_metadata, read_labels
 
@@ -24,7 +25,6 @@ KIND_TEXT = {"nih": "NIH ChestX-ray14 folder", "sample": "real NIH ChestX-ray14 
 SYNTHETIC_WARNING = ("SYNTHETIC DATA: this run was asked for synthetic images (DATA=synthetic), so every "
                      "number and picture here comes from procedurally generated images. They "
                      "say nothing about chest X-ray classification.")
-BAD_IMAGE_CHOICES = ("fail", "skip")
 
 
 @dataclass
@@ -97,8 +97,8 @@ def locate(given: Path) -> tuple:
 def open_folder(root: Path, kind: str, on_bad_image: str = "fail") -> Source:
     """Read a folder in NIH layout (or its label file), hash every listed image and read its header, and count
     what is left out. Images are decoded (and bad ones reported) only once a split uses them: load_data."""
-    if on_bad_image not in BAD_IMAGE_CHOICES:
-        raise ValueError(f"on_bad_image must be one of {', '.join(BAD_IMAGE_CHOICES)}, got {on_bad_image!r}")
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise ValueError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
     root, metadata = locate(root)
     table, drops = read_labels(metadata)
     if table.empty:
