@@ -334,18 +334,19 @@ def test_limit_per_patient_keeps_at_most_cap_images_of_each_patient_seeded():
     assert limit_per_patient(table, None) is table
 
 
-def test_one_patient_over_the_stated_share_of_a_class_is_refused_in_one_line():
-    from cxrlib.science.data.splits import check_patient_shares, patient_shares
+def test_one_patient_over_the_stated_share_of_a_class_is_named():
+    from cxrlib.present.labels import patient_share_sentence
+    from cxrlib.science.data.splits import patient_shares, patients_over_share
 
     table = pd.DataFrame({"Patient ID": [116] * 3 + [1, 2, 3, 4], "label": [1] * 7,
                           "split": ["test"] * 7})
     assert patient_shares(table).iloc[0]["largest share of one patient"] == pytest.approx(3 / 7)
-    check_patient_shares(table, None)  # no limit: nothing to check
-    check_patient_shares(table, 0.5)
-    with pytest.raises(DataError, match=r"^patient 116 supplies 43% of the Effusion images of test in the sample; "
-                                        r"at most 25% is allowed \(max_patient_share\)") as err:
-        check_patient_shares(table, 0.25, "the sample")
-    assert "\n" not in str(err.value)
+    assert patients_over_share(table, None).empty and patients_over_share(table, 0.5).empty
+    assert patients_over_share(table.iloc[3:4], 0.25).empty  # one image of a class: one patient, allowed
+    assert patients_over_share(table, 0.25)["that patient"].tolist() == [116]
+    text = patient_share_sentence(table, 0.25)
+    assert "43% (patient 116, 3 of the 7 Effusion images of test)" in text and "**Above the stated 25%**" in text
+    assert patient_share_sentence(table, 0.5).endswith("within the stated 50%.")
 
 
 def test_the_small_profiles_keep_every_patient_below_the_stated_share_of_the_shipped_sample():

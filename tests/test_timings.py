@@ -18,7 +18,7 @@ def test_slowest_chapters_say_what_they_trained(tmp_path):
     table = book.timings_table(profile)
     assert list(table["chapter"]) == ["pretrained", "fused", "conclusions", "dataset", "ensemble", "all chapters"]
     assert list(table["seconds"]) == [61, 20, 6, 4, 2, 93]
-    assert table["why"][0].endswith("; 2 models trained, 3 epochs in all")
+    assert table["why"][0].endswith("; 2 models (3 epochs in all)")
     assert table["why"][1] == REGISTRY["fused"].work and table["why"][2]
     assert table["why"][3] == table["why"][4] == ""
 

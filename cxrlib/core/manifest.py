@@ -73,6 +73,9 @@ PARAMETERS = {
     "max_per_class": Param(LIMITS, None, "images per class and split, for quick profiles"),
     "max_per_patient": Param(whole(1, 100_000, null=True), None, "at most this many images of one patient (their "
                              "images are correlated: in the sample one would supply most of a class's test images)"),
+    "max_patient_share": Param({"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1}, None,
+                               "no patient may supply more than this share of a class's validation or test images "
+                               "(None: no check)"),
     "harmonise_resolution": Param(FLAG, False, "bring every image to the source's smallest native size first, so "
                                   "resolution cannot act as a label"),
     "on_bad_image": Param({"enum": list(ON_BAD_IMAGE)}, "fail",
@@ -130,8 +133,8 @@ PARAMETERS = {
     "bootstrap": Param(whole(10, 1_000_000), 1000, "patient bootstrap resamples behind every interval"),
 }
 # parameters every chapter takes (they shape its data or its intervals), and groups that chapters take together
-EVERY = ("seed", "fractions", "caps", "training_set", "max_per_class", "max_per_patient", "harmonise_resolution",
-         "on_bad_image", "bootstrap")
+EVERY = ("seed", "fractions", "caps", "training_set", "max_per_class", "max_per_patient", "max_patient_share",
+         "harmonise_resolution", "on_bad_image", "bootstrap")
 TRAINS = ("epochs", "patience", "batch_size", "mixed_precision", "class_weight", "balance_predictions",
           "deterministic")
 SCRATCH_NETS = ("learning_rate", "image_size", "resize_to")  # the report's own nets, trained from scratch
@@ -234,9 +237,8 @@ REPORT_MODELS = {
     "CNN from scratch": ("scratch", "second_cnn"),
 }
 
-# Each profile's settings: every parameter's default (the report's), and three settings that are no parameter.
+# Each profile's settings: every parameter's default (the report's), and two settings that are no parameter.
 REPORT_SETTINGS = {**{name: p.default for name, p in PARAMETERS.items()},
-                   "max_patient_share": None,  # no patient may supply more of a class's val or test images
                    "min_per_split": 10,  # images of every class in every split, else the run stops before training
                    "run_eagerly": False}  # graph tracing pays off over many steps
 # The sample on a CPU: at most two images of one patient, class weights and balanced predictions (a net trained on a
@@ -252,8 +254,7 @@ PROFILES = {
               "epochs": 2, "patience": 2, "max_per_class": {"train": 16, "val": 8, "test": 8}, "backbone_size": 32,
               "fine_tune_epochs": 1, "hyperband_max_epochs": 2, "ga_population": 12, "ga_generations": 8,
               "bootstrap": 100},
-    # a 2-core laptop: enough epochs to learn something; the from-scratch nets take 96 px (the fused net's last maps
-    # stay 4x4 for Grad-CAM), the backbones 64 px
+    # a 2-core laptop: enough epochs to learn something; the from-scratch nets take 96 px, the backbones 64 px
     "cpu": {**REPORT_SETTINGS, **SAMPLE, "min_per_split": 3, "image_size": 96, "resize_to": 87, "epochs": 25,
             "patience": 8, "backbone_size": 64, "fine_tune_epochs": 5, "hyperband_max_epochs": 6},
     # the report's settings, meant for a GPU and the real dataset

@@ -234,13 +234,16 @@ class Chapter:
 
     def summary_html(self) -> str:
         """The boxed summary under the title: what the numbers are worth, then the full provenance collapsed."""
-        from cxrlib.present.labels import summary_box, weights_text
+        from cxrlib.present.labels import patient_share_sentence, summary_box, weights_text
+        from cxrlib.science.data.splits import patients_over_share
 
+        over = not patients_over_share(self.data.table, self["max_patient_share"]).empty
         box = summary_box(profile=self.profile, settings=self.settings, data=self.data.source.describe(),
                           chapter=self.name,
                           counts=self.counts_text(), weights=weights_text(self.weights, self.weights_inherited),
                           changed=self.changed, commit=project_commit(), provenance=self.provenance(),
-                          command=self.command())
+                          command=self.command(),
+                          warning=patient_share_sentence(self.data.table, self["max_patient_share"]) if over else "")
         if self.data.source.synthetic:
             box = box.replace("<ul>", synthetic_banner() + "<ul>", 1)
         return box

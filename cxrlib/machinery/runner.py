@@ -77,7 +77,7 @@ class Identities:
         """The data identity for these settings (the split and image contents), cached per selection."""
         import cxrlib.machinery.inputs
 
-        key = identity.digest({k: settings.get(k) for k in (*identity.DATA_SETTINGS, "min_per_split", "max_patient_share")})
+        key = identity.digest({k: settings.get(k) for k in (*identity.DATA_SETTINGS, "min_per_split")})
         if key not in self.loaded:
             data = cxrlib.machinery.inputs.load_for(self.data_dir, settings)
             self.loaded[key] = identity.data_identity(data, settings)

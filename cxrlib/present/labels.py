@@ -108,7 +108,7 @@ def inline_markdown(text: str) -> str:
 
 
 def summary_box(*, profile: str, settings: dict, data: str, counts: str, weights: str, changed: dict,
-                commit: str, provenance: str = "", command: str = "", chapter: str = "") -> str:
+                commit: str, provenance: str = "", command: str = "", chapter: str = "", warning: str = "") -> str:
     """The boxed summary that opens every chapter; the full provenance follows, collapsed."""
     e = html.escape
     changed_text = ", ".join(f"{k}={v!r}" for k, v in changed.items()) or "none"
@@ -120,6 +120,8 @@ def summary_box(*, profile: str, settings: dict, data: str, counts: str, weights
              f"<li><strong>Commit:</strong> <code>{e(commit)}</code></li>"]
     if command:
         lines.append(f"<li><strong>Rebuild this page:</strong> <code>{e(command)}</code></li>")
+    if warning:
+        lines.append(f"<li><strong>Patients:</strong> {inline_markdown(warning)}</li>")
     lines.append("</ul>")
     if provenance:
         lines.append(f"<details><summary>Full provenance</summary><p>{inline_markdown(provenance)}</p></details>")
@@ -137,61 +139,19 @@ def same_patient_note(patients) -> str:
     return f"Images of one patient: {'; '.join(parts)}."
 
 
-def patient_share_sentence(shares, largest=None, cap=None) -> str:
-    """What the validation and test splits rest on, by patient (shares: splits.patient_shares' table)."""
+def patient_share_sentence(table, largest=None, cap=None) -> str:
+    """What the validation and test splits rest on, by patient (table: the split table), and a warning where one
+    patient supplies more of a class's images than the stated share."""
+    from cxrlib.science.data.splits import patient_shares, patients_over_share
+
+    shares, over = patient_shares(table), patients_over_share(table, largest)
     top = shares.loc[shares["largest share of one patient"].idxmax()]
-    capped = f"at most {cap} images of any one patient are used, and " if cap else ""
-    stated = f" (at most {largest:.0%} is allowed)" if largest is not None else ""
-    return (f"Counted by patient: {capped}no patient supplies more than {top['largest share of one patient']:.0%} of "
-            f"a class's validation or test images{stated}; the largest share is patient {top['that patient']}'s "
+    capped = f"at most {cap} images of any one patient are used; " if cap else ""
+    said = (f"Counted by patient: {capped}the largest share of a class's validation or test images that one patient "
+            f"supplies is {top['largest share of one patient']:.0%} (patient {top['that patient']}, "
             f"{top['images'] * top['largest share of one patient']:.0f} of the {top['images']} {top['class']} images "
-            f"of {top['split']}.")
-
-
-def ensemble_name(key: str) -> str:
-    """An ensemble's name from its saved key ('ensemble/ga' or 'ga')."""
-    name = key.split("/", 1)[-1]
-    return ENSEMBLE_NAMES.get(name, name)
-
-
-def predicted_classes(y_pred) -> str:
-    """Which classes a model predicts on a split, in words: 'all 4', '3: never No Finding', 'only Effusion'.
-
-    A model that never predicts No Finding has an FNFR of 0 by construction, and one that predicts a single
-    class has F1 0 for every other: every table that shows such a row says so beside it (column PREDICTED).
-    """
-    from cxrlib.core.config import CLASSES
-
-    used = {int(k) for k in y_pred}
-    if len(used) == 1:
-        return f"only {CLASSES[used.pop()]}"
-    never = [c for k, c in enumerate(CLASSES) if k not in used]
-    return f"all {len(CLASSES)}" if not never else f"{len(used)}: never {', '.join(never)}"
-
-
-def metrics_row(name: str, y_true, probs, seconds: float = float("nan")):
-    """science.metrics.metrics_row with the classes the model predicts beside it (PREDICTED): the row every table
-    shows and the run folder keeps."""
-    import numpy as np
-
-    from cxrlib.science import metrics
-
-    row = metrics.metrics_row(name, y_true, probs, seconds)
-    row[PREDICTED] = predicted_classes(np.asarray(probs, float).argmax(axis=1))
-    return row
-
-
-def temperature_text(temperature: float, at_bound: bool) -> str:
-    """A fitted temperature as the page shows it; a search that stopped at an end reads as that end, not a fit:
-    '≥ 100 (search bound, not a fit)'."""
-    if not at_bound:
-        return f"{temperature:.3f}"
-    return f"{'≤' if temperature < 1 else '≥'} {temperature:g} (search bound, not a fit)"
-
-
-def worded_temperatures(table):
-    """science.calibration.temperature_table as the page shows it: each temperature in words (temperature_text)."""
-    words = [temperature_text(t, bound) for t, bound in zip(table["temperature"], table["at search bound"])]
-    shown = table.drop(columns=["temperature", "at search bound"])
-    shown.insert(0, "temperature (fitted on validation)", words)
-    return shown
+            f"of {top['split']})")
+    if over.empty:
+        return said + (f", within the stated {largest:.0%}." if largest is not None else ".")
+    return said + f". **Above the stated {largest:.0%}** in {len(over)} class(es) and split(s): " + \
+        "their intervals rest on fewer patients than images."

@@ -13,8 +13,8 @@ from cxrlib.machinery.inputs.images import check_images, first_decode, load_imag
 from cxrlib.machinery.inputs.metadata import DropSummary, class_counts, read_metadata, single_label
 from cxrlib.machinery.inputs.sources import SYNTHETIC_WARNING, Source, handle_bad_images, nih_label_file, resolve_source
 from cxrlib.science.data.pipeline import make_dataset
-from cxrlib.science.data.splits import (SPLITS, apply_caps, assert_patient_disjoint, check_patient_shares,
-                                        check_splits, limit_per_class, limit_per_patient, split_counts, split_patients)
+from cxrlib.science.data.splits import (SPLITS, apply_caps, assert_patient_disjoint, check_splits, limit_per_class,
+                                        limit_per_patient, split_counts, split_patients)
 
 __all__ = ["ChestData", "DataError", "DropSummary", "Source", "SPLITS", "SYNTHETIC_WARNING",
            "assert_patient_disjoint", "class_counts", "load_data", "load_for",
@@ -70,15 +70,13 @@ class ChestData:
 
 def load_data(data_dir=None, seed: int = 42, fractions=(0.6, 0.2, 0.2), caps=None,
               training_set: str = "more", max_per_class=None, *, harmonise_resolution: bool = False,
-              on_bad_image: str = "fail", min_per_split: int = 1, image_size=None, max_per_patient=None,
-              max_patient_share=None) -> ChestData:
+              on_bad_image: str = "fail", min_per_split: int = 1, image_size=None, max_per_patient=None) -> ChestData:
     """Resolve the source, split by patient, apply the report's caps and any profile limits, check the images
     the splits use, then check the splits.
 
     harmonise_resolution: when the images used mix native sizes, bring every image down to the smallest
     first, so resolution cannot tell the classes apart. max_per_patient: at most this many images of one
-    patient; max_patient_share: the largest share of a class's validation or test images one patient may
-    supply. on_bad_image: "fail" names every unusable
+    patient. on_bad_image: "fail" names every unusable
     image in one error, "skip" leaves them out (counted in the drop summary). min_per_split: the
     fewest images of each class every split must hold. image_size: the size the caller will ask
     for; an image never decoded before is checked and resized to it in one decode, and cached.
@@ -93,7 +91,6 @@ def load_data(data_dir=None, seed: int = 42, fractions=(0.6, 0.2, 0.2), caps=Non
     if missing:
         raise DataError(f"no image of class(es) {', '.join(missing)} in {source.describe()}")
     check_splits(table, min_per_split, source.describe())
-    check_patient_shares(table, max_patient_share, source.describe())
     return ChestData(source, table.reset_index(drop=True), harmonise_to)
 
 
@@ -179,7 +176,7 @@ def load_for(data_dir, settings: dict) -> ChestData:
                      settings["training_set"], settings["max_per_class"],
                      harmonise_resolution=settings["harmonise_resolution"], on_bad_image=settings["on_bad_image"],
                      min_per_split=settings["min_per_split"], image_size=settings.get("image_size"),
-                     max_per_patient=settings.get("max_per_patient"), max_patient_share=settings.get("max_patient_share"))
+                     max_per_patient=settings.get("max_per_patient"))
 
 
 def overview(data: ChestData, nih_table=None) -> pd.DataFrame:

@@ -59,17 +59,14 @@ def patient_shares(table: pd.DataFrame, splits=("val", "test")) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def check_patient_shares(table: pd.DataFrame, largest=None, where: str = "the data") -> None:
-    """No one patient may supply more than `largest` of any class's validation or test images (None: no limit)."""
-    if largest is None:
-        return
+def patients_over_share(table: pd.DataFrame, largest=None) -> pd.DataFrame:
+    """The (split, class) cells of validation and test where one patient supplies more than `largest` of the images
+    (or more than one image, where the class has too few for that share to allow one); empty for None."""
     shares = patient_shares(table)
-    over = shares[shares["largest share of one patient"] > largest]
-    if len(over):
-        first = over.iloc[0]
-        raise DataError(f"patient {first['that patient']} supplies {first['largest share of one patient']:.0%} of "
-                        f"the {first['class']} images of {first['split']} in {where}; at most {largest:.0%} is "
-                        f"allowed (max_patient_share): lower max_per_patient or use more images")
+    if largest is None or shares.empty:
+        return shares.iloc[:0]
+    counts = (shares["largest share of one patient"] * shares["images"]).round().astype(int)
+    return shares[counts > np.maximum(1, np.floor(largest * shares["images"] + 1e-9))]
 
 
 def assert_patient_disjoint(table: pd.DataFrame) -> None:
