@@ -155,3 +155,52 @@ def patient_share_sentence(table, largest=None, cap=None) -> str:
         return said + (f", within the stated {largest:.0%}." if largest is not None else ".")
     return said + f". **Above the stated {largest:.0%}** in {len(over)} class(es) and split(s): " + \
         "their intervals rest on fewer patients than images."
+
+
+def ensemble_name(key: str) -> str:
+    """An ensemble's name from its saved key ('ensemble/ga' or 'ga')."""
+    name = key.split("/", 1)[-1]
+    return ENSEMBLE_NAMES.get(name, name)
+
+
+def predicted_classes(y_pred) -> str:
+    """Which classes a model predicts on a split, in words: 'all 4', '3: never No Finding', 'only Effusion'.
+
+    A model that never predicts No Finding has an FNFR of 0 by construction, and one that predicts a single
+    class has F1 0 for every other: every table that shows such a row says so beside it (column PREDICTED).
+    """
+    from cxrlib.core.config import CLASSES
+
+    used = {int(k) for k in y_pred}
+    if len(used) == 1:
+        return f"only {CLASSES[used.pop()]}"
+    never = [c for k, c in enumerate(CLASSES) if k not in used]
+    return f"all {len(CLASSES)}" if not never else f"{len(used)}: never {', '.join(never)}"
+
+
+def metrics_row(name: str, y_true, probs, seconds: float = float("nan")):
+    """science.metrics.metrics_row with the classes the model predicts beside it (PREDICTED): the row every table
+    shows and the run folder keeps."""
+    import numpy as np
+
+    from cxrlib.science import metrics
+
+    row = metrics.metrics_row(name, y_true, probs, seconds)
+    row[PREDICTED] = predicted_classes(np.asarray(probs, float).argmax(axis=1))
+    return row
+
+
+def temperature_text(temperature: float, at_bound: bool) -> str:
+    """A fitted temperature as the page shows it; a search that stopped at an end reads as that end, not a fit:
+    '≥ 100 (search bound, not a fit)'."""
+    if not at_bound:
+        return f"{temperature:.3f}"
+    return f"{'≤' if temperature < 1 else '≥'} {temperature:g} (search bound, not a fit)"
+
+
+def worded_temperatures(table):
+    """science.calibration.temperature_table as the page shows it: each temperature in words (temperature_text)."""
+    words = [temperature_text(t, bound) for t, bound in zip(table["temperature"], table["at search bound"])]
+    shown = table.drop(columns=["temperature", "at search bound"])
+    shown.insert(0, "temperature (fitted on validation)", words)
+    return shown
