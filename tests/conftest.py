@@ -182,7 +182,7 @@ def smoke_book(tmp_path_factory):
     root = base / "bookroot"
     (root / "book").mkdir(parents=True)
     repo = Path(__file__).resolve().parents[1]
-    for name in ("_config.yml", "_toc.yml", "book/intro.md"):
+    for name in ("_config.yml", "_toc.yml", "book/intro.template.md"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text((repo / name).read_text())
     shutil.copytree(repo / "_static", root / "_static")  # the table style and the favicon

@@ -21,7 +21,7 @@ def book_copy(tmp_path: Path) -> Path:
     (root / "book").mkdir(parents=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, root / name)
-    shutil.copy(ROOT / "book" / "intro.md", root / "book" / "intro.md")
+    shutil.copy(ROOT / "book" / "intro.template.md", root / "book" / "intro.template.md")
     shutil.copytree(ROOT / "_static", root / "_static")
     return root
 

@@ -102,7 +102,7 @@ def test_build_page_from_the_run_folder(tmp_path):
     text = book.build_page(root, runs, today="2026-01-02")
     assert "**smoke build: 2 epochs, 16 training images per class" in text and "2026-01-02" in text
     assert "`abc123`" in text and "tensorflow" in text
-    assert "No headline yet: run `cxr run conclusions`." in text  # never a best picked by the build page itself
+    assert "No headline yet: run `.venv/bin/cxr run conclusions`." in text  # never a best picked by the build page itself
     assert "| fused | 20 |" in text and "| pretrained | 61 |" in text
     assert "- **Why these settings:**\n  - every code path in seconds: 2 epochs at 64 px" in text
 

@@ -22,7 +22,7 @@ from tests.conftest import SAMPLE
 
 DATA = REPO_ROOT / "data"
 # what a clone needs to run a chapter: the library, the notebooks, the data and the book's skeleton
-CLONE = ("cxrlib", "notebooks", "data", "book/intro.md", "_static", "_config.yml", "_toc.yml", "pyproject.toml",
+CLONE = ("cxrlib", "notebooks", "data", "book/intro.template.md", "_static", "_config.yml", "_toc.yml", "pyproject.toml",
          "requirements")
 DATA_ENV = ("CXR_DATA_DIR", "CXR_SAMPLE_DIR", "CXR_NIH_METADATA", "CXR_NOTEBOOKS_DIR", "CXR_TEST_BOOK")
 

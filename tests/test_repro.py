@@ -21,6 +21,7 @@ from cxrlib.machinery.runs import ChapterRun, predictions_frame
 from cxrlib.science.metrics import metrics_row
 from tests.conftest import SAMPLE
 from tests.test_book import book_copy
+from tests.test_rerun import nih_folder  # noqa: F401  (a folder the smoke profile accepts)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,12 +150,29 @@ def test_cxr_compare_prints_the_table(tmp_path, capsys):
     assert cli.main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
 
 
+def test_compare_fits_100_columns_names_the_parameters_that_differ_and_keeps_a_wide_mode(tmp_path, capsys):
+    for folder, rate in (("a", 0.001), ("b", 0.0001)):
+        for chapter, model in (("fused", "fused"), ("pretrained", "resnet152_fine_tuned_from_conv5_block1_out_aug")):
+            _save(tmp_path / folder, chapter, model, _probs(0.1 if folder == "b" and chapter == "fused" else 0.0))
+            ChapterRun("smoke", chapter, tmp_path / folder).write_info(
+                {"settings": {"learning_rate": rate if chapter == "fused" else 0.0001, "epochs": 2}})
+    a, b = tmp_path / "a" / "smoke", tmp_path / "b" / "smoke"
+    text = compare.compare_text(a, b)
+    assert max(len(line) for line in text.splitlines()) <= 100, text
+    assert "  learning_rate: 0.001 (a), 0.0001 (b) in fused" in text.splitlines()
+    fused = next(line for line in text.splitlines() if line.startswith("fused/fused"))
+    assert fused.split()[1:4] == ["0.1542", "both", "Loss"]  # the largest difference, where it is
+    wide = compare.compare_text(a, b, wide=True)
+    assert "Accuracy (a)" in wide and max(len(line) for line in wide.splitlines()) > 100
+    assert cli.main(["compare", str(a), str(b), "--wide"]) == 0 and "Accuracy (b)" in capsys.readouterr().out
+
+
 # --- the command that rebuilds a page ----------------------------------------------------------------------
 
 def test_rebuild_command_reads_back_as_the_same_parameters():
     changed = {"epochs": 20, "learning_rate": 1e-4, "resizer": False, "caps": {"train": 5}, "fractions": (0.6, 0.2, 0.2)}
     command = repro.rebuild_command("fused", "cpu", changed, "/data/nih x", "abc1234")
-    assert command.startswith("git checkout abc1234 && cxr run fused --profile cpu --data '/data/nih x' -p ")
+    assert command.startswith("git checkout abc1234 && .venv/bin/cxr run fused --profile cpu --data '/data/nih x' -p ")
     import shlex
 
     words = shlex.split(command.split(" && ")[1])
@@ -163,32 +181,52 @@ def test_rebuild_command_reads_back_as_the_same_parameters():
                                                "caps": {"train": 5}, "fractions": [0.6, 0.2, 0.2]}
 
 
-def _page(path: Path, parameters=None) -> Path:
+def _page(path: Path, parameters=None, chapter="fused") -> Path:
     notebook = nbformat.v4.new_notebook()
     if parameters is not None:
-        notebook.metadata["papermill"] = {"parameters": parameters}
+        notebook.metadata["papermill"] = {"parameters": parameters, "input_path": f"notebooks/{chapter}.ipynb"}
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, path)
     return path
 
 
-def test_page_parameters_come_from_papermills_metadata(tmp_path, monkeypatch):
-    page = _page(tmp_path / "fused.ipynb", {"PROFILE": "smoke", "DATA_DIR": "/d", "EPOCHS": 3})
-    assert repro.page_parameters(page) == ("fused", {"PROFILE": "smoke", "DATA_DIR": "/d", "EPOCHS": 3})
+def test_a_page_says_its_chapter_whatever_its_file_is_called(tmp_path, monkeypatch):
+    page = _page(tmp_path / "my copy.ipynb", {"PROFILE": "smoke", "DATA_DIR": "/d", "EPOCHS": 3})
+    assert repro.page_record(page) == ("fused", "smoke", "/d", {"fused": {"epochs": 3}})
     calls = []
     monkeypatch.setattr(runner, "run_chapters", lambda *a, **k: calls.append((a, k)) or ["fused"])
     assert runner.rerun_from_page(page, book_root=tmp_path, log=lambda _: None) == ["fused"]
     (args, kwargs), = calls
-    assert args == (["fused"], "smoke", "/d", {"EPOCHS": 3}, False) and kwargs["book_root"] == tmp_path
+    assert args == (["fused"], "smoke", "/d", {"epochs": 3}, False) and kwargs["book_root"] == tmp_path
+
+
+def test_from_page_reruns_every_chapter_a_page_read_with_its_own_parameters(tmp_path, monkeypatch):
+    """A page whose results were made by chapters run alone with parameters of their own (no single `cxr run` gives
+    them) is rebuilt chapter by chapter, in order, each with its own."""
+    page = _page(tmp_path / "ensemble.ipynb", {"PROFILE": "smoke"}, "ensemble")
+    notebook = nbformat.read(page, as_version=4)
+    notebook.metadata["cxr"] = {"chapter": "ensemble", "identity": "e", "changed": {}, "reads": {
+        "scratch": {"identity": "s", "changed": {}}, "fused": {"identity": "f", "changed": {"learning_rate": 0.001}},
+        "pretrained": {"identity": "p", "changed": {}}}}
+    nbformat.write(notebook, page)
+    chain = repro.page_record(page)[3]
+    assert repro.run_parameters(chain) is None  # learning_rate=0.001 would retrain scratch too
+    assert repro.rebuild_command("ensemble", "smoke", None) == ".venv/bin/cxr run --from-page book/chapters/ensemble.ipynb"
+    calls = []
+    monkeypatch.setattr(runner, "run_chapters", lambda names, *a, **k: calls.append((names, a[2], k)) or names)
+    assert runner.rerun_from_page(page, book_root=tmp_path, log=lambda _: None) == list(chain)
+    assert [(names, params, kwargs["only"]) for names, params, kwargs in calls] == [
+        (["scratch"], {}, True), (["fused"], {"learning_rate": 0.001}, True), (["pretrained"], {}, True),
+        (["ensemble"], {}, True)]
 
 
 def test_pages_that_cannot_be_rerun_are_named(tmp_path):
-    with pytest.raises(runner.RunnerError, match="not named after a chapter"):
-        repro.page_parameters(_page(tmp_path / "notes.ipynb", {}))
+    with pytest.raises(runner.RunnerError, match="names no chapter"):
+        repro.page_record(_page(tmp_path / "notes.ipynb", {}, chapter="notes"))
     with pytest.raises(runner.RunnerError, match="no parameters recorded by papermill"):
-        repro.page_parameters(_page(tmp_path / "fused.ipynb"))
+        repro.page_record(_page(tmp_path / "fused.ipynb"))
     with pytest.raises(runner.RunnerError, match="does not exist"):
-        repro.page_parameters(tmp_path / "dataset.ipynb")
+        repro.page_record(tmp_path / "dataset.ipynb")
     assert cli.main(["run", "fused", "--from-page", str(tmp_path / "fused.ipynb")]) == 2
 
 
@@ -202,14 +240,14 @@ def test_from_page_reruns_a_toy_chapter_with_its_data_and_parameters(isolated, m
     quiet = {"log": lambda *a: None}
     assert runner.run_chapters(["fused"], "smoke", nih_folder, {"epochs": 3}, book_root=first, **quiet) == ["fused"]
     page = first / "book" / "chapters" / "fused.ipynb"
-    chapter, recorded = repro.page_parameters(page)
-    assert chapter == "fused" and recorded["EPOCHS"] == 3 and recorded["DATA_DIR"] == str(nih_folder.resolve())
+    chapter, profile, data_dir, chain = repro.page_record(page)
+    assert chapter == "fused" and chain == {"fused": {"epochs": 3}} and data_dir == str(nih_folder.resolve())
     shutil.copytree(first / "book", second / "book")
     (second / "book" / "chapters" / "fused.stamp").unlink()
     assert runner.rerun_from_page(second / "book" / "chapters" / "fused.ipynb", book_root=second, **quiet) == ["fused"]
     stamp = page.with_suffix(".stamp").read_text()
     assert (second / "book" / "chapters" / "fused.stamp").read_text() == stamp
-    assert runner.chapter_stamp("fused", recorded, "smoke", nih_folder) == stamp
+    assert ChapterRun("smoke", "fused").read_info()["identity"] == stamp
     history = pd.read_csv(isolated / "runs" / "smoke" / "fused" / "histories" / "toy.csv")
     assert history["loss"].tolist() == [3.0]  # the recorded epochs reached the rerun
 
@@ -221,8 +259,9 @@ def _freeze_code_digest(monkeypatch):
     (a shared checkout) must not pass for a difference made by --from-page."""
     from cxrlib.machinery import identity
 
-    frozen = identity.code_digest()
+    frozen, whole = identity.code_digest(), identity.library_digest()
     monkeypatch.setattr(identity, "code_digest", lambda: frozen)
+    monkeypatch.setattr(identity, "library_digest", lambda: whole)
 
 
 def _use_sample(monkeypatch):
@@ -270,7 +309,7 @@ def test_a_page_rerun_with_from_page_has_the_original_stamp(tmp_path, monkeypatc
     _freeze_code_digest(monkeypatch)
     original = _run_in(monkeypatch, tmp_path / "original", ["dataset"], params={"seed": 7})
     page = original / "book" / "chapters" / "dataset.ipynb"
-    assert repro.page_parameters(page)[1]["SEED"] == 7
+    assert repro.page_record(page)[3] == {"dataset": {"seed": 7}}
     again = book_copy(tmp_path / "again")
     copied = again / "book" / "chapters" / "dataset.ipynb"
     copied.parent.mkdir(parents=True)
@@ -278,5 +317,5 @@ def test_a_page_rerun_with_from_page_has_the_original_stamp(tmp_path, monkeypatc
     assert runner.rerun_from_page(copied, book_root=again, force=True) == ["dataset"]
     stamp = page.with_suffix(".stamp").read_text()
     assert (again / "book" / "chapters" / "dataset.stamp").read_text() == stamp
-    assert runner.chapter_stamp("dataset", repro.page_parameters(page)[1], "smoke") == stamp
-    assert repro.page_parameters(copied) == repro.page_parameters(page)
+    assert ChapterRun("smoke", "dataset").read_info()["identity"] == stamp
+    assert repro.page_record(copied) == repro.page_record(page)

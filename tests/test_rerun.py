@@ -19,8 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxrlib.machinery import cli
-from cxrlib.machinery import runner
+from cxrlib.machinery import cli, runner, runs
 from cxrlib.machinery.chapter import Chapter
 from cxrlib.core.manifest import parameter_names
 from tests.conftest import make_rows, write_folder
@@ -28,10 +27,17 @@ from tests.conftest import make_rows, write_folder
 TOY_BODY = """
 import os, time
 import pandas as pd
-from cxrlib.machinery.chapter import open_chapter
-ch = open_chapter(CHAPTER, globals(), show=False)
+import cxrlib.machinery.chapter as toy
+toy.WITHOUT_TENSORFLOW = (CHAPTER,)  # a toy trains nothing: no TensorFlow, no pretrained weights
+toy.Chapter.inherited_weights = lambda self: {}
+if os.environ.get("TOY_HANDED"):  # the runner must hand the identity over: computing it here fails
+    toy.Chapter.chapter_identity = None
+ch = toy.open_chapter(CHAPTER, globals(), show=False)
+if os.environ.get("TOY_COUNT"):  # one line per execution
+    with open(os.environ["TOY_COUNT"], "a") as count:
+        count.write(CHAPTER + "\\n")
 ch.run.save_history("toy", pd.DataFrame({"epoch": [0], "loss": [float(ch["epochs"])]}))
-ch.run.save_metrics("toy", pd.DataFrame({"Accuracy": [0.5]}, index=["toy"]))
+ch.run.save_metrics("toy", pd.DataFrame({"Accuracy": [0.5], "Learning rate": [ch["learning_rate"]]}, index=["toy"]))
 if os.environ.get("TOY_WAIT"):
     open(os.environ["TOY_WAIT"], "w").close()
     time.sleep(300)
@@ -56,10 +62,18 @@ def toy_notebooks(folder: Path, chapters=("fused",)) -> Path:
 
 
 @pytest.fixture
+def nih_folder(tmp_path):
+    """A tiny NIH folder the smoke profile accepts: 24 images per class, one per patient, so that no patient supplies
+    over a quarter of a class's validation or test images (max_patient_share)."""
+    return write_folder(tmp_path / "nih", make_rows(per_class=24, images_per_patient=1))
+
+
+@pytest.fixture
 def toy(isolated, monkeypatch, nih_folder):
     """Toy notebooks, a book root, run folders and a small NIH folder, all under tmp_path."""
     monkeypatch.setenv("CXR_NOTEBOOKS_DIR", str(toy_notebooks(isolated / "notebooks")))
-    monkeypatch.delenv("TOY_FAIL", raising=False)
+    for name in ("TOY_FAIL", "TOY_COUNT", "TOY_HANDED", "TOY_WAIT"):
+        monkeypatch.delenv(name, raising=False)
     (isolated / "book").mkdir()
     return isolated, nih_folder
 
@@ -251,3 +265,95 @@ def test_independent_chapters_run_at_once_in_processes_of_their_own(isolated, mo
         assert (isolated / "book" / "chapters" / f"{chapter}.ipynb").is_file()
     assert runner.run_chapters(["scratch", "fused"], "smoke", nih_folder, {"epochs": 3}, book_root=isolated,
                                log=lines.append, jobs=2) == []  # and the children's stamps hold
+
+
+# --- experiments: nothing lost, and the runner says why it runs --------------------------------------------
+
+def test_going_back_to_earlier_parameters_puts_back_what_was_kept(toy, monkeypatch):
+    """defaults -> experiment -> defaults -> experiment executes the chapter twice, not four times."""
+    root, data = toy
+    count, lines = root / "count", []
+    monkeypatch.setenv("TOY_COUNT", str(count))
+
+    def go(**params):
+        return runner.run_chapters(["fused"], "smoke", data, params, book_root=root, log=lines.append)
+
+    def loss():
+        return pd.read_csv(root / "runs" / "smoke" / "fused" / "histories" / "toy.csv")["loss"].tolist()
+
+    assert go() == ["fused"]
+    page = (root / "book" / "chapters" / "fused.ipynb").read_bytes()
+    assert go(epochs=3) == ["fused"] and loss() == [3.0]
+    assert "- fused: running (trained with the default epochs=2, asked for 3) with" in "\n".join(lines)
+    assert go() == [] and loss() == [2.0]  # put back, page and all
+    assert (root / "book" / "chapters" / "fused.ipynb").read_bytes() == page
+    assert go(epochs=3) == [] and loss() == [3.0]
+    assert count.read_text().splitlines() == ["fused", "fused"]
+    assert sum("- fused: restored" in line for line in lines) == 2
+    assert cli.main(["clean"]) == 0  # the kept results go; going back runs again, and says why
+    assert go() == ["fused"] and "running (trained with epochs=3, asked for the default)" in lines[-3]
+
+
+def test_why_a_chapter_runs_in_words():
+    made = {"settings": {"learning_rate": 0.001, "epochs": 2}, "changed": {"learning_rate": 0.001},
+            "identity_parts": {"upstream": {}, "data": "d", "notebook": "n", "code": "c"}}
+    asked = {"settings": {"learning_rate": 0.0001, "epochs": 3}, "changed": {},
+             "parts": {"upstream": {}, "data": "d", "notebook": "n", "code": "c"}}
+    assert runner.why_run("fused", made, asked) == ("the default epochs changed from 2 to 3; "
+                                                    "trained with learning_rate=0.001, asked for the default")
+    asked = {"settings": made["settings"], "changed": made["changed"],
+             "parts": {"upstream": {"scratch": "s2"}, "data": "d2", "notebook": "n", "code": "c2"}}
+    assert runner.why_run("ensemble", {**made, "identity_parts": {**made["identity_parts"], "upstream": {"scratch": "s"}}},
+                          asked) == "scratch's results changed; the data changed; cxrlib's code changed"
+    assert runner.why_run("fused", {}, asked) == "no results of it yet"
+
+
+def test_kept_results_stay_within_their_budget_the_oldest_dropped_first(tmp_path):
+    profile = tmp_path / "smoke"
+    for age, made in enumerate("abc"):
+        folder = profile / ".kept" / "fused" / made / "results"
+        folder.mkdir(parents=True)
+        (folder / "model.keras").write_bytes(b"x" * 1000)
+        os.utime(folder.parent, (age, age))  # a is the oldest
+    (profile / "fused").mkdir()
+    os.link(profile / ".kept" / "fused" / "c" / "results" / "model.keras", profile / "fused" / "model.keras")
+    assert runs.trim_kept(profile, budget=1500) == [profile / ".kept" / "fused" / "a"]  # c shares its bytes
+    assert len(runs.trim_kept(profile, budget=-1)) == 2 and not list(profile.glob(".kept/*/*"))  # `cxr clean`
+
+
+def test_a_model_kept_for_other_settings_is_reused_not_trained_again(isolated, nih_folder, monkeypatch):
+    trained, train = [], Chapter._train
+    monkeypatch.setattr(Chapter, "_train", lambda self, name, *args: trained.append(name) or train(self, name, *args))
+    for params in ({}, {"epochs": 3}, {}, {"epochs": 3}):
+        tiny_fit(nih_folder, isolated / "runs", **params)
+    assert trained == ["tiny", "tiny"]
+
+
+def test_the_runner_hands_each_chapter_its_identity_and_reads_each_data_selection_once(toy, monkeypatch):
+    import cxrlib.machinery.inputs
+
+    root, data = toy
+    monkeypatch.setenv("CXR_NOTEBOOKS_DIR", str(toy_notebooks(root / "notebooks", ("scratch", "fused"))))
+    monkeypatch.setenv("TOY_HANDED", "1")  # a kernel that computes its identity itself fails
+    loads, load_for = [], cxrlib.machinery.inputs.load_for
+    monkeypatch.setattr(cxrlib.machinery.inputs, "load_for", lambda *a: loads.append(a) or load_for(*a))
+    assert runner.run_chapters(["scratch", "fused"], "smoke", data, book_root=root, log=lambda *a: None) == [
+        "scratch", "fused"]
+    assert len(loads) == 1  # both chapters read the same selection
+    for chapter in ("scratch", "fused"):
+        info = runs.read_json(root / "runs" / "smoke" / chapter / "chapter.json")
+        assert info["identity"] == (root / "book" / "chapters" / f"{chapter}.stamp").read_text()
+
+
+def test_the_scheduler_reads_what_a_child_did_from_its_exit_status_and_files(isolated):
+    class Child:
+        returncode = 0
+
+    outcome = runner.outcome_file("smoke", "fused")
+    assert runner.finished("fused", Child, "smoke")["outcome"] == "failed"  # it wrote nothing
+    runs.write_json(outcome, {"outcome": "ran", "why": "asked"})
+    assert runner.finished("fused", Child, "smoke") == {"outcome": "ran", "why": "asked"}
+    Child.returncode = 2
+    outcome.with_suffix(".out").write_text("1 chapter(s) run\ncxr: error: chapter 'fused' failed in cell 3\n")
+    assert runner.finished("fused", Child, "smoke") == {"outcome": "failed",
+                                                         "why": "cxr: error: chapter 'fused' failed in cell 3"}

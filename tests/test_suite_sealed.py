@@ -16,7 +16,7 @@ from pathlib import Path
 from cxrlib.core.config import REPO_ROOT
 
 # what the child session needs of the project: the library, its data and notebooks, the tests, the project files
-COPY = ("cxrlib", "data", "notebooks", "tests", "book/intro.md", "_static", "_config.yml", "_toc.yml",
+COPY = ("cxrlib", "data", "notebooks", "tests", "book/intro.template.md", "_static", "_config.yml", "_toc.yml",
         "pyproject.toml", "requirements", "environment.yml", "Makefile")
 # fast files that read the data, cache, runs and weights locations through the code's defaults
 CHILD_TESTS = ("tests/test_suite_sealed.py::test_the_session_is_sealed_from_the_callers_environment",

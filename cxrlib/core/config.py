@@ -10,6 +10,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ("No Finding", "Effusion", "Infiltration", "Atelectasis")
 NO_FINDING = 0
 
+# The command as the README installs it, so that every command a page or a message gives works from the project folder.
+CXR = ".venv/bin/cxr"
+
 # Long work shows a progress bar (on stderr, in the chapter's log) once it has run this many seconds (tqdm's delay).
 PROGRESS_AFTER_S = 2.0
 
@@ -21,6 +24,11 @@ REPORT_COUNTS = {
 }
 # The report's first, smaller training set (section 2.4) had 7,996 images.
 REPORT_FIRST_TRAIN_SIZE = 7996
+
+# What each profile is for, in words for the index page's profile table.
+PURPOSE = {"smoke": "continuous integration: checks that everything runs, in minutes",
+           "cpu": "a laptop with 2 cores: the real sample, within a budget of 30 minutes",
+           "full": "a GPU and the real 45 GB dataset: the report's settings, in hours"}
 
 # Why each profile trains what it trains, in words for the build page, filled in from the run's own settings.
 WHY = {
@@ -56,3 +64,8 @@ def notebooks_dir() -> Path:
 def runs_dir() -> Path:
     """Chapters hand results to each other through this folder."""
     return Path(os.environ.get("CXR_RUNS_DIR", REPO_ROOT / "runs"))
+
+
+def kept_budget() -> float:
+    """Bytes of replaced results kept per profile (runs/<profile>/.kept), 3 GB unless CXR_KEPT_GB says otherwise."""
+    return float(os.environ.get("CXR_KEPT_GB", 3)) * 1e9

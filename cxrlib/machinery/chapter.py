@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from cxrlib.core.config import CLASSES, notebooks_dir
-from cxrlib.core.manifest import PARAMETERS, resolve_parameters
+from cxrlib.core.manifest import CHAPTERS, PARAMETERS, chapter_order, resolve_parameters
 from cxrlib.machinery import identity, runs
 from cxrlib.machinery.inputs import SYNTHETIC_WARNING, ChestData, load_for
 from cxrlib.machinery.provenance import device_text, project_commit, versions_text
-from cxrlib.machinery.repro import lock_text, rebuild_command
+from cxrlib.machinery.repro import changed_in_words, changed_text, lock_text, rebuild_command, run_parameters
 from cxrlib.machinery.runs import RUNNER_ENV
 from cxrlib.machinery.site import library_logs_to_stderr
 from cxrlib.present.labels import metrics_row
@@ -50,12 +50,14 @@ class Chapter:
         self.data: ChestData = load_for(data_dir, s)
         self.data_id = identity.data_identity(self.data, s)
         self.run = runs.ChapterRun(profile, name, runs_root, staged=not readonly)  # read-only: the results in place
-        self.identity = self.chapter_identity()
+        self.identity, self.parts = handed_identity(name) or self.chapter_identity()
+        self.reads = self.upstream_reads()
         self.weights = self.inherited_weights()
         if name not in WITHOUT_TENSORFLOW:
             self.training()  # deterministic ops before the first model is built or read
         if not readonly:
             self.run.write_info({"chapter": name, "profile": profile, "identity": self.identity,
+                                 "identity_parts": self.parts, "reads": self.reads,
                                  "settings": s, "changed": self.changed, "data": self.data.source.describe(),
                                  "source": {"kind": self.data.source.kind, "images": len(self.data.source.table)},
                                  "data_identity": self.data_id, "commit": project_commit(), "weights": self.weights})
@@ -68,21 +70,30 @@ class Chapter:
         training.set_determinism(self.settings.get("deterministic", True))
         return training
 
-    def chapter_identity(self) -> str:
-        """This chapter's whole output, as the runner computes it: notebook, settings, data, upstream, code."""
-        from cxrlib.core.manifest import CHAPTERS
+    def chapter_identity(self) -> tuple:
+        """(identity, its parts) of this chapter's output, as the runner computes it, from the results in place."""
+        infos, path = runs.chapter_infos(self.profile, self.runs_root), notebooks_dir() / f"{self.name}.ipynb"
+        notebook = identity.notebook_digest(path.read_bytes() if path.is_file() else b"")
+        upstream = {c: infos.get(c, {}).get("identity") for c in CHAPTERS.get(self.name, ())}
+        parts = identity.chapter_parts(self.name, notebook, self.settings, self.data_id, upstream)
+        return identity.chapter_identity(parts), parts
 
-        infos = runs.chapter_infos(self.profile, self.runs_root)
-        upstream = [infos.get(c, {}).get("identity") for c in CHAPTERS.get(self.name, ())]
-        notebook = notebooks_dir() / f"{self.name}.ipynb"
-        return identity.chapter_identity(self.name, notebook.read_bytes() if notebook.is_file() else b"",
-                                         self.settings, self.data_id, upstream)
+    def upstream_reads(self) -> dict:
+        """Every chapter whose results this one reads, directly or not: chapter -> its identity and the parameters
+        it ran with (changed from the defaults), in run order."""
+        infos, reads = runs.chapter_infos(self.profile, self.runs_root), {}
+        for chapter in CHAPTERS.get(self.name, ()):
+            reads.update(infos.get(chapter, {}).get("reads", {}))
+            reads[chapter] = {k: infos.get(chapter, {}).get(k) for k in ("identity", "changed")}
+        return {c: reads[c] for c in chapter_order([self.name]) if c in reads}
+
+    def chain(self) -> dict:
+        """chapter -> the parameters it ran with, for every result this page reads and its own."""
+        return {**{c: read["changed"] or {} for c, read in self.reads.items()}, self.name: self.changed}
 
     @property
     def weights_inherited(self) -> bool:
         """Whether this chapter analyses the pretrained chapter's models (so it reports that chapter's weights)."""
-        from cxrlib.core.manifest import CHAPTERS, chapter_order
-
         return self.name in CHAPTERS and "pretrained" in chapter_order([self.name])[:-1]
 
     def inherited_weights(self) -> dict:
@@ -122,15 +133,16 @@ class Chapter:
 
     def provenance(self) -> str:
         """The chapter's full provenance, as Markdown (collapsed under the summary box, which names the weights)."""
-        changed = ", ".join(f"{k}={v!r}" for k, v in self.changed.items()) or "none"
+        changed = changed_text(changed_in_words(self.chain(), self.name))
         return (f"**Provenance.** Profile `{self.profile}` · data: {self.data.source.describe()}, "
                 f"used {self.counts_text()} · "
-                f"parameters changed from the defaults: {changed} · {versions_text()} · {lock_text()} · "
+                f"parameters: {changed} · {versions_text()} · {lock_text()} · "
                 f"identity `{self.identity}` · device: {device_text()} · commit `{project_commit()}`")
 
     def command(self) -> str:
-        """The exact command that rebuilds this page: the commit, the data folder and every changed parameter."""
-        return rebuild_command(self.name, self.profile, self.changed, self.data_dir, project_commit())
+        """The exact command that rebuilds this page: the commit, the data folder and the parameters of every result
+        it reads."""
+        return rebuild_command(self.name, self.profile, run_parameters(self.chain()), self.data_dir, project_commit())
 
     def counts_text(self) -> str:
         """How many images and patients each split used, in words."""
@@ -241,8 +253,8 @@ class Chapter:
         box = summary_box(profile=self.profile, settings=self.settings, data=self.data.source.describe(),
                           chapter=self.name,
                           counts=self.counts_text(), weights=weights_text(self.weights, self.weights_inherited),
-                          changed=self.changed, commit=project_commit(), provenance=self.provenance(),
-                          command=self.command(),
+                          changed=changed_in_words(self.chain(), self.name), commit=project_commit(),
+                          provenance=self.provenance(), command=self.command(),
                           warning=patient_share_sentence(self.data.table, self["max_patient_share"]) if over else "")
         if self.data.source.synthetic:
             box = box.replace("<ul>", synthetic_banner() + "<ul>", 1)
@@ -289,7 +301,7 @@ class Chapter:
         settings = {**self.settings, "epochs": epochs or self["epochs"],
                     "learning_rate": learning_rate or self["learning_rate"]}
         spec = json.loads(json.dumps(spec, default=str))
-        made = identity.result_identity(spec, settings, self.data_id, upstream)
+        made = identity.result_identity(spec, settings, self.data_id, self.parts["notebook"], upstream)
         record = {"identity": made, "spec": spec, "upstream": list(upstream),
                   "training": {k: settings.get(k) for k in identity.TRAINING_SETTINGS}}
         model = self._reuse(name, made)
@@ -305,16 +317,16 @@ class Chapter:
         return result
 
     def _reuse(self, name: str, made: str):
-        """The last good model of exactly this identity, carried into this run; else None."""
+        """The model of exactly this identity, in place or kept, carried into this run; else None."""
         from cxrlib.science.models import load
 
-        record = runs.read_json(self.run.live_file("models", f"{name}.json"))
-        if not (record.get("identity") == made and self.run.live_file("models", f"{name}.keras").is_file()):
+        folder = self.run.holding(name, made)
+        if folder is None:
             return None
         print(f"[{name}] already trained with exactly these settings, data and code: reusing it")
-        self.run.keep("models", f"{name}.keras")
-        if self.run.live_file("histories", f"{name}.csv").is_file():
-            self.run.keep("histories", f"{name}.csv")
+        self.run.keep("models", f"{name}.keras", folder)
+        if (folder / "histories" / f"{name}.csv").is_file():
+            self.run.keep("histories", f"{name}.csv", folder)
         return load(self.run.file("models", f"{name}.keras"))
 
     def _train(self, name: str, build, inputs, settings: dict, made: str):
@@ -393,6 +405,15 @@ def synthetic_banner() -> str:
     """A red box no reader can miss."""
     return ('<div style="border:3px solid #c00;background:#fee;padding:0.8em;font-weight:bold;color:#900">'
             f"&#9888; {SYNTHETIC_WARNING}</div>")
+
+
+def handed_identity(name: str) -> tuple | None:
+    """(identity, parts) the runner computed for this chapter and handed to its kernel (None when run by hand)."""
+    try:
+        handed = json.loads(os.environ.get(RUNNER_ENV) or "{}")
+    except json.JSONDecodeError:
+        return None
+    return (handed["identity"], handed["parts"]) if isinstance(handed, dict) and handed.get("chapter") == name else None
 
 
 def live_front_end() -> bool:

@@ -2,10 +2,11 @@
 
     cxr run [CHAPTER ...] [--profile P] [--data PATH] [-p name=value ...] [--force] [-j N] [--tuner-workers N]
     cxr run --from-page book/chapters/CHAPTER.ipynb [--force]
-    cxr compare RUNS_A RUNS_B
+    cxr compare RUNS_A RUNS_B [--wide]
     cxr book
     cxr list [CHAPTER]
     cxr cells
+    cxr clean
     cxr predict PATH ... --model CHAPTER/MODEL [--profile P] [-o CSV] [--gradcam DIR]
     cxr browse [--profile P] [--port N] [--token T] [--lab] [--open]
 """
@@ -19,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from cxrlib.core.config import REPO_ROOT, notebooks_dir
+from cxrlib.core.config import REPO_ROOT, notebooks_dir, runs_dir
 from cxrlib.core.files import write_atomic
 from cxrlib.core.manifest import CHAPTERS, PARAMETERS, PROFILES, RunnerError, needed, parameter_names, parameters_cell
-from cxrlib.machinery import browse, predict
+from cxrlib.machinery import browse, predict, runs
 from cxrlib.machinery.runner import Interrupted, rerun_from_page, run_chapters
 from cxrlib.machinery.site import build_book
 
@@ -104,9 +105,11 @@ def main(argv=None) -> int:
     compare = sub.add_parser("compare", help="metrics of two run folders side by side, and the largest difference")
     compare.add_argument("runs_a", metavar="RUNS_A", help="a run folder: runs/ or runs/<profile>")
     compare.add_argument("runs_b", metavar="RUNS_B", help="the other run folder")
+    compare.add_argument("--wide", action="store_true", help="every metric of both folders side by side")
     sub.add_parser("book", help="build the HTML book into _build/html")
     sub.add_parser("list", help="list the chapters, or one chapter's parameters").add_argument("chapter", nargs="?")
     sub.add_parser("cells", help="rewrite every notebook's parameters cell from the manifest (make cells)")
+    sub.add_parser("clean", help="delete the results kept for other parameters (runs/<profile>/.kept)")
     predict.add_parser(sub)
     browsing = sub.add_parser("browse", help="browse a profile's misclassified images in Voila (prints the address)")
     browsing.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), help="smoke, cpu or full")
@@ -131,9 +134,12 @@ def main(argv=None) -> int:
         elif args.command == "compare":
             from cxrlib.machinery.compare import compare_text
 
-            print(compare_text(args.runs_a, args.runs_b))
+            print(compare_text(args.runs_a, args.runs_b, args.wide))
         elif args.command == "book":
             build_book()
+        elif args.command == "clean":
+            gone = [kept for profile in runs_dir().glob("*/") for kept in runs.trim_kept(profile, budget=-1)]
+            print(f"deleted {len(gone)} kept result folder(s); the results in place and the pages stay")
         elif args.command == "predict":
             return predict.main(args)
         elif args.command == "browse":

@@ -1,9 +1,9 @@
-"""One identity per result: a hash of everything that made it.
+"""One identity per result: a hash of everything that shapes it.
 
-A trained model, a predictions file, a metrics row, cached features or a chapter's whole output is
-reused only when its identity matches exactly: the build spec, the training settings, the exact split
-(image id, label and split of every row), the content of the images, the upstream results it started
-from, and the library code. The runner's stamps and a notebook run by hand use the same functions.
+A trained model or cached features are reused only when their identity matches exactly: build spec, training
+settings, the exact split (image id, label and split of every row), the images' content and decode version, the
+upstream results, the chapter's notebook and the code of science/ and core/ (not present/ or machinery/, so a
+figure fixed there trains nothing). A chapter's page adds the whole library, whose present/ draws it.
 """
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import json
 from functools import lru_cache
 
 from cxrlib.core.config import REPO_ROOT
+from cxrlib.machinery.inputs import decode
 
+PACKAGE = REPO_ROOT / "cxrlib"
+NUMBERS = ("core", "science")  # the layers whose code shapes a trained result's numbers
 # Settings that shape the data a chapter reads (rows or pixels); part of every data identity.
 DATA_SETTINGS = ("seed", "fractions", "caps", "training_set", "max_per_class", "max_per_patient",
                  "harmonise_resolution", "on_bad_image")
@@ -27,37 +30,60 @@ def digest(*parts) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-@lru_cache(maxsize=1)
-def _code_digest_cached(stamp: tuple) -> str:
-    """Hash of the library's source files (cached per set of file mtimes)."""
+@lru_cache(maxsize=4)
+def _files_digest(stamp: tuple) -> str:
+    """Hash of source files (cached per set of paths, mtimes and sizes)."""
     h = hashlib.sha256()
-    for path in sorted((REPO_ROOT / "cxrlib").rglob("*.py")):
-        h.update(path.relative_to(REPO_ROOT).as_posix().encode())
-        h.update(path.read_bytes())
+    for path, _, _ in stamp:
+        h.update(path.encode())
+        h.update((PACKAGE.parent / path).read_bytes())
     return h.hexdigest()[:20]
 
 
+def _layers_digest(layers=None) -> str:
+    """Hash of the .py files of these layers of the package (None: all of it)."""
+    folders = [PACKAGE / layer for layer in layers] if layers else [PACKAGE]
+    files = sorted(p for folder in folders for p in folder.rglob("*.py"))
+    return _files_digest(tuple((p.relative_to(PACKAGE.parent).as_posix(), p.stat().st_mtime_ns, p.stat().st_size)
+                               for p in files))
+
+
 def code_digest() -> str:
-    """Changes whenever any file of the library changes, so results made by other code are not reused."""
-    files = sorted((REPO_ROOT / "cxrlib").rglob("*.py"))
-    return _code_digest_cached(tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+    """The code that shapes numbers (science and core): results made by other such code are never reused."""
+    return _layers_digest(NUMBERS)
+
+
+def library_digest() -> str:
+    """The whole package: what a chapter's page (its text, tables and figures) is made by."""
+    return _layers_digest()
 
 
 def data_identity(data, settings: dict) -> str:
-    """The exact split (every row's image id, label and split, in order), the images' content and the settings
-    that shape their pixels."""
+    """The exact split (every row's image id, label and split, in order), the images' content, how they are
+    decoded and the settings that shape their pixels."""
     rows = data.table[["Image Index", "label", "split"]].astype(str).to_numpy().tolist()
-    return digest(digest(rows), data.source.fingerprint(), getattr(data, "harmonise_to", None),
+    return digest(digest(rows), data.source.fingerprint(), getattr(data, "harmonise_to", None), decode.DECODE_VERSION,
                   {k: settings.get(k) for k in DATA_SETTINGS})
 
 
-def result_identity(spec: dict, settings: dict, data_id: str, upstream=()) -> str:
-    """A trained model's identity: its build spec, training settings, data, upstream results, code."""
-    return digest(spec, {k: settings.get(k) for k in TRAINING_SETTINGS}, data_id, sorted(upstream),
+def notebook_digest(notebook_bytes: bytes) -> str:
+    """A chapter's own notebook, as its identities take it."""
+    return hashlib.sha256(notebook_bytes).hexdigest()[:20]
+
+
+def result_identity(spec: dict, settings: dict, data_id: str, notebook: str, upstream=()) -> str:
+    """A trained model's identity: build spec, training settings, data, upstream results, the chapter's notebook
+    and the code that shapes numbers."""
+    return digest(spec, {k: settings.get(k) for k in TRAINING_SETTINGS}, data_id, sorted(upstream), notebook,
                   code_digest())
 
 
-def chapter_identity(chapter: str, notebook_bytes: bytes, settings: dict, data_id: str, upstream=()) -> str:
-    """A chapter's whole output: its notebook, resolved settings, data, upstream chapters and code."""
-    notebook = hashlib.sha256(notebook_bytes).hexdigest()
-    return digest(chapter, notebook, settings, data_id, list(upstream), code_digest())
+def chapter_parts(chapter: str, notebook: str, settings: dict, data_id: str, upstream: dict) -> dict:
+    """What a chapter's page is made of (chapter.json keeps it, so the runner can say what changed)."""
+    return {"chapter": chapter, "notebook": notebook, "settings": digest(settings), "data": data_id,
+            "upstream": dict(upstream), "code": library_digest()}
+
+
+def chapter_identity(parts: dict) -> str:
+    """A chapter's whole output: its notebook, resolved settings, data, upstream chapters and the library."""
+    return digest(parts)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shlex
 import sys
@@ -12,8 +13,8 @@ import tomllib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from cxrlib.core.config import REPO_ROOT
-from cxrlib.core.manifest import CHAPTERS, RunnerError
+from cxrlib.core.config import CXR, REPO_ROOT
+from cxrlib.core.manifest import CHAPTERS, RunnerError, chapter_order
 
 LOCK_DIR = REPO_ROOT / "requirements"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
@@ -99,9 +100,12 @@ def environment_yml(lock, pyproject=None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rebuild_command(chapter: str, profile: str, changed: dict, data_dir=None, commit: str | None = None) -> str:
-    """The shell command that reproduces a chapter: checkout of the commit, then `cxr run` with its parameters."""
-    command = " ".join(shlex.quote(w) for w in ["cxr", *run_arguments(chapter, profile, changed, data_dir)])
+def rebuild_command(chapter: str, profile: str, params: dict | None, data_dir=None, commit: str | None = None) -> str:
+    """The shell command that reproduces a chapter's page: checkout of the commit, then `cxr run` with the parameters
+    of every result the page reads (run_parameters); where no single run gives them, --from-page of the page."""
+    words = (run_arguments(chapter, profile, params, data_dir) if params is not None
+             else ["run", "--from-page", f"book/chapters/{chapter}.ipynb"])
+    command = " ".join(shlex.quote(w) for w in [CXR, *words])
     if not commit or " " in commit:  # no git checkout to name
         return command
     clean = commit.removesuffix("-dirty")
@@ -124,20 +128,56 @@ def yaml_value(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("...\n").strip()
 
 
-def page_parameters(page) -> tuple:
-    """(chapter, parameters) papermill recorded in an executed page; the chapter is the file's name."""
+def run_parameters(chain: dict) -> dict | None:
+    """The -p values under which `cxr run` gives every chapter of a chain (chapter -> the parameters it ran with,
+    changed from the defaults) exactly those parameters; None where no single run does (chapters run alone)."""
+    from cxrlib.core.manifest import takes
+
+    chain = json.loads(json.dumps(chain))  # tuples as lists, as chapter.json holds them
+    union = {name: value for changed in chain.values() for name, value in changed.items()}
+    same = all({k: v for k, v in union.items() if takes(c, k)} == changed for c, changed in chain.items())
+    return union if same else None
+
+
+def changed_in_words(chain: dict, chapter: str) -> dict:
+    """The parameters a page's results were made with, where they differ from the defaults: 'name' -> value where
+    the chapter itself took it, 'name (chapters)' -> value where only results it reads did."""
+    groups = {}
+    for where, changed in chain.items():
+        for name, value in changed.items():
+            groups.setdefault((name, json.dumps(value)), (name, value, []))[2].append(where)
+    return {name if chapter in where else f"{name} ({', '.join(where)})": value
+            for name, value, where in groups.values()}
+
+
+def changed_text(changed: dict) -> str:
+    """Parameters as a page lists them: 'name=value, ...', or 'the defaults'."""
+    return ", ".join(f"{k}={v!r}" for k, v in changed.items()) or "the defaults"
+
+
+def page_record(page) -> tuple:
+    """(chapter, profile, data folder, chain) an executed page recorded: the runner's metadata.cxr (its chapter,
+    and chapter -> parameters for every result it reads and its own), else papermill's parameters and input path."""
     import nbformat
 
     page = Path(page)
     if not page.is_file():
         raise RunnerError(f"page {page} does not exist; executed pages are in book/chapters/<chapter>.ipynb")
-    if page.stem not in CHAPTERS:
-        raise RunnerError(f"page {page} is not named after a chapter; chapters: {', '.join(CHAPTERS)}")
-    papermill = nbformat.read(page, as_version=4).metadata.get("papermill", {})
+    metadata = nbformat.read(page, as_version=4).metadata
+    papermill, recorded = metadata.get("papermill", {}), metadata.get("cxr", {})
     if "parameters" not in papermill:
         raise RunnerError(f"page {page} has no parameters recorded by papermill (metadata.papermill.parameters); "
                           f"it was not executed by `cxr run`")
-    return page.stem, dict(papermill["parameters"])
+    params = dict(papermill["parameters"])
+    chapter = recorded.get("chapter") or Path(papermill.get("input_path") or "").stem
+    if chapter not in CHAPTERS:
+        raise RunnerError(f"page {page} names no chapter (metadata.cxr.chapter, papermill's input_path: "
+                          f"{chapter!r}); chapters: {', '.join(CHAPTERS)}")
+    profile, data_dir = params.pop("PROFILE", "cpu"), params.pop("DATA_DIR", None)
+    if "changed" not in recorded:  # no chapter.json behind the page: papermill's parameters are all there is
+        return chapter, profile, data_dir, {chapter: {k.lower(): v for k, v in params.items()}}
+    chain = {**{c: read["changed"] or {} for c, read in recorded.get("reads", {}).items()}, chapter: recorded["changed"]}
+    return chapter, profile, data_dir, {c: chain[c] for c in chapter_order([chapter]) if c in chain}
 
 
 def main(argv=None) -> int:

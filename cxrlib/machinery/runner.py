@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import ast
+import fcntl
 import graphlib
+import json
 import logging
 import os
 import shutil
@@ -19,7 +21,7 @@ from cxrlib.core.manifest import check, profile_settings, resolve_parameters, ta
 from cxrlib.machinery import identity, runs
 from cxrlib.machinery.browse import kernel_name
 from cxrlib.machinery.parallel import visible_gpus
-from cxrlib.machinery.repro import page_parameters, run_arguments
+from cxrlib.machinery.repro import changed_text, page_record, run_arguments, run_parameters
 from cxrlib.machinery.runs import RUNNER_ENV
 
 
@@ -53,25 +55,16 @@ def injected_parameters(chapter: str, profile: str, data_dir, params: dict) -> d
     injected = {"PROFILE": profile}
     if data_dir:
         injected["DATA_DIR"] = SYNTHETIC if is_synthetic(data_dir) else str(Path(data_dir).expanduser().resolve())
-    injected.update({k.upper(): as_literal(v) for k, v in params.items() if takes(chapter, k)})
+    # tuples (backbones, fractions) as lists: papermill writes a type it does not know, a tuple among them, as a string
+    injected.update({k.upper(): json.loads(json.dumps(v)) for k, v in params.items() if takes(chapter, k)})
     return injected
 
 
-def as_literal(value):
-    """A checked value as papermill can write it into the notebook: tuples (backbones, fractions) as lists, since
-    papermill writes a type it does not know, a tuple among them, as its string."""
-    if isinstance(value, (tuple, list)):
-        return [as_literal(v) for v in value]
-    if isinstance(value, dict):
-        return {k: as_literal(v) for k, v in value.items()}
-    return value
-
-
 class Identities:
-    """Chapter identities as the chapters compute them, loading each distinct data selection once."""
+    """Chapter identities as the runner hands them to the chapters, loading each distinct data selection once."""
 
     def __init__(self, profile: str, data_dir, log=None):
-        self.profile, self.data_dir, self.loaded, self.done, self.log = profile, data_dir, {}, {}, log
+        self.profile, self.data_dir, self.loaded, self.done, self.asked, self.log = profile, data_dir, {}, {}, {}, log
 
     def data_id(self, settings: dict) -> str:
         """The data identity for these settings (the split and image contents), cached per selection."""
@@ -86,23 +79,39 @@ class Identities:
         return self.loaded[key]
 
     def of(self, chapter: str, injected: dict) -> str:
-        """What Chapter.chapter_identity() will compute inside the notebook for these parameters."""
+        """A chapter's identity for these parameters (asked[chapter] keeps its settings, changes and parts)."""
         given = {k: v for k, v in injected.items() if k not in ("PROFILE", "DATA_DIR")}
-        settings, _ = resolve_parameters(chapter, self.profile, given)
-        upstream = [self.done[d] for d in CHAPTERS[chapter]]
-        notebook = (notebooks_dir() / f"{chapter}.ipynb").read_bytes()
-        self.done[chapter] = identity.chapter_identity(chapter, notebook, settings, self.data_id(settings),
-                                                       upstream)
+        settings, changed = resolve_parameters(chapter, self.profile, given)
+        notebook = identity.notebook_digest((notebooks_dir() / f"{chapter}.ipynb").read_bytes())
+        parts = identity.chapter_parts(chapter, notebook, settings, self.data_id(settings),
+                                       {d: self.done[d] for d in CHAPTERS[chapter]})
+        self.asked[chapter] = json.loads(json.dumps({"settings": settings, "changed": changed, "parts": parts}))
+        self.done[chapter] = identity.chapter_identity(parts)
         return self.done[chapter]
 
 
-def chapter_stamp(chapter: str, injected: dict, profile: str = "cpu", data_dir=None, upstream=None) -> str:
-    """A chapter's identity for these parameters (upstream: {chapter: identity} of its dependencies)."""
-    ids = Identities(profile, data_dir)
-    ids.done.update(upstream or {})
-    for dependency in CHAPTERS[chapter]:
-        ids.done.setdefault(dependency, runs.chapter_infos(profile).get(dependency, {}).get("identity"))
-    return ids.of(chapter, injected)
+def why_run(chapter: str, info: dict, asked: dict) -> str:
+    """Why a chapter runs, from its results in place (chapter.json) and what is asked: 'trained with
+    learning_rate=0.001, asked for the default', 'fused's results changed', ..."""
+    made = info.get("identity_parts")
+    if not made:
+        return "no results of it yet" if not info else "its results were made by an older cxr"
+    verb, reasons = "trained" if takes(chapter, "epochs") else "made", []
+    was, now = info.get("settings", {}), asked["settings"]
+    for k in sorted(set(was) | set(now)):
+        given_then, given_now = k in info.get("changed", {}), k in asked["changed"]
+        if was.get(k) == now.get(k):
+            continue
+        if not (given_then or given_now):
+            reasons.append(f"the default {k} changed from {was.get(k)!r} to {now.get(k)!r}")
+            continue
+        old = f"{k}={was.get(k)!r}" if given_then else f"the default {k}={was.get(k)!r}"
+        reasons.append(f"{verb} with {old}, asked for {repr(now.get(k)) if given_now else 'the default'}")
+    reasons += [f"{c}'s results changed" for c, made_id in asked["parts"]["upstream"].items()
+                if made.get("upstream", {}).get(c) != made_id]
+    reasons += [words for part, words in (("data", "the data changed"), ("notebook", "its notebook changed"),
+                                          ("code", "cxrlib's code changed")) if made.get(part) != asked["parts"][part]]
+    return "; ".join(reasons) or "its page is missing"
 
 
 @contextmanager
@@ -125,7 +134,7 @@ class Interrupted(RunnerError):
     """Ctrl-C during a chapter."""
 
 
-def execute(chapter: str, injected: dict, output: Path, log: Path) -> None:
+def execute(chapter: str, injected: dict, output: Path, log: Path, handed: str = "1") -> None:
     """Run one notebook with papermill; a failure names the chapter, its notebook and its kernel log."""
     import papermill
 
@@ -135,7 +144,7 @@ def execute(chapter: str, injected: dict, output: Path, log: Path) -> None:
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     # after Ctrl-C, nbclient's abandoned tasks would log tracebacks at exit: the one-line message says it all
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    os.environ[RUNNER_ENV] = "1"  # the kernel inherits it: the runner promotes results with the page
+    os.environ[RUNNER_ENV] = handed  # the kernel inherits it: its identity; the runner promotes results with the page
     try:
         with stderr_to(log):
             papermill.execute_notebook(str(notebooks_dir() / f"{chapter}.ipynb"), str(output), parameters=injected,
@@ -145,11 +154,12 @@ def execute(chapter: str, injected: dict, output: Path, log: Path) -> None:
 
 
 class Pages:
-    """Where a chapter's page and kernel log go: staged while it runs, then in place or marked failed."""
+    """Where a chapter's page and kernel log go: staged while it runs, then in place, kept or marked failed."""
 
     def __init__(self, chapter: str, profile: str, book_root: Path):
         self.chapter = chapter
         self.profile_dir = runs_dir() / profile
+        self.run = runs.ChapterRun(profile, chapter, self.profile_dir.parent)
         self.page = Path(book_root) / "book" / "chapters" / f"{chapter}.ipynb"
         self.stamp = self.page.with_suffix(".stamp")
         self.staged_page = self.profile_dir / ".staging" / f"{chapter}.ipynb"
@@ -158,23 +168,55 @@ class Pages:
         self.failed_page = self.page.with_name(f"{chapter}.failed.ipynb")
         self.failed_log = self.profile_dir / f"{chapter}.failed.log"
 
+    def info(self) -> dict:
+        """The chapter.json of the results in place ({} where none)."""
+        return runs.read_json(self.run.live / "chapter.json")
+
     def up_to_date(self, stamp: str) -> bool:
         """Page, stamp and results in place, all made with this identity."""
-        info = runs.chapter_infos(self.profile_dir.name, self.profile_dir.parent).get(self.chapter, {})
         return (self.page.is_file() and self.stamp.is_file() and self.stamp.read_text() == stamp
-                and info.get("identity") == stamp)
+                and self.info().get("identity") == stamp)
 
-    def promote(self, stamp: str) -> None:
-        """Results, page, log and stamp into place, the results first (the stamp is written last)."""
-        runs.ChapterRun(self.profile_dir.name, self.chapter, self.profile_dir.parent).promote()
+    def keep_page(self) -> None:
+        """The page and log in place beside their results in the kept store (when they are that page)."""
+        made = self.info().get("identity")
+        if made and self.page.is_file() and self.stamp.is_file() and self.stamp.read_text() == made:
+            self.run.kept(made).mkdir(parents=True, exist_ok=True)
+            os.replace(self.page, self.run.kept(made) / "page.ipynb")
+            if self.log.is_file():
+                os.replace(self.log, self.run.kept(made) / "page.log")
+
+    def promote(self, stamp: str, page: Path | None = None, log: Path | None = None, results=None) -> None:
+        """Results, page, log and stamp into place (the staged ones, or those given), the results in place kept
+        aside with their page; the stamp is written last."""
+        self.keep_page()
+        self.run.promote(results)
         self.page.parent.mkdir(parents=True, exist_ok=True)
         self.stamp.unlink(missing_ok=True)
-        os.replace(self.staged_page, self.page)
-        if self.staged_log.is_file():
-            os.replace(self.staged_log, self.log)
+        os.replace(page or self.staged_page, self.page)
+        if (log or self.staged_log).is_file():
+            os.replace(log or self.staged_log, self.log)
         self.stamp.write_text(stamp)
         for stale in (self.failed_page, self.failed_log):
             stale.unlink(missing_ok=True)
+
+    def restore(self, stamp: str) -> bool:
+        """Put back the results and page of this identity from the kept store, if they are there."""
+        kept = self.run.kept(stamp)
+        if not ((kept / "page.ipynb").is_file() and (kept / "results" / "chapter.json").is_file()):
+            return False
+        self.promote(stamp, kept / "page.ipynb", kept / "page.log", kept / "results")
+        shutil.rmtree(kept, ignore_errors=True)
+        return True
+
+    def record(self) -> None:
+        """What made the staged page, in its metadata (metadata.cxr): its chapter, identity, own changed parameters
+        and every result it read, so --from-page rebuilds exactly it and `cxr book` sees when it went stale."""
+        info = runs.read_json(self.run.staging / "chapter.json")
+        notebook = json.loads(self.staged_page.read_text())
+        notebook["metadata"]["cxr"] = {"chapter": self.chapter, **{k: info[k] for k in ("identity", "changed", "reads")
+                                                                   if k in info}}
+        runs.write_atomic(self.staged_page, lambda tmp: tmp.write_text(json.dumps(notebook, indent=1, ensure_ascii=False)))
 
     def keep_failed(self) -> None:
         """The failed notebook and log beside the good ones, under names that say so."""
@@ -185,13 +227,13 @@ class Pages:
         shutil.rmtree(self.profile_dir / ".staging" / self.chapter, ignore_errors=True)
 
 
-def run_one(chapter: str, injected: dict, stamp: str, pages: Pages) -> None:
+def run_one(chapter: str, injected: dict, stamp: str, pages: Pages, handed: str = "1") -> None:
     """Execute into staging; promote on success; on failure or Ctrl-C keep the last good results untouched."""
     import papermill
 
     kept = "the previous results and page are untouched" if pages.page.is_file() else "nothing was published"
     try:
-        execute(chapter, injected, pages.staged_page, pages.staged_log)
+        execute(chapter, injected, pages.staged_page, pages.staged_log, handed)
     except KeyboardInterrupt:
         pages.keep_failed()
         raise Interrupted(f"interrupted chapter '{chapter}'; {kept}; the next run resumes its training "
@@ -204,22 +246,31 @@ def run_one(chapter: str, injected: dict, stamp: str, pages: Pages) -> None:
     except Exception as err:
         pages.keep_failed()
         raise RunnerError(f"chapter '{chapter}' could not run: {type(err).__name__}: {err}; {kept}") from None
+    pages.record()
     pages.promote(stamp)
 
 
 def record_time(profile: str, chapter: str, seconds: float) -> None:
-    """Each chapter's last running time, for the build page."""
+    """Each chapter's last running time, for the build page (locked: `-j` children finish at once)."""
     path = runs_dir() / profile / "timings.json"
-    runs.write_json(path, {**runs.read_json(path), chapter: round(seconds, 1)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs.write_json(path, {**runs.read_json(path), chapter: round(seconds, 1)})
+
+
+def outcome_file(profile: str, chapter: str) -> Path:
+    """Where a run says what it did with a chapter (ran, restored, up to date), for the `-j` scheduler."""
+    return runs_dir() / profile / ".outcomes" / f"{chapter}.json"
 
 
 def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, force: bool = False,
                  book_root: Path = REPO_ROOT, log=print, jobs: int = 1, only: bool = False) -> list:
     """Execute the chapters (and their dependencies) that are out of date; return those executed.
 
-    jobs > 1 runs chapters whose dependencies are done at once, each in a process of its own (on a GPU of
-    its own where there are several); only=True runs exactly the named chapters, trusting their
-    dependencies' results in place.
+    A chapter whose results of exactly this identity were kept (runs.KEPT) is put back, not executed. jobs > 1
+    runs chapters whose dependencies are done at once, each in a process of its own (on a GPU of its own where
+    there are several); only=True runs exactly the named chapters, trusting their dependencies' results in place.
     """
     profile_settings(profile)
     order = list(names) if only else chapter_order(names)
@@ -236,17 +287,22 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
             stamp = ids.of(chapter, injected)
         except (ParameterError, DataError) as err:
             raise RunnerError(f"chapter '{chapter}': {err}") from None
-        pages = Pages(chapter, profile, book_root)
+        pages, started = Pages(chapter, profile, book_root), time.perf_counter()
         if not force and pages.up_to_date(stamp):
-            log(f"- {chapter}: up to date, skipped (use --force to run it anyway)")
-            continue
-        log(f"- {chapter}: running with {injected} ...")
-        started = time.perf_counter()
-        run_one(chapter, injected, stamp, pages)
-        executed.append(chapter)
-        record_time(profile, chapter, time.perf_counter() - started)
-        log(f"  done in {time.perf_counter() - started:.0f}s -> {pages.page}")
-    log(f"{len(executed)} chapter(s) run, {len(order) - len(executed)} up to date, "
+            outcome, why = "up to date", "skipped (use --force to run it anyway)"
+        elif not force and pages.restore(stamp):
+            outcome, why = "restored", "its results and page of exactly these parameters were kept: put back, not run"
+        else:
+            reason = "--force" if force else why_run(chapter, pages.info(), ids.asked[chapter])
+            log(f"- {chapter}: running ({reason}) with {injected} ...")
+            run_one(chapter, injected, stamp, pages, json.dumps({"chapter": chapter, "identity": stamp,
+                                                                 "parts": ids.asked[chapter]["parts"]}))
+            executed.append(chapter)
+            record_time(profile, chapter, time.perf_counter() - started)
+            outcome, why = "ran", f"{reason}; done in {time.perf_counter() - started:.0f}s -> {pages.page}"
+        log(f"- {chapter}: {outcome}, {why}" if outcome != "ran" else f"  {why.split('; ')[-1]}")
+        runs.write_json(outcome_file(profile, chapter), {"outcome": outcome, "why": why})
+    log(f"{len(executed)} chapter(s) run, {len(order) - len(executed)} up to date or restored, "
         f"{time.perf_counter() - started_all:.0f}s in all")
     return executed
 
@@ -258,13 +314,28 @@ def chapter_command(chapter: str, profile: str, data_dir, params: dict, force: b
             "--book-root", str(book_root), *(["--force"] if force else [])]
 
 
-def start_chapter(chapter: str, slot: int, gpus: list, command: list, log) -> subprocess.Popen:
-    """One chapter in a process of its own, on GPU slot (modulo the GPUs) where there are GPUs."""
+def start_chapter(chapter: str, slot: int, gpus: list, command: list, profile: str, log) -> subprocess.Popen:
+    """One chapter in a process of its own, on GPU slot (modulo the GPUs) where there are GPUs; its output goes to
+    a file beside the outcome it writes."""
     env = dict(os.environ)
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     log(f"- {chapter}: started" + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else ""))
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    outcome = outcome_file(profile, chapter)
+    outcome.unlink(missing_ok=True)
+    outcome.parent.mkdir(parents=True, exist_ok=True)
+    with open(outcome.with_suffix(".out"), "w") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+
+
+def finished(chapter: str, process: subprocess.Popen, profile: str) -> dict:
+    """What a child did with its chapter: its exit status, then the outcome file it wrote; a failure's message is
+    the last line of its output."""
+    outcome = outcome_file(profile, chapter)
+    if process.returncode:
+        lines = outcome.with_suffix(".out").read_text(errors="replace").strip().splitlines()
+        return {"outcome": "failed", "why": lines[-1] if lines else f"exit status {process.returncode}"}
+    return runs.read_json(outcome) or {"outcome": "failed", "why": f"it wrote no outcome ({outcome})"}
 
 
 def wait_a_moment(running: dict) -> None:
@@ -290,20 +361,20 @@ def run_parallel(order: list, profile: str, data_dir, params: dict, force: bool,
             chapter = ready.pop(0)
             slot = next(k for k in range(jobs) if k not in {s for _, s in running.values()})
             command = chapter_command(chapter, profile, data_dir, params, force, book_root)
-            running[chapter] = (start_chapter(chapter, slot, gpus, command, log), slot)
+            running[chapter] = (start_chapter(chapter, slot, gpus, command, profile, log), slot)
             started.append(chapter)
         wait_a_moment(running)
         for chapter, (process, _) in list(running.items()):
             if process.poll() is None:
                 continue
             del running[chapter]
-            output = process.stdout.read().strip()
-            if process.returncode:
-                failed.append(f"{chapter}: {output.splitlines()[-1] if output else process.returncode}")
+            result = finished(chapter, process, profile)
+            if result["outcome"] == "failed":
+                failed.append(f"{chapter}: {result['why']}")
                 continue
             sorter.done(chapter)
-            executed += [chapter] if "1 chapter(s) run" in output else []
-            log(f"  {chapter}: " + (output.splitlines()[-2] if "done in" in output else "up to date, skipped"))
+            executed += [chapter] if result["outcome"] == "ran" else []
+            log(f"  {chapter}: {result['outcome']}, {result['why']}")
     if failed:
         pending = [c for c in order if c not in started]
         raise RunnerError("; ".join(failed) + (f"; not started: {', '.join(pending)}" if pending else ""))
@@ -311,9 +382,13 @@ def run_parallel(order: list, profile: str, data_dir, params: dict, force: bool,
 
 
 def rerun_from_page(page, force: bool = False, book_root=REPO_ROOT, log=print) -> list:
-    """Run a chapter again with the profile, data folder and parameters recorded in its executed page."""
-    chapter, params = page_parameters(page)
-    profile = params.pop("PROFILE", "cpu")
-    data_dir = params.pop("DATA_DIR", None)
-    log(f"- {chapter}: parameters from {page}: profile {profile}, data {data_dir or 'default'}, {params or 'no others'}")
-    return run_chapters([chapter], profile, data_dir, params, force, book_root=book_root, log=log)
+    """Run a page's chapter again with the profile, data folder and parameters its page recorded, those of the
+    results it read included; chapters that ran alone with parameters of their own are run so again, in order."""
+    chapter, profile, data_dir, chain = page_record(page)
+    params = run_parameters(chain)
+    log(f"- {chapter}: from {page}: profile {profile}, data {data_dir or 'default'}, parameters "
+        f"{'; '.join(f'{c}: {changed_text(p)}' for c, p in chain.items() if p) or 'the defaults'}")
+    if params is not None:
+        return run_chapters([chapter], profile, data_dir, params, force, book_root=book_root, log=log)
+    return [c for c, p in chain.items()
+            for c in run_chapters([c], profile, data_dir, p, force and c == chapter, book_root, log, only=True)]

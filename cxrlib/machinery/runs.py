@@ -2,8 +2,10 @@
 
 Layout: runs/<profile>/<chapter>/{chapter.json, models/, predictions/, metrics/, histories/}, written
 through a staging folder that replaces it only when the chapter finishes; runs/<profile>/.work/<chapter>/
-keeps what must survive a failure (training backups). Every file is written atomically (temporary file,
-then rename), so a crash never leaves half a file, and each chapter writes only below its own folder.
+keeps what must survive a failure (training backups); runs/<profile>/.kept/<chapter>/<identity>/ keeps
+results (and page) others replaced, so that asking for them again is a reuse (within kept_budget()). Every file
+is written atomically (temporary file, then rename), so a crash never leaves half a file, and each chapter writes
+only below its own folder.
 """
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxrlib.core.config import runs_dir
+from cxrlib.core.config import CXR, kept_budget, runs_dir
 from cxrlib.core.files import write_atomic, write_csv, write_json  # noqa: F401 (the run folder's writers)
 from cxrlib.core.frames import logits, predictions_frame, probabilities  # noqa: F401 (the run folder's format)
 
-# Set by the runner for the chapters it executes: it promotes their staged results with their pages.
+# Set by the runner for the chapters it executes (to the identity it computed for them): it promotes their staged
+# results with their pages.
 RUNNER_ENV = "CXR_RUNNER"
+KEPT = ".kept"
 
 
 class ChapterRun:
@@ -51,9 +55,10 @@ class ChapterRun:
         """The same artifact in the last good (promoted) results."""
         return self.live / kind / name
 
-    def keep(self, kind: str, name: str) -> Path:
-        """Carry a file of the last good results into this run unchanged (a hard link where possible)."""
-        source, target = self.live_file(kind, name), self.file(kind, name)
+    def keep(self, kind: str, name: str, folder=None) -> Path:
+        """Carry a file of the last good results (or of kept ones in folder) into this run unchanged (a hard link
+        where possible)."""
+        source, target = Path(folder or self.live) / kind / name, self.file(kind, name)
         if source != target:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.unlink(missing_ok=True)
@@ -95,13 +100,38 @@ class ChapterRun:
         """This run's chapter.json so far."""
         return read_json(self.path / "chapter.json")
 
-    def promote(self) -> Path:
-        """Move the finished staging folder into place, replacing the last good results; then drop the
-        training state of the models it holds (kept until now, so a failure later in the chapter loses none)."""
-        trained = [path.stem for path in (self.staging / "models").glob("*.keras")]
-        promote(self.staging, self.live)
+    def holding(self, name: str, made: str) -> Path | None:
+        """The results folder, in place or kept (newest first), that holds model `name` of identity `made`."""
+        for folder in [self.live, *kept_results(self.profile_dir, self.chapter)]:
+            if (read_json(folder / "models" / f"{name}.json").get("identity") == made
+                    and (folder / "models" / f"{name}.keras").is_file()):
+                return folder
+        return None
+
+    def kept(self, made: str) -> Path:
+        """Where results of identity `made` are kept once others replace them (results/, page.ipynb, page.log)."""
+        return self.profile_dir / KEPT / self.chapter / made
+
+    def keep_aside(self) -> None:
+        """Move the results in place, if any, into the kept store under their identity (without one: deleted)."""
+        made = read_json(self.live / "chapter.json").get("identity")
+        if made and self.live.is_dir():
+            target = self.kept(made) / "results"
+            shutil.rmtree(target, ignore_errors=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.live, target)
+            os.utime(target.parent)
+
+    def promote(self, source: Path | None = None) -> Path:
+        """Move the finished staging folder (or kept results) into place, keeping the last good results aside; then
+        drop the training state of the models it holds (kept until now, so a failure later loses none)."""
+        source = Path(source or self.staging)
+        trained = [path.stem for path in (source / "models").glob("*.keras")]
+        self.keep_aside()
+        promote(source, self.live)
         for name in trained:
             shutil.rmtree(self.file("work", name), ignore_errors=True)
+        trim_kept(self.profile_dir)
         return self.live
 
 
@@ -141,6 +171,29 @@ def promote(staging: Path, live: Path) -> Path:
     return live
 
 
+def kept_results(profile_dir: Path, chapter: str) -> list:
+    """The kept results folders of a chapter, newest first."""
+    return sorted(Path(profile_dir).glob(f"{KEPT}/{chapter}/*/results"), key=lambda p: p.parent.stat().st_mtime,
+                  reverse=True)
+
+
+def trim_kept(profile_dir: Path, budget: float | None = None) -> list:
+    """Delete the oldest kept results until the rest fit the budget in bytes (default kept_budget(); -1 deletes them
+    all: `cxr clean`); a file shared (hard-linked) with newer results counts once. Returns what went."""
+    budget = kept_budget() if budget is None else budget
+    seen = {(p.stat().st_dev, p.stat().st_ino) for p in Path(profile_dir).glob("[!.]*/**/*") if p.is_file()}
+    used, dropped = 0, []
+    for results in kept_results(profile_dir, "*"):
+        for path in (p for p in results.parent.rglob("*") if p.is_file()):
+            key = (path.stat().st_dev, path.stat().st_ino)
+            used += 0 if key in seen else path.stat().st_size
+            seen.add(key)
+        if used > budget:
+            shutil.rmtree(results.parent, ignore_errors=True)
+            dropped.append(results.parent)
+    return dropped
+
+
 def chapter_infos(profile: str, root=None) -> dict:
     """chapter name -> its chapter.json, for every chapter whose results are in place under this profile."""
     base = Path(root or runs_dir()) / profile
@@ -156,7 +209,7 @@ def check_same_data(profile: str, reader: str, chapter: str, data_id: str, infos
     made_on = infos.get(chapter, {}).get("data_identity")
     if made_on != data_id:
         raise JoinError(f"chapter '{reader}' cannot use chapter '{chapter}': it ran on other data or data "
-                        f"settings ({made_on} here, {data_id} now); re-run it: cxr run {chapter} --profile {profile}")
+                        f"settings ({made_on} here, {data_id} now); re-run it: {CXR} run {chapter} --profile {profile}")
 
 
 def check_rows(frame: pd.DataFrame, rows: pd.DataFrame, reader: str, key: str, profile: str) -> pd.DataFrame:
@@ -165,7 +218,7 @@ def check_rows(frame: pd.DataFrame, rows: pd.DataFrame, reader: str, key: str, p
     if ids != rows["Image Index"].astype(str).tolist() or labels != rows["label"].astype(int).tolist():
         chapter = key.split("/")[0]
         raise JoinError(f"chapter '{reader}' cannot use {key}: its image ids or labels differ from "
-                        f"'{reader}'s split row for row; re-run it: cxr run {chapter} --profile {profile}")
+                        f"'{reader}'s split row for row; re-run it: {CXR} run {chapter} --profile {profile}")
     return frame
 
 
@@ -188,7 +241,7 @@ def load_predictions(profile: str, split: str = "test", root=None, data_id=None,
     found = {}
     for key in keys if keys is not None else files:
         if key not in files:
-            raise FileNotFoundError(f"no {split} predictions for {key}; run: cxr run {key.split('/')[0]} "
+            raise FileNotFoundError(f"no {split} predictions for {key}; run: {CXR} run {key.split('/')[0]} "
                                     f"--profile {profile}")
         if data_id:
             check_same_data(profile, reader, key.split("/")[0], data_id, infos)

@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cxrlib.core.config import REPO_ROOT, WHY, runs_dir
+from cxrlib.core.config import CXR, PURPOSE, REPO_ROOT, WHY, runs_dir
 from cxrlib.core.manifest import PROFILES, REGISTRY, RunnerError
 from cxrlib.machinery import runs
+from cxrlib.machinery.repro import changed_text, page_record, rebuild_command, run_parameters
 from cxrlib.present.labels import limiting_factors, profile_in_words
 from cxrlib.present.tables import markdown_table
 
@@ -106,7 +107,7 @@ def build_page(book_root: Path, runs_root: Path | None = None, today: str | None
     profile = executed_profile(book_root)
     lines = ["# This build", ""]
     if profile is None:
-        return "\n".join(lines + ["No chapter has been executed yet: run `cxr run` first.", ""])
+        return "\n".join(lines + [f"No chapter has been executed yet: run `{CXR} run` first.", ""])
     profile_dir = Path(runs_root or runs_dir()) / profile
     infos = runs.chapter_infos(profile_dir.name, profile_dir.parent)
     first = next(iter(infos.values()), {})
@@ -125,7 +126,7 @@ def build_page(book_root: Path, runs_root: Path | None = None, today: str | None
               "Each family's best model, chosen on validation macro F1 by the conclusions chapter, with its test "
               "metrics and 95% patient intervals, and the report's row for the same model.", ""]
     headline = headline_table(profile_dir)
-    lines += [markdown_table(headline) if not headline.empty else "No headline yet: run `cxr run conclusions`.",
+    lines += [markdown_table(headline) if not headline.empty else f"No headline yet: run `{CXR} run conclusions`.",
               "", "## How long each chapter took", ""]
     timings = timings_table(profile_dir)
     lines += [markdown_table(timings) if not timings.empty else "The runner recorded no chapter times for this build.",
@@ -137,6 +138,88 @@ def write_build_page(book_root: Path, runs_root: Path | None = None) -> Path:
     """book/build.md, regenerated at every build from the run folder."""
     page = build_page(book_root, runs_root)
     return runs.write_atomic(Path(book_root) / "book" / "build.md", lambda tmp: tmp.write_text(page))
+
+
+# ---------------------------------------------------------------- the index page
+
+def profile_table() -> str:
+    """The index's table of profiles, from the configuration."""
+    rows = []
+    for name, s in PROFILES.items():
+        rows.append({"profile": f"`{name}`", "meant for": PURPOSE[name],
+                     "input sizes": f"{s['image_size']} px (resized to {s['resize_to']}), "
+                                    f"backbones {s['backbone_size']} px",
+                     "images": images_text(s), "epochs": f"up to {s['epochs']} (patience {s['patience']}); fine tuning "
+                                                 f"{s['fine_tune_epochs']}",
+                     "loss": "class-weighted" if s["class_weight"] == "balanced" else "plain"})
+    return markdown_table(pd.DataFrame(rows))
+
+
+def images_text(settings: dict) -> str:
+    """How many images a profile uses, in words."""
+    if settings["max_per_class"]:
+        return "{train}/{val}/{test} per class (train/val/test)".format_map(settings["max_per_class"])
+    if settings["caps"]:
+        return f"the report's set sizes ({' / '.join(f'{sum(c.values()):,}' for c in settings['caps'].values())})"
+    return "every image of the data"
+
+
+def intro_page(book_root: Path, runs_root: Path | None = None) -> str:
+    """book/intro.md: book/intro.template.md with its {{ name }} fields filled from the configuration and the build."""
+    profile = executed_profile(book_root)
+    first = next(iter(runs.chapter_infos(profile, runs_root).values()), {}) if profile else {}
+    facts = {"profiles": profile_table(), "smoke_box": profile_in_words("smoke", PROFILES["smoke"]),
+             "this_build": (f"This build ran the profile `{profile}` on the {first.get('data', 'unrecorded data')}."
+                            if profile else "No chapter of this build has been executed yet.")}
+    template = (Path(book_root) / "book" / "intro.template.md").read_text()
+    return re.sub(r"\{\{ (\w+) \}\}", lambda m: facts[m.group(1)], template)
+
+
+# ---------------------------------------------------------------- pages that no longer match the results in place
+
+STALE = "cxr-stale"  # the tag and id of the banner cell a stale page carries
+
+
+def stale_reads(page: Path, infos: dict) -> list:
+    """What a page read (its metadata.cxr, own results included) that the results in place no longer hold, in words."""
+    recorded = json.loads(Path(page).read_text()).get("metadata", {}).get("cxr", {})
+    reads = {**recorded.get("reads", {}), recorded.get("chapter"): recorded} if "identity" in recorded else {}
+    words = []
+    for chapter, read in reads.items():
+        now = infos.get(chapter, {})
+        if now.get("identity") == read["identity"]:
+            continue
+        was, is_ = changed_text(read.get("changed") or {}), changed_text(now.get("changed", {}))
+        if not now:
+            state = "none are in place"
+        elif was != is_:
+            state = f"those in place were made with {is_}"
+        else:
+            state = "those in place were made again since, by other code or data"
+        words.append(f"{chapter} (it read results made with {was}; {state})")
+    return words
+
+
+def mark_stale(page: Path, profile: str, runs_root: Path | None = None) -> list:
+    """Give a page a banner, under its title, naming the results it no longer matches and the command that rebuilds
+    it (a former banner removed first); returns those results in words ([] for a page in date)."""
+    notebook = json.loads(Path(page).read_text())
+    cells = [c for c in notebook["cells"] if c.get("id") != STALE]
+    stale = stale_reads(page, runs.chapter_infos(profile, runs_root))
+    if stale:
+        chapter, _, data_dir, chain = page_record(page)
+        command = rebuild_command(chapter, profile, run_parameters(chain), data_dir)
+        text = (f'<div class="{STALE}" style="border:3px solid #c60;background:#fff4e0;padding:0.6em 1em">'
+                "&#9888; <strong>This page no longer matches the results in place:</strong> "
+                f"{html.escape('; '.join(stale))}."
+                f" <code>{html.escape(command)}</code> brings back the results it read (kept, not trained again) and"
+                " rebuilds it.</div>")
+        title = next((k for k, c in enumerate(cells) if c["cell_type"] == "markdown"), -1)
+        cells.insert(title + 1, {"cell_type": "markdown", "id": STALE, "metadata": {"tags": [STALE]}, "source": text})
+    if cells != notebook["cells"]:
+        notebook["cells"] = cells
+        Path(page).write_text(json.dumps(notebook, indent=1, ensure_ascii=False))
+    return stale
 
 
 # ---------------------------------------------------------------- before and after jupyter-book
@@ -193,14 +276,22 @@ def figure_alts(notebook_path: Path) -> dict:
     return alts
 
 
-def prepare_pages(book_root: Path, runs_root: Path | None = None) -> None:
-    """Before jupyter-book: write the build page, clean the executed chapters for a static page, and note every
-    figure's alt text for clean_site."""
+def prepare_pages(book_root: Path, runs_root: Path | None = None, log=print) -> None:
+    """Before jupyter-book: write the index and build pages, clean the executed chapters for a static page, give a
+    banner to those that no longer match the results in place (naming them), and note every figure's alt text."""
     write_build_page(book_root, runs_root)
-    alts = {}
+    if (Path(book_root) / "book" / "intro.template.md").is_file():
+        intro = intro_page(book_root, runs_root)
+        runs.write_atomic(Path(book_root) / "book" / "intro.md", lambda tmp: tmp.write_text(intro))
+    alts, profile, stale = {}, executed_profile(book_root), []
     for path in sorted((Path(book_root) / "book" / "chapters").glob("*.ipynb")):
+        if profile and ".failed." not in path.name and mark_stale(path, profile, runs_root):
+            stale.append(path.stem)
         hide_injected_cells(path)
         alts.update(figure_alts(path))
+    if stale:
+        log(f"{len(stale)} page(s) read results that changed since they ran, each built with a banner that says "
+            f"which: {', '.join(stale)}")
     text = json.dumps(alts, indent=1, ensure_ascii=False)
     runs.write_atomic(Path(book_root) / "_build" / ALT_FILE, lambda tmp: tmp.write_text(text))
 
@@ -272,11 +363,11 @@ def toc_files(book_root: Path = REPO_ROOT) -> list:
 def build_book(book_root: Path = REPO_ROOT, log=print) -> Path:
     """Build the HTML book from the executed chapters; say which chapters are missing first."""
     book_root = Path(book_root)
-    prepare_pages(book_root)  # the build page, injected-parameters cells hidden, no widget state
+    prepare_pages(book_root, log=log)  # index and build pages, injected-parameters cells hidden, stale banners
     missing = [f for f in toc_files(book_root)
                if not any((book_root / f"{f}{ext}").is_file() for ext in (".ipynb", ".md"))]
     if missing:
-        raise RunnerError(f"pages not built yet: {', '.join(missing)}; run `cxr run` first")
+        raise RunnerError(f"pages not built yet: {', '.join(missing)}; run `{CXR} run` first")
     command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(book_root)]
     log("$ " + " ".join(command))
     done = subprocess.run(command, cwd=book_root, capture_output=True, text=True)
