@@ -26,6 +26,7 @@ class ChapterFacts:
 REGISTRY = {
     "dataset": ChapterFacts(defaults={"examples_per_class": 4},
                             work="reads the label files and decodes each image once"),
+    "baseline": ChapterFacts(work="gradient boosting on the fields of NIH's label file (no image)"),
     "preprocessing": ChapterFacts(("scratch", "fused_grid"), family="Otsu preprocessing", trains=True,
                                   from_scratch=True,
                                   work="Otsu-cropped copies of the images, then the fused net trained on them"),

@@ -138,7 +138,8 @@ PARAMETERS = {
     "ga_tournament": _int(help="genetic algorithm: tournament size", chapters=("ensemble",), low=2, high=1000),
     "ga_elitism": _float(help="genetic algorithm: share of elites kept", chapters=("ensemble",), low=0, high=1),
     "ga_restarts": _int(help="genetic algorithm: independent restarts", chapters=("ensemble",), low=1, high=100),
-    "bootstrap": _int(help="patient bootstrap resamples", chapters=("ensemble", "subgroups"), low=10, high=1_000_000),
+    "bootstrap": _int(help="patient bootstrap resamples", chapters=("baseline", "ensemble", "subgroups"),
+                     low=10, high=1_000_000),
 }
 
 

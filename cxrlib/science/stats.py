@@ -63,12 +63,14 @@ def ratio(top, bottom) -> np.ndarray:
 
 def weighted_auc(scores, positive, weights) -> np.ndarray:
     """ROC AUC of scores for the positive images under each row of weights (ties count one half, as the area
-    under the trapezoid curve of scikit-learn's roc_auc_score): NaN where a row weighs no positive or no negative."""
+    under the trapezoid curve of scikit-learn's roc_auc_score): NaN where a row weighs no positive or no negative.
+    Images are sorted by score and summed per distinct score, so memory grows with rows x images, never images²."""
     values, group = np.unique(np.asarray(scores, float), return_inverse=True)
-    member = np.zeros((len(group), len(values)))
-    member[np.arange(len(group)), group] = 1
-    positive = np.asarray(positive, bool)
-    pos, neg = (weights * positive) @ member, (weights * ~positive) @ member
+    order = np.argsort(group, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(group[order]) > 0])
+    positive, weights = np.asarray(positive, bool)[order], np.asarray(weights, float)[:, order]
+    pos = np.add.reduceat(weights * positive, starts, axis=1)
+    neg = np.add.reduceat(weights * ~positive, starts, axis=1)
     below = np.cumsum(neg, axis=1) - neg
     return ratio((pos * (below + neg / 2)).sum(axis=1), pos.sum(axis=1) * neg.sum(axis=1))
 
