@@ -120,3 +120,25 @@ def test_balanced_rows_cut_every_class_to_the_rarest():
     assert cut["label"].value_counts().tolist() == [3, 3, 3, 3]
     assert page.parts_table(baseline.split_rows(label_file(60), ours_for(label_file(60)), 0))["images"].sum() == (
         60 - 5) * 3
+
+
+def test_the_page_words_follow_the_intervals():
+    from types import SimpleNamespace
+
+    from cxrlib.machinery.baseline import Scored
+    from cxrlib.science.stats import Bootstrap
+
+    y = np.tile(np.arange(len(CLASSES)), 30)
+    perfect = np.eye(len(CLASSES))[y]
+    scored = Scored("our test split", Bootstrap(y, np.arange(len(y)) // 2, n=200, seed=0),
+                    {"labels only": perfect, **baseline.trivial_baselines(y, len(y), seed=0)})
+    table = page.scores_table(scored)
+    assert table.loc["labels only", "F1-macro"].startswith("1.000") and table.loc["labels only", "reading"] == ""
+    assert table.loc["always No Finding", "reading"] == "not distinguishable from chance"
+    sentence = page.score_sentence(scored)
+    assert "(above chance)" in sentence and "No Finding: above (difference +0.9" in sentence
+    assert "120 test images from 60 patients" in sentence
+    found = SimpleNamespace(tests=[scored], without_history=scored, ours_missing=0,
+                            importance=pd.DataFrame({"drop in macro F1": [0.2, 0.0]}, index=["age", "sex"]))
+    summary = page.summary_text(found)
+    assert summary.count("- On our test split") == 1 and summary.endswith("shuffled): age.")

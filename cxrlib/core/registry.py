@@ -53,8 +53,9 @@ REGISTRY = {
                                        "ga_tournament": 3, "ga_elitism": 0.1, "ga_restarts": 3},
                              work="genetic algorithm and differential evolution on validation predictions, "
                                   "patient bootstrap"),
-    "subgroups": ChapterFacts(("scratch", "fused", "pretrained", "ensemble"),
-                              work="patient-clustered bootstrap of error rates by sex, age and view"),
+    "subgroups": ChapterFacts(("baseline", "scratch", "fused", "pretrained", "ensemble"),
+                              work="patient-clustered bootstrap of error rates by sex, age and view; the "
+                                   "shortcut check"),
     "conclusions": ChapterFacts(("preprocessing", "resizer", "hyperband", "fused_grid", "ensemble"),
                                 work="reads every chapter's metrics"),
 }

@@ -32,7 +32,8 @@ class Scored:
 @dataclass
 class LabelsOnly:
     """What the chapter shows: the baseline's own split of NIH's rows, its features, the validation score of
-    each setting of the grid and the one chosen, the test sets, the fields' importance and the score without the patient's history."""
+    each setting of the grid and the one chosen, the test sets, the fields' importance and the score without the
+    patient's history."""
 
     rows: pd.DataFrame
     features: pd.DataFrame

@@ -42,12 +42,13 @@ def grid_table(found) -> pd.DataFrame:
 
 def scores_table(scored) -> pd.DataFrame:
     """One test set: each model's metrics with their 95% patient-bootstrap intervals, and where its ROC AUC
-    cannot be told from chance."""
+    cannot be told from chance (or lies below it: a guess that was unlucky on these images)."""
     rows = {}
     for model, probs in scored.probs.items():
         found = scored.boot.intervals(probs, SHOWN)
         rows[model] = {**{metric: interval_text(found[metric]) for metric in SHOWN},
-                       "reading": chance_reading(found["ROC AUC"])}
+                       "reading": chance_reading(found["ROC AUC"]) or ("below chance" if found["ROC AUC"].high <
+                                                                          CHANCE_AUC else "")}
     return pd.DataFrame(rows).T.rename_axis("model")
 
 

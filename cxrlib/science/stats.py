@@ -49,9 +49,8 @@ def patient_resamples(patients, n: int = 1000, seed: int = 0) -> np.ndarray:
     """(n, images): how often each image's patient was drawn in each of n resamples of the patients."""
     codes, index = np.unique(np.asarray(patients).astype(str), return_inverse=True)
     draws = np.random.default_rng(seed).integers(len(codes), size=(n, len(codes)))
-    counts = np.zeros((n, len(codes)))
-    np.add.at(counts, (np.arange(n)[:, None], draws), 1)
-    return counts[:, index]
+    rows = (np.arange(n)[:, None] * len(codes) + draws).ravel()  # each draw's cell of the (n, patients) counts
+    return np.bincount(rows, minlength=n * len(codes)).reshape(n, len(codes)).astype(float)[:, index]
 
 
 def ratio(top, bottom) -> np.ndarray:
