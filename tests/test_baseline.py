@@ -89,6 +89,7 @@ def test_fields_read_from_the_label_file():
     nih.loc[5, "Patient ID"] = 1  # the patient's images count every row of the file
     X = baseline.features(nih)
     assert list(X.columns) == list(baseline.FEATURES) and list(X.index) == list(nih["Image Index"])
+    assert list(page.features_table().index) == list(baseline.FEATURES)  # every field has its words
     assert np.isnan(X["age"].iloc[0]) and X["age"].iloc[1] == 45
     assert X[["sex", "AP view"]].iloc[2].tolist() == [0, 1] and X[["sex", "AP view"]].iloc[3].tolist() == [1, 0]
     assert X["patient's images"].tolist() == [3, 3, 2, 2, 1, 3]

@@ -12,9 +12,23 @@ SHOWN = ("Accuracy", "F1-macro", "ROC AUC", "FNFR")
 MODEL, MAJORITY = "labels only", baseline.TRIVIAL[0]
 
 
+FIELDS = {  # what each of science.baseline.FEATURES is, in words
+    "age": "the patient's age in years (Patient Age; above 120 read as unknown)",
+    "sex": "the patient's sex (Patient Gender; 1 for male)",
+    "AP view": "the view position (View Position; 1 for AP, the bedside film, 0 for PA)",
+    "follow-up number": "how many earlier visits of the patient NIH's file records (Follow-up #)",
+    "width": "the original image's width in pixels (OriginalImage[Width,Height])",
+    "height": "the original image's height in pixels",
+    "pixel spacing x": "the scanner's pixel spacing across, in mm (OriginalImagePixelSpacing[x,y])",
+    "pixel spacing y": "the scanner's pixel spacing down, in mm",
+    "patient's images": "how many images of the patient NIH's file holds, of any finding",
+}
+
+
 def features_table() -> pd.DataFrame:
     """The fields the baseline reads, and what each is."""
-    return pd.DataFrame({"what it is": baseline.FEATURES}).rename_axis("field")
+    return pd.DataFrame({"what it is": [FIELDS[name] for name in baseline.FEATURES]},
+                        index=pd.Index(baseline.FEATURES, name="field"))
 
 
 def parts_table(rows: pd.DataFrame) -> pd.DataFrame:

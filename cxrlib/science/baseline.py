@@ -27,18 +27,9 @@ from cxrlib.science.metrics import macro_f1
 
 NAME = "labels_only"  # the name its predictions and metrics are saved under
 OLDEST = 120  # NIH's file holds a few impossible ages (up to 414): read as unknown
-# feature -> what it is, in words (every one is a column of NIH's label file, or counted from it)
-FEATURES = {
-    "age": "the patient's age in years (Patient Age; above 120 read as unknown)",
-    "sex": "the patient's sex (Patient Gender; 1 for male)",
-    "AP view": "the view position (View Position; 1 for AP, the bedside film, 0 for PA)",
-    "follow-up number": "how many earlier visits of the patient NIH's file records (Follow-up #)",
-    "width": "the original image's width in pixels (OriginalImage[Width,Height])",
-    "height": "the original image's height in pixels",
-    "pixel spacing x": "the scanner's pixel spacing across, in mm (OriginalImagePixelSpacing[x,y])",
-    "pixel spacing y": "the scanner's pixel spacing down, in mm",
-    "patient's images": "how many images of the patient NIH's file holds, of any finding",
-}
+# every one a column of NIH's label file, or counted from it (their words: present.baseline.FIELDS)
+FEATURES = ("age", "sex", "AP view", "follow-up number", "width", "height", "pixel spacing x", "pixel spacing y",
+            "patient's images")
 HISTORY = ("follow-up number", "patient's images")  # what the patient's history, not the film, says
 SPLIT_NAMES = {"train": "fit", "val": "validation", "test": "held out"}
 FRACTIONS = (0.6, 0.2, 0.2)  # patient shares of fit, validation and held out
