@@ -1,8 +1,9 @@
-"""Whom the models miss: known answers on synthetic tables for the FNFR and recall by group, the patient
-bootstrap, the too-few rule and the gaps."""
+"""Whom the models miss: known answers on synthetic tables for the FNFR and recall by group, the too-few rule
+(images and effective patients), the gaps and their calibration under no difference, the shortcut check, and the
+models the chapter reads (chosen on validation)."""
 from __future__ import annotations
 
-import math
+from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
@@ -10,10 +11,12 @@ import pandas as pd
 import pytest
 
 from cxrlib.core.config import CLASSES, NO_FINDING
+from cxrlib.machinery import runs
+from cxrlib.machinery.subgroups import examined
 from cxrlib.present import subgroups as subgroup_page
-from cxrlib.present.labels import ensemble_name
 from cxrlib.science import subgroups
 from cxrlib.science.metrics import false_no_finding_rate
+from cxrlib.science.stats import patient_resamples
 
 matplotlib.use("Agg")
 DISEASES = [k for k in range(len(CLASSES)) if k != NO_FINDING]
@@ -76,17 +79,7 @@ def test_a_group_with_too_few_diseased_images_is_shown_marked_and_kept_out_of_th
     assert fnfr.loc["female", "reading"] == subgroups.TOO_FEW and fnfr.loc["female", "estimate"] == 1.0
     assert fnfr.loc["male", "reading"] == ""
     assert gaps[(gaps["attribute"] == "sex") & (gaps["metric"] == subgroups.FNFR)].empty
-    assert "female (n=19, too few to read)" == subgroup_page.group_label(fnfr.reset_index().iloc[0])
-
-
-def test_the_bootstrap_draws_whole_patients():
-    patients = [7, 7, 7, 3, 3, 9]
-    weights = subgroups.patient_weights(patients, n=500, seed=0)
-    assert weights.shape == (500, 6)
-    assert (weights[:, 0] == weights[:, 1]).all() and (weights[:, 1] == weights[:, 2]).all()
-    assert (weights[:, 3] == weights[:, 4]).all()
-    assert (weights[:, [0, 3, 5]].sum(axis=1) == 3).all()  # three patients drawn in each resample
-    assert (weights == subgroups.patient_weights(patients, n=500, seed=0)).all()
+    assert "female (n=19, 10 pat., too few to read)" == subgroup_page.group_label(fnfr.reset_index().iloc[0])
 
 
 def test_age_groups_take_their_lower_edge_and_refuse_impossible_ages():
@@ -118,17 +111,6 @@ def test_a_gap_is_measured_from_the_largest_readable_group_where_the_attributes_
     assert subgroups.reference_group("age group", {}) is None
 
 
-def test_the_models_read_are_the_one_chosen_on_validation_and_the_best_ensemble():
-    choice = pd.DataFrame({"chosen": ["fused/fused", "pretrained/vgg16_features"],
-                           "validation macro F1": [0.41, 0.52]}, index=["Fused", "VGG16"])
-    assert subgroups.best_model(choice) == ("VGG16", "pretrained/vgg16_features")
-    scores = pd.Series({"ensemble/average": 0.5, "ensemble/ga": math.nan, "fused/fused": 0.9})
-    assert subgroups.best_ensemble(scores, ["ensemble/ga"]) == "ensemble/average"
-    assert subgroups.best_ensemble(pd.Series(dtype=float), ["ensemble/ga"]) == "ensemble/ga"
-    assert ensemble_name("ensemble/ga") == "Weighted average voting (GA)" and ensemble_name("average") == "Average voting"
-    assert subgroups.best_ensemble(pd.Series(dtype=float), []) is None
-
-
 def test_findings_and_figure():
     import matplotlib.pyplot as plt
 
@@ -140,3 +122,118 @@ def test_findings_and_figure():
     fig = subgroup_page.plot_attribute(rates, gaps, [subgroups.FNFR], list(subgroups.ATTRIBUTES), "FNFR by group")
     assert len(fig.axes) == 6
     plt.close(fig)
+
+
+def test_effective_patients_count_one_patient_with_many_images_as_few():
+    assert subgroups.effective_patients([1, 2, 3, 4]) == 4
+    assert subgroups.effective_patients([7] * 15 + [1, 1, 2, 3, 4, 5]) == pytest.approx(21 ** 2 / (15 ** 2 + 4 + 4))
+    assert subgroups.effective_patients([9, 9]) == 1 and subgroups.effective_patients([]) == 0
+
+
+def shaped_like_the_cpu_test_split(others_a: int = 40, others_b: int = 30, healthy: int = 20) -> pd.DataFrame:
+    """Two sexes; one woman supplies 15 diseased images and one healthy one (as one patient does in the cpu build's
+    test split), every other patient one image: others_a women and others_b men with a finding, `healthy` of each
+    without."""
+    rows, patient = [], 0
+
+    def add(sex: str, images: int, diseased: int) -> None:
+        nonlocal patient
+        patient += 1
+        rows.extend({"Image Index": f"{patient:08d}_{i:03d}.png", "Patient ID": patient, "sex": sex,
+                     "label": DISEASES[i % len(DISEASES)] if i < diseased else NO_FINDING} for i in range(images))
+    add("female", 16, 15)
+    for sex, diseased in (("female", others_a), ("male", others_b)):
+        for i in range(diseased + healthy):
+            add(sex, 1, int(i < diseased))
+    return pd.DataFrame(rows)
+
+
+def test_a_gap_resting_on_one_patients_images_is_never_read():
+    # as in the cpu build: one patient's 15 diseased images and 5 other patients' make a group of 20 images
+    people = shaped_like_the_cpu_test_split(others_a=5)
+    missed = people.assign(pred=np.where(people["sex"] == "female", NO_FINDING, people["label"]))
+    rates, gaps = subgroups.subgroup_tables(missed, n=200, attributes=["sex"], metrics=[subgroups.FNFR])
+    female = rates.set_index("group").loc["female"]
+    assert female["images"] == 20 and female["patients"] == 6 and female["effective patients"] < 2
+    assert female["reading"] == subgroups.TOO_FEW and female["estimate"] == 1.0
+    assert gaps.empty  # no star can rest on it, however large the gap
+
+
+def test_with_no_true_difference_the_gap_misses_zero_about_one_time_in_twenty():
+    """400 null runs on a split with one patient of 15 diseased images: each patient's chance of having their
+    disease called No Finding is drawn around 0.3 (within-patient correlation 0.5), the same for both sexes."""
+    people = shaped_like_the_cpu_test_split()
+    rng, patients = np.random.default_rng(29), people["Patient ID"].to_numpy() - 1
+    chance = rng.beta(0.3, 0.7, size=(400, patients.max() + 1))[:, patients]
+    missed = rng.random(chance.shape) < chance
+    starred = 0
+    for seed, run in enumerate(missed):
+        _, gaps = subgroups.subgroup_tables(people.assign(pred=np.where(run, NO_FINDING, people["label"])), n=1000,
+                                            seed=seed, attributes=["sex"], metrics=[subgroups.FNFR])
+        assert len(gaps) == 1  # both groups can be read: the woman with 15 images is one of 11 effective patients
+        starred += int(gaps["excludes 0"].iloc[0])
+    assert 0.03 <= starred / len(missed) <= 0.07
+
+
+def test_each_interval_counts_the_resamples_in_which_its_group_was_empty():
+    people = shaped_like_the_cpu_test_split(others_a=2, others_b=30)
+    people = people.assign(pred=people["label"])
+    rates, _ = subgroups.subgroup_tables(people, n=300, seed=4, attributes=["sex"], metrics=[subgroups.FNFR])
+    weights = patient_resamples(people["Patient ID"], n=300, seed=4)
+    women = (people["sex"] == "female") & (people["label"] != NO_FINDING)
+    drawn_empty = int((weights[:, women.to_numpy()].sum(axis=1) == 0).sum())
+    assert drawn_empty > 0 and rates.set_index("group").loc["female", "empty"] == drawn_empty
+    assert rates.set_index("group").loc["male", "empty"] == 0
+    table = subgroup_page.rates_table(rates.assign(model="m"))
+    assert table.loc[("sex", "female"), "resamples empty"] == drawn_empty
+
+
+def test_agreement_beyond_the_classes():
+    rng = np.random.default_rng(5)
+    labels = np.tile(np.arange(len(CLASSES)), 60)
+    noisy = np.where(rng.random(len(labels)) < 0.5, labels, rng.integers(0, len(CLASSES), len(labels)))
+    other = np.where(rng.random(len(labels)) < 0.5, labels, rng.integers(0, len(CLASSES), len(labels)))
+    one = np.ones((1, len(labels)))
+    observed, expected = subgroups.agreement(labels, labels, labels, one)
+    assert observed[0] == expected[0] == 1  # both right everywhere: all explained by the classes
+    observed, expected = subgroups.agreement(labels, noisy, noisy, one)
+    assert observed[0] == 1 and expected[0] < 0.7  # a copy agrees beyond what the classes explain
+    people = pd.DataFrame({"Image Index": [f"{i}.png" for i in range(len(labels))], "label": labels,
+                           "Patient ID": np.arange(len(labels)) // 2})
+    frame = lambda pred: people[["Image Index", "label"]].assign(pred=pred)  # noqa: E731
+    table = subgroups.agreement_table(people, {"copy": frame(noisy), "independent": frame(other)}, frame(noisy),
+                                      n=400, seed=1)
+    assert table.loc["copy", "excess"].sign == 1 and table.loc["independent", "excess"].holds(0)
+    words = subgroup_page.agreement_text(table, len(people), 120)
+    assert words.startswith("Excess agreement above 0, by its interval: copy.") and "The others:" in words
+    assert subgroups.agreement_table(people, {"copy": frame(noisy)}, None) is None
+    assert subgroup_page.agreement_text(None, 1, 1) == subgroup_page.NO_BASELINE
+
+
+def save(root, key: str, split: str, labels, preds) -> None:
+    chapter, model = key.split("/")
+    probs = np.eye(len(CLASSES))[preds] * 0.9 + 0.025
+    runs.ChapterRun("smoke", chapter, root).save_predictions(model, split, runs.predictions_frame(
+        [f"{i:08d}_000.png" for i in range(len(labels))], labels, probs))
+
+
+def test_the_chapter_reads_the_models_chosen_on_validation_never_on_test(tmp_path):
+    labels = np.tile(np.arange(len(CLASSES)), 5)
+    wrong = (labels + 1) % len(CLASSES)
+    half = np.where(np.arange(len(labels)) % 2 == 0, labels, wrong)
+    for key, val, test in (("fused/fused", labels, wrong), ("scratch/second_cnn", half, labels),
+                           ("ensemble/average", half, labels), ("ensemble/ga", labels, wrong),
+                           ("baseline/labels_only", half, half)):
+        save(tmp_path, key, "val", labels, val)
+        save(tmp_path, key, "test", labels, test)
+    rows = pd.DataFrame({"Image Index": [f"{i:08d}_000.png" for i in range(len(labels))], "label": labels,
+                         "Patient ID": np.arange(len(labels)), "Patient Gender": "F", "Patient Age": 40,
+                         "View Position": "PA"})
+    ch = SimpleNamespace(profile="smoke", runs_root=tmp_path, weights={}, data=SimpleNamespace(split=lambda s: rows),
+                         predictions=lambda keys=None, split="test": runs.load_predictions("smoke", split, tmp_path,
+                                                                                          keys=keys))
+    seen = examined(ch)
+    assert seen.roles["saved as"].tolist() == ["fused/fused", "ensemble/ga"]  # the validation best, worst on test
+    assert list(seen.test) == ["chosen model: Fused", "best ensemble: Weighted average voting (GA)"]
+    assert set(seen.every) == {"Fused", "CNN from scratch", "Weighted average voting (GA)"}
+    assert seen.baseline["pred"].tolist() == half.tolist() and len(seen.people) == len(labels)

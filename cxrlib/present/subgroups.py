@@ -6,77 +6,112 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from cxrlib.present.claims import interval_text, units
 from cxrlib.present.plots import legend_below, wrapped
-from cxrlib.science.subgroups import ATTRIBUTES, BASES, FNFR, MIN_IMAGES, TOO_FEW
+from cxrlib.science.stats import Interval
+from cxrlib.science.subgroups import ATTRIBUTES, BASES, FNFR, MIN_IMAGES, MIN_PATIENTS, TOO_FEW
 
 
-def interval_text(estimate: float, low: float, high: float, signed: bool = False) -> str:
-    """'0.126 (0.075 to 0.177)', signed for gaps; a dash where there is no value."""
-    if np.isnan(estimate):
-        return "–"
-    form = "{:+.3f}" if signed else "{:.3f}"
-    bounds = "" if np.isnan(low) else f" ({form.format(low)} to {form.format(high)})"
-    return form.format(estimate) + bounds
+THRESHOLDS = (f"at least {MIN_IMAGES} images (diseased images for the FNFR, images of the class for a recall) "
+              f"from at least {MIN_PATIENTS} effective patients")
+
+
+def text(row, signed: bool = False) -> str:
+    """A rate's or gap's '0.126 (0.075 to 0.177)' from its row (claims.interval_text)."""
+    return interval_text(Interval(row["estimate"], row["low"], row["high"], row["empty"]), signed=signed)
+
+
+def per_model(table: pd.DataFrame, keys: list, signed: bool = False) -> pd.DataFrame:
+    """keys x model: each model's value with its interval, a star where a gap's interval excludes 0."""
+    texts = table.assign(text=[text(row, signed) + (" *" if row.get("excludes 0") else "")
+                               for _, row in table.iterrows()])
+    wide = texts.pivot_table(index=keys, columns="model", values="text", aggfunc="first")
+    rows = pd.MultiIndex.from_frame(table[keys].drop_duplicates())
+    return wide.reindex(index=rows, columns=list(dict.fromkeys(table["model"]))).fillna("–").rename_axis(columns=None)
 
 
 def rates_table(rates: pd.DataFrame, metric: str = FNFR) -> pd.DataFrame:
-    """One metric: per attribute and group, the images it rests on, each model's rate with its interval, and
-    whether it can be read."""
+    """One metric: per attribute and group, the images and patients it rests on, each model's rate with its
+    interval, the resamples in which the group was drawn empty, and whether it can be read."""
     mine = rates[rates["metric"] == metric]
     first = mine[mine["model"] == mine["model"].iloc[0]].set_index(["attribute", "group"])
-    table = pd.DataFrame({"images": first["images"]})
-    for model, rows in mine.groupby("model", sort=False):
-        rows = rows.set_index(["attribute", "group"])
-        table[model] = [interval_text(*values) for values in rows[["estimate", "low", "high"]].to_numpy()]
-    table["reading"] = first["reading"].replace("", "read")
-    return table
+    table = first[["images", "patients", "effective patients"]].join(per_model(mine, ["attribute", "group"]))
+    return table.assign(**{"resamples empty": first["empty"], "reading": first["reading"].replace("", "read")})
 
 
 def gaps_table(gaps: pd.DataFrame) -> pd.DataFrame:
-    """Per attribute, metric and gap: each model's gap with its interval (a star where it excludes 0)."""
+    """Per attribute, metric and gap: each model's gap with its interval (a star where it excludes 0), and the
+    resamples in which either group was drawn empty."""
     if gaps.empty:
-        return pd.DataFrame({"gaps": [f"none: no attribute has two groups whose rates rest on {MIN_IMAGES} or "
-                                      f"more images"]}, index=pd.Index([""], name="attribute"))
-    texts = gaps.assign(text=[interval_text(e, lo, hi, signed=True) + (" *" if x else "")
-                              for e, lo, hi, x in gaps[["estimate", "low", "high", "excludes 0"]].to_numpy()])
-    order = list(dict.fromkeys(gaps["model"]))
+        return pd.DataFrame({"gaps": [f"none: no attribute has two groups that rest on {THRESHOLDS}"]},
+                            index=pd.Index([""], name="attribute"))
     keys = ["attribute", "metric", "gap"]
-    table = texts.pivot_table(index=keys, columns="model", values="text", aggfunc="first")
-    rows = pd.MultiIndex.from_frame(gaps[keys].drop_duplicates())
-    return table.reindex(index=rows, columns=order).fillna("–").rename_axis(columns=None)
+    empty = gaps.drop_duplicates(keys).set_index(keys)["empty"].rename("resamples empty")
+    return per_model(gaps, keys, signed=True).join(empty)
 
 
 def findings_text(rates: pd.DataFrame, gaps: pd.DataFrame, test_images: int, patients: int) -> str:
     """Plain sentences: how much of the table can be read, and which FNFR gaps the intervals support."""
     first = rates[rates["model"] == rates["model"].iloc[0]]  # the counts, hence the reading, are every model's
     read, total = int((first["reading"] == "").sum()), len(first)
-    lines = [f"The test set holds {test_images} images of {patients} patients. Of the {total} rates per model "
-             f"(five metrics by {rates['group'].nunique()} groups), {read} rest on {MIN_IMAGES} or more images; "
-             f"the others are marked *{TOO_FEW}* and stay out of the gaps."]
-    widths = ((gaps["high"] - gaps["low"]) / 2)[gaps["metric"] == FNFR]
-    if len(widths):
-        lines.append(f"The narrowest FNFR gap interval reaches ±{widths.min():.2f} around its estimate: a true gap "
-                     f"smaller than about {widths.min():.2f} could not be told from 0 on this test set.")
-    clear = gaps[(gaps["metric"] == FNFR) & gaps["excludes 0"]]
+    lines = [f"The test set holds {units(test_images, patients)}. Of the {total} rates per model "
+             f"({first['metric'].nunique()} metrics by {first['group'].nunique()} groups), {read} rest on "
+             f"{THRESHOLDS}; the others are marked *{TOO_FEW}* and stay out of the gaps."]
+    fnfr = gaps[gaps["metric"] == FNFR]
+    if len(fnfr):
+        width = ((fnfr["high"] - fnfr["low"]) / 2).min()
+        lines.append(f"The narrowest FNFR gap interval reaches ±{width:.2f} around its estimate: a true gap "
+                     f"smaller than about {width:.2f} could not be told from 0 on this test set.")
+    clear = fnfr[fnfr["excludes 0"]]
     if len(clear):
         lines.append("FNFR gaps whose 95% interval excludes 0:\n\n" + "\n".join(
-            f"- {row.model}: {row.attribute}, {row.gap}: {row.estimate:+.3f} (95% interval {row.low:+.3f} to "
-            f"{row.high:+.3f})" for row in clear.itertuples()))
-    elif len(gaps[gaps["metric"] == FNFR]):
+            f"- {row['model']}: {row['attribute']}, {row['gap']}: {text(row, signed=True)}"
+            for _, row in clear.iterrows()))
+    elif len(fnfr):
         lines.append("No FNFR gap has a 95% interval that excludes 0: this test set cannot tell whether any "
                      "group is missed more often than another. That is not evidence that the rates are equal.")
     else:
-        lines.append("No attribute has two groups with enough diseased images for an FNFR gap: this test set "
-                     "cannot compare any groups.")
+        lines.append(f"No attribute has two groups whose FNFR rests on {THRESHOLDS}: this test set cannot "
+                     f"compare any groups.")
     return "\n\n".join(lines)
 
 
+NO_BASELINE = ("The labels-only model saved no predictions on this test split (synthetic images, or its chapter has "
+               "not run: cxr run baseline), so there is nothing to agree with.")
+
+
+def agreement_shown(table: pd.DataFrame | None) -> pd.DataFrame:
+    """The shortcut check's table: agreement with the labels-only baseline, what the classes explain, and the
+    excess with its interval."""
+    if table is None:
+        return pd.DataFrame({"agreement": [NO_BASELINE]}, index=pd.Index([""], name="model"))
+    return table.assign(excess=[interval_text(found, signed=True) for found in table["excess"]])
+
+
+def agreement_text(table: pd.DataFrame | None, images: int, patients: int) -> str:
+    """What the excess agreement says, model by model, in the words its interval allows."""
+    if table is None:
+        return NO_BASELINE
+    where, excess = units(images, patients), table["excess"]
+    above, below = [m for m in excess.index if excess[m].sign > 0], [m for m in excess.index if excess[m].sign < 0]
+    rest = [m for m in excess.index if m not in above + below]
+    lines = [f"Excess agreement above 0, by its interval: {', '.join(above)}." if above else "",
+             f"Below 0: {', '.join(below)}." if below else "",
+             f"{'The others' if len(rest) < len(excess) else 'Every model'}: indistinguishable from answers that "
+             f"follow the true class alone, on {where}." if rest else ""]
+    if above:
+        lines.append("The models above 0 answer the way the label file's fields lean more than the true classes "
+                     "explain: a sign of a shortcut (or of findings that both the fields and the film show), to be "
+                     "checked on a larger test set.")
+    return " ".join(line for line in lines if line)
+
+
 def group_label(row) -> str:
-    """A group's tick label: its name and count, and the warning when too few."""
+    """A group's tick label: its name, images and patients, and the warning when too few."""
     if not row["images"]:
         return f"{row['group']} (no images)"
     warning = f", {TOO_FEW}" if row["reading"] else ""
-    return f"{row['group']} (n={row['images']}{warning})"
+    return f"{row['group']} (n={row['images']}, {row['patients']} pat.{warning})"
 
 
 def draw_rates(ax, rates: pd.DataFrame, models: list, metric: str) -> None:
@@ -100,7 +135,8 @@ def draw_gaps(ax, gaps: pd.DataFrame, models: list, metric: str) -> None:
     names = list(dict.fromkeys(mine["gap"]))
     ax.axvline(0, color="grey", linewidth=0.8)
     if not names:
-        ax.text(0.5, 0.5, f"no gap:\nfewer than two groups\nwith {MIN_IMAGES} or more images", ha="center",
+        ax.text(0.5, 0.5, f"no gap:\nfewer than two groups\nwith {MIN_IMAGES}+ images from\n{MIN_PATIENTS}+ effective "
+                f"patients", ha="center",
                 va="center", transform=ax.transAxes, fontsize=9, bbox={"facecolor": "white", "edgecolor": "none"})
         ax.set(yticks=[], xlim=(-1, 1), title="gap")
         return
@@ -134,4 +170,5 @@ def legend_handles(models: list) -> list:
     """One marker per model, and the hollow marker of a rate too few to read."""
     handles = [Line2D([], [], marker="o", color=f"C{k}", linestyle="", label=model) for k, model in enumerate(models)]
     return handles + [Line2D([], [], marker="o", color="grey", mfc="white", linestyle="",
-                             label=f"hollow: {TOO_FEW} (fewer than {MIN_IMAGES} images)")]
+                             label=f"hollow: {TOO_FEW} (fewer than {MIN_IMAGES} images or "
+                                   f"{MIN_PATIENTS} effective patients)")]

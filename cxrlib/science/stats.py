@@ -51,9 +51,8 @@ def patient_resamples(patients, n: int = 1000, seed: int = 0) -> np.ndarray:
     """(n, images): how often each image's patient was drawn in each of n resamples of the patients."""
     codes, index = np.unique(np.asarray(patients).astype(str), return_inverse=True)
     draws = np.random.default_rng([seed, STREAM]).integers(len(codes), size=(n, len(codes)))
-    counts = np.zeros((n, len(codes)))
-    np.add.at(counts, (np.arange(n)[:, None], draws), 1)
-    return counts[:, index]
+    rows = (np.arange(n)[:, None] * len(codes) + draws).ravel()  # each draw's cell of the (n, patients) counts
+    return np.bincount(rows, minlength=n * len(codes)).reshape(n, len(codes)).astype(float)[:, index]
 
 
 def ratio(top, bottom) -> np.ndarray:
@@ -65,12 +64,14 @@ def ratio(top, bottom) -> np.ndarray:
 
 def weighted_auc(scores, positive, weights) -> np.ndarray:
     """ROC AUC of scores for the positive images under each row of weights (ties count one half, as the area
-    under the trapezoid curve of scikit-learn's roc_auc_score): NaN where a row weighs no positive or no negative."""
+    under the trapezoid curve of scikit-learn's roc_auc_score): NaN where a row weighs no positive or no negative.
+    Images are sorted by score and summed per distinct score, so memory grows with rows x images, never images²."""
     values, group = np.unique(np.asarray(scores, float), return_inverse=True)
-    member = np.zeros((len(group), len(values)))
-    member[np.arange(len(group)), group] = 1
-    positive = np.asarray(positive, bool)
-    pos, neg = (weights * positive) @ member, (weights * ~positive) @ member
+    order = np.argsort(group, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(group[order]) > 0])
+    positive, weights = np.asarray(positive, bool)[order], np.asarray(weights, float)[:, order]
+    pos = np.add.reduceat(weights * positive, starts, axis=1)
+    neg = np.add.reduceat(weights * ~positive, starts, axis=1)
     below = np.cumsum(neg, axis=1) - neg
     return ratio((pos * (below + neg / 2)).sum(axis=1), pos.sum(axis=1) * neg.sum(axis=1))
 

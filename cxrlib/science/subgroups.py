@@ -1,10 +1,14 @@
 """Whom the models miss (beyond the report): the false No Finding rate and per-class recall by sex, age group
-and view position, with patient-clustered bootstrap intervals and the gap between groups.
+and view position, with patient-clustered bootstrap intervals (science.stats) and the gap between groups; and the
+shortcut check, whether a model's answers follow the label file's fields beyond what the true classes explain.
 
 Seyyed-Kalantari et al. (Nature Medicine 27, 2176-2182, 2021) found such "underdiagnosis" on NIH ChestX-ray14
-itself. Every rate here rests on a count of images (diseased images for the FNFR, images of the class for a
-recall); a rate resting on fewer than MIN_IMAGES is shown, marked too few to read, and kept out of the gaps.
-The science is pure (tables in, tables out); its tables, words and figures are cxrlib.present.subgroups'.
+itself. A rate rests on the images it counts (diseased images for the FNFR, images of the class for a recall) and
+on their patients: a patient's images are not independent, and one patient with many images weighs like few
+patients. So a rate is read only where it rests on at least MIN_IMAGES images and MIN_PATIENTS effective patients
+(Kish's effective sample size of the clusters, (sum of images)^2 / sum of images^2 per patient: the patient count
+when each has one image, fewer when one patient supplies many). Every other rate is shown, marked too few to
+read, and kept out of the gaps, so no gap rests on it. The tables, words and figures are cxrlib.present.subgroups'.
 """
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import CLASSES, NO_FINDING
+from cxrlib.science.stats import patient_resamples, percentile_interval, ratio
 
 MIN_IMAGES = 20
+MIN_PATIENTS = 10  # effective patients (Kish)
 TOO_FEW = "too few to read"
 AGE_EDGES = (0, 20, 40, 60, 80)
 AGE_GROUPS = ("0–20", "20–40", "40–60", "60–80", "80+")
@@ -30,30 +36,11 @@ ATTRIBUTES = {
 FNFR = "FNFR"
 BASES = ("images of the class", "diseased images")  # what a recall's and the FNFR's n count
 METRICS = (FNFR, *(f"recall: {c}" for c in CLASSES))
+# the shortcut check's rates: each disease's images called No Finding (its FNFR within the class)
+MISSED = tuple(f"{c} called No Finding" for k, c in enumerate(CLASSES) if k != NO_FINDING)
 CITATION = ("Seyyed-Kalantari L, Zhang H, McDermott MBA, Chen IY, Ghassemi M. Underdiagnosis bias of artificial "
             "intelligence algorithms applied to chest radiographs in under-served patient populations. "
             "*Nature Medicine* 27, 2176–2182 (2021). https://doi.org/10.1038/s41591-021-01595-0")
-
-
-# ---------------------------------------------------------------- which models
-
-def best_model(choice: pd.DataFrame) -> tuple:
-    """(label, 'chapter/model') of the report model with the best validation macro F1 (ties: the first row)."""
-    if choice.empty:
-        raise ValueError("no model has validation predictions; run the model chapters first (cxr run scratch fused "
-                         "pretrained)")
-    scores = pd.to_numeric(choice["validation macro F1"])
-    label = scores.idxmax()
-    return label, choice.loc[label, "chosen"]
-
-
-def best_ensemble(val_scores: pd.Series, tested) -> str | None:
-    """'ensemble/<name>' of the ensemble with the best validation macro F1 among those that saved validation
-    predictions; without any, the report's best (GA weights) if it saved test predictions; else None."""
-    scores = val_scores[[key for key in val_scores.index if key.startswith("ensemble/")]].dropna()
-    if not scores.empty:
-        return scores.sort_index().idxmax()
-    return "ensemble/ga" if "ensemble/ga" in set(tested) else None
 
 
 # ---------------------------------------------------------------- who is in the test set
@@ -110,58 +97,44 @@ def group_counts(people: pd.DataFrame) -> pd.DataFrame:
 
 
 def count_row(mine: pd.DataFrame, attribute: str, group: str) -> dict:
-    """One group's images, diseased images and patients."""
-    return {"attribute": attribute, "group": group, "images": len(mine),
-            "diseased images": int((mine["label"] != NO_FINDING).sum()), "patients": mine["Patient ID"].nunique()}
+    """One group's images and patients, and the diseased images, their patients and effective patients."""
+    diseased = mine.loc[mine["label"] != NO_FINDING, "Patient ID"]
+    return {"attribute": attribute, "group": group, "images": len(mine), "patients": mine["Patient ID"].nunique(),
+            "diseased images": len(diseased), "their patients": diseased.nunique(),
+            "effective patients": round(effective_patients(diseased), 1)}
 
 
 # ---------------------------------------------------------------- rates and the bootstrap
 
 def metric_masks(labels, preds) -> dict:
-    """metric -> (images counted as hits, images the rate rests on): FNFR, then each class's recall."""
+    """metric -> (images counted as hits, images the rate rests on): FNFR, each class's recall, and each
+    disease's images called No Finding."""
     labels, preds = np.asarray(labels), np.asarray(preds)
     diseased = labels != NO_FINDING
     masks = {FNFR: (diseased & (preds == NO_FINDING), diseased)}
     for k, name in enumerate(CLASSES):
         masks[f"recall: {name}"] = ((labels == k) & (preds == k), labels == k)
+        if k != NO_FINDING:
+            masks[f"{name} called No Finding"] = ((labels == k) & (preds == NO_FINDING), labels == k)
     return masks
 
 
-def patient_weights(patients, n: int, seed: int = 0) -> np.ndarray:
-    """(n, images): how often each image's patient was drawn in each of n resamples of the patients."""
-    codes, index = np.unique(np.asarray(patients), return_inverse=True)
-    draws = np.random.default_rng(seed).integers(len(codes), size=(n, len(codes)))
-    counts = np.zeros((n, len(codes)))
-    np.add.at(counts, (np.arange(n)[:, None], draws), 1)
-    return counts[:, index]
+def effective_patients(patients) -> float:
+    """Kish's effective number of patients of some images: (sum of images)^2 / sum of images^2 per patient."""
+    sizes = pd.Series(np.asarray(patients)).value_counts().to_numpy(float)
+    return float(sizes.sum() ** 2 / (sizes ** 2).sum()) if len(sizes) else 0.0
 
 
-def ratio(hits: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """hits / base, NaN where base is 0."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(base > 0, hits / np.where(base > 0, base, 1), np.nan)
-
-
-def interval(samples: np.ndarray, level: float = 0.95) -> tuple:
-    """Percentile interval of the resamples that had images to rate (NaN, NaN when none had)."""
-    samples = samples[~np.isnan(samples)]
-    if not len(samples):
-        return np.nan, np.nan
-    tail = (1 - level) / 2 * 100
-    return float(np.percentile(samples, tail)), float(np.percentile(samples, 100 - tail))
-
-
-def rate_samples(people: pd.DataFrame, attribute: str, weights: np.ndarray) -> dict:
-    """(metric, group) -> (estimate, images it rests on, resampled values) for every group of the attribute."""
-    groups = ATTRIBUTES[attribute][1]
-    found = {}
-    for metric, (hit, base) in metric_masks(people["label"], people["pred"]).items():
-        for group in groups:
-            inside = (people[attribute] == group).to_numpy()
-            hits, bases = hit & inside, base & inside
-            estimate = ratio(np.array(hits.sum(), float), np.array(bases.sum(), float))
-            found[metric, group] = (float(estimate), int(bases.sum()), ratio(weights @ hits, weights @ bases))
-    return found
+def group_rate(hits, bases, patients, weights) -> tuple:
+    """(one group's row: images, patients, effective patients, the rate with its interval, the resamples in which
+    the group was drawn empty, whether it can be read; its resampled rates)."""
+    samples = ratio(weights @ hits, weights @ bases)
+    found = percentile_interval(ratio(hits.sum(), bases.sum()), samples)
+    mine = patients[bases]
+    images, effective = int(bases.sum()), effective_patients(mine)
+    readable = images >= MIN_IMAGES and effective >= MIN_PATIENTS
+    return ({"images": images, "patients": len(set(mine)), "effective patients": round(effective, 1),
+             **found._asdict(), "reading": "" if readable else TOO_FEW}, samples)
 
 
 def reference_group(attribute: str, readable: dict) -> str | None:
@@ -173,45 +146,43 @@ def reference_group(attribute: str, readable: dict) -> str | None:
     return max(readable, key=readable.get) if readable else None
 
 
-def attribute_tables(people: pd.DataFrame, attribute: str, weights: np.ndarray, level: float = 0.95,
-                     min_images: int = MIN_IMAGES) -> tuple:
+def attribute_tables(people: pd.DataFrame, attribute: str, weights: np.ndarray, metrics=METRICS) -> tuple:
     """(rates, gaps) of one attribute: each group's rate with its interval, and each readable group's gap from
-    the reference group, computed on the same resamples."""
-    found = rate_samples(people, attribute, weights)
+    the reference group on the same resamples (the gap's empty count: resamples in which either group was)."""
+    masks, patients = metric_masks(people["label"], people["pred"]), people["Patient ID"].to_numpy()
     rates, gaps = [], []
-    for metric in METRICS:
-        mine = {group: value for (m, group), value in found.items() if m == metric}
-        for group, (estimate, images, samples) in mine.items():
-            low, high = interval(samples, level)
-            rates.append({"attribute": attribute, "metric": metric, "group": group, "images": images,
-                          "estimate": estimate, "low": low, "high": high,
-                          "reading": TOO_FEW if images < min_images else ""})
-        readable = {group: images for group, (_, images, _) in mine.items() if images >= min_images}
+    for metric in metrics:
+        hit, base = masks[metric]
+        found = {group: group_rate(hit & inside, base & inside, patients, weights) for group in
+                 ATTRIBUTES[attribute][1] for inside in [(people[attribute] == group).to_numpy()]}
+        rates += [{"attribute": attribute, "metric": metric, "group": group, **row}
+                  for group, (row, _) in found.items()]
+        readable = {group: row["images"] for group, (row, _) in found.items() if not row["reading"]}
         reference = reference_group(attribute, readable)
-        for group in [g for g in mine if g in readable and g != reference]:
-            low, high = interval(mine[group][2] - mine[reference][2], level)
+        for group in [g for g in readable if g != reference]:
+            (mine, a), (theirs, b) = found[group], found[reference]
+            gap = percentile_interval(mine["estimate"] - theirs["estimate"], a - b)
             gaps.append({"attribute": attribute, "metric": metric, "gap": f"{group} − {reference}",
-                         "estimate": mine[group][0] - mine[reference][0], "low": low, "high": high,
-                         "excludes 0": bool(low > 0 or high < 0)})
+                         **gap._asdict(), "excludes 0": gap.sign != 0})
     return pd.DataFrame(rates), pd.DataFrame(gaps, columns=["attribute", "metric", "gap", "estimate", "low",
-                                                            "high", "excludes 0"])
+                                                            "high", "empty", "excludes 0"])
 
 
-def subgroup_tables(people: pd.DataFrame, n: int = 1000, seed: int = 0, level: float = 0.95,
-                    min_images: int = MIN_IMAGES) -> tuple:
-    """(rates, gaps) for every attribute, from one set of n patient resamples (people: demographics with pred)."""
-    weights = patient_weights(people["Patient ID"], n, seed)
-    tables = [attribute_tables(people, attribute, weights, level, min_images) for attribute in ATTRIBUTES]
+def subgroup_tables(people: pd.DataFrame, n: int = 1000, seed: int = 0, attributes=tuple(ATTRIBUTES),
+                    metrics=METRICS) -> tuple:
+    """(rates, gaps) for the attributes, from one set of n patient resamples (people: demographics with pred)."""
+    weights = patient_resamples(people["Patient ID"], n, seed)
+    tables = [attribute_tables(people, attribute, weights, metrics) for attribute in attributes]
     return (pd.concat([rates for rates, _ in tables], ignore_index=True),
             pd.concat([gaps for _, gaps in tables], ignore_index=True))
 
 
-def model_tables(people: pd.DataFrame, predictions: dict, n: int = 1000, seed: int = 0,
-                 min_images: int = MIN_IMAGES) -> tuple:
+def model_tables(people: pd.DataFrame, predictions: dict, n: int = 1000, seed: int = 0, attributes=tuple(ATTRIBUTES),
+                 metrics=METRICS) -> tuple:
     """(rates, gaps) of every model (name -> its test predictions), with a 'model' column first."""
     rates, gaps = [], []
     for name, frame in predictions.items():
-        r, g = subgroup_tables(with_predictions(people, frame), n, seed, min_images=min_images)
+        r, g = subgroup_tables(with_predictions(people, frame), n, seed, attributes, metrics)
         rates.append(r.assign(model=name))
         gaps.append(g.assign(model=name))
     return model_first(pd.concat(rates, ignore_index=True)), model_first(pd.concat(gaps, ignore_index=True))
@@ -220,3 +191,37 @@ def model_tables(people: pd.DataFrame, predictions: dict, n: int = 1000, seed: i
 def model_first(table: pd.DataFrame) -> pd.DataFrame:
     """The table with its 'model' column first."""
     return table[["model", *[c for c in table.columns if c != "model"]]]
+
+
+# ---------------------------------------------------------------- the shortcut check
+
+def agreement(labels, model, base, weights) -> tuple:
+    """(observed, expected) share of images on which two classifiers name the same class, under each row of
+    weights; expected is what their answers would share if each depended on the image's true class alone
+    (sum over classes c and answers k of n_c * P(model k | c) * P(base k | c), over all images)."""
+    k = len(CLASSES)
+    truth, said_a, said_b = (np.eye(k)[np.asarray(v, int)] for v in (labels, model, base))
+    observed = ratio(weights @ (said_a * said_b).sum(axis=1), weights.sum(axis=1))
+    per_class = weights @ truth
+    a = (weights @ (truth[:, :, None] * said_a[:, None, :]).reshape(len(truth), -1)).reshape(-1, k, k)
+    b = (weights @ (truth[:, :, None] * said_b[:, None, :]).reshape(len(truth), -1)).reshape(-1, k, k)
+    expected = ratio(np.nansum(ratio((a * b).sum(axis=2), per_class), axis=1), weights.sum(axis=1))
+    return observed, expected
+
+
+def agreement_table(people: pd.DataFrame, predictions: dict, base: pd.DataFrame | None, n: int = 1000,
+                    seed: int = 0) -> pd.DataFrame | None:
+    """Per model: how often it names the labels-only baseline's class, how often it would if both followed the
+    true class alone, and the excess with its interval from the same patient resamples (a paired difference).
+    None without the baseline's predictions."""
+    if base is None:
+        return None
+    weights, theirs = patient_resamples(people["Patient ID"], n, seed), with_predictions(people, base)["pred"]
+    rows = {}
+    for name, frame in predictions.items():
+        mine = with_predictions(people, frame)["pred"]
+        (observed,), (expected,) = agreement(people["label"], mine, theirs, np.ones((1, len(people))))
+        resampled, chance = agreement(people["label"], mine, theirs, weights)
+        rows[name] = {"agrees": observed, "expected from the classes": expected,
+                      "excess": percentile_interval(observed - expected, resampled - chance)}
+    return pd.DataFrame(rows).T.rename_axis("model")

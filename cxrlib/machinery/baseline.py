@@ -1,0 +1,110 @@
+"""The labels-only chapter's work: read NIH's label file, train the baseline on its fields (science.baseline), score
+it on our test split and on held-out NIH patients, and save its predictions like any model's."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from cxrlib.core.errors import DataError
+from cxrlib.core.frames import predictions_frame
+from cxrlib.machinery.inputs import nih_label_file, read_metadata, single_label
+from cxrlib.science import baseline
+from cxrlib.present.labels import metrics_row
+from cxrlib.science.stats import Bootstrap
+
+# Resamples of the held-out sets: thousands of images whose intervals are already tight, so 200 keep the
+# (resamples x images) weights small; our test split uses the chapter's `bootstrap`.
+HELD_OUT_RESAMPLES = 200
+
+
+@dataclass
+class Scored:
+    """One test set: its name, its patient resamples (which hold labels and patients) and each model's
+    probabilities on it."""
+
+    name: str
+    boot: Bootstrap
+    probs: dict
+
+
+@dataclass
+class LabelsOnly:
+    """What the chapter shows: the baseline's own split of NIH's rows, its features, the validation score of
+    each setting of the grid and the one chosen, the test sets, the fields' importance and the score without the
+    patient's history."""
+
+    rows: pd.DataFrame
+    features: pd.DataFrame
+    grid: pd.Series
+    chosen: str
+    tests: list
+    importance: pd.DataFrame
+    without_history: Scored
+    ours_missing: int = 0  # images of our test split that NIH's file does not list (synthetic data)
+
+
+def nih_rows() -> tuple:
+    """(NIH's label file, its single-label rows of the four classes); refused in one line where it is missing."""
+    path = nih_label_file()
+    if path is None:
+        raise DataError("NIH's label file (Data_Entry_2017_v2020.csv.gz) was not found in data/nih-metadata or "
+                        "CXR_NIH_METADATA: the labels-only baseline is trained on it")
+    nih = read_metadata(path)
+    return nih, single_label(nih)
+
+
+def labels_only(ch) -> LabelsOnly:
+    """Train, choose, score and save the baseline of one chapter (ch: its Chapter). One thread for the boosting:
+    on a shared machine OpenMP's threads wait on each other for minutes."""
+    nih, rows = nih_rows()
+    X, seed = baseline.features(nih), ch["seed"]
+    split = baseline.split_rows(rows, ch.data.table, seed)
+    part = {name: (X.loc[rows["Image Index"].astype(str)], rows["label"].to_numpy())
+            for name, rows in split.groupby("split")}
+    held = split[split["split"] == "held out"]
+    shown = baseline.balanced(held, seed)
+    with threadpool_limits(1):
+        chosen, model, grid = baseline.tune(*part["fit"], *part["validation"], seed)
+        tests = [held_out(model, X, rows, name, part["fit"][1], seed) for name, rows in (
+            ("held-out NIH patients, natural class mix", held), ("held-out NIH patients, class-balanced", shown))]
+        mine = ours(ch, model, X)
+        importance = baseline.importance(model, X.loc[shown["Image Index"].astype(str)], shown["label"], seed)
+        keep = [name for name in baseline.FEATURES if name not in baseline.HISTORY]
+        lean = baseline.train(part["fit"][0][keep], part["fit"][1], baseline.settings(model), seed)
+        without = held_out(lean, X[keep], shown, "held-out NIH patients, class-balanced, without the history "
+                           "fields", part["fit"][1], seed)
+    return LabelsOnly(split, X, grid, chosen, ([mine] if mine else []) + tests, importance, without,
+                      0 if mine else missing(ch, X))
+
+
+def held_out(model, X, rows: pd.DataFrame, name: str, y_fit, seed: int) -> Scored:
+    """The baseline, and the trivial baselines of its fit split's classes, scored on some of NIH's held-out rows."""
+    probs, _ = baseline.probabilities(model, X.loc[rows["Image Index"].astype(str)])
+    boot = Bootstrap(rows["label"], rows["Patient ID"], HELD_OUT_RESAMPLES, seed)
+    return Scored(name, boot, {"labels only": probs, **baseline.trivial_baselines(y_fit, len(rows), seed)})
+
+
+def missing(ch, X) -> int:
+    """Images of our validation and test splits that NIH's label file does not list (synthetic images)."""
+    ids = pd.concat([ch.data.split(name)["Image Index"] for name in ("val", "test")]).astype(str)
+    return int((~ids.isin(X.index)).sum())
+
+
+def ours(ch, model, X) -> Scored | None:
+    """Our own test split, on the resamples every model of the book is compared on (the chapter's seed and
+    bootstrap), beside the trivial baselines of our training split; the baseline's validation and test
+    predictions (with logits) and test metrics row are saved as the model chapters save theirs. None where NIH's
+    file lacks some of our images."""
+    if missing(ch, X):
+        return None
+    for split in ("val", "test"):
+        rows = ch.data.split(split)
+        probs, logits = baseline.probabilities(model, X.loc[rows["Image Index"].astype(str)])
+        ch.run.save_predictions(baseline.NAME, split, predictions_frame(rows["Image Index"], rows["label"], probs,
+                                                                        logits))
+    ch.run.save_metrics(baseline.NAME, metrics_row(baseline.NAME, rows["label"], probs))
+    boot = Bootstrap(rows["label"], rows["Patient ID"], ch["bootstrap"], seed=ch["seed"])
+    trivial = baseline.trivial_baselines(ch.data.labels("train"), len(rows), ch["seed"])
+    return Scored("our test split", boot, {"labels only": probs, **trivial})
