@@ -36,7 +36,7 @@ class Result:
 
 
 # Chapters that read saved predictions and metrics only: they never import TensorFlow, and start seconds sooner.
-WITHOUT_TENSORFLOW = ("dataset", "ensemble", "subgroups", "conclusions")
+WITHOUT_TENSORFLOW = ("dataset", "baseline", "ensemble", "subgroups", "conclusions")
 
 
 class Chapter:
