@@ -332,6 +332,7 @@ class Gathered:
     extra: pd.DataFrame  # label -> loss, inference time, classes predicted
     keys: dict  # label -> 'chapter/model'
     limits: list  # what limited the build, as the run folder records it
+    held_out: pd.DataFrame | None = None  # the labels-only baseline on held-out NIH patients (its chapter's table)
 
 
 def gathered(ch) -> Gathered:
@@ -346,11 +347,29 @@ def gathered(ch) -> Gathered:
     scores = validation_scores(val).rename(index=labels)
     families = {labels[k]: REGISTRY[k.split("/")[0]].family or k.split("/")[0] for k in ours if labels[k] in scores}
     chosen = [labels[key] for key in best_models(ch.profile, ch.runs_root, ch.predictions).values()]
-    baselines = {**ch.baselines(), **{key: runs.probabilities(f) for key, f in frames.items() if key not in ours}}
+    baselines = {**ch.baselines(), **{baseline_label(key): runs.probabilities(f) for key, f in frames.items()
+                                      if key not in ours}}
     return Gathered({labels[k]: runs.probabilities(frames[k]) for k in ours}, scores, families,
                     [labels[k] for k in ours if k.startswith("ensemble/")], chosen, baselines,
                     loss_after_balancing(ch, metrics.loc[ours, ["Loss", "Inference time (s)", PREDICTED]]).rename(index=labels),
-                    {labels[k]: k for k in ours}, recorded_limits(runs.chapter_infos(ch.profile, ch.runs_root)))
+                    {labels[k]: k for k in ours}, recorded_limits(runs.chapter_infos(ch.profile, ch.runs_root)),
+                    held_out(ch))
+
+
+def baseline_label(key: str) -> str:
+    """The name a saved baseline shows ('baseline/labels_only' -> the words of present.labels)."""
+    from cxrlib.present.labels import LABELS_ONLY
+    from cxrlib.science.baseline import NAME
+
+    return LABELS_ONLY if key == f"baseline/{NAME}" else key
+
+
+def held_out(ch) -> pd.DataFrame | None:
+    """The labels-only baseline's intervals on held-out NIH patients, as its chapter saved them (None: not run)."""
+    from cxrlib.machinery.baseline import HELD_OUT_FILE
+
+    path = runs.ChapterRun(ch.profile, "baseline", ch.runs_root).live_file("tables", HELD_OUT_FILE)
+    return pd.read_csv(path) if path.is_file() else None
 
 
 def loss_after_balancing(ch, table: pd.DataFrame) -> pd.DataFrame:

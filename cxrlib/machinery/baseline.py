@@ -9,6 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from cxrlib.core.errors import DataError
 from cxrlib.core.frames import predictions_frame
+from cxrlib.machinery import runs
 from cxrlib.machinery.inputs import nih_label_file, read_metadata, single_label
 from cxrlib.science import baseline
 from cxrlib.present.labels import metrics_row
@@ -75,8 +76,21 @@ def labels_only(ch) -> LabelsOnly:
         lean = baseline.train(part["fit"][0][keep], part["fit"][1], baseline.settings(model), seed)
         without = held_out(lean, X[keep], shown, "held-out NIH patients, class-balanced, without the history "
                            "fields", part["fit"][1], seed)
+    save_held_out(ch, tests)
     return LabelsOnly(split, X, grid, chosen, ([mine] if mine else []) + tests, importance, without,
                       0 if mine else missing(ch, X))
+
+
+HELD_OUT_FILE = "held_out.csv"
+
+
+def save_held_out(ch, tests: list) -> None:
+    """The baseline's intervals on the held-out NIH patients, kept for the conclusions (set name, metric, estimate,
+    low, high, images, patients)."""
+    rows = [{"test set": t.name, "metric": metric, **t.boot.interval(t.probs["labels only"], metric)._asdict(),
+             "images": t.boot.images, "patients": t.boot.patient_count}
+            for t in tests for metric in ("Accuracy", "F1-macro", "ROC AUC")]
+    runs.write_csv(ch.run.file("tables", HELD_OUT_FILE), pd.DataFrame(rows))
 
 
 def held_out(model, X, rows: pd.DataFrame, name: str, y_fit, seed: int) -> Scored:

@@ -154,4 +154,20 @@ def summary(best: str, boot, found, families: pd.DataFrame, smallest: float) -> 
         f"- Against the report's best ensemble: {report}.",
         f"- {family_verdict(families, where)}",
         *(f"- {line}." for line in baseline_counts(boot, found.test, found.baselines)),
+        *([f"- {report_against_labels_only(found.held_out)}"] if found.held_out is not None else []),
         f"- This test split resolves differences in macro F1 of about {smallest:.2f} and larger."])
+
+
+def report_against_labels_only(held_out, metric: str = METRIC) -> str:
+    """Would the report's best beat the labels-only baseline? Its published number against the baseline's interval
+    on NIH's class-balanced held-out patients (the report's test set was nearly balanced); '' where not run."""
+    if held_out is None:
+        return ""
+    row = held_out[(held_out["metric"] == metric) & held_out["test set"].str.contains("balanced")
+                   & ~held_out["test set"].str.contains("without")].iloc[0]
+    theirs = BEST[metric]
+    word = "above" if theirs > row["high"] else "below" if theirs < row["low"] else "within"
+    return (f"The report's best ensemble ({METRIC_WORDS[metric]} {theirs:.4f}, on its nearly balanced test set) lies "
+            f"**{word}** the labels-only baseline's interval on NIH's class-balanced held-out patients: "
+            f"{row['estimate']:.3f} ({row['low']:.3f}–{row['high']:.3f}) on {row['images']:,} images from "
+            f"{row['patients']:,} patients.")

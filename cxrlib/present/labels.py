@@ -18,6 +18,8 @@ SUMMARY_CLASS = "cxr-summary"
 # Which classes a model predicts on a split (predicted_classes): words beside the metrics, never a metric.
 PREDICTED = "classes predicted"
 # each ensemble's saved key (science.ensemble.METHODS) -> the name of its row, and the words for its weights' column
+# The baseline that never sees a pixel (cxrlib.science.baseline), as every table names it.
+LABELS_ONLY = "labels only (NIH's fields, no pixels)"
 ENSEMBLE_NAMES = {"average": "Average voting", "ga": "Weighted average voting (GA)",
                   "differential_evolution": "Weighted average voting (differential evolution)"}
 WEIGHTINGS = {"average": "uniform (average voting)", "ga": "genetic algorithm",
