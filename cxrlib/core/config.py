@@ -37,9 +37,9 @@ _COMMON = {
     # None: plain loss, as the report (its sets were nearly balanced); "balanced": weight each class
     # by n / (4 n_class), so that small, imbalanced sets do not collapse to predicting No Finding
     "class_weight": "none",
-    # after training, shift the classifier's biases so every class has the same mean probability on validation
-    # (cxrlib.science.calibration.balancing_offsets): a net trained on a few hundred images leans to No Finding
-    # even under class weights, and its argmax then names no rare class; False: the report's plain argmax
+    # after training, shift the classifier's biases so each class's mean probability on validation is its share of
+    # the validation labels (cxrlib.science.calibration.balancing_offsets): the prior correction for class weights,
+    # which train for balanced classes, and the bias shift of least validation log-loss; False: the report's argmax
     "balance_predictions": False,
     # section 1.2: the data
     "harmonise_resolution": False,
@@ -97,9 +97,9 @@ WHY = {
             "up to {epochs} epochs (patience {patience}), a Hyperband budget of {hyperband_max_epochs} epochs, fine "
             "tuning {fine_tune_epochs} epochs from each backbone's shallowest unfreeze point only: so that the whole "
             "book takes about half an hour on 2 cores",
-            "class-weighted loss and balanced predictions (each classifier's biases shifted on validation until "
-            "every class has the same mean probability): on a few hundred images the nets otherwise name No Finding "
-            "for nearly everything, and macro F1 cannot tell the families apart"),
+            "class-weighted loss, since on a few hundred images unweighted nets name No Finding for nearly "
+            "everything, then each classifier's biases shifted on validation until its mean probabilities match "
+            "validation's class shares: the prior correction for weights that trained for balanced classes"),
     "full": ("the report's sizes, epochs, split sizes, fine-tuning depths and plain argmax, on the real dataset",),
 }
 

@@ -91,8 +91,8 @@ PARAMETERS = {
     "mixed_precision": Param("bool", help="float16 compute on a GPU", chapters=TRAINING),
     "class_weight": Param("choice", help="weight the loss by class ('balanced') or not (the report)",
                           chapters=TRAINING, choices=("none", "balanced"), nullable=True),
-    "balance_predictions": Param("bool", help="shift the classifier's biases so every class has the same mean "
-                                 "probability on validation (false: the report's plain argmax)", chapters=TRAINING),
+    "balance_predictions": Param("bool", help="shift the classifier's biases so each class's mean probability on "
+                                 "validation is its share there (false: the report's plain argmax)", chapters=TRAINING),
     "deterministic": Param("bool", help="TensorFlow's deterministic ops (bit-identical reruns; slower on a GPU)",
                            chapters=TRAINING),
     # the fused network (section 3.4)

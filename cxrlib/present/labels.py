@@ -105,3 +105,55 @@ def summary_box(*, profile: str, settings: dict, data: str, counts: str, weights
         lines.append(f"<details><summary>Full provenance</summary><p>{inline_markdown(provenance)}</p></details>")
     style = "border:2px solid #446;border-radius:6px;background:#f4f6fb;padding:0.6em 1em;margin:0.5em 0 1em 0"
     return f'<div class="{SUMMARY_CLASS}" style="{style}">' + "".join(lines) + "</div>"
+
+
+# Where a page shows Loss, log-loss or ECE of models whose biases were shifted on validation (balance_predictions).
+AFTER_BALANCING = ("Loss, log-loss and ECE here are measured after each model's classifier biases were shifted on "
+                   "validation to match its class shares (balance_predictions), so they include what that shift does "
+                   "to the probabilities, not the trained network's alone.")
+
+
+def names_text(names) -> str:
+    """'A', 'A and B', 'A, B and C'."""
+    names = [str(n) for n in names]
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else ""
+
+
+def temperature_reading(table) -> str:
+    """What the fitted temperatures say, from calibration.temperature_table's flags: which way each model was off on
+    validation, and every model whose test log-loss or ECE scaling made worse."""
+    from cxrlib.science.calibration import OVERCONFIDENT
+
+    over, n = int(table[OVERCONFIDENT].sum()), len(table)
+    text = (f"Of the {n} fitted temperatures, {n - over} {'is' if n - over == 1 else 'are'} below 1 (the model was "
+            f"under-confident on validation: dividing its logits by T < 1 sharpens them) and {over} above 1 "
+            "(over-confident: T > 1 softens them).")
+    worse = {metric: table.index[table[f"{metric} after"] > table[f"{metric} before"]] for metric in ("log-loss", "ECE")}
+    said = [f"the test {metric} of {names_text(names)}" for metric, names in worse.items() if len(names)]
+    if not said:
+        return text + " Scaling raises neither test log-loss nor ECE for any model."
+    return (text + f" Scaling worsens {', and '.join(said)}: there, the temperature fitted on the validation set does "
+            "not carry over to the test set.")
+
+
+DID_NOT_LEARN = "did not learn"
+
+
+def not_learned_text(name: str, model, history) -> str:
+    """Why a model stopped at chance, from its history and its own layers ('' when it learned): the epochs at chance
+    and, where its last convolutions see 1 x 1 maps, that cause (found on the first CNN at the cpu profile's size)."""
+    from cxrlib.science.training import FLAT_EPOCHS, SPREAD, did_not_learn
+
+    if not did_not_learn(history):
+        return ""
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    on_one = sum(layer.input.shape[1] == 1 for layer in convs)
+    text = (f"**{name} {DID_NOT_LEARN}.** Its training loss stayed at chance (ln 4 = 1.386) and its predicted "
+            f"probabilities differed between images by at most {history[SPREAD].max():.0e} for {FLAT_EPOCHS} epochs in "
+            f"a row, so training stopped after {len(history)} epochs; its numbers below are those of a constant guess.")
+    if not on_one:
+        return text
+    return text + (f" At this input size the last {on_one} of its {len(convs)} convolutions see 1 x 1 maps, where 8 of "
+                   "a 3 x 3 kernel's 9 weights meet only padding. With the report's initialisation (Keras's default) "
+                   "and no normalisation, what tells one image from another fades through every layer and is lost "
+                   "there: the untrained net gives every image the same probabilities, and training does not recover.")
