@@ -116,6 +116,7 @@ def test_train_model_saves_predictions_of_its_model_and_their_metrics(world):
     record = json.loads((live / "models" / "tiny.json").read_text())
     assert record["training"]["epochs"] == 1 and record["training"]["class_weight"] == ch["class_weight"]
     assert record["identity"] == tiny.identity
+    assert record["did_not_learn"] is False  # one epoch: too few to call it chance
 
 
 

@@ -154,3 +154,21 @@ def test_did_not_learn_reads_the_last_epochs_of_a_history():
     assert not did_not_learn(flat.assign(**{SPREAD: [1e-7, 1e-7, 1e-2]}))  # the last epoch's images differ
     assert not did_not_learn(flat.assign(loss=[np.log(4), np.log(4), 1.2]))  # the loss left chance
     assert not did_not_learn(flat.drop(columns=SPREAD))  # a history from before the spread was recorded
+
+
+def test_the_page_says_a_model_did_not_learn_and_why_where_its_maps_are_1x1():
+    from cxrlib.present.labels import DID_NOT_LEARN, not_learned_text
+    from cxrlib.present.plots import plot_history
+    from cxrlib.science.training import SPREAD
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, strides=8, padding="same")(inputs)  # 1 x 1 from here on
+    x = keras.layers.Conv2D(2, 3, padding="same")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(keras.layers.Flatten()(x)))
+    flat = pd.DataFrame({"epoch": [0, 1, 2], "loss": [np.log(4)] * 3, "accuracy": [0.25] * 3, SPREAD: [2e-7, 1e-7, 1e-7]})
+    text = not_learned_text("The toy", model, flat)
+    assert text.startswith(f"**The toy {DID_NOT_LEARN}.** Its training loss stayed at chance (ln 4 = 1.386)")
+    assert "by at most 2e-07 for 3 epochs in a row, so training stopped after 3 epochs" in text
+    assert "At 8 px the last 1 of its 2 convolutions see 1 x 1 maps" in text
+    assert not_learned_text("The toy", model, flat.assign(loss=[1.3, 1.1, 0.9])) == ""
+    assert plot_history(flat, "Toy")._suptitle.get_text() == f"Toy ({DID_NOT_LEARN})"

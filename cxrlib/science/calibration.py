@@ -76,12 +76,10 @@ def balancing_offsets(logits, labels, tolerance: float = 1e-9, max_steps: int = 
     fitted on validation only.
 
     A net trained under class weights predicts for balanced classes; these offsets bring it back to the classes'
-    own shares. They are also the bias shift that minimises these rows' log-loss (its gradient in each offset
-    is mean probability minus share), so on them the log-loss can only fall, and a calibrated model is left
-    (nearly) as it was. Matching every class to the same mean probability instead, whatever the shares, would
-    trade the common classes' F1 and the log-loss for the rare ones. Each step divides every class's
-    probabilities by their mean over its share, in log space, so saturated probabilities stay exact; centred,
-    since softmax ignores a shift common to all classes.
+    own shares. They are the bias shift of least log-loss on these rows (its gradient in each offset is mean
+    probability minus share), so a calibrated model stays (nearly) as it was, where the same mean probability for
+    every class would trade the common classes' F1 and the log-loss for the rare ones. Each step divides a class's
+    probabilities by their mean over its share, in log space (saturated probabilities stay exact); centred.
 
     >>> balancing_offsets([[2.0, 0.0], [2.0, 0.0]], [0, 1]).round(6).tolist()
     [-1.0, 1.0]

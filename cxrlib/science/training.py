@@ -73,16 +73,16 @@ def at_chance(loss: float, spread: float, classes: int) -> bool:
 
 def did_not_learn(history: pd.DataFrame, classes: int = 4) -> bool:
     """Whether a training history ends with FLAT_EPOCHS epochs at chance (where StopAtChance stops a fit)."""
-    if SPREAD not in history or len(history) < FLAT_EPOCHS:
-        return False
     tail = history.tail(FLAT_EPOCHS)
-    return all(at_chance(loss, spread, classes) for loss, spread in zip(tail["loss"], tail[SPREAD]))
+    return (SPREAD in tail and len(tail) == FLAT_EPOCHS
+            and all(at_chance(loss, spread, classes) for loss, spread in tail[["loss", SPREAD]].values))
 
 
 class StopAtChance(keras.callbacks.Callback):
     """Stops a fit that has learned nothing, instead of letting it run out its epochs: early stopping never
     fires on a loss that stays at chance but moves in its fourth decimal. Each epoch's spread of the predicted
-    probabilities over one batch of images goes into the logs, so the saved history shows why it stopped."""
+    probabilities over a few validation images (about 1% of an epoch's time) goes into the logs, so the saved
+    history shows why it stopped."""
 
     def __init__(self, probe):
         super().__init__()
@@ -142,13 +142,12 @@ def seed_variables(model) -> list:
 class Backup(keras.callbacks.BackupAndRestore):
     """The whole training state in one folder, swapped in atomically at the end of an epoch.
 
-    Keras's BackupAndRestore saves and restores the weights, the optimizer's state and the epoch to go on from.
-    This subclass adds what it lacks: the layers' random states (seeds.npz), the history and the callbacks'
-    counters (state.json), an identity (a backup of another identity is never resumed), a staged write (Keras
-    writes into backup.new, swapped in whole) and spacing: a backup is written after the first epoch, then
-    whenever the time since the last one is at least SPACING times what writing it took (so it costs at most
-    about 1/SPACING of the training time), and after the last epoch; a resumed run repeats the epochs since,
-    with the same result.
+    Keras's BackupAndRestore keeps the weights, the optimizer's state and the epoch; this subclass adds what it
+    lacks: the layers' random states (seeds.npz), the history and the callbacks' counters (state.json), an identity
+    (another identity's backup is never resumed), a staged write (Keras writes into backup.new, swapped in whole)
+    and spacing: written after the first epoch, then whenever the time since the last one is at least SPACING
+    times what writing it took (at most about 1/SPACING of the training time), and after the last epoch; a
+    resumed run repeats the epochs since, with the same result.
     """
 
     SPACING = 20
@@ -247,7 +246,8 @@ def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int
     model.run_eagerly = run_eagerly
     start = state["epochs_done"] if state else 0
     history = list(state["history"]) if state else []
-    watched = [*report_callbacks(folder, monitor, patience, min_lr), StopAtChance(next(iter(val_ds))[0])]
+    probe = next(iter(val_ds.unbatch().batch(8)))[0]  # a few validation images, whatever the batch size
+    watched = [*report_callbacks(folder, monitor, patience, min_lr), StopAtChance(probe)]
     saver = Backup(backup, identity, watched, history, restore_from=state)
     train_ds, steps = train_data(start)
     stopped = state and any(state.get(k, {}).get("stopped_epoch") for k in ("EarlyStopping", "StopAtChance"))
