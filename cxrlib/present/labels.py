@@ -108,8 +108,8 @@ def summary_box(*, profile: str, settings: dict, data: str, counts: str, weights
 
 
 # Where a page shows Loss, log-loss or ECE of models whose biases were shifted on validation (balance_predictions).
-AFTER_BALANCING = ("Loss, log-loss and ECE here are measured after each model's classifier biases were shifted on "
-                   "validation to match its class shares (balance_predictions), so they include what that shift does "
+AFTER_BALANCING = ("Loss, log-loss and ECE here are measured after each model's classifier biases were shifted to "
+                   "match the classes' shares on validation (balance_predictions): they include what that shift does "
                    "to the probabilities, not the trained network's alone.")
 
 
