@@ -119,7 +119,7 @@ def test_the_table_flags_which_way_each_model_was_off_and_where_scaling_made_tes
     text = temperature_reading(table)
     assert text.startswith("Of the 3 fitted temperatures, 1 is below 1 (the model was under-confident on validation")
     assert "and 2 above 1 (over-confident: T > 1 softens them)" in text
-    assert text.endswith("Scaling worsens the test log-loss of sharp on validation only, and the test ECE of sharp on "
+    assert text.endswith("Scaling worsens the test log-loss of sharp on validation only; and the test ECE of sharp on "
                          "validation only: there, the temperature fitted on the validation set does not carry over to "
                          "the test set.")
     calm = temperature_reading(table.drop(index="sharp on validation only"))

@@ -170,5 +170,6 @@ def test_the_page_says_a_model_did_not_learn_and_why_where_its_maps_are_1x1():
     assert text.startswith(f"**The toy {DID_NOT_LEARN}.** Its training loss stayed at chance (ln 4 = 1.386)")
     assert "by at most 2e-07 for 3 epochs in a row, so training stopped after 3 epochs" in text
     assert "At 8 px the last 1 of its 2 convolutions see 1 x 1 maps" in text
+    assert text.endswith("Training shrank that difference (from 2e-07 after the first epoch to 1e-07) instead of growing it.")
     assert not_learned_text("The toy", model, flat.assign(loss=[1.3, 1.1, 0.9])) == ""
     assert plot_history(flat, "Toy")._suptitle.get_text() == f"Toy ({DID_NOT_LEARN})"
