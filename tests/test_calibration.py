@@ -104,3 +104,27 @@ def test_reliability_diagram_has_labels():
         ["m", f"ECE {calibration.expected_calibration_error(y, softmax(z)):.3f}"],
         ["n", f"ECE {calibration.expected_calibration_error(y, softmax(z / 2)):.3f}"]]
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes[:1])
+
+
+def test_the_table_flags_which_way_each_model_was_off_and_where_scaling_made_test_worse():
+    """Known answers: a model three times too sharp on validation (T > 1, over-confident), one three times too flat
+    (T < 1, under-confident), and one over-confident on validation only, calibrated on test, so that softening
+    it makes the test log-loss worse."""
+    from cxrlib.present.labels import temperature_reading
+
+    y_val, z_val, _ = overconfident(3000, seed=0, sharpness=1.0)
+    y_test, z_test, _ = overconfident(3000, seed=1, sharpness=1.0)
+    val = {"sharp": 3 * z_val, "flat": z_val / 3, "sharp on validation only": 3 * z_val}
+    test = {"sharp": 3 * z_test, "flat": z_test / 3, "sharp on validation only": z_test}
+    table = calibration.temperature_table(val, test, y_val, y_test)
+    assert table[calibration.OVERCONFIDENT].tolist() == [True, False, True]
+    assert table[calibration.WORSE].tolist() == [False, False, True]
+    assert table.loc["sharp on validation only", "log-loss after"] > table.loc["sharp on validation only", "log-loss before"]
+    text = temperature_reading(table)
+    assert text.startswith("Of the 3 fitted temperatures, 1 is below 1 (the model was under-confident on validation")
+    assert "and 2 above 1 (over-confident: T > 1 softens them)" in text
+    assert text.endswith("Scaling worsens the test log-loss of sharp on validation only; and the test ECE of sharp on "
+                         "validation only: there, the temperature fitted on the validation set does not carry over to "
+                         "the test set.")
+    calm = temperature_reading(table.drop(index="sharp on validation only"))
+    assert calm.endswith("Scaling raises neither test log-loss nor ECE for any model.")

@@ -116,3 +116,60 @@ def test_balanced_class_weights():
     assert class_weights([0, 1], None) is None
     with pytest.raises(ValueError, match="balanced"):
         class_weights([0], "inverse")
+
+
+def constant_inputs():
+    """Every image the same (zeros), four balanced classes: nothing to learn, the loss sits at ln 4."""
+    x, y = np.zeros((40, 4), "float32"), np.arange(40) % 4
+    return (lambda start: (array_dataset(x, y, 8, shuffle=True, seed=3, start_epoch=start), steps_per_epoch(40, 8)),
+            array_dataset(x, y, 8))
+
+
+def test_a_model_that_cannot_learn_stops_at_chance_and_says_so(tmp_path):
+    from cxrlib.science.training import FLAT_EPOCHS, SPREAD, did_not_learn
+
+    train_data, val = constant_inputs()
+    _, history = train(tiny_model(), train_data, val, tmp_path, epochs=20, patience=10, learning_rate=1e-2)
+    assert len(history) == FLAT_EPOCHS  # stopped long before early stopping (patience 10) or the 20 epochs
+    assert (history[SPREAD] < 1e-6).all() and np.allclose(history["loss"], np.log(4), atol=0.01)
+    assert did_not_learn(history)
+    again_model, again = train(tiny_model(), train_data, val, tmp_path, epochs=20, patience=10, learning_rate=1e-2)
+    pd.testing.assert_frame_equal(history, again)  # the finished backup is reloaded, not trained further
+
+
+def test_a_model_that_learns_is_not_stopped_nor_flagged(tmp_path):
+    from cxrlib.science.training import SPREAD, did_not_learn
+
+    _, history = fit(tmp_path, epochs=6, patience=10)
+    assert len(history) == 6 and (history[SPREAD] > 1e-3).all()
+    assert history["loss"].iloc[-1] < np.log(4) - 0.1 and not did_not_learn(history)
+
+
+def test_did_not_learn_reads_the_last_epochs_of_a_history():
+    from cxrlib.science.training import FLAT_EPOCHS, SPREAD, did_not_learn
+
+    flat = pd.DataFrame({"loss": [np.log(4)] * FLAT_EPOCHS, SPREAD: [1e-7] * FLAT_EPOCHS})
+    assert did_not_learn(flat)
+    assert not did_not_learn(flat.iloc[1:])  # too few epochs to tell
+    assert not did_not_learn(flat.assign(**{SPREAD: [1e-7, 1e-7, 1e-2]}))  # the last epoch's images differ
+    assert not did_not_learn(flat.assign(loss=[np.log(4), np.log(4), 1.2]))  # the loss left chance
+    assert not did_not_learn(flat.drop(columns=SPREAD))  # a history from before the spread was recorded
+
+
+def test_the_page_says_a_model_did_not_learn_and_why_where_its_maps_are_1x1():
+    from cxrlib.present.labels import DID_NOT_LEARN, not_learned_text
+    from cxrlib.present.plots import plot_history
+    from cxrlib.science.training import SPREAD
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, strides=8, padding="same")(inputs)  # 1 x 1 from here on
+    x = keras.layers.Conv2D(2, 3, padding="same")(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(keras.layers.Flatten()(x)))
+    flat = pd.DataFrame({"epoch": [0, 1, 2], "loss": [np.log(4)] * 3, "accuracy": [0.25] * 3, SPREAD: [2e-7, 1e-7, 1e-7]})
+    text = not_learned_text("The toy", model, flat)
+    assert text.startswith(f"**The toy {DID_NOT_LEARN}.** Its training loss stayed at chance (ln 4 = 1.386)")
+    assert "by at most 2e-07 for 3 epochs in a row, so training stopped after 3 epochs" in text
+    assert "At 8 px the last 1 of its 2 convolutions see 1 x 1 maps" in text
+    assert text.endswith("Training shrank that difference (from 2e-07 after the first epoch to 1e-07) instead of growing it.")
+    assert not_learned_text("The toy", model, flat.assign(loss=[1.3, 1.1, 0.9])) == ""
+    assert plot_history(flat, "Toy")._suptitle.get_text() == f"Toy ({DID_NOT_LEARN})"

@@ -42,9 +42,9 @@ WHY = {
             "book fits its budget of 30 minutes on 2 cores (this build's times are below)",
             "at most {max_per_patient} images of one patient, so that no patient supplies more than "
             "{max_patient_share:.0%} of a class's validation or test images",
-            "class-weighted loss and balanced predictions (each classifier's biases shifted on validation, "
-            "cxrlib.science.calibration.balancing_offsets): on a few hundred images the nets otherwise name No "
-            "Finding for nearly everything"),
+            "class-weighted loss, since on a few hundred images unweighted nets name No Finding for nearly "
+            "everything, then each classifier's biases shifted on validation until its mean probabilities match "
+            "validation's class shares: the prior correction for weights that trained for balanced classes"),
     "full": ("the report's sizes, epochs, split sizes, fine-tuning depths and plain argmax, on the real dataset",),
 }
 

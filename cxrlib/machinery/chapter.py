@@ -311,6 +311,7 @@ class Chapter:
             self.run.save_history(name, history)
         else:
             history = self.training().read_history(self.run.file("histories", f"{name}.csv"))
+        record["did_not_learn"] = self.training().did_not_learn(history)  # pages read it: a model stopped at chance
         runs.write_json(self.run.file("models", f"{name}.json"), record)
         result = self.evaluate(name, model, inputs, history)
         result.identity = made
@@ -347,8 +348,9 @@ class Chapter:
                 class_weight=training.class_weights(self.data.labels("train"), self["class_weight"]),
                 run_eagerly=self["run_eagerly"])
         if self["balance_predictions"]:
-            offsets = training.balance(model, inputs("val", False))
-            print(f"[{name}] classes balanced on validation: logit offsets {[round(float(x), 3) for x in offsets]}")
+            offsets = training.balance(model, inputs("val", False), self.data.labels("val"))
+            print(f"[{name}] predictions matched to validation's class shares: logit offsets "
+                  f"{[round(float(x), 3) for x in offsets]}")
         return model, history
 
     def evaluate(self, name: str, model, inputs, history=None) -> Result:

@@ -206,3 +206,52 @@ def worded_temperatures(table):
     shown = table.drop(columns=["temperature", "at search bound"])
     shown.insert(0, "temperature (fitted on validation)", words)
     return shown
+# Where a page shows Loss, log-loss or ECE of models whose biases were shifted on validation (balance_predictions).
+BALANCING_NOTE = ("Loss, log-loss and ECE here are measured after each model's classifier biases were shifted to "
+                   "match the classes' shares on validation (balance_predictions): they include what that shift does "
+                   "to the probabilities, not the trained network's alone.")
+
+
+def temperature_reading(table) -> str:
+    """What the fitted temperatures say, from calibration.temperature_table's flags: which way each model was off on
+    validation, and every model whose test log-loss or ECE scaling made worse."""
+    from cxrlib.science.calibration import OVERCONFIDENT
+
+    over, n = int(table[OVERCONFIDENT].sum()), len(table)
+    text = (f"Of the {n} fitted temperatures, {n - over} {'is' if n - over == 1 else 'are'} below 1 (the model was "
+            f"under-confident on validation: dividing its logits by T < 1 sharpens them) and {over} above 1 "
+            "(over-confident: T > 1 softens them).")
+    worse = {metric: table.index[table[f"{metric} after"] > table[f"{metric} before"]] for metric in ("log-loss", "ECE")}
+    said = [f"the test {metric} of {', '.join(names)}" for metric, names in worse.items() if len(names)]
+    if not said:
+        return text + " Scaling raises neither test log-loss nor ECE for any model."
+    return (text + f" Scaling worsens {'; and '.join(said)}: there, the temperature fitted on the validation set does "
+            "not carry over to the test set.")
+
+
+DID_NOT_LEARN = "did not learn"
+
+
+def not_learned_text(name: str, model, history) -> str:
+    """Why a model stopped at chance, from its history and its own layers ('' when it learned): the epochs at chance,
+    where its last convolutions see 1 x 1 maps that cause (found on the first CNN at the cpu profile's size), and
+    whether training shrank the difference between images' predictions."""
+    from cxrlib.science.training import FLAT_EPOCHS, SPREAD, did_not_learn
+
+    if not did_not_learn(history):
+        return ""
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    on_one, spread = sum(layer.input.shape[1] == 1 for layer in convs), history[SPREAD]
+    text = (f"**{name} {DID_NOT_LEARN}.** Its training loss stayed at chance (ln 4 = 1.386) and its predicted "
+            f"probabilities differed between images by at most {spread.tail(FLAT_EPOCHS).max():.0e} for {FLAT_EPOCHS} "
+            f"epochs in a row, so training stopped after {len(history)} epochs; its numbers below are those of a "
+            "constant guess.")
+    if on_one:
+        text += (f" At {convs[0].input.shape[1]} px the last {on_one} of its {len(convs)} convolutions see 1 x 1 maps, "
+                 "where 8 of a 3 x 3 kernel's 9 weights meet only padding: with the report's initialisation (Keras's "
+                 "default) and no normalisation, what tells one image from another fades through the layers and is "
+                 "all but gone there, so the untrained net gives every image nearly the same probabilities.")
+    if spread.iloc[-1] < spread.iloc[0]:
+        text += (f" Training shrank that difference (from {spread.iloc[0]:.0e} after the first epoch to "
+                 f"{spread.iloc[-1]:.0e}) instead of growing it.")
+    return text

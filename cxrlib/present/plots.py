@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import CLASSES
+from cxrlib.present.labels import DID_NOT_LEARN
 
 # The book's one figure style: figures are drawn about 7.5 inches wide and shown at the column's width,
 # so text is sized for that; tick labels never use an offset ("1e-5+1.386") or scientific notation.
@@ -190,9 +191,12 @@ def plot_image_grid(images, titles, title: str, columns: int = 4, empty: str = "
 
 
 def plot_history(history: pd.DataFrame, title: str):
-    """Loss and accuracy for training and validation, by epoch."""
+    """Loss and accuracy for training and validation, by epoch; the title says so when the model did not learn."""
+    from cxrlib.science.training import did_not_learn
+
     if history.empty:
         return say_empty(f"{title}: no training history was recorded.")
+    title = f"{title} ({DID_NOT_LEARN})" if did_not_learn(history) else title
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
     epochs = history.get("epoch", pd.Series(range(len(history)))) + 1
     points = single_points(epochs)  # one epoch: points and a note, not a line between two dots

@@ -60,7 +60,8 @@ def softmax(logits) -> np.ndarray:
 
 
 def scale(logits, temperature: float) -> np.ndarray:
-    """Probabilities of the logits divided by the temperature (T > 1 softens; the top class never changes)."""
+    """Probabilities of the logits divided by the temperature: T > 1 softens them (the fit says the model was
+    over-confident), T < 1 sharpens them (under-confident); the top class never changes."""
     return softmax(np.asarray(logits, float) / temperature)
 
 
@@ -69,27 +70,35 @@ def negative_log_likelihood(y_true, logits) -> float:
     return true_class_loss(y_true, log_softmax(logits))
 
 
-def balancing_offsets(logits, tolerance: float = 1e-9, max_steps: int = 1000) -> np.ndarray:
-    """Per-class logit offsets after which every class has the same mean predicted probability over these rows.
+def balancing_offsets(logits, labels, tolerance: float = 1e-9, max_steps: int = 1000) -> np.ndarray:
+    """Per-class logit offsets after which each class's mean predicted probability over these rows equals its
+    share of their labels: a prior correction (Saerens, Latinne & Decaestecker, Neural Computation 14, 2002)
+    fitted on validation only.
 
-    A prior correction (Saerens, Latinne & Decaestecker, Neural Computation 14, 2002) fitted on validation
-    only: a net trained on a small, imbalanced set leans to its majority class even under class weights, and
-    its argmax then never names the rare ones. Each step divides every class's probabilities by their mean
-    (subtracts its log from the logits), in log space, so saturated probabilities stay exact; centred, since
-    softmax ignores a shift common to all classes.
+    A net trained under class weights predicts for balanced classes; these offsets bring it back to the classes'
+    own shares. They are the bias shift of least log-loss on these rows (its gradient in each offset is mean
+    probability minus share), so a calibrated model stays (nearly) as it was, where the same mean probability for
+    every class would trade the common classes' F1 and the log-loss for the rare ones. Each step divides a class's
+    probabilities by their mean over its share, in log space (saturated probabilities stay exact); centred.
 
-    >>> balancing_offsets([[2.0, 0.0], [2.0, 0.0]]).round(6).tolist()
+    >>> balancing_offsets([[2.0, 0.0], [2.0, 0.0]], [0, 1]).round(6).tolist()
     [-1.0, 1.0]
     """
     z = np.asarray(logits, float)
     if z.ndim != 2 or not len(z):
         raise ValueError(f"logits must be a non-empty (images, classes) array, got shape {z.shape}")
+    labels = np.asarray(labels)
+    if labels.shape != (len(z),):
+        raise ValueError(f"labels must hold one class per row of logits ({len(z)}), got shape {labels.shape}")
+    counts = np.bincount(labels, minlength=z.shape[1])
+    if len(counts) != z.shape[1] or not counts.all():
+        raise ValueError(f"every class needs a label among these rows to match its share, got counts {counts.tolist()}")
+    log_share = np.log(counts / len(z))
     offsets = np.zeros(z.shape[1])
     for _ in range(max_steps):
-        log_mean = np.logaddexp.reduce(log_softmax(z + offsets), axis=0) - np.log(len(z))
-        step = log_mean - log_mean.mean()
-        offsets -= step
-        if np.abs(step).max() < tolerance:
+        step = np.logaddexp.reduce(log_softmax(z + offsets), axis=0) - np.log(len(z)) - log_share
+        offsets -= step - step.mean()
+        if np.abs(step - step.mean()).max() < tolerance:
             break
     return offsets - offsets.mean()
 
@@ -120,9 +129,15 @@ def fit_temperatures(val: dict, y_val) -> dict:
     return {name: fit_temperature(y_val, logits) for name, logits in val.items()}
 
 
+OVERCONFIDENT = "over-confident (T > 1)"  # temperature_table's flag: dividing by T > 1 softened the probabilities
+WORSE = "worse on test after scaling"  # its flag: the test log-loss or ECE rose
+
+
 def temperature_table(val: dict, test: dict, y_val, y_test, bins: int = BINS) -> pd.DataFrame:
-    """Per model: the temperature fitted on validation (and whether at a search bound), and test ECE and log-loss
-    before and after it (in words: cxrlib.present.labels.worded_temperatures).
+    """Per model: the temperature fitted on validation (and whether at a search bound), test ECE and log-loss before
+    and after it, and two flags: whether the model was over-confident on validation (T > 1; T < 1 means
+    under-confident) and whether scaling made its test log-loss or ECE worse (a temperature fitted on a small
+    validation set need not carry over). In words: cxrlib.present.labels.worded_temperatures.
 
     val, test: name -> logits (or log-probabilities; rows in the order of y_val, y_test).
     """
@@ -130,9 +145,11 @@ def temperature_table(val: dict, test: dict, y_val, y_test, bins: int = BINS) ->
     for name in test:
         fit = fits[name]
         before, after = softmax(test[name]), scale(test[name], fit.temperature)
-        rows[name] = {"temperature": fit.temperature, "at search bound": fit.at_bound,
-                      "ECE before": expected_calibration_error(y_test, before, bins),
-                      "ECE after": expected_calibration_error(y_test, after, bins),
-                      "log-loss before": negative_log_likelihood(y_test, test[name]),
-                      "log-loss after": negative_log_likelihood(y_test, np.asarray(test[name], float) / fit.temperature)}
+        row = {"temperature": fit.temperature, "at search bound": fit.at_bound,
+               "ECE before": expected_calibration_error(y_test, before, bins),
+               "ECE after": expected_calibration_error(y_test, after, bins),
+               "log-loss before": negative_log_likelihood(y_test, test[name]),
+               "log-loss after": negative_log_likelihood(y_test, np.asarray(test[name], float) / fit.temperature)}
+        rows[name] = {**row, OVERCONFIDENT: fit.temperature > 1,
+                      WORSE: row["ECE after"] > row["ECE before"] or row["log-loss after"] > row["log-loss before"]}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model (test set)")

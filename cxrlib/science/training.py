@@ -62,6 +62,43 @@ def report_callbacks(folder: Path, monitor: str, patience: int, min_lr: float, b
     ]
 
 
+# A fit whose training loss stays within CHANCE_TOLERANCE of chance, ln(classes), while its probabilities vary by less
+# than FLAT_SPREAD between images, for FLAT_EPOCHS epochs in a row, has learned nothing: StopAtChance stops it there.
+CHANCE_TOLERANCE, FLAT_SPREAD, FLAT_EPOCHS = 0.01, 1e-4, 3
+SPREAD = "prediction_spread"  # the history's column: how much the predicted probabilities vary between images
+
+
+def at_chance(loss: float, spread: float, classes: int) -> bool:
+    """Whether one epoch sits at chance: training loss ln(classes), the same probabilities for every image."""
+    return abs(loss - np.log(classes)) < CHANCE_TOLERANCE and spread < FLAT_SPREAD
+
+
+def did_not_learn(history: pd.DataFrame, classes: int = 4) -> bool:
+    """Whether a training history ends with FLAT_EPOCHS epochs at chance (where StopAtChance stops a fit)."""
+    tail = history.tail(FLAT_EPOCHS)
+    return (SPREAD in tail and len(tail) == FLAT_EPOCHS
+            and all(at_chance(loss, spread, classes) for loss, spread in tail[["loss", SPREAD]].values))
+
+
+class StopAtChance(keras.callbacks.Callback):
+    """Stops a fit that has learned nothing, instead of letting it run out its epochs: early stopping never
+    fires on a loss that stays at chance but moves in its fourth decimal. Each epoch's spread of the predicted
+    probabilities over a few validation images (about 1% of an epoch's time) goes into the logs, so the saved
+    history shows why it stopped."""
+
+    def __init__(self, probe):
+        super().__init__()
+        self.probe, self.flat, self.stopped_epoch = probe, 0, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Measure the spread; stop after FLAT_EPOCHS epochs in a row at chance."""
+        probs = keras.ops.convert_to_numpy(self.model(self.probe, training=False))
+        logs[SPREAD] = spread = float(probs.std(axis=0).max())
+        self.flat = self.flat + 1 if at_chance(logs["loss"], spread, probs.shape[1]) else 0
+        if self.flat >= FLAT_EPOCHS:
+            self.model.stop_training, self.stopped_epoch = True, epoch
+
+
 def read_history(path: Path) -> pd.DataFrame:
     """A history CSV, keeping the last record of any epoch repeated."""
     if not Path(path).is_file():
@@ -86,6 +123,7 @@ CALLBACK_STATE = {
     keras.callbacks.ReduceLROnPlateau: ("wait", "cooldown_counter", "best"),
     keras.callbacks.EarlyStopping: ("wait", "best", "best_epoch", "stopped_epoch"),
     keras.callbacks.ModelCheckpoint: ("best",),
+    StopAtChance: ("flat", "stopped_epoch"),
 }
 
 
@@ -96,76 +134,71 @@ def _plain(value):
     return float(value) if np.ndim(value) == 0 else value
 
 
-def _seed_generators(model) -> dict:
-    """key -> seed generator of every layer, nested ones included; keyed by position and class, because a
-    reloaded model renames nested layers' paths ('augmentation/random_flip' comes back as 'random_flip')."""
-    return {f"{i}:{type(layer).__name__}/{k}": generator
-            for i, layer in enumerate(model._flatten_layers(include_self=True))
-            for k, generator in enumerate(getattr(layer, "_seed_generators", []))}
+def seed_variables(model) -> list:
+    """The random-number states of every layer (dropout, augmentation), nested ones included, in a fixed order:
+    model.variables holds them beside the weights, which are all that a weights file keeps."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
-def seed_states(model) -> dict:
-    """The random-number states of every layer (dropout, augmentation), which model.save leaves out."""
-    return {key: keras.ops.convert_to_numpy(g.state.value) for key, g in _seed_generators(model).items()}
-
-
-def restore_seed_states(model, states: dict) -> None:
-    """Put back the random-number states saved with seed_states."""
-    for key, generator in _seed_generators(model).items():
-        if key in states:
-            generator.state.assign(states[key])
-
-
-class Backup(keras.callbacks.Callback):
+class Backup(keras.callbacks.BackupAndRestore):
     """The whole training state in one folder, swapped in atomically at the end of an epoch.
 
-    model.keras (weights and optimizer), seeds.npz (layer random states), state.json (identity,
-    epochs done, history, the callbacks' counters). A backup of another identity is never resumed.
-    It is written after the first epoch, then whenever the time since the last one is at least
-    SPACING times what writing it took (so it costs at most about 1/SPACING of the training time),
-    and after the last epoch; a resumed run repeats the epochs since, with the same result.
+    Keras's BackupAndRestore keeps the weights, the optimizer's state and the epoch; this subclass adds what it
+    lacks: the layers' random states (seeds.npz), the history and the callbacks' counters (state.json), an identity
+    (another identity's backup is never resumed), a staged write (Keras writes into backup.new, swapped in whole)
+    and spacing: written after the first epoch, then whenever the time since the last one is at least SPACING
+    times what writing it took (at most about 1/SPACING of the training time), and after the last epoch; a
+    resumed run repeats the epochs since, with the same result.
     """
 
     SPACING = 20
 
-    def __init__(self, folder: Path, identity: str, watched, history: list):
-        super().__init__()
-        self.folder, self.identity, self.watched, self.history = Path(folder), identity, watched, history
-        self.restore_from, self.saved_epoch, self.cost, self.last = None, None, 0.0, time.perf_counter()
+    def __init__(self, folder: Path, identity: str, watched, history: list, restore_from=None):
+        self.live = Path(folder)
+        super().__init__(self.live.with_name(self.live.name + ".new"), delete_checkpoint=False)
+        self.identity, self.watched, self.history, self.restore_from = identity, watched, history, restore_from
+        self.saved_epoch, self.cost, self.last = None, 0.0, time.perf_counter()
 
     def on_train_begin(self, logs=None):
-        """Callbacks reset their counters when fit starts; put the saved ones back."""
+        """Keras restores weights, optimizer and epoch from a copy of the backup (the backup itself stays whole);
+        the random states and the callbacks' counters, which fit resets as it starts, are put back here."""
+        staged = Path(self.backup_dir)
+        shutil.rmtree(staged, ignore_errors=True)
         if self.restore_from:
+            shutil.copytree(self.live, staged)
+            super().on_train_begin(logs)
             for callback in self.watched:
                 for key, value in self.restore_from.get(type(callback).__name__, {}).items():
                     setattr(callback, key, value)
+            with np.load(staged / "seeds.npz") as seeds:
+                for i, variable in enumerate(seed_variables(self.model)):
+                    variable.assign(seeds[f"arr_{i}"])
         self.last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         """Record the epoch; write the backup when it is due."""
         self.history.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
         if self.saved_epoch is None or time.perf_counter() - self.last >= self.SPACING * self.cost:
-            self.save(epoch)
+            self.save(epoch, logs)
 
     def on_train_end(self, logs=None):
         """The finished state too, so a chapter that fails later reloads this model instead of training it again."""
         if self.history and self.saved_epoch != self.history[-1]["epoch"]:
-            self.save(self.history[-1]["epoch"])
+            self.save(self.history[-1]["epoch"], logs)
 
-    def save(self, epoch: int) -> None:
-        """Write model, seeds and state to backup.new, then swap it in."""
-        started = time.perf_counter()
+    def save(self, epoch: int, logs=None) -> None:
+        """Keras's backup of this epoch, seeds and state into backup.new, then swapped in."""
+        started, staged = time.perf_counter(), Path(self.backup_dir)
+        shutil.rmtree(staged, ignore_errors=True)
+        super().on_epoch_end(epoch, logs)  # Keras writes weights, optimizer state and epoch
+        np.savez(staged / "seeds.npz", *[keras.ops.convert_to_numpy(v) for v in seed_variables(self.model)])
         state = {"identity": self.identity, "epochs_done": epoch + 1, "history": self.history,
                  **{type(c).__name__: {k: _plain(getattr(c, k, None)) for k in CALLBACK_STATE[type(c)]}
                     for c in self.watched}}
-        fresh = self.folder.with_name(self.folder.name + ".new")
-        shutil.rmtree(fresh, ignore_errors=True)
-        fresh.mkdir(parents=True)
-        self.model.save(fresh / "model.keras")
-        np.savez(fresh / "seeds.npz", **seed_states(self.model))
-        (fresh / "state.json").write_text(json.dumps(state, default=_plain))
-        shutil.rmtree(self.folder, ignore_errors=True)
-        os.replace(fresh, self.folder)
+        (staged / "state.json").write_text(json.dumps(state, default=_plain))
+        shutil.rmtree(self.live, ignore_errors=True)
+        os.replace(staged, self.live)
         self.saved_epoch, self.last = epoch, time.perf_counter()
         self.cost = self.last - started
 
@@ -206,29 +239,26 @@ def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int
     backup = folder / "backup"
     state = read_backup(backup, identity, name)
     if state:
-        from cxrlib.science.models import load
-
         print(f"[{name}] resuming after epoch {state['epochs_done']} from {backup}")
-        model = load(backup / "model.keras", compile=True)
-        with np.load(backup / "seeds.npz") as seeds:
-            restore_seed_states(model, dict(seeds))
     else:
         (folder / BEST).unlink(missing_ok=True)
-        if compile_model:
-            model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if compile_model:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.run_eagerly = run_eagerly
     start = state["epochs_done"] if state else 0
     history = list(state["history"]) if state else []
-    watched = report_callbacks(folder, monitor, patience, min_lr)
-    saver = Backup(backup, identity, watched, history)
-    saver.restore_from = state
+    probe = next(iter(val_ds.unbatch().batch(8)))[0]  # a few validation images, whatever the batch size
+    watched = [*report_callbacks(folder, monitor, patience, min_lr), StopAtChance(probe)]
+    saver = Backup(backup, identity, watched, history, restore_from=state)
     train_ds, steps = train_data(start)
-    stopped = state and state.get("EarlyStopping", {}).get("stopped_epoch")
+    stopped = state and any(state.get(k, {}).get("stopped_epoch") for k in ("EarlyStopping", "StopAtChance"))
     if start < epochs and not stopped:
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=start, steps_per_epoch=steps,
                   callbacks=[*watched, EpochLine(name, epochs), *extra_callbacks, saver], verbose=0,
                   class_weight=class_weight, shuffle=False)  # the pipeline shuffles, by epoch
+    elif getattr(model, "optimizer", None) is not None:
+        model.optimizer.build(model.trainable_variables)  # the best weights carry its state: loading them then warns
     best_path = folder / BEST
     if best_path.is_file():
         model.load_weights(best_path)
@@ -279,13 +309,14 @@ def predict_with_logits(model, dataset):
     return softmax(logits), logits, seconds
 
 
-def balance(model, val_ds) -> np.ndarray:
-    """Fold calibration.balancing_offsets of the validation logits into the classifier's biases, so every later
-    prediction (saved model, Grad-CAM's predicted class, ensembles) decides on balanced classes; the offsets."""
+def balance(model, val_ds, val_labels) -> np.ndarray:
+    """Fold calibration.balancing_offsets of the validation logits into the classifier's biases, so that every later
+    prediction (saved model, Grad-CAM's predicted class, ensembles) decides on the classes' validation shares rather
+    than on the balanced ones the class weights trained for; the offsets."""
     from cxrlib.science.calibration import balancing_offsets
 
     _, logits, _ = predict_with_logits(model, val_ds)
-    offsets = balancing_offsets(logits)
+    offsets = balancing_offsets(logits, val_labels)
     bias = classifier_layer(model).bias
     bias.assign(keras.ops.convert_to_numpy(bias) + offsets.astype(np.float32))
     return offsets
