@@ -59,6 +59,9 @@ _COMMON = {
     "fine_tune_learning_rate": 1e-5,
     # "report": augment fine tuning where the report did (VGG16, section 4.1.3); "always" or "never"
     "fine_tune_augment": "report",
+    # heads with augmentation (4.1.1.4, 4.2.1.3) train on the backbone's features of this many augmented copies of
+    # the training images, copy e mod n in epoch e (cxrlib.machinery.transfer.augmented_features)
+    "augmented_copies": 2,
     # section 3.3: Hyperband
     "hyperband_factor": 3,
     "hyperband_iterations": 1,
@@ -73,6 +76,7 @@ PROFILES = {
     "smoke": {**_COMMON, "balance_predictions": True, "run_eagerly": True, "class_weight": "balanced", "harmonise_resolution": True, "image_size": 64, "resize_to": 57, "batch_size": 16, "epochs": 2,
               "patience": 2, "max_per_class": {"train": 16, "val": 8, "test": 8},
               "backbone_size": 32, "fine_tune": "first", "fine_tune_epochs": 1, "hyperband_max_epochs": 2,
+              "augmented_copies": 1,
               "ga_population": 12, "ga_generations": 8, "bootstrap": 100},
     # a 2-core laptop: the sample at reduced resolution, enough epochs to learn something. Every image is first
     # harmonised to the sample's smallest native size (64 px), so larger inputs add pixels but no information:
@@ -84,6 +88,7 @@ PROFILES = {
     "full": {**_COMMON, "image_size": 250, "resize_to": 227, "batch_size": 16, "epochs": 30,
              "patience": 5, "fractions": (0.8, 0.1, 0.1), "caps": REPORT_COUNTS,
              "max_per_class": None, "backbone_size": 224, "fine_tune": "all", "fine_tune_epochs": 50,
+             "augmented_copies": 10,
              "hyperband_max_epochs": 70, "allow_random_weights": False, "min_per_split": 10},
 }
 

@@ -116,6 +116,8 @@ PARAMETERS = {
     "fine_tune_epochs": _int(help="most epochs of each fine tuning", chapters=("pretrained",), low=1, high=10_000),
     "fine_tune_augment": Param("choice", help="augment fine tuning as the report per backbone, always or never",
                                chapters=("pretrained",), choices=("report", "always", "never")),
+    "augmented_copies": _int(help="augmented copies of the training images whose features train the heads with "
+                             "augmentation", chapters=("pretrained",), low=1, high=1000),
     "feature_learning_rate": _float(help="learning rate of the head on cached features", chapters=("pretrained",),
                                     low=0, high=1, low_open=True),
     "fine_tune_learning_rate": _float(help="learning rate of fine tuning", chapters=("pretrained",),
