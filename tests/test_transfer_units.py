@@ -209,7 +209,8 @@ def test_flow_findings_answer_each_step_from_the_paired_bootstrap(pretrained):
     ch, run, findings = pretrained["ch"], pretrained["run"], pretrained["findings"]
     saved = pd.read_csv(ch.run.live / "findings.csv")
     assert saved.columns.tolist() == FINDINGS_COLUMNS and len(saved) == 4  # VGG16's three steps, and more data
-    assert findings.index.tolist() == ["head flow"] * 3 + ["more data"]
+    assert saved["step"].tolist() == ["head flow"] * 3 + ["more data"]
+    pd.testing.assert_frame_equal(saved, findings, check_dtype=False)
     val = ch.data.split("val")
     boot = Bootstrap(val["label"], val["Patient ID"], ch["bootstrap"], stream_seed(ch["seed"], BOOTSTRAP_STREAM))
     where = units(len(val), val["Patient ID"].nunique(), "validation")
@@ -218,10 +219,12 @@ def test_flow_findings_answer_each_step_from_the_paired_bootstrap(pretrained):
     probs.append((run.smaller.val_probs, run.heads[run.chosen].val_probs))
     for (_, row), (before, after) in zip(saved.iterrows(), probs):
         found = boot.difference(before, after, "Loss")
-        assert row["difference"] == pytest.approx(cross_entropy(val["label"], before) - cross_entropy(val["label"], after))
+        losses = cross_entropy(val["label"], before), cross_entropy(val["label"], after)
+        assert row["difference"] == pytest.approx(losses[0] - losses[1])
         assert (row["low"], row["high"]) == pytest.approx((found.low, found.high))
         assert row["our answer"] == answer(found, where)
         assert (row["images"], row["patients"]) == (len(val), val["Patient ID"].nunique())
-    assert saved["question"][0] == "VGG16 (no pretrained weights): adding dropout lowered validation loss (4.1.1.1 to 4.1.1.2)"
+    assert saved["question"][0] == ("VGG16 (no pretrained weights): adding dropout lowered validation loss "
+                                    "(4.1.1.1 to 4.1.1.2)")
     assert saved["report's answer"][2].startswith("no: ")
     assert "more training data lowered validation loss" in saved["question"][3]

@@ -28,7 +28,8 @@ from cxrlib.science.stats import Bootstrap
 
 # Seed streams of this module's random draws, each derived from the run's seed with its own key.
 AUGMENTED_STREAM, SMALLER_STREAM, BOOTSTRAP_STREAM = 1, 2, 3
-FINDINGS_COLUMNS = ["question", "report's answer", "our answer", "difference", "low", "high", "images", "patients"]
+FINDINGS_COLUMNS = ["step", "question", "report's answer", "our answer", "difference", "low", "high", "images",
+                    "patients"]
 
 
 def stream_seed(seed: int, *keys) -> int:
@@ -242,27 +243,28 @@ def run_backbone(ch, name: str) -> BackboneRun:
 
 def flow_findings(ch, backbone_runs: dict) -> pd.DataFrame:
     """Each step of the report's flows, and "does more data help?", answered on validation loss with the paired
-    patient bootstrap (yes, no or cannot tell); saved as findings.csv in the chapter's run folder."""
+    patient bootstrap (yes, no or cannot tell), each row's step 'head flow' or 'more data'; saved as
+    findings.csv in the chapter's run folder."""
     val = ch.data.split("val")
     boot = Bootstrap(val["label"], val["Patient ID"], ch["bootstrap"], stream_seed(ch["seed"], BOOTSTRAP_STREAM))
     where = units(boot.images, boot.patient_count, "validation")
 
-    def row(question, theirs, before, after):
+    def row(step, question, theirs, before, after):
         found = boot.difference(before, after, "Loss")  # the loss before minus after: above 0 where it fell
-        return [question, theirs, answer(found, where), found.estimate, found.low, found.high, boot.images,
+        return [step, question, theirs, answer(found, where), found.estimate, found.low, found.high, boot.images,
                 boot.patient_count]
 
-    rows = [row(f"{backbone_runs[name].label}: {question} ({before} to {after})", theirs,
+    rows = [row("head flow", f"{backbone_runs[name].label}: {question} ({before} to {after})", theirs,
                 backbone_runs[name].heads[before].val_probs, backbone_runs[name].heads[after].val_probs)
             for name, before, after, question, theirs in FLOW_QUESTIONS if name in backbone_runs]
-    flow = len(rows)
-    rows += [row(f"{run.label}: more training data lowered validation loss ({run.chosen}, {run.smaller_text} "
-                 f"to the whole training set)", MORE_DATA.get(name, "not retrained on the larger set"),
-                 run.smaller.val_probs, run.heads[run.chosen].val_probs) for name, run in backbone_runs.items()]
-    table = pd.DataFrame(rows, columns=FINDINGS_COLUMNS,
-                         index=pd.Index(["head flow"] * flow + ["more data"] * (len(rows) - flow), name="step"))
+    rows += [row("more data", f"{run.label}: more training data lowered validation loss ({run.chosen}, "
+                 f"{run.smaller_text} to the whole training set)",
+                 MORE_DATA.get(name, "not retrained on the larger set"), run.smaller.val_probs, run.heads[run.chosen].val_probs) for name, run in backbone_runs.items()]
+    table = pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
     run_files.write_csv(ch.run.path / "findings.csv", table)
     return table
+
+
 def fine_tune_points(name: str, choice: str) -> tuple:
     """Which unfreeze points to train: none, the first (cheapest) or all of the report's."""
     points = backbones.spec(name).unfreeze

@@ -121,18 +121,33 @@ def log_row(history: pd.DataFrame) -> list:
     return [int(best["epoch"]) + 1, best["loss"], 100 * best["accuracy"], best["val_loss"], 100 * best["val_accuracy"]]
 
 
+def logs_table(rows: dict, names: list) -> pd.DataFrame:
+    """FLOW_COLUMNS for each index tuple of rows: a fit (an object with .history and .params: our row) or the
+    report's numbers."""
+    table = pd.DataFrame.from_dict({key: [*log_row(row.history), row.params] if hasattr(row, "history") else list(row)
+                                    for key, row in rows.items()}, orient="index", columns=list(FLOW_COLUMNS))
+    table.index = pd.MultiIndex.from_tuples(table.index, names=names)
+    return table.astype({"best epoch": "Int64", "parameters": "Int64"})
+
+
+def head_label(head) -> str:
+    """A head of the flows as the report names it: '4.1.1.4 Data Augmentation + GAP + Dense 256 + Dropout 0.5'."""
+    parts = ["Data Augmentation"] * head.augment + ["GAP"] * (head.pool == "gap")
+    for units, dropout in head.dense:
+        parts += [f"Dense {units}"] + [f"Dropout {dropout:g}"] * bool(dropout)
+    return f"{head.section} {' + '.join(parts)}"
+
+
 def flow_table(heads, ours: dict) -> pd.DataFrame:
-    """One backbone's heads in the report's order, our row (ours: section -> an object with .history and
-    .params) above the report's (empty where it shows only a figure)."""
+    """One backbone's heads in the report's order, our row (ours: section -> fit) above the report's (empty
+    where it shows only a figure)."""
     rows = {}
     for head in heads:
-        label = f"{head.section} {head.title}"
+        label = head_label(head)
         if head.section in ours:
-            rows[(label, "ours")] = [*log_row(ours[head.section].history), ours[head.section].params]
-        rows[(label, "report")] = list(FLOWS.get(head.section, (*_NONE, math.nan)))
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=list(FLOW_COLUMNS))
-    table.index = pd.MultiIndex.from_tuples(table.index, names=["head", "source"])
-    return table.astype({"best epoch": "Int64", "parameters": "Int64"})
+            rows[(label, "ours")] = ours[head.section]
+        rows[(label, "report")] = FLOWS.get(head.section, (*_NONE, math.nan))
+    return logs_table(rows, ["head", "source"])
 
 # chapter -> {our model (or a model-name prefix ending in '_'): the report's row it reproduces}. A model
 # missing here has no counterpart in the report (the first CNN, a features-only head, differential evolution).

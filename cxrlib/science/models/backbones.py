@@ -27,14 +27,6 @@ class Head:
     dense: tuple
     augment: bool = False
 
-    @property
-    def title(self) -> str:
-        """The head in the report's words, e.g. 'Data Augmentation + GAP + Dense 256 + Dropout 0.5'."""
-        parts = ["Data Augmentation"] * self.augment + ["GAP"] * (self.pool == "gap")
-        for units, dropout in self.dense:
-            parts += [f"Dense {units}"] + [f"Dropout {dropout:g}"] * bool(dropout)
-        return " + ".join(parts)
-
 
 @dataclass(frozen=True)
 class BackboneSpec:
