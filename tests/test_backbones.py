@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cxrlib.machinery import weights as weight_files
+from cxrlib.present.report import FLOWS
 from cxrlib.science.models import backbones, count_params
 
 
@@ -32,12 +33,51 @@ def test_chexnet_fine_tuning_trainable_counts(densenet, layer, trainable):
 
 def test_backbone_sizes_and_heads_match_the_report():
     vgg = backbones.backbone("vgg16", 224)
-    assert count_params(vgg)["total"] == 14_714_688
+    assert count_params(vgg)["total"] == 14_714_688 and vgg.output.shape[1:] == REPORT_FEATURES["vgg16"]
     assert count_params(backbones.head("vgg16", vgg.output.shape[1:]))["total"] == 132_356
-    assert count_params(backbones.backbone("resnet152", 224))["total"] == 58_370_944
+    resnet = backbones.backbone("resnet152", 224)
+    assert count_params(resnet)["total"] == 58_370_944 and resnet.output.shape[1:] == REPORT_FEATURES["resnet152"]
     assert count_params(backbones.backbone("resnet50", 224))["total"] == 23_587_712
     with pytest.raises(ValueError, match="has no layer"):
         backbones.unfreeze_from(vgg, "no_such_layer")
+
+
+# the backbones' feature maps at the report's 224 px (the two ResNets' are checked above, DenseNet's in 4.3.1.1's text)
+REPORT_FEATURES = {"vgg16": (7, 7, 512), "resnet152": (7, 7, 2048), "resnet50": (7, 7, 2048), "chexnet": (7, 7, 1024)}
+STATED = [(name, head) for name, spec in backbones.BACKBONES.items() for head in spec.heads
+          if head.section in FLOWS and FLOWS[head.section][5]]
+
+
+@pytest.mark.parametrize("name,head", STATED, ids=[head.section for _, head in STATED])
+def test_each_head_has_the_reports_parameter_count_at_its_size(name, head):
+    built = backbones.head(name, REPORT_FEATURES[name], head)  # heads only: no backbone, no weights
+    assert count_params(built) == {"total": FLOWS[head.section][5], "trainable": FLOWS[head.section][5],
+                                   "non_trainable": 0}
+
+
+def test_every_head_of_the_flows_is_built_from_its_spec():
+    assert [h.section for _, h in STATED] == ["4.1.1.2", "4.1.1.3", "4.3.1.1", "4.3.1.3"]
+    counts = {h.section: count_params(backbones.head(n, REPORT_FEATURES[n], h))["total"]
+              for n, spec in backbones.BACKBONES.items() for h in spec.heads}
+    # the same layers as a stated head (dropout and augmentation have no weights), and the arithmetic of the rest
+    assert counts["4.1.1.1"] == counts["4.1.1.2"] and counts["4.1.1.4"] == counts["4.1.1.3"]
+    assert counts["4.2.1.1"] == 2048 * 256 + 256 + 256 * 4 + 4
+    assert counts["4.2.1.2"] == counts["4.2.1.3"] == counts["4.2.4.1"] == 2048 * 64 + 64 + 64 * 4 + 4
+    assert counts["4.3.1.2"] == 1024 * 64 + 64 + 64 * 4 + 4
+    pooled = backbones.head("vgg16", (2, 2, 512))
+    assert pooled.input.shape[1:] == (None, None, 512)  # a pooled head takes pooled (1 x 1) features too
+    assert pooled(np.ones((1, 1, 1, 512), "float32")).shape == (1, 4)
+    flat = backbones.head("chexnet", (2, 2, 1024), backbones.spec("chexnet").heads[0])
+    assert flat.input.shape[1:] == (2, 2, 1024) and count_params(flat)["total"] == 4096 * 64 + 64 + 260
+
+
+def test_resnet152s_deeper_points_count_weighted_layers_as_the_report():
+    base = backbones.backbone("resnet152", 32)
+    weighted = [layer.name for layer in base.layers if layer.weights]
+    # 4.2.3.3 "last 50 layers (conv4_block32_1_conv)", 4.2.3.4 "last 150 layers"; 4.2.3.2 "last 2 layers"
+    assert backbones.spec("resnet152").unfreeze == ("conv5_block3_3_conv", "conv5_block3_1_conv",
+                                                    "conv4_block32_1_conv", "conv4_block15_2_conv")
+    assert [len(weighted) - weighted.index(point) for point in backbones.spec("resnet152").unfreeze] == [2, 6, 50, 150]
 
 
 def test_missing_imagenet_weights_fail_fast_with_instructions(tmp_path, monkeypatch):

@@ -274,6 +274,42 @@ def test_no_table_header_breaks_inside_a_word(smoke_book, browser, width):
     assert not problems, "\n".join(problems[:40])
 
 
+# The pretrained chapter's flow tables (a "best epoch" header: one per backbone, and one of both training sets, whose
+# index is the "training set") and its two tables of answers to the report's questions (an "our answer" header): how
+# many are drawn, and whether each fits the column or scrolls in a box of its own.
+FLOW_TABLES_JS = r"""
+const article = document.querySelector("article.bd-article") || document.querySelector("main") || document.body;
+const right = article.getBoundingClientRect().right + 2;
+const found = {flows: 0, sets: 0, answers: 0, problems: []};
+for (const table of article.querySelectorAll("table")) {
+  const heads = Array.from(table.querySelectorAll("th")).map(th => th.innerText.replace(/\u200b/g, "").trim());
+  const kind = heads.includes("training set") ? "sets" : heads.includes("best epoch") ? "flows"
+    : heads.includes("our answer") ? "answers" : null;
+  if (!kind) continue;
+  found[kind] += 1;
+  const box = table.getBoundingClientRect();
+  if (!box.width || !box.height || table.querySelectorAll("tbody tr").length < 1) found.problems.push(kind + " table empty");
+  let scrolls = false;
+  for (let up = table.parentElement; up && up !== article; up = up.parentElement) {
+    if (["auto", "scroll"].includes(getComputedStyle(up).overflowX) && up.getBoundingClientRect().right <= right) scrolls = true;
+  }
+  if (box.right > right && !scrolls) found.problems.push(kind + " table wider than the column");
+}
+return found;
+"""
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("width", [WIDTH, PHONE])
+def test_the_pretrained_flow_tables_are_drawn_at_desk_and_phone_widths(smoke_book, browser, width):
+    from cxrlib.core.registry import REGISTRY
+
+    open_page(browser, smoke_book / "_build" / "html" / "book" / "chapters" / "pretrained.html", width)
+    found = browser.execute_script(FLOW_TABLES_JS)
+    backbones = len(REGISTRY["pretrained"].defaults["backbones"])
+    assert (found["flows"], found["sets"], found["answers"], found["problems"]) == (backbones, 1, 2, [])
+
+
 @pytest.mark.book
 def test_no_code_is_visible_unless_shown_on_purpose(smoke_book, browser):
     problems = [f"{name}: {p}" for name, _ in each_page(browser, smoke_book)

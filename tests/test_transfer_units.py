@@ -23,14 +23,15 @@ SPLITS = ("train", "val", "test")
 def pretrained(tmp_path_factory):
     """The pretrained chapter with one backbone (VGG16) and its first unfreeze point, run and promoted."""
     from cxrlib.machinery.chapter import Chapter
-    from cxrlib.machinery.transfer import run_backbone
+    from cxrlib.machinery.transfer import flow_findings, run_backbone
 
     with toy_world(tmp_path_factory, "transfer-units", KERAS_HOME="keras-home") as (_, folder):  # no ImageNet file
         ch = Chapter("pretrained", "smoke", data_dir=str(folder), backbones=("vgg16",), backbone_size=32, epochs=1,
-                     fine_tune="first", fine_tune_epochs=1, batch_size=8, **SETTINGS)
+                     fine_tune="first", fine_tune_epochs=1, batch_size=8, augmented_copies=2, **SETTINGS)
         run = run_backbone(ch, "vgg16")
+        findings = flow_findings(ch, {"vgg16": run})
         ch.finish()
-        yield {"ch": ch, "run": run, "folder": folder}
+        yield {"ch": ch, "run": run, "folder": folder, "findings": findings}
 
 
 def test_fine_tune_points_are_the_reports_unfreeze_layers():
@@ -41,6 +42,8 @@ def test_fine_tune_points_are_the_reports_unfreeze_layers():
     # (4.3.3.3, two dense blocks)
     assert fine_tune_points("vgg16", "all") == ("block5_conv1", "block3_conv1")
     assert fine_tune_points("resnet50", "all") == ("conv5_block3_3_conv",)
+    # ResNet152 from its last 2 and 6 weighted layers (4.2.3.2, 4.2.2.1), then the last 50 and 150 (4.2.3.3-4)
+    assert fine_tune_points("resnet152", "all")[2:] == ("conv4_block32_1_conv", "conv4_block15_2_conv")
     assert fine_tune_points("chexnet", "all") == ("conv5_block15_0_bn", "conv4_block1_0_bn")
     assert fine_tune_points("vgg16", "first") == ("block5_conv1",)
     assert fine_tune_points("chexnet", "none") == ()
@@ -151,3 +154,77 @@ def test_image_model_and_chosen_models_give_models_that_take_images(pretrained):
     chosen = analysis.chosen_models(reader, {"VGG16": "pretrained/vgg16_features"})
     assert list(chosen) == ["VGG16 (no pretrained weights)"]  # tagged: the chapter recorded random weights
     assert chosen["VGG16 (no pretrained weights)"].input.shape[1:] == (32, 32, 1)
+
+
+def test_every_head_of_the_flow_trains_and_the_kept_one_is_the_saved_model(pretrained):
+    from cxrlib.core.frames import probabilities
+    from cxrlib.science.metrics import macro_f1
+
+    ch, run = pretrained["ch"], pretrained["run"]
+    assert list(run.heads) == ["4.1.1.1", "4.1.1.2", "4.1.1.3", "4.1.1.4"]  # the report's order
+    kept = run.heads["4.1.1.4"]  # the report's choice, the one fine tuning starts from
+    saved = pd.read_csv(ch.run.live / "histories" / "vgg16_features.csv")
+    np.testing.assert_allclose(kept.history["val_loss"], saved["val_loss"])
+    val = pd.read_csv(ch.run.live / "predictions" / "vgg16_features__val.csv")
+    np.testing.assert_allclose(kept.val_probs, probabilities(val))
+    spec = json.loads((ch.run.live / "models" / "vgg16_features.json").read_text())["spec"]
+    assert spec["head"] == "4.1.1.4" and spec["augmented copies"] == 2  # copies of augmented features
+    # 32 px: VGG16's map is 1 x 1 x 512, so the flattened Dense 256 has 512 * 256 + 256 + 256 * 4 + 4 weights
+    assert run.heads["4.1.1.1"].params == run.heads["4.1.1.2"].params == 132_356 == kept.params
+    y_val = ch.data.labels("val")
+    for section, fit in run.heads.items():
+        assert len(fit.history) >= 1 and fit.val_probs.shape == (len(y_val), 4)
+        np.testing.assert_allclose(fit.val_probs.sum(axis=1), 1, atol=1e-6)
+        assert run.scores[section] == macro_f1(y_val, fit.val_probs.argmax(axis=1))
+    best = max(run.scores.values())
+    assert run.scores[run.chosen] == best
+    assert run.chosen == "4.1.1.4" or run.scores["4.1.1.4"] < best  # equals: the report's own choice
+    earlier = list(run.heads)[:list(run.heads).index(run.chosen)]
+    assert all(run.scores[s] < best for s in earlier if s != "4.1.1.4")  # then the first of equals
+    assert run.smaller.head == run.heads[run.chosen].head
+    assert run.smaller_text.startswith("half the training patients")
+
+
+def test_heads_with_augmentation_read_features_of_augmented_copies(pretrained):
+    from cxrlib.core.config import cache_dir
+    from cxrlib.machinery.transfer import augmented_features, backbone_features, load_backbone
+
+    ch = pretrained["ch"]
+    base, used = load_backbone(ch, "vgg16")
+    before = sorted((cache_dir() / "features").glob("*.npy"))
+    copies = augmented_features(ch, "vgg16", base, used.long)
+    assert sorted((cache_dir() / "features").glob("*.npy")) == before  # both copies came from the cache
+    n = len(ch.data.split("train"))
+    assert copies.shape == (2 * n, 1, 1, 512)
+    plain = backbone_features(ch, "vgg16", base, used.long)["train"].mean(axis=(1, 2), keepdims=True)
+    assert not np.allclose(copies[:n], copies[n:]) and not np.allclose(copies[:n], plain)  # two augmentations
+
+
+def test_flow_findings_answer_each_step_from_the_paired_bootstrap(pretrained):
+    from cxrlib.machinery.transfer import BOOTSTRAP_STREAM, FINDINGS_COLUMNS, stream_seed
+    from cxrlib.present.claims import answer, units
+    from cxrlib.science.metrics import cross_entropy
+    from cxrlib.science.stats import Bootstrap
+
+    ch, run, findings = pretrained["ch"], pretrained["run"], pretrained["findings"]
+    saved = pd.read_csv(ch.run.live / "findings.csv")
+    assert saved.columns.tolist() == FINDINGS_COLUMNS and len(saved) == 4  # VGG16's three steps, and more data
+    assert saved["step"].tolist() == ["head flow"] * 3 + ["more data"]
+    pd.testing.assert_frame_equal(saved, findings, check_dtype=False)
+    val = ch.data.split("val")
+    boot = Bootstrap(val["label"], val["Patient ID"], ch["bootstrap"], stream_seed(ch["seed"], BOOTSTRAP_STREAM))
+    where = units(len(val), val["Patient ID"].nunique(), "validation")
+    pairs = [("4.1.1.1", "4.1.1.2"), ("4.1.1.2", "4.1.1.3"), ("4.1.1.3", "4.1.1.4")]
+    probs = [(run.heads[a].val_probs, run.heads[b].val_probs) for a, b in pairs]
+    probs.append((run.smaller.val_probs, run.heads[run.chosen].val_probs))
+    for (_, row), (before, after) in zip(saved.iterrows(), probs):
+        found = boot.difference(before, after, "Loss")
+        losses = cross_entropy(val["label"], before), cross_entropy(val["label"], after)
+        assert row["difference"] == pytest.approx(losses[0] - losses[1])
+        assert (row["low"], row["high"]) == pytest.approx((found.low, found.high))
+        assert row["our answer"] == answer(found, where)
+        assert (row["images"], row["patients"]) == (len(val), val["Patient ID"].nunique())
+    assert saved["question"][0] == ("VGG16 (no pretrained weights): adding dropout lowered validation loss "
+                                    "(4.1.1.1 to 4.1.1.2)")
+    assert saved["report's answer"][2].startswith("no: ")
+    assert "more training data lowered validation loss" in saved["question"][3]

@@ -110,8 +110,10 @@ PARAMETERS = {
     "fine_tune": Param({"enum": list(FINE_TUNE)}, "all",
                        "unfreeze points: none, the first (cheapest) or all of the report's"),
     "fine_tune_epochs": Param(whole(1, 10_000), 50, "most epochs of each fine tuning"),
+    "augmented_copies": Param(whole(1, 1000), 10, "augmented copies of the training images whose features train the "
+                              "heads with augmentation (4.1.1.4, 4.2.1.3): copy e mod n in epoch e"),
     "fine_tune_augment": Param({"enum": list(FINE_TUNE_AUGMENT)}, "report", "augment fine tuning as the report per "
-                               "backbone (VGG16 only, section 4.1.3), always or never"),
+                               "backbone, always or never"), always or never"),
     "feature_learning_rate": Param(share(positive=True), 1e-3, "learning rate of the head on cached features"),
     "fine_tune_learning_rate": Param(share(positive=True), 1e-5, "learning rate of fine tuning"),
     "allow_random_weights": Param(FLAG, False, "continue from seeded random weights where none are found"),
@@ -139,7 +141,7 @@ TRAINS = ("epochs", "patience", "batch_size", "mixed_precision", "class_weight",
           "deterministic")
 SCRATCH_NETS = ("learning_rate", "image_size", "resize_to")  # the report's own nets, trained from scratch
 HYPERBAND = ("hyperband_max_epochs", "hyperband_factor", "tuner_workers", "hyperband_iterations")
-PRETRAINED = ("backbone_size", "backbones", "fine_tune", "fine_tune_epochs", "fine_tune_augment",
+PRETRAINED = ("backbone_size", "backbones", "fine_tune", "fine_tune_epochs", "augmented_copies", "fine_tune_augment",
               "feature_learning_rate", "fine_tune_learning_rate", "allow_random_weights", "allow_partial_weights",
               "chexnet_weights")
 GA = ("ga_population", "ga_generations", "ga_crossover", "ga_mutation", "ga_crossover_genes", "ga_tournament",
@@ -254,11 +256,12 @@ PROFILES = {
     # deep backbone takes longer than so few steps
     "smoke": {**REPORT_SETTINGS, **SAMPLE, "min_per_split": 1, "run_eagerly": True, "image_size": 64, "resize_to": 57,
               "epochs": 2, "patience": 2, "max_per_class": {"train": 16, "val": 8, "test": 8}, "backbone_size": 32,
-              "fine_tune_epochs": 1, "hyperband_max_epochs": 2, "ga_population": 12, "ga_generations": 8,
+              "fine_tune_epochs": 1, "hyperband_max_epochs": 2, "augmented_copies": 1, "ga_population": 12,
+              "ga_generations": 8,
               "bootstrap": 100},
     # a 2-core laptop: enough epochs to learn something; the from-scratch nets take 96 px, the backbones 64 px
     "cpu": {**REPORT_SETTINGS, **SAMPLE, "min_per_split": 3, "image_size": 96, "resize_to": 87, "epochs": 25,
-            "patience": 8, "backbone_size": 64, "fine_tune_epochs": 5, "hyperband_max_epochs": 6},
+            "patience": 8, "backbone_size": 64, "fine_tune_epochs": 5, "hyperband_max_epochs": 6, "augmented_copies": 2},
     # the report's settings, meant for a GPU and the real dataset
     "full": REPORT_SETTINGS,
 }

@@ -255,3 +255,10 @@ def not_learned_text(name: str, model, history) -> str:
         text += (f" Training shrank that difference (from {spread.iloc[0]:.0e} after the first epoch to "
                  f"{spread.iloc[-1]:.0e}) instead of growing it.")
     return text
+
+
+def fine_tune_words(fine_tune: str, profile: str) -> str:
+    """Which unfreeze points this run fine-tunes from, in words, from its own setting."""
+    return {"none": f"The `{profile}` run fine-tunes no backbone (`fine_tune: none`): only the heads are trained.",
+            "first": f"The `{profile}` run fine-tunes from the first point of each row only (`fine_tune: first`).",
+            "all": f"The `{profile}` run fine-tunes from every point of each row (`fine_tune: all`)."}[fine_tune]

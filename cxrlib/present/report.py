@@ -62,6 +62,94 @@ GA_WEIGHTS = {"ResNet152": 0.13074769, "VGG16": 0.13225159, "CheXNet1": 0.278807
 BEST = {"Accuracy": 0.7302, "F1-macro": 0.7275, "ROC AUC": 0.9073}
 
 
+# Section 4's flows of experiments where the report states numbers (elsewhere it shows only figures): the best
+# epoch, training loss and accuracy (%), validation loss and accuracy (%), and the parameters of the head (4.x.1)
+# or the trainable parameters of the fine-tuned model (4.x.2-3).
+FLOW_COLUMNS = ("best epoch", "training loss", "training accuracy (%)", "validation loss", "validation accuracy (%)",
+                "parameters")
+_NONE = (math.nan,) * 5
+FLOWS = {
+    "4.1.1.2": (15, 1.0792, 51.72, 1.1699, 53.25, 6_423_812),
+    "4.1.1.3": (16, 0.91, 62.51, 1.0143, 59.25, 132_356),
+    "4.3.1.1": (*_NONE, 3_211_588),  # in the text: "3.211.588 from the Dense layer on top"
+    "4.3.1.3": (*_NONE, 70_020),  # its three Dense layers in 4.3.2's summaries: 65,600 + 4,160 + 260
+    "4.3.2.1": (6, 0.8128, 68.25, 0.8118, 67.12, 238_148),
+    "4.3.2.2": (12, 0.8117, 67.86, 0.8114, 66.87, 400_068),
+    "4.3.3.2": (28, 0.8196, 68.10, 0.8153, 68.96, 238_148),
+    "4.3.3.3": (50, 0.8088, 68.79, 0.8078, 69.97, 5_594_244),
+}
+
+
+def _loss(before: str, after: str) -> str:
+    """'validation loss 1.1699 to 1.0143 (4.1.1.2 to 4.1.1.3)', from FLOWS."""
+    return f"validation loss {FLOWS[before][3]} to {FLOWS[after][3]} ({before} to {after})"
+
+
+# Each step of the flows as a question on validation loss: (backbone, head before, head after, question, the
+# report's answer in its words). "Lowered" is the loss of the head before minus that of the head after, above 0.
+FLOW_QUESTIONS = (
+    ("vgg16", "4.1.1.1", "4.1.1.2", "adding dropout lowered validation loss",
+     "yes: 'good improvements in the validation loss value'"),
+    ("vgg16", "4.1.1.2", "4.1.1.3", "global average pooling lowered validation loss",
+     f"yes: {_loss('4.1.1.2', '4.1.1.3')}"),
+    ("vgg16", "4.1.1.3", "4.1.1.4", "data augmentation lowered validation loss",
+     "no: 'worst results in terms of validation loss and accuracy'"),
+    ("resnet152", "4.2.1.1", "4.2.1.2", "a smaller head (Dense 64, Dropout 0.25) lowered validation loss",
+     "yes, slightly: 'a slight performance improvement'"),
+    ("resnet152", "4.2.1.2", "4.2.1.3", "data augmentation (and Dropout 0.33) lowered validation loss",
+     "yes, slightly: 'a slight improvement wrt the previous model'"),
+    ("chexnet", "4.3.1.1", "4.3.1.2", "global average pooling lowered validation loss",
+     "yes: 'reduce overfitting and improve the performance'"),
+    ("chexnet", "4.3.1.2", "4.3.1.3", "a second Dense 64 lowered validation loss",
+     "not stated: kept since its validation curves had not reached a plateau"),
+)
+# Gathering more data (sections 2.4, 4.x.3): what the report found for each backbone it retrained on its larger set.
+MORE_DATA = {
+    "vgg16": "no at the same depth: 'the performance of the model on the validation didn't get much better' "
+             "(4.1.3.2); it let deeper fine tuning help (4.1.3.3)",
+    "resnet152": "no: 'we still have the same behaviour' (4.2.3.2)",
+    "chexnet": f"mixed: {_loss('4.3.2.1', '4.3.3.2')}, validation accuracy {FLOWS['4.3.2.1'][4]}% to "
+               f"{FLOWS['4.3.3.2'][4]}%",
+}
+
+
+
+def log_row(history: pd.DataFrame) -> list:
+    """The report's five numbers of a training log: the best epoch (1-based, lowest validation loss, the epoch
+    its checkpoints keep) and the training and validation loss and accuracy (%) there."""
+    best = history.loc[history["val_loss"].idxmin()]
+    return [int(best["epoch"]) + 1, best["loss"], 100 * best["accuracy"], best["val_loss"], 100 * best["val_accuracy"]]
+
+
+def logs_table(rows: dict, names: list) -> pd.DataFrame:
+    """FLOW_COLUMNS for each index tuple of rows: a fit (an object with .history and .params: our row) or the
+    report's numbers."""
+    table = pd.DataFrame.from_dict({key: [*log_row(row.history), row.params] if hasattr(row, "history") else list(row)
+                                    for key, row in rows.items()}, orient="index", columns=list(FLOW_COLUMNS))
+    table.index = pd.MultiIndex.from_tuples(table.index, names=names)
+    return table.astype({"best epoch": "Int64", "parameters": "Int64"})
+
+
+def head_label(head) -> str:
+    """A head of the flows as the report names it: '4.1.1.4 Data Augmentation + GAP + Dense 256 + Dropout 0.5'."""
+    parts = ["Data Augmentation"] * head.augment + ["GAP"] * (head.pool == "gap")
+    for units, dropout in head.dense:
+        parts += [f"Dense {units}"] + [f"Dropout {dropout:g}"] * bool(dropout)
+    return f"{head.section} {' + '.join(parts)}"
+
+
+def flow_table(heads, ours: dict) -> pd.DataFrame:
+    """One backbone's heads in the report's order, our row (ours: section -> fit) above the report's (empty
+    where it shows only a figure)."""
+    rows = {}
+    for head in heads:
+        label = head_label(head)
+        if head.section in ours:
+            rows[(label, "ours")] = ours[head.section]
+        rows[(label, "report")] = FLOWS.get(head.section, (*_NONE, math.nan))
+    return logs_table(rows, ["head", "source"])
+
+
 def report_rows(*names: str) -> pd.DataFrame:
     """The report's rows by name, in our metrics-table layout."""
     unknown = [n for n in names if n not in REPORT]

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.stats import norm
 
 from cxrlib.core.config import CLASSES, NO_FINDING
+from cxrlib.science.metrics import EPS
 
 LEVEL = 0.95
 # Power for the smallest difference a split can resolve (the conventional 80%).
@@ -84,7 +85,8 @@ def nanmean_rows(table: np.ndarray, min_count: int = 1) -> np.ndarray:
 
 
 def weighted_metrics(y_true, probs, weights) -> dict:
-    """metric -> (rows,) values of every metric of METRICS under each row of weights (image multiplicities).
+    """metric -> (rows,) values of every metric of METRICS, and of "Loss" (the mean cross-entropy, clipped as
+    Keras's), under each row of weights (image multiplicities).
 
     With unit weights these are metrics.metrics_row's values: macro averages run over the classes present, a
     class's F1 is NaN where it is neither present nor predicted, ROC AUC needs two classes present."""
@@ -101,7 +103,9 @@ def weighted_metrics(y_true, probs, weights) -> dict:
     found = {"Accuracy": ratio(hit.sum(axis=1), weights.sum(axis=1)),
              "F1-macro": nanmean_rows(np.where(present, f1, np.nan)),
              "ROC AUC": nanmean_rows(auc, min_count=2),
-             "FNFR": ratio(weights @ (diseased & (pred == NO_FINDING)), weights @ diseased)}
+             "FNFR": ratio(weights @ (diseased & (pred == NO_FINDING)), weights @ diseased),
+             "Loss": ratio(weights @ -np.log(np.clip(probs[np.arange(len(pred)), y_true], EPS, 1 - EPS)),
+                           weights.sum(axis=1))}
     found.update({f"F1-{name}": np.where(present[:, c] | (said[:, c] > 0), f1[:, c], np.nan)
                   for c, name in enumerate(CLASSES)})
     return found

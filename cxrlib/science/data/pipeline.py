@@ -77,15 +77,23 @@ def make_dataset(images: np.ndarray, labels=None, batch_size: int = 16, shuffle:
 
 
 def array_dataset(features: np.ndarray, labels, batch_size: int = 32, shuffle: bool = False, seed: int = 42,
-                  start_epoch: int = 0):
-    """Batches of precomputed float32 features (e.g. a frozen backbone's output) with their labels."""
+                  start_epoch: int = 0, copies: int = 1):
+    """Batches of precomputed float32 features (e.g. a frozen backbone's output) with their labels.
+
+    features may stack `copies` versions of the same items, copy after copy (a backbone's features of augmented
+    copies of the images): epoch e of the shuffled stream reads copy e mod copies.
+    """
     import tensorflow as tf
 
-    _check_lengths(len(features), len(labels))
+    _check_lengths(len(features), len(labels) * copies)
+    n = len(labels)
     values = tf.constant(np.asarray(features, np.float32))
     label_tensor = tf.constant(np.asarray(labels))
-    batches = index_batches(len(features), batch_size, shuffle, seed, start_epoch)
-    ds = batches.map(lambda idx: (tf.gather(values, idx), tf.gather(label_tensor, idx)),
+    batches = index_batches(n, batch_size, shuffle, seed, start_epoch)
+    if copies > 1:
+        steps = steps_per_epoch(n, batch_size)
+        batches = batches.enumerate(start_epoch * steps).map(lambda b, idx: idx + (b // steps) % copies * n)
+    ds = batches.map(lambda idx: (tf.gather(values, idx), tf.gather(label_tensor, idx % n)),
                      num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
