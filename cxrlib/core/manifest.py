@@ -113,7 +113,7 @@ PARAMETERS = {
     "augmented_copies": Param(whole(1, 1000), 10, "augmented copies of the training images whose features train the "
                               "heads with augmentation (4.1.1.4, 4.2.1.3): copy e mod n in epoch e"),
     "fine_tune_augment": Param({"enum": list(FINE_TUNE_AUGMENT)}, "report", "augment fine tuning as the report per "
-                               "backbone, always or never"), always or never"),
+                               "backbone, always or never"),
     "feature_learning_rate": Param(share(positive=True), 1e-3, "learning rate of the head on cached features"),
     "fine_tune_learning_rate": Param(share(positive=True), 1e-5, "learning rate of fine tuning"),
     "allow_random_weights": Param(FLAG, False, "continue from seeded random weights where none are found"),
