@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrlib.machinery.inputs.decode import BadImage, as_array, decode, decode_bytes, inspect_bytes, problem, resized
+from cxrlib.machinery.inputs.decode import BadImage, as_array, decode, decode_bytes, inspect_header, problem, resized
 from cxrlib.machinery.inputs.images import load_images, reused_image_memory
 
 
@@ -164,11 +164,11 @@ def test_pillow_keeps_image_memory_only_while_decoding():
     assert Image.core.get_blocks_max() == before
 
 
-def test_inspect_reports_size_and_problems():
-    assert inspect_bytes(png(Image.fromarray(twin(size=20)[:, :12]))) == (12, 20, "")
-    width, height, why = inspect_bytes(png(Image.new("L", (8, 8), 0)))
-    assert (width, height) == (8, 8) and why.startswith("constant image")
-    assert inspect_bytes(b"not an image")[2].startswith("cannot decode: not an image format")
+def test_the_header_gives_the_size_and_the_decode_the_problems():
+    assert inspect_header(png(Image.fromarray(twin(size=20)[:, :12]))) == (12, 20, None)
+    assert inspect_header(png(Image.new("L", (8, 8), 0))) == (8, 8, None)  # the header alone: no pixel judged
+    assert problem(decode_bytes(png(Image.new("L", (8, 8), 0)))).startswith("constant image")
+    assert inspect_header(b"not an image")[2].startswith("cannot decode: not an image format")
 
 
 def test_every_unusable_image_is_named_in_one_error(tmp_path, isolated):

@@ -13,10 +13,9 @@ from PIL import Image, ImageFile
 
 from cxrlib.core.config import CLASSES
 from cxrlib.machinery import cli
-from cxrlib.machinery.inputs import DataError, load_data, read_metadata
+from cxrlib.machinery.inputs import DataError, load_data, read_metadata, read_source
 from cxrlib.machinery.inputs import decode as decode_module
 from cxrlib.machinery.inputs.decode import MAX_PIXELS, BadImage, decode, decode_bytes, inspect_header
-from cxrlib.machinery.inputs.sources import open_folder
 
 from tests.conftest import make_rows, write_folder
 
@@ -221,7 +220,7 @@ def file_key(path) -> int:
 def test_each_used_image_is_decoded_once_on_first_touch_and_unused_ones_never(nih_folder, isolated, decodes):
     import cxrlib.science.otsu  # noqa: F401  (registers the transforms)
 
-    source = open_folder(nih_folder, "nih")
+    source = read_source(nih_folder)
     assert decodes == {}  # reading the folder hashes files and reads headers, decoding none
     data = load_data(nih_folder, fractions=(0.5, 0.25, 0.25), max_per_class=2, image_size=24)
     used = set(data.table["Image Index"])
@@ -244,7 +243,7 @@ def test_first_decode_fills_the_cache_with_what_a_later_decode_gives(nih_folder,
 
     data = load_data(nih_folder, fractions=(0.5, 0.25, 0.25), image_size=20)
     cached = np.asarray(data.images("val", 20))
-    fresh = np.stack([decode(data.source.paths[n], 20) for n in data.split("val")["Image Index"]])
+    fresh = np.stack([decode(path, 20) for path in data.source.paths(data.split("val")["Image Index"])])
     np.testing.assert_array_equal(cached, fresh)
 
 
@@ -319,7 +318,7 @@ def test_unknown_label_values_are_shown_with_their_counts_and_how_labels_were_no
              {"Image Index": "00000012_000.png", "Finding Labels": " effusion ", "Patient ID": 12},
              {"Image Index": "00000013_000.png", "Finding Labels": "Effusion ", "Patient ID": 13}]
     write_folder(tmp_path / "nih", rows)
-    drops = open_folder(tmp_path / "nih", "nih").drops
+    drops = read_source(tmp_path / "nih").drops
     line = drops.line()
     assert "3 unknown label (00000010_000.png, 00000011_000.png, 00000012_000.png)" in line and "\n" not in line
     assert ("; unknown label: 'Infiltrate' ×2, ' effusion ' ×1 (NIH spells it 'Effusion'); labels matched after "

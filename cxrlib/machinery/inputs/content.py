@@ -1,44 +1,65 @@
-"""What each image file holds: a content hash, its native size (from its header) and whether it is usable.
+"""Step 3 of the data path: each kept row's image file found (in images/ or images_0XX/images/, as NIH ships them),
+its content hash and its native size read from its header, and any problem already known.
 
 Hash and header are read once per file and kept in a small SQLite index under the cache folder, keyed by
 the file's absolute path, size, mtime and ctime, so a file replaced by another of the same size and name is
 hashed (and checked) afresh, and every cache or result keyed by content hashes is invalidated. Reading the
 header decodes no pixel: whether the picture itself is usable is learnt from the first decode that a split
-needs (images.first_decode), and stored here, so no image is decoded only to be checked.
+needs (step 5, images.first_touch), and stored here, so no image is decoded only to be checked.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
+import warnings
 from contextlib import closing, contextmanager
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 from tqdm.std import tqdm  # plain text, never a notebook widget the static book cannot render
 
 from cxrlib.core.config import PROGRESS_AFTER_S, cache_dir
 from cxrlib.core.errors import DataError
 from cxrlib.machinery.inputs.decode import inspect_header
 
-# Bump when the checks in images.inspect_header or images.checked_pixels change, so old verdicts are recomputed.
+# Bump when the checks in decode.inspect_header or decode.checked_pixels change, so old verdicts are recomputed.
 # 3: every IHDR of a PNG counts for its stated size, not only a first one.
 INDEX_VERSION = 3
 COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "version", "sha256", "width", "height", "problem")
+# What the table gains per image from its file; problem is '' for a usable image, None while its pixels have not
+# been decoded yet.
+RECORD = ("sha256", "width", "height", "problem")
 
 
-@dataclass(frozen=True)
-class FileRecord:
-    """One image file: sha256 of its bytes, native width and height, and why it is unusable.
+def on_disk(table: pd.DataFrame, place, drops) -> tuple:
+    """(the table with each row's path, sha256, width, height and problem, DropSummary). A partial NIH download
+    keeps the images present and counts the rest as missing; the sample and a synthetic set must be whole."""
+    found = index_images(place.root)
+    missing = [n for n in table["Image Index"] if n not in found]
+    if missing and place.kind == "nih" and len(missing) < len(table):
+        warnings.warn(f"{len(missing)} of {len(table)} labelled images are not on disk "
+                      f"(e.g. {', '.join(missing[:3])}); using the {len(table) - len(missing)} present")
+        table = table[table["Image Index"].isin(found)].reset_index(drop=True)
+        drops = drops.add("missing image", missing)
+    elif missing:
+        raise DataError(f"{len(missing)} image(s) listed in {place.label_file.name} are missing under {place.root}: "
+                        f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+    paths = [found[n] for n in table["Image Index"]]
+    records = pd.DataFrame(file_records(paths, desc="checking"), columns=RECORD)
+    return pd.concat([table.assign(path=paths), records], axis=1), drops
 
-    problem is '' for a usable image, None while its pixels have not been decoded yet.
-    """
 
-    sha256: str
-    width: int
-    height: int
-    problem: str | None
+def index_images(root: Path) -> dict:
+    """NIH ships images in images/ or in images_0XX/images/; find both layouts."""
+    found = {}
+    for folder in [root / "images", *sorted(root.glob("images_*/images")), root]:
+        if folder.is_dir():
+            for path in folder.glob("*.png"):
+                found.setdefault(path.name, path)
+    return found
 
 
 def index_path() -> Path:
@@ -55,9 +76,7 @@ def threads() -> int:
 def _connect():
     """Open (and create) the index for one transaction; a generous timeout lets parallel runs share it."""
     with closing(sqlite3.connect(index_path(), timeout=120)) as con, con:
-        con.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
-                    "mtime_ns INTEGER, ctime_ns INTEGER, version INTEGER, sha256 TEXT, width INTEGER, "
-                    "height INTEGER, problem TEXT)")
+        con.execute(f"CREATE TABLE IF NOT EXISTS files ({', '.join(COLUMNS)}, PRIMARY KEY (path))")
         yield con
 
 
@@ -70,14 +89,13 @@ def _stat_key(path: Path) -> tuple:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns, INDEX_VERSION
 
 
-def inspect_file(path: Path) -> FileRecord:
+def inspect_file(path: Path) -> tuple:
     """Read the file once: hash its bytes and read its header (size, format, pixel budget), decoding no pixel."""
     try:
         data = path.read_bytes()
     except OSError as err:
-        return FileRecord("", 0, 0, f"cannot read: {err.strerror or err}")
-    width, height, problem = inspect_header(data)
-    return FileRecord(hashlib.sha256(data).hexdigest(), width, height, problem)
+        return "", 0, 0, f"cannot read: {err.strerror or err}"
+    return hashlib.sha256(data).hexdigest(), *inspect_header(data)
 
 
 def record_problems(paths, problems) -> None:
@@ -88,16 +106,18 @@ def record_problems(paths, problems) -> None:
 
 
 def file_records(paths, desc: str = "hashing") -> list:
-    """A FileRecord per path, in order; files not seen before (or changed since) are read in threads."""
+    """(sha256, width, height, problem) per path, in order; files not seen before (or changed since) are read in threads."""
     paths = [Path(p).expanduser().resolve() for p in paths]
     keys = [_stat_key(p) for p in paths]
-    with _connect() as con:
-        stored = {row[0]: row for row in _rows(con, paths)}
+    with _connect() as con:  # json_each: any number of paths in one query, whatever SQLite's parameter limit
+        rows = con.execute("SELECT * FROM files WHERE path IN (SELECT value FROM json_each(?))",
+                           [json.dumps([str(p) for p in paths])])
+        stored = {row[0]: row for row in rows}
     records, stale = {}, []
     for path, key in zip(paths, keys):
         row = stored.get(str(path))
         if row is not None and tuple(row[1:5]) == key:
-            records[str(path)] = FileRecord(row[5], row[6], row[7], row[8])
+            records[str(path)] = tuple(row[5:9])
         else:
             stale.append((path, key))
     if stale:
@@ -116,22 +136,12 @@ def _inspect_and_store(stale: list, desc: str, chunk: int = 2000) -> dict:
             fresh = list(pool.map(lambda item: inspect_file(item[0]), part))
             with _connect() as con:
                 con.executemany(f"INSERT OR REPLACE INTO files VALUES ({', '.join('?' * len(COLUMNS))})",
-                                [(str(p), *k, r.sha256, r.width, r.height, r.problem)
-                                 for (p, k), r in zip(part, fresh)])
+                                [(str(p), *k, *r) for (p, k), r in zip(part, fresh)])
             found.update({str(p): r for (p, _), r in zip(part, fresh)})
             progress.update(len(part))
     return found
 
 
-def _rows(con, paths) -> list:
-    """Stored rows for these paths, fetched in chunks that SQLite's parameter limit allows."""
-    rows, names = [], [str(p) for p in paths]
-    for start in range(0, len(names), 900):
-        chunk = names[start:start + 900]
-        rows += con.execute(f"SELECT * FROM files WHERE path IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
-    return rows
-
-
 def content_hashes(paths) -> list:
     """sha256 of each file's bytes, computed once per version of the file."""
-    return [r.sha256 for r in file_records(paths)]
+    return [r[0] for r in file_records(paths)]

@@ -188,16 +188,6 @@ def inspect_header(data: bytes) -> tuple:
         return width, height, str(err)
 
 
-def inspect_bytes(data: bytes) -> tuple:
-    """(width, height, problem) of an image file's bytes, decoded in full; problem is '' for a usable image."""
-    try:
-        pixels = decode_bytes(data)
-    except BadImage as err:
-        width, height = png_header_size(data) or (0, 0)
-        return width, height, str(err)
-    return pixels.shape[1], pixels.shape[0], problem(pixels)
-
-
 def checked_pixels(path: Path) -> np.ndarray:
     """Full-size grey pixels of a usable image; BadImage saying why (without the file's name) otherwise."""
     try:
