@@ -8,8 +8,7 @@ import pytest
 from cxrlib.core.config import CLASSES, REPORT_COUNTS
 from cxrlib.machinery.inputs import DataError, load_data, read_metadata, read_source
 from cxrlib.machinery.inputs.images import load_images
-from cxrlib.machinery.inputs.metadata import read_labels
-from cxrlib.machinery.inputs.sources import resolve_source
+from cxrlib.machinery.inputs.sources import read_labels, resolve_source
 from cxrlib.science.data.splits import apply_caps, assert_patient_disjoint, split_patients
 from cxrlib.science.data.synthetic import make_synthetic, render
 from PIL import Image
@@ -256,12 +255,12 @@ def test_replacing_an_image_with_a_same_sized_one_changes_identity_and_pixels(ni
 
 
 def test_content_hashes_are_computed_once(nih_folder, isolated, monkeypatch):
-    from cxrlib.machinery.inputs import content
+    from cxrlib.machinery.inputs import images
 
     paths = sorted((nih_folder / "images").glob("*.png"))
-    hashes = content.content_hashes(paths)
-    monkeypatch.setattr(content, "inspect_file", lambda path: pytest.fail(f"{path} hashed twice"))
-    assert content.content_hashes(paths) == hashes
+    hashes = [sha for sha, *_ in images.file_records(paths)]
+    monkeypatch.setattr(images, "inspect_file", lambda path: pytest.fail(f"{path} hashed twice"))
+    assert [sha for sha, *_ in images.file_records(paths)] == hashes
     import hashlib
     assert hashes[0] == hashlib.sha256(paths[0].read_bytes()).hexdigest()
 

@@ -15,6 +15,7 @@ from cxrlib.machinery.provenance import device_text, project_commit, versions_te
 from cxrlib.machinery.repro import lock_text, rebuild_command
 from cxrlib.machinery.runs import RUNNER_ENV
 from cxrlib.machinery.site import library_logs_to_stderr
+from cxrlib.science.data.pipeline import make_dataset
 from cxrlib.science.metrics import metrics_row
 
 
@@ -265,8 +266,8 @@ class Chapter:
         resumed fit sees the batches an uninterrupted one would have.
         """
         shuffle = split == "train" if shuffle is None else shuffle
-        return self.data.dataset(split, size, self["batch_size"], shuffle, self["seed"], preprocess,
-                                 start_epoch=start_epoch)
+        return make_dataset(self.data.images(split, size, preprocess), self.data.labels(split), self["batch_size"],
+                            shuffle, self["seed"], start_epoch=start_epoch)
 
     def train_model(self, name: str, builder, *, image_size: int, epochs=None, learning_rate=None,
                     preprocess=None, **build_kwargs) -> Result:

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxrlib.core.config import CLASSES, REPORT_COUNTS
+from cxrlib.core.config import CLASSES, REPO_ROOT, REPORT_COUNTS
 from cxrlib.science.data.splits import SPLITS
 
+SYNTHETIC_WARNING = ("SYNTHETIC DATA: this run was asked for synthetic images (DATA=synthetic), so every "
+                     "number and picture here comes from procedurally generated images. They "
+                     "say nothing about chest X-ray classification.")
+KIND_TEXT = {"nih": "NIH ChestX-ray14 folder", "sample": "real NIH ChestX-ray14 sample",
+             "synthetic": "SYNTHETIC images (not real X-rays)"}
 DROP_REASONS = ("multi-label", "other finding", "unknown label", "missing image", "unreadable image")
 EXAMPLES = 3
 # Distinct unknown label values the summary line shows, most frequent first.
@@ -89,6 +94,22 @@ def shown_value(value: str, count: int, spelling: str = "") -> str:
 def first(names) -> str:
     """The first few names, with an ellipsis when there are more."""
     return ", ".join(names[:EXAMPLES]) + (", ..." if len(names) > EXAMPLES else "")
+
+
+def source_phrase(kind: str, root: Path, images: int, skipped: int = 0) -> str:
+    """One phrase for provenance lines: 'real NIH ChestX-ray14 sample shipped with the project in
+    data/cxr14-sample (456 single-label images)'."""
+    extra = f"; {skipped} unreadable image(s) skipped" if skipped else ""
+    return f"{KIND_TEXT[kind]} {where(root)} ({images} single-label images{extra})"
+
+
+def where(root: Path) -> str:
+    """'shipped with the project in data/cxr14-sample' for the project's own data, else 'at /the/folder'."""
+    try:
+        inside = Path(root).resolve().relative_to(REPO_ROOT / "data")
+    except ValueError:
+        return f"at {root}"
+    return f"shipped with the project in data/{inside.as_posix()}"
 
 
 def class_counts(table: pd.DataFrame) -> pd.Series:
