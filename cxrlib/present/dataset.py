@@ -1,4 +1,5 @@
-"""The dataset chapter's tables and the label file's drop summary, computed from a ChestData's one table."""
+"""How the data are shown: the dataset chapter's tables (computed from a ChestData's one table), the label file's
+drop summary, the phrase naming a source in provenance lines and the synthetic-data warning."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
