@@ -73,7 +73,7 @@ def measure(folder: Path, cache: Path) -> dict:
     os.environ["CXR_CACHE_DIR"] = str(cache)
     import cxrlib.machinery.inputs as data_layer
     from cxrlib.core.manifest import profile_settings
-    from cxrlib.machinery.inputs import decode
+    from cxrlib.machinery.inputs import decode, images
 
     settings = profile_settings(PROFILE)
     present = sum(1 for _ in folder.glob("images_*/images/*.png"))
@@ -81,8 +81,8 @@ def measure(folder: Path, cache: Path) -> dict:
     settings.update(overrides)
     size = settings["image_size"]
     # Probes on the functions load_for calls by name; they time and count, and change nothing.
-    reading = data_layer.resolve_source = Timed(data_layer.resolve_source)
-    decoding = data_layer.first_decode = Timed(data_layer.first_decode, lambda paths, *_: len(paths))
+    reading = data_layer.read_source = Timed(data_layer.read_source)
+    decoding = images.first_decode = Timed(images.first_decode, lambda paths, *_: len(paths))
     decodes = decode.decode_bytes = Timed(decode.decode_bytes)
 
     started = time.perf_counter()
@@ -100,7 +100,7 @@ def measure(folder: Path, cache: Path) -> dict:
     return {"profile": PROFILE, "overrides": overrides, "size": size, "rows_listed": drops.rows_read,
             "images_present": present, "missing_counted": drops.count("missing image"),
             "dropped": {r: len(v) for r, v in drops.dropped.items()},
-            "images_hashed": len(data.source.files), "images_used": len(data.table),
+            "images_hashed": len(data.source.table), "images_used": len(data.table),
             "images_first_decoded": decoding.items, "decodes_in_load": decoded_in_load,
             "decodes_in_reload": decodes.items - decoded_in_load,
             "read_hash_and_headers_s": reading.seconds, "first_decode_s": decoding.seconds,

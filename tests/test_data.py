@@ -6,11 +6,10 @@ import pandas as pd
 import pytest
 
 from cxrlib.core.config import CLASSES, REPORT_COUNTS
-from cxrlib.machinery.inputs import (DataError, assert_patient_disjoint, load_data, read_metadata,
-                         single_label, split_patients)
+from cxrlib.machinery.inputs import DataError, load_data, read_metadata, read_source
 from cxrlib.machinery.inputs.images import load_images
-from cxrlib.machinery.inputs.sources import open_folder, resolve_source
-from cxrlib.science.data.splits import apply_caps
+from cxrlib.machinery.inputs.sources import read_labels, resolve_source
+from cxrlib.science.data.splits import apply_caps, assert_patient_disjoint, split_patients
 from cxrlib.science.data.synthetic import make_synthetic, render
 from PIL import Image
 
@@ -19,7 +18,7 @@ from tests.test_hostile_inputs import decodes, file_key  # noqa: F401  (decodes:
 
 
 def test_single_label_keeps_exact_matches_only(nih_folder):
-    table = single_label(read_metadata(nih_folder / "Data_Entry_2017.csv"))
+    table, _ = read_labels(nih_folder / "Data_Entry_2017.csv")
     assert set(table["Finding Labels"]) == set(CLASSES)
     assert len(table) == 4 * 12
     assert (table["label"] == table["Finding Labels"].map(CLASSES.index)).all()
@@ -40,18 +39,19 @@ def test_image_names_that_leave_the_folder_are_rejected(tmp_path, name):
         read_metadata(path)
 
 
-def test_missing_images_are_counted_and_named(nih_folder):
+def test_missing_images_are_counted_and_named(nih_folder, monkeypatch):
     for path in sorted((nih_folder / "images").glob("*.png"))[:3]:
         path.unlink()
+    monkeypatch.setenv("CXR_SAMPLE_DIR", str(nih_folder))
     with pytest.raises(DataError, match=r"3 image\(s\) listed .* missing"):
-        open_folder(nih_folder, "sample")
+        read_source()  # the sample must be whole
 
 
 def test_partial_nih_download_warns_and_keeps_what_is_there(nih_folder):
     removed = sorted((nih_folder / "images").glob("*.png"))[0]
     removed.unlink()
     with pytest.warns(UserWarning, match="1 of .* not on disk"):
-        source = open_folder(nih_folder, "nih")
+        source = read_source(nih_folder)
     assert removed.name not in set(source.table["Image Index"])
 
 
@@ -69,11 +69,11 @@ def test_nih_layout_with_numbered_image_folders(tmp_path):
     for path in (root / "images").glob("*.png"):
         path.rename(target / path.name)
     (root / "images").rmdir()
-    assert len(open_folder(root, "nih").table) == 16
+    assert len(read_source(root).table) == 16
 
 
 def test_split_is_patient_disjoint_reproducible_and_covers_every_class(nih_folder):
-    table = open_folder(nih_folder, "nih").table
+    table = read_source(nih_folder).table
     first = split_patients(table, (0.5, 0.25, 0.25), seed=3)
     again = split_patients(table, (0.5, 0.25, 0.25), seed=3)
     assert_patient_disjoint(first)
@@ -120,11 +120,11 @@ def test_source_order_explicit_then_sample_and_synthetic_only_when_asked(nih_fol
     message = str(missing.value)
     assert "\n" not in message and f"expected it at {isolated / 'absent'}" in message and "DATA=synthetic" in message
     with pytest.warns(UserWarning, match="SYNTHETIC DATA"):
-        source = resolve_source("synthetic")
+        source = read_source("synthetic")
     assert source.synthetic and set(source.table["Finding Labels"]) == set(CLASSES)
     monkeypatch.setenv("CXR_DATA_DIR", "synthetic")
     with pytest.warns(UserWarning, match="SYNTHETIC DATA"):
-        assert resolve_source().synthetic
+        assert resolve_source().kind == "synthetic"
 
 
 def test_synthetic_images_are_deterministic_and_differ_by_class(tmp_path):
@@ -167,14 +167,16 @@ def one_row_of_each_kind(root):
 
 
 def test_drop_summary_counts_one_row_of_each_kind(tmp_path, isolated):
-    from cxrlib.machinery.inputs import check_used_images
+    from dataclasses import replace
+
+    from cxrlib.machinery.inputs.images import first_touch
 
     root = one_row_of_each_kind(tmp_path / "nih")
     with pytest.warns(UserWarning, match="1 of 6 labelled images are not on disk"):
-        source = open_folder(root, "nih", on_bad_image="skip")
+        source = read_source(root)
     with pytest.warns(UserWarning, match="skipping 1 unusable"):  # images are checked once a split uses them
-        source, _, _ = check_used_images(source, source.table.assign(split="train"), "skip")
-    drops = source.drops
+        table, drops, _ = first_touch(source.table.assign(split="train"), source.drops, source.root, "skip")
+    source = replace(source, table=table, drops=drops)
     assert (drops.rows_read, drops.rows_kept) == (9, 4)
     assert drops.dropped == {"multi-label": ["00000010_000.png"], "other finding": ["00000011_000.png"],
                              "unknown label": ["00000012_000.png"], "missing image": ["00000013_000.png"],
@@ -217,7 +219,7 @@ def test_hostile_row_names_the_label_file_and_row(tmp_path):
 
 
 def test_data_may_name_the_label_file_itself(nih_folder, isolated, tmp_path):
-    source = resolve_source(nih_folder / "Data_Entry_2017.csv")
+    source = read_source(nih_folder / "Data_Entry_2017.csv")
     assert source.root == nih_folder.resolve() and len(source.table) == 48
     with pytest.raises(DataError, match=r"data folder .*absent does not exist; give the folder"):
         resolve_source(tmp_path / "absent")
@@ -239,7 +241,7 @@ def test_replacing_an_image_with_a_same_sized_one_changes_identity_and_pixels(ni
         noise_png(path, i)
     before = load_data(nih_folder, fractions=(0.5, 0.25, 0.25))
     first = np.array(before.images("train", 32))
-    target = before.source.paths[before.split("train")["Image Index"][0]]
+    target = before.source.paths(before.split("train")["Image Index"][:1])[0]
     size = target.stat().st_size
     replacement = noise_png(target, 999)
     assert target.stat().st_size == size
@@ -253,12 +255,12 @@ def test_replacing_an_image_with_a_same_sized_one_changes_identity_and_pixels(ni
 
 
 def test_content_hashes_are_computed_once(nih_folder, isolated, monkeypatch):
-    from cxrlib.machinery.inputs import content
+    from cxrlib.machinery.inputs import images
 
     paths = sorted((nih_folder / "images").glob("*.png"))
-    hashes = content.content_hashes(paths)
-    monkeypatch.setattr(content, "inspect_file", lambda path: pytest.fail(f"{path} hashed twice"))
-    assert content.content_hashes(paths) == hashes
+    hashes = [sha for sha, *_ in images.file_records(paths)]
+    monkeypatch.setattr(images, "inspect_file", lambda path: pytest.fail(f"{path} hashed twice"))
+    assert [sha for sha, *_ in images.file_records(paths)] == hashes
     import hashlib
     assert hashes[0] == hashlib.sha256(paths[0].read_bytes()).hexdigest()
 
@@ -300,7 +302,7 @@ def roundtrip_error(images, native):
 
 @pytest.mark.parametrize("harmonise", [False, True])
 def test_harmonised_resolution_is_the_same_for_every_class(tmp_path, isolated, harmonise):
-    from cxrlib.machinery.inputs import native_resolution, pipeline_resolution
+    from cxrlib.present.dataset import native_resolution, pipeline_resolution
 
     root = write_folder(tmp_path / "nih", make_rows(per_class=12))
     table = pd.read_csv(root / "Data_Entry_2017.csv")

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrlib.machinery.inputs.decode import BadImage, as_array, decode, decode_bytes, inspect_bytes, problem, resized
-from cxrlib.machinery.inputs.images import load_images, reused_image_memory
+from cxrlib.machinery.inputs.decode import (BadImage, as_array, checked_pixels, decode_bytes, inspect_header, problem,
+                                            resized)
+from cxrlib.machinery.inputs import decode as decode_module
+from cxrlib.machinery.inputs.images import BLOCKS_PER_THREAD, THREADS, fill, load_images
 
 
 def twin(seed: int = 0, size: int = 24) -> np.ndarray:
@@ -157,18 +159,27 @@ def test_downscaling_reduces_by_whole_blocks_then_resizes_antialiased():
     np.testing.assert_array_equal(resized(pixels, 24), np.asarray(expected))
 
 
-def test_pillow_keeps_image_memory_only_while_decoding():
-    before = Image.core.get_blocks_max()
-    with reused_image_memory(4):
-        assert Image.core.get_blocks_max() >= 4
+def test_pillow_keeps_image_memory_only_while_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "a.png"
+    path.write_bytes(png(Image.fromarray(twin())))
+    before, seen = Image.core.get_blocks_max(), []
+    real = decode_module.checked_pixels
+
+    def watched(pixels_of):
+        seen.append(Image.core.get_blocks_max())
+        return real(pixels_of)
+
+    monkeypatch.setattr(decode_module, "checked_pixels", watched)
+    assert fill(np.zeros((1, 8, 8), np.uint8), [path], 8) == [""]
+    assert seen == [max(before, THREADS * BLOCKS_PER_THREAD)]  # kept for reuse while decoding, then as it was
     assert Image.core.get_blocks_max() == before
 
 
-def test_inspect_reports_size_and_problems():
-    assert inspect_bytes(png(Image.fromarray(twin(size=20)[:, :12]))) == (12, 20, "")
-    width, height, why = inspect_bytes(png(Image.new("L", (8, 8), 0)))
-    assert (width, height) == (8, 8) and why.startswith("constant image")
-    assert inspect_bytes(b"not an image")[2].startswith("cannot decode: not an image format")
+def test_the_header_gives_the_size_and_the_decode_the_problems():
+    assert inspect_header(png(Image.fromarray(twin(size=20)[:, :12]))) == (12, 20, None)
+    assert inspect_header(png(Image.new("L", (8, 8), 0))) == (8, 8, None)  # the header alone: no pixel judged
+    assert problem(decode_bytes(png(Image.new("L", (8, 8), 0)))).startswith("constant image")
+    assert inspect_header(b"not an image")[2].startswith("cannot decode: not an image format")
 
 
 def test_every_unusable_image_is_named_in_one_error(tmp_path, isolated):
@@ -180,13 +191,13 @@ def test_every_unusable_image_is_named_in_one_error(tmp_path, isolated):
     with pytest.raises(BadImage, match=r"2 of 3 image\(s\).*blank\.png: constant image.*"
                                        r"broken\.png: cannot decode: not an image"):
         load_images(paths, 8)
-    assert decode(good, 8).shape == (8, 8)
+    assert resized(checked_pixels(good), 8).shape == (8, 8)
 
 
 def test_harmonised_decode_loses_the_detail_a_larger_image_had(tmp_path):
     path = tmp_path / "sharp.png"
     path.write_bytes(png(Image.fromarray(twin(7, 64))))
-    plain, harmonised = decode(path, 64).astype(int), decode(path, 64, harmonise_to=16).astype(int)
+    plain, harmonised = resized(checked_pixels(path), 64).astype(int), resized(checked_pixels(path), 64, 16).astype(int)
     blurred = np.asarray(Image.fromarray(twin(7, 64)).resize((16, 16), Image.LANCZOS)
                          .resize((64, 64), Image.BILINEAR)).astype(int)
     np.testing.assert_array_equal(plain, twin(7, 64))

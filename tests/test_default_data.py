@@ -18,6 +18,7 @@ from cxrlib.core.config import CLASSES, REPO_ROOT
 from cxrlib.machinery import cli
 from cxrlib.machinery import runner
 from cxrlib.machinery.inputs import sources
+from cxrlib.present.dataset import where
 from tests.conftest import SAMPLE
 
 DATA = REPO_ROOT / "data"
@@ -58,10 +59,10 @@ def test_environment_overrides_the_shipped_data(nih_folder, isolated, monkeypatc
     assert sources.nih_metadata_dir() == nih_folder and sources.nih_label_file() == nih_folder / "Data_Entry_2017.csv"
     monkeypatch.setenv("CXR_SAMPLE_DIR", str(nih_folder))
     source = sources.resolve_source()
-    assert source.kind == "sample" and sources.where(source.root) == f"at {nih_folder.resolve()}"
+    assert source.kind == "sample" and where(source.root) == f"at {nih_folder.resolve()}"
     monkeypatch.setenv("CXR_DATA_DIR", str(nih_folder))
     assert sources.resolve_source().kind == "nih"
-    assert sources.where(SAMPLE) == "shipped with the project in data/cxr14-sample"
+    assert where(SAMPLE) == "shipped with the project in data/cxr14-sample"
 
 
 def test_a_missing_sample_stops_the_runner_in_one_line_saying_where_it_belongs(isolated, monkeypatch, capsys):

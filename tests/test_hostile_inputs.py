@@ -13,10 +13,10 @@ from PIL import Image, ImageFile
 
 from cxrlib.core.config import CLASSES
 from cxrlib.machinery import cli
-from cxrlib.machinery.inputs import DataError, load_data, read_metadata
+from cxrlib.machinery.inputs import DataError, load_data, read_metadata, read_source
 from cxrlib.machinery.inputs import decode as decode_module
-from cxrlib.machinery.inputs.decode import MAX_PIXELS, BadImage, decode, decode_bytes, inspect_header
-from cxrlib.machinery.inputs.sources import open_folder
+from cxrlib.machinery.inputs.decode import MAX_PIXELS, BadImage, checked_pixels, decode_bytes, inspect_header, resized
+from cxrlib.machinery.inputs.images import load_images
 
 from tests.conftest import make_rows, write_folder
 
@@ -95,16 +95,16 @@ def test_an_image_over_the_budget_but_under_pillows_limit_is_not_decoded(pixel_l
 
 @pytest.mark.parametrize("hiding", ["IHDR not first", "second IHDR, after a small one",
                                     "first IHDR, before a small one"])
-def test_a_bomb_whose_ihdr_hides_is_refused_by_its_stated_size_in_one_line(tmp_path, pixel_loads, hiding):
+def test_a_bomb_whose_ihdr_hides_is_refused_by_its_stated_size_in_one_line(tmp_path, isolated, pixel_loads, hiding):
     path = tmp_path / "00000001_000.png"
     path.write_bytes(hidden_bomb(15_000, hiding))
     assert path.stat().st_size < 300_000
     with pytest.raises(BadImage) as refused:
-        decode(path, 16)
+        load_images([path], 16)
     message = str(refused.value)
-    assert message.startswith(f"{path.name}: too large: 15000 x 15000 pixels (225,000,000), over the budget of "
-                              f"{MAX_PIXELS:,} pixels") and "\n" not in message
-    assert inspect_header(path.read_bytes()) == (15_000, 15_000, message.removeprefix(f"{path.name}: "))
+    why = f"too large: 15000 x 15000 pixels (225,000,000), over the budget of {MAX_PIXELS:,} pixels (MAX_PIXELS)"
+    assert message.endswith(f"{path.name}: {why}") and "\n" not in message
+    assert inspect_header(path.read_bytes()) == (15_000, 15_000, why)
     assert pixel_loads == []
 
 
@@ -221,7 +221,7 @@ def file_key(path) -> int:
 def test_each_used_image_is_decoded_once_on_first_touch_and_unused_ones_never(nih_folder, isolated, decodes):
     import cxrlib.science.otsu  # noqa: F401  (registers the transforms)
 
-    source = open_folder(nih_folder, "nih")
+    source = read_source(nih_folder)
     assert decodes == {}  # reading the folder hashes files and reads headers, decoding none
     data = load_data(nih_folder, fractions=(0.5, 0.25, 0.25), max_per_class=2, image_size=24)
     used = set(data.table["Image Index"])
@@ -240,11 +240,9 @@ def test_each_used_image_is_decoded_once_on_first_touch_and_unused_ones_never(ni
 
 
 def test_first_decode_fills_the_cache_with_what_a_later_decode_gives(nih_folder, isolated):
-    from cxrlib.machinery.inputs.decode import decode
-
     data = load_data(nih_folder, fractions=(0.5, 0.25, 0.25), image_size=20)
     cached = np.asarray(data.images("val", 20))
-    fresh = np.stack([decode(data.source.paths[n], 20) for n in data.split("val")["Image Index"]])
+    fresh = np.stack([resized(checked_pixels(path), 20) for path in data.source.paths(data.split("val")["Image Index"])])
     np.testing.assert_array_equal(cached, fresh)
 
 
@@ -293,7 +291,7 @@ def test_label_files_saved_by_spreadsheets_are_read_and_the_encoding_named(tmp_p
     path = label_file(tmp_path / "Data_Entry_2017.csv", ROWS.format(note=note), encoding)
     table = read_metadata(path)
     assert table["Note"].iloc[0] == note and list(table.columns)[0] == "Image Index"
-    from cxrlib.machinery.inputs.metadata import read_labels
+    from cxrlib.machinery.inputs.sources import read_labels
 
     _, drops = read_labels(path)
     assert drops.encoding == named
@@ -319,7 +317,7 @@ def test_unknown_label_values_are_shown_with_their_counts_and_how_labels_were_no
              {"Image Index": "00000012_000.png", "Finding Labels": " effusion ", "Patient ID": 12},
              {"Image Index": "00000013_000.png", "Finding Labels": "Effusion ", "Patient ID": 13}]
     write_folder(tmp_path / "nih", rows)
-    drops = open_folder(tmp_path / "nih", "nih").drops
+    drops = read_source(tmp_path / "nih").drops
     line = drops.line()
     assert "3 unknown label (00000010_000.png, 00000011_000.png, 00000012_000.png)" in line and "\n" not in line
     assert ("; unknown label: 'Infiltrate' ×2, ' effusion ' ×1 (NIH spells it 'Effusion'); labels matched after "

@@ -132,7 +132,7 @@ def tiny_data(nih_folder, isolated):
 
 
 def test_patients_per_split_by_hand(tiny_data):
-    from cxrlib.machinery.inputs import patients_per_split
+    from cxrlib.present.dataset import patients_per_split
 
     table = patients_per_split(tiny_data)
     assert table.index.tolist() == ["train", "val", "test"]
@@ -141,7 +141,8 @@ def test_patients_per_split_by_hand(tiny_data):
 
 
 def test_overview_by_hand(tiny_data, nih_folder):
-    from cxrlib.machinery.inputs import overview, read_metadata
+    from cxrlib.machinery.inputs import read_metadata
+    from cxrlib.present.dataset import overview
 
     table = overview(tiny_data, read_metadata(nih_folder / "Data_Entry_2017.csv"))
     assert table.index.tolist() == [*CLASSES, "total"]
@@ -155,7 +156,7 @@ def test_overview_by_hand(tiny_data, nih_folder):
 
 
 def test_report_split_comparison_by_hand(tiny_data):
-    from cxrlib.machinery.inputs import report_split_comparison
+    from cxrlib.present.dataset import report_split_comparison
 
     table = report_split_comparison(tiny_data)
     assert table.columns.tolist() == [(s, w) for s in ("train", "val", "test") for w in ("report", "ours")]

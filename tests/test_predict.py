@@ -61,7 +61,7 @@ def chapter(tmp_path_factory):
 
 def test_predict_agrees_with_the_chapters_saved_test_predictions(chapter, tmp_path):
     saved = pd.read_csv(chapter.run.live / "predictions" / "tiny__test.csv").set_index("Image Index").head(6)
-    paths = [chapter.data.source.paths[name] for name in saved.index]
+    paths = chapter.data.source.paths(saved.index)
     output = tmp_path / "out.csv"
     assert cli.main(["predict", *map(str, paths), "--model", "fused/tiny", "--profile", "smoke",
                         "-o", str(output)]) == 0
@@ -79,7 +79,7 @@ def test_predict_agrees_with_the_chapters_saved_test_predictions(chapter, tmp_pa
 
 def test_a_16_bit_copy_gives_the_same_prediction_as_its_8_bit_original(chapter, tmp_path):
     name = chapter.data.split("test")["Image Index"].iloc[0]
-    original = chapter.data.source.paths[name]
+    original = chapter.data.source.paths([name])[0]
     pixels = np.asarray(Image.open(original).convert("L"), np.uint16)
     wide = tmp_path / "wide.png"
     Image.fromarray(pixels * 257).save(wide)  # the same picture filling 16 bits
@@ -94,7 +94,7 @@ def test_a_folder_with_one_broken_file_predicts_the_rest_and_names_it(chapter, t
     folder = tmp_path / "scans"
     folder.mkdir()
     for name in chapter.data.split("test")["Image Index"].head(3):
-        shutil.copy(chapter.data.source.paths[name], folder / name)
+        shutil.copy(chapter.data.source.paths([name])[0], folder / name)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a picture")
     (folder / "notes.txt").write_text("not an image: left alone")
     output, overlays = tmp_path / "out.csv", tmp_path / "overlays"
@@ -116,7 +116,7 @@ def test_an_image_under_the_minimum_size_is_refused_in_one_line(chapter, tmp_pat
     tiny, wide = tmp_path / "tiny.png", tmp_path / "narrow.png"
     Image.fromarray(np.array([[0, 255]], np.uint8)).save(tiny)  # 2x1 px
     Image.fromarray(np.tile(np.arange(0, 250, 5, dtype=np.uint8), (predict.MIN_SIDE - 1, 1))).save(wide)
-    paths = [chapter.data.source.paths[name], tiny, tmp_path / "absent.png", wide]
+    paths = [chapter.data.source.paths([name])[0], tiny, tmp_path / "absent.png", wide]
     output = tmp_path / "out.csv"
     assert cli.main(["predict", *map(str, paths), "--model", "fused/tiny", "--profile", "smoke",
                         "-o", str(output)]) == 1
@@ -181,7 +181,7 @@ def saved_temperature(chapter, fit, made=None) -> None:
 def first_image(chapter, tmp_path):
     """(the first test image, its saved test predictions' row); the temperatures.json saved is removed after."""
     name = chapter.data.split("test")["Image Index"].iloc[0]
-    yield chapter.data.source.paths[name], pd.read_csv(chapter.run.live / "predictions" / "tiny__test.csv"
+    yield chapter.data.source.paths([name])[0], pd.read_csv(chapter.run.live / "predictions" / "tiny__test.csv"
                                                        ).set_index("Image Index").loc[name]
     shutil.rmtree(chapter.run.profile_dir / "ensemble", ignore_errors=True)
 

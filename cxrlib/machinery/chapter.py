@@ -16,6 +16,7 @@ from cxrlib.machinery.repro import changed_in_words, changed_text, lock_text, re
 from cxrlib.machinery.runs import RUNNER_ENV
 from cxrlib.machinery.site import library_logs_to_stderr
 from cxrlib.present.labels import metrics_row
+from cxrlib.science.data.pipeline import make_dataset
 
 
 def namespace_parameters(namespace) -> dict:
@@ -281,8 +282,8 @@ class Chapter:
         resumed fit sees the batches an uninterrupted one would have.
         """
         shuffle = split == "train" if shuffle is None else shuffle
-        return self.data.dataset(split, size, self["batch_size"], shuffle, self["seed"], preprocess,
-                                 start_epoch=start_epoch)
+        return make_dataset(self.data.images(split, size, preprocess), self.data.labels(split), self["batch_size"],
+                            shuffle, self["seed"], start_epoch=start_epoch)
 
     def train_model(self, name: str, builder, *, image_size: int, epochs=None, learning_rate=None,
                     preprocess=None, **build_kwargs) -> Result:

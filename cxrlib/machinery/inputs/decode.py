@@ -1,14 +1,10 @@
 """Decode one image as it really is, and check it is a plausible picture: pure functions, no cache.
 
-Pillow decodes every file. Before any pixel is decoded, the size the file's header states is checked against a
-pixel budget, MAX_PIXELS, so a decompression bomb is refused without allocating its pixels; any failure of the
-decoder (Pillow's errors, its warnings raised as errors, zlib errors, truncated data) makes a BadImage named in
-one line.
-
-16-bit PNGs are scaled by the bit depth the file actually uses (its sBIT chunk, else the smallest
-common depth that holds its largest value), so a 12-bit detector image is not read as nearly black
-or clipped to white. Palette, grey+alpha, RGB and RGBA images become grey by the ITU-R 601 luma,
-transparent pixels counting as no signal (black, like the air around a chest).
+Pillow decodes every file. The size the file's header states is checked against a pixel budget, MAX_PIXELS,
+before any pixel is decoded, so a decompression bomb costs nothing; any failure of the decoder is a BadImage of
+one line. 16-bit PNGs are scaled by the bit depth the file really uses (its sBIT chunk, else the smallest common
+depth that holds its largest value), so a 12-bit detector image is neither nearly black nor clipped to white.
+Palette, grey+alpha, RGB and RGBA images become grey by the ITU-R 601 luma, transparent pixels counting as black.
 """
 from __future__ import annotations
 
@@ -47,7 +43,8 @@ class BadImage(DataError):
 
 
 def png_chunks(data: bytes):
-    """(type, payload) of each whole chunk of a PNG, in order, up to IEND or the end of the data; none for other formats."""
+    """(type, payload) of each whole chunk of a PNG, in order, up to IEND or the end of the data; none for other
+    formats."""
     at = len(PNG_SIGNATURE) if data.startswith(PNG_SIGNATURE) else len(data)
     while at + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[at:at + 8])
@@ -58,15 +55,10 @@ def png_chunks(data: bytes):
 
 
 def bits_used(top: int, sbit=None, container: int = 16) -> int:
-    """The bit depth a wide image's values fill.
-
-    sBIT names it; values above it mean the writer scaled them to the container, as the PNG
-    standard asks. Without sBIT: the smallest common depth that holds the largest value.
-    """
-    if sbit and top < 2 ** sbit:
-        return int(sbit)
+    """The bit depth a wide image's values fill: sBIT's, unless values above it say the writer scaled them to the
+    container, as the PNG standard asks; without sBIT, the smallest common depth that holds the largest value."""
     if sbit:
-        return container
+        return int(sbit) if top < 2 ** sbit else container
     return next((b for b in BIT_DEPTHS if top < 2 ** b), container)
 
 
@@ -102,11 +94,6 @@ def as_array(image: Image.Image) -> np.ndarray:
     return pixels
 
 
-def share(mask: np.ndarray) -> float:
-    """The fraction of a boolean array that is true (count_nonzero: a fifth of mean's time)."""
-    return np.count_nonzero(mask) / mask.size
-
-
 def problem(pixels: np.ndarray) -> str:
     """Why a decoded image is not a plausible radiograph ('' when it is)."""
     if pixels.size == 0:
@@ -114,21 +101,20 @@ def problem(pixels: np.ndarray) -> str:
     low, high = int(pixels.min()), int(pixels.max())
     if low == high:
         return f"constant image (every pixel is {low})"
-    white = share(pixels >= WHITE_FROM) if high >= WHITE_FROM else 0.0
+    # count_nonzero takes a fifth of mean's time
+    white = np.count_nonzero(pixels >= WHITE_FROM) / pixels.size if high >= WHITE_FROM else 0.0
     if white >= EXTREME_SHARE:
         return f"nearly all white ({white:.0%} of pixels at {WHITE_FROM} or more)"
-    black = share(pixels <= BLACK_UP_TO) if low <= BLACK_UP_TO else 0.0
+    black = np.count_nonzero(pixels <= BLACK_UP_TO) / pixels.size if low <= BLACK_UP_TO else 0.0
     if black >= EXTREME_SHARE:
         return f"nearly all black ({black:.0%} of pixels at {BLACK_UP_TO} or less)"
     return ""
 
 
 def png_header_size(data: bytes):
-    """The largest (width, height) any IHDR chunk of a PNG states, wherever it sits; None for other formats.
-
-    The standard wants one IHDR, first; Pillow takes the last one before the image data, so a bomb's size can
-    hide behind another chunk or behind a small first IHDR: every IHDR counts.
-    """
+    """The largest (width, height) any IHDR chunk of a PNG states, wherever it sits; None for other formats. The
+    standard wants one IHDR, first, but Pillow takes the last before the image data: a bomb could hide behind another
+    chunk or a small first IHDR."""
     sizes = [struct.unpack(">II", body[:8]) for kind, body in png_chunks(data) if kind == b"IHDR" and len(body) >= 8]
     return max(sizes, key=lambda size: size[0] * size[1], default=None)
 
@@ -140,23 +126,10 @@ def check_budget(width: int, height: int) -> None:
                        f"{MAX_PIXELS:,} pixels (MAX_PIXELS)")
 
 
-def one_line(err: BaseException) -> str:
-    """An exception's message on one line, or its type's name where it has none."""
-    return " ".join(str(err).split()) or type(err).__name__
-
-
-def decoder_failure(err: Exception, data: bytes) -> BadImage:
-    """Whatever a decoder raised, as a one-line BadImage."""
-    if isinstance(err, UnidentifiedImageError):
-        return BadImage(f"cannot decode: not an image format Pillow reads (starts with {data[:8]!r})")
-    if isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return BadImage(f"too large: {one_line(err)}")
-    return BadImage(f"cannot decode: {one_line(err)}")
-
-
 @contextmanager
 def opened(data: bytes):
-    """The image with only its header read and its size within the budget; any failure inside is a BadImage."""
+    """The image with only its header read and its size within the budget; whatever fails inside (the decoder's
+    errors, its warnings raised as errors) is a BadImage of one line."""
     stated = png_header_size(data)
     if stated:
         check_budget(*stated)  # before Pillow reads further, so a bomb is named by its size
@@ -166,8 +139,12 @@ def opened(data: bytes):
             yield image
     except BadImage:
         raise
+    except UnidentifiedImageError as err:
+        raise BadImage(f"cannot decode: not an image format Pillow reads (starts with {data[:8]!r})") from err
     except Exception as err:  # noqa: BLE001 - any decoder failure is a bad image, never a traceback
-        raise decoder_failure(err, data) from err
+        text = " ".join(str(err).split()) or type(err).__name__  # the error's type where it has no message
+        bomb = isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning))
+        raise BadImage(f"{'too large' if bomb else 'cannot decode'}: {text}") from err
 
 
 def decode_bytes(data: bytes) -> np.ndarray:
@@ -186,16 +163,6 @@ def inspect_header(data: bytes) -> tuple:
     except BadImage as err:
         width, height = png_header_size(data) or (0, 0)
         return width, height, str(err)
-
-
-def inspect_bytes(data: bytes) -> tuple:
-    """(width, height, problem) of an image file's bytes, decoded in full; problem is '' for a usable image."""
-    try:
-        pixels = decode_bytes(data)
-    except BadImage as err:
-        width, height = png_header_size(data) or (0, 0)
-        return width, height, str(err)
-    return pixels.shape[1], pixels.shape[0], problem(pixels)
 
 
 def checked_pixels(path: Path) -> np.ndarray:
@@ -219,12 +186,3 @@ def resized(pixels: np.ndarray, size: int, harmonise_to=None) -> np.ndarray:
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.BILINEAR, reducing_gap=REDUCING_GAP)
     return as_array(gray)
-
-
-def decode(path: Path, size: int, harmonise_to=None) -> np.ndarray:
-    """8-bit grey at size x size, checked in the same decode; with harmonise_to, first brought down to that size."""
-    try:
-        pixels = checked_pixels(path)
-    except BadImage as err:
-        raise BadImage(f"{Path(path).name}: {err}") from err
-    return resized(pixels, size, harmonise_to)
