@@ -28,13 +28,13 @@ def book_root(tmp_path, profile=None):
 def test_the_index_states_the_configuration_and_follows_it(tmp_path, monkeypatch):
     root = book_root(tmp_path, "smoke")
     text = site.intro_page(root, root / "runs")
-    cpu, smoke = config.PROFILES["cpu"], config.PROFILES["smoke"]
+    cpu, smoke = site.PROFILES["cpu"], site.PROFILES["smoke"]
     assert f"| `cpu` | {config.PURPOSE['cpu']} | {cpu['image_size']} px (resized to {cpu['resize_to']})" in text
     assert f"{smoke['max_per_class']['train']} training images per class" in text
     assert "This build ran the profile `smoke` on the real NIH sample (456 images)." in text
     assert "{{" not in text and "128 px" not in text
-    monkeypatch.setitem(config.PROFILES, "cpu", {**cpu, "image_size": 200, "resize_to": 181})
-    monkeypatch.setitem(config.PROFILES, "smoke", {**smoke, "max_per_class": {"train": 5, "val": 3, "test": 3}})
+    monkeypatch.setitem(site.PROFILES, "cpu", {**cpu, "image_size": 200, "resize_to": 181})
+    monkeypatch.setitem(site.PROFILES, "smoke", {**smoke, "max_per_class": {"train": 5, "val": 3, "test": 3}})
     text = site.intro_page(root, root / "runs")
     assert "200 px (resized to 181)" in text and "5/3/3 per class" in text and "5 training images per class" in text
     assert "No chapter of this build" in site.intro_page(book_root(tmp_path / "empty"))

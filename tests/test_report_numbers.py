@@ -167,11 +167,13 @@ def test_report_rows_follow_tables_10_and_11():
 
 
 def test_counterparts_pair_our_models_as_each_chapter_shows_them():
-    assert report.counterpart("hyperband", "scratch/second_cnn") == "Pre_tuner"
-    assert report.counterpart("preprocessing", "scratch/second_cnn") == "No_prep_scratch"
-    assert report.counterpart("pretrained", "vgg16_finetune_block5_conv1") == "VGG16"
-    assert report.counterpart("pretrained", "vgg16_features") is None
-    every = [q for questions in report.QUESTIONS.values() for q in questions]
+    from cxrlib.core.manifest import QUESTIONS, counterpart
+
+    assert counterpart("hyperband", "scratch/second_cnn") == "Pre_tuner"
+    assert counterpart("preprocessing", "scratch/second_cnn") == "No_prep_scratch"
+    assert counterpart("pretrained", "vgg16_finetune_block5_conv1") == "VGG16"
+    assert counterpart("pretrained", "vgg16_features") is None
+    every = [q for questions in QUESTIONS.values() for q in questions]
     assert all(row in report.REPORT for *_, a, b in every for row in (a, b) if row)
 
 
