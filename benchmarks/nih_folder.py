@@ -14,7 +14,7 @@ Which images are present: CLASS_SHARES of `count` are rows whose only label is o
 Rows are drawn with the seed from NIH's label file, so patients come as NIH has them.
 
 How the pictures were made: drawing and PNG-compressing 16,000 megapixel pictures would take longer than
-the benchmark itself, so a pool of POOL_PER_CLASS pictures per class (cxrlib.science.data.synthetic's drawing, at
+the benchmark itself, so a pool of POOL_PER_CLASS pictures per class (cxrlib.machinery.synthetic's drawing, at
 256 px with its noise, brought up to `size` px, 8-bit grey) is drawn and compressed once; each file is a
 pool picture (chosen by a hash of its name) with the file's own name in a PNG text chunk. Every file is
 written as a file of its own (no links), so every file differs in content and content hash and is read from
@@ -97,7 +97,7 @@ def pool(size: int, seed: int = 0) -> dict:
     """kind -> POOL_PER_CLASS PNG files (bytes) of size x size, drawn by the synthetic source."""
     from PIL import Image
 
-    from cxrlib.science.data.synthetic import render
+    from cxrlib.machinery.synthetic import render
 
     rng = np.random.default_rng([seed, 2])
     pictures = {}

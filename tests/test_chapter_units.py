@@ -166,7 +166,8 @@ def test_a_later_chapter_reads_the_saved_metrics_rows(world):
 def test_chapter_search_runs_hyperbands_trials_with_the_chapters_settings(world):
     from cxrlib.machinery.chapter import Chapter
     from cxrlib.machinery.parallel import chapter_search
-    from cxrlib.science.tuning import trials_run, trials_table
+    from cxrlib.machinery.parallel import trials_run
+    from cxrlib.science.tuning import trials_table
 
     ch = Chapter("hyperband", "smoke", data_dir=str(world["folder"]), image_size=32, resize_to=28, batch_size=8,
                  hyperband_max_epochs=2, **DATA)

@@ -10,7 +10,7 @@ from cxrlib.machinery.inputs import DataError, load_data, read_metadata, read_so
 from cxrlib.machinery.inputs.images import load_images
 from cxrlib.machinery.inputs.sources import read_labels, resolve_source
 from cxrlib.science.data.splits import apply_caps, assert_patient_disjoint, split_patients
-from cxrlib.science.data.synthetic import make_synthetic, render
+from cxrlib.machinery.synthetic import make_synthetic, render
 from PIL import Image
 
 from tests.conftest import make_rows, write_folder

@@ -19,7 +19,7 @@ def test_two_workers_share_every_trial_and_each_runs_some(tmp_path, monkeypatch)
     workers = parallel.distributed_search(spec, workers=2, timeout=900)
     assert workers == ["worker0", "worker1"]
 
-    chief = tuning.read_search(tmp_path / "tuner", **settings)  # the oracle the chief saved
+    chief = parallel.read_search(tmp_path / "tuner", **settings)  # the oracle the chief saved
     trials = chief.oracle.trials
     assert trials and all(str(t.status) == "COMPLETED" for t in trials.values())
     # Hyperband with at most 3 epochs and factor 3, as keras-tuner brackets it: bracket 1 starts
@@ -27,7 +27,7 @@ def test_two_workers_share_every_trial_and_each_runs_some(tmp_path, monkeypatch)
     # trains ceil(1 + log3 3) = 2 for 3 epochs: 3 + 1 + 2 = 6 trials
     assert len(trials) == 6
     assert sorted(t.hyperparameters.values["tuner/epochs"] for t in trials.values()) == [1, 1, 1, 3, 3, 3]
-    ran = tuning.trials_run(chief)
+    ran = parallel.trials_run(chief)
     assert sorted(ran["trial"]) == sorted(trials)  # every trial ran, and none twice
     per_worker = ran.groupby("tuner").size().to_dict()
     assert set(per_worker) == set(workers), f"a worker ran no trial: {per_worker}"  # both did work, none idle

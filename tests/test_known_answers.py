@@ -202,7 +202,7 @@ def trial(status, message=None):
 
 
 def test_check_trials_passes_only_when_every_trial_completed():
-    from cxrlib.science.tuning import check_trials
+    from cxrlib.machinery.parallel import check_trials
 
     def tuner(*trials_):
         return SimpleNamespace(oracle=SimpleNamespace(trials={str(i): t for i, t in enumerate(trials_)}))

@@ -34,14 +34,15 @@ def test_cross_entropy():
 def test_f1_per_class_and_macro():
     # NF: tp1 fp1 fn0 -> 2/3; Eff: tp1 fp0 fn1 -> 2/3; Inf: tp1 fp1 fn1 -> 1/2; Atel: 1
     expected = [2 / 3, 2 / 3, 1 / 2, 1.0]
-    assert metrics.f1_per_class(Y_TRUE, Y_PRED) == pytest.approx(expected)
-    assert metrics.macro_f1(Y_TRUE, Y_PRED) == pytest.approx(np.mean(expected))
+    row = metrics.metrics_row("m", Y_TRUE, PROBS).iloc[0]
+    assert row[metrics.F1_COLUMNS].tolist() == pytest.approx(expected)
+    assert metrics.macro_f1(Y_TRUE, Y_PRED) == pytest.approx(np.mean(expected)) == pytest.approx(row["F1-macro"])
 
 
 def test_false_no_finding_rate():
     # five diseased images, one of them (an infiltration) called No Finding
-    assert metrics.false_no_finding_rate(Y_TRUE, Y_PRED) == pytest.approx(1 / 5)
-    assert math.isnan(metrics.false_no_finding_rate([0, 0], [0, 1]))
+    assert metrics.metrics_row("m", Y_TRUE, PROBS).loc["m", "FNFR"] == pytest.approx(1 / 5)
+    assert math.isnan(metrics.metrics_row("m", [0, 0], np.eye(4)[[0, 1]]).loc["m", "FNFR"])
 
 
 def test_macro_roc_auc_one_vs_rest():
@@ -49,7 +50,7 @@ def test_macro_roc_auc_one_vs_rest():
     # Effusion: positives {0.6,0.3}; negatives {0.1,0.1,0.1,0.1}: AUC 1
     # Infiltration: positives {0.3,0.6}; negatives {0.1,0.2,0.1,0.5}: pairs won 3+4=7 of 8 -> 0.875
     # Atelectasis: positive {0.7} above all -> 1
-    assert metrics.macro_roc_auc(Y_TRUE, PROBS) == pytest.approx((1 + 1 + 0.875 + 1) / 4)
+    assert metrics.metrics_row("m", Y_TRUE, PROBS).loc["m", "ROC AUC"] == pytest.approx((1 + 1 + 0.875 + 1) / 4)
 
 
 def test_metrics_row_has_report_columns():
@@ -75,6 +76,6 @@ def test_macro_f1_and_auc_average_over_the_same_classes():
     probs = np.array([[0.9, 0.1, 0, 0], [0.8, 0.2, 0, 0], [0.1, 0.9, 0, 0], [0.3, 0.7, 0, 0]])
     assert metrics.present_classes(y_true) == [0, 1]
     assert metrics.macro_f1(y_true, probs.argmax(axis=1)) == pytest.approx(1.0)  # not 0.5: absent classes skipped
-    assert metrics.macro_roc_auc(y_true, probs) == pytest.approx(1.0)
+    assert metrics.metrics_row("m", y_true, probs).loc["m", "ROC AUC"] == pytest.approx(1.0)
     # a prediction of an absent class still costs the present class its recall
     assert metrics.macro_f1(y_true, np.array([0, 0, 1, 3])) == pytest.approx((1 + 2 / 3) / 2)

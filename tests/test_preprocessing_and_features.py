@@ -60,7 +60,8 @@ def test_hyperband_search_space_builds_the_report_head():
 def test_hyperband_search_completes_its_trials(tmp_path):
     import tensorflow as tf
 
-    from cxrlib.science.tuning import best_hyperparameters, search, trials_table
+    from cxrlib.machinery.parallel import search
+    from cxrlib.science.tuning import best_hyperparameters, trials_table
 
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")

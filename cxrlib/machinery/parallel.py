@@ -1,4 +1,5 @@
-"""Processes for keras-tuner's distributed mode: one chief oracle, N workers, gRPC, each running cxrlib.science.tuning's search.
+"""The Hyperband search over cxrlib.science.tuning's space: in this process, or under keras-tuner's distributed mode
+(one chief oracle, N workers, gRPC). Trials live in the run folder, so an interrupted search resumes.
 
 The chief (KERASTUNER_TUNER_ID=chief) hands out trials and keeps their results; each worker
 (KERASTUNER_TUNER_ID=worker<k>) asks it for a trial, trains it and reports back. Here one worker
@@ -8,6 +9,7 @@ environment variables pointing at the chief (see the README, "Hyperband on sever
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -16,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cxrlib.core.config import REPO_ROOT
 
@@ -120,7 +123,6 @@ def chapter_search(ch):
     keras-tuner's distributed mode with a chief and ch['tuner_workers'] workers (cxrlib.machinery.parallel)."""
     from cxrlib.science.data.pipeline import steps_per_epoch
     from cxrlib.science.training import class_weights
-    from cxrlib.science.tuning import check_trials, read_search, search
 
     size = ch["image_size"]
     settings = {"image_size": size, "resize_to": ch["resize_to"], "max_epochs": ch["hyperband_max_epochs"],
@@ -142,10 +144,98 @@ def chapter_search(ch):
     return tuner
 
 
+def _recorded_hyperband():
+    """keras_tuner.Hyperband whose every finished trial is logged with the tuner (worker) that ran it."""
+    import keras_tuner
+
+    class Recorded(keras_tuner.Hyperband):
+        def on_trial_end(self, trial):
+            """Log who ran the trial, then let keras-tuner finish it."""
+            with open(Path(self.project_dir) / "trials_run.txt", "a") as log:
+                log.write(f"{self.tuner_id} {trial.trial_id}\n")
+            super().on_trial_end(trial)
+
+    return Recorded
+
+
+def project_name(image_size: int, resize_to: int, max_epochs: int, factor: int, iterations: int, seed: int,
+                 patience: int, tag: str) -> str:
+    """The search's folder name: every setting in a hash, so a changed one starts a new search."""
+    settings = f"{image_size}|{resize_to}|{max_epochs}|{factor}|{iterations}|{seed}|{patience}|{tag}"
+    return "second_cnn_" + hashlib.sha256(settings.encode()).hexdigest()[:12]
+
+
+def open_tuner(folder: Path, *, image_size: int, resize_to: int, max_epochs: int, factor: int = 3,
+               iterations: int = 1, seed: int = 42, patience: int = 5, tag: str = ""):
+    """The Hyperband tuner of these settings; it reloads whatever the folder already holds.
+
+    Under keras-tuner's distributed mode (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP and _PORT set) it is
+    the chief's oracle or a worker that asks the chief for trials; otherwise a local search.
+    """
+    from cxrlib.science.tuning import hypermodel
+
+    project = project_name(image_size, resize_to, max_epochs, factor, iterations, seed, patience, tag)
+    return _recorded_hyperband()(hypermodel(image_size, resize_to), objective="val_loss", max_epochs=max_epochs,
+                                 factor=factor, hyperband_iterations=iterations, seed=seed,
+                                 directory=str(folder), project_name=project, overwrite=False)
+
+
+def read_search(folder: Path, **settings):
+    """The tuner of a finished (e.g. distributed) search, with the trials its chief oracle saved."""
+    roles = {k: os.environ.pop(k) for k in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+             if k in os.environ}
+    try:
+        tuner = open_tuner(folder, **settings)  # a local reader, never a worker of a running chief
+    finally:
+        os.environ.update(roles)
+    if (Path(tuner.project_dir) / "oracle.json").is_file():
+        tuner.oracle.reload()
+    return tuner
+
+
+def search(train_ds, val_ds, folder: Path, *, image_size: int, resize_to: int, max_epochs: int,
+           factor: int = 3, iterations: int = 1, seed: int = 42, patience: int = 5, tag: str = "",
+           class_weight=None, steps_per_epoch=None):
+    """Run (or resume) the search; returns the tuner.
+
+    tag (e.g. the data fingerprint and batch size) joins the settings in the project's name, so a
+    changed setting starts a new search instead of resuming a stale one. class_weight is the final
+    training's (science.training.class_weights), so trials are judged on the loss the model will train on.
+    """
+    import keras
+    from keras_tuner.src.distribute import utils as distributed  # keras-tuner's only word on who is the chief
+
+    from cxrlib.science.training import EpochLine
+
+    tuner = open_tuner(folder, image_size=image_size, resize_to=resize_to, max_epochs=max_epochs, factor=factor,
+                       iterations=iterations, seed=seed, patience=patience, tag=tag)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience)
+    tuner.search(train_ds, validation_data=val_ds, callbacks=[stop, EpochLine("trial", max_epochs)], verbose=0,
+                 class_weight=class_weight, steps_per_epoch=steps_per_epoch)
+    if distributed.has_chief_oracle() and not distributed.is_chief_oracle():
+        return tuner  # a worker: the chief holds the trials
+    check_trials(tuner)
+    return tuner
+
+
+def check_trials(tuner):
+    """Every trial completed; otherwise one error naming how many failed and the first reason."""
+    failed = [t for t in tuner.oracle.trials.values() if str(t.status) != "COMPLETED"]
+    if failed or not tuner.oracle.trials:
+        reason = failed[0].message if failed else "no trial ran"
+        raise RuntimeError(f"{len(failed)} Hyperband trial(s) failed: {reason}")
+
+
+def trials_run(tuner) -> pd.DataFrame:
+    """Which tuner (worker) ran which trial, from the search folder's log; one row per trial run."""
+    log = Path(tuner.project_dir) / "trials_run.txt"
+    lines = log.read_text().split("\n") if log.is_file() else []
+    return pd.DataFrame([line.split() for line in lines if line.strip()], columns=["tuner", "trial"])
+
+
 def run_role(spec_path) -> None:
     """Run this process's part (chief or worker, from KERASTUNER_TUNER_ID) of the search in spec_path."""
     from cxrlib.science.data.pipeline import make_dataset, steps_per_epoch
-    from cxrlib.science.tuning import search
 
     spec = json.loads(Path(spec_path).read_text())
 

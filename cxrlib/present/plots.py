@@ -222,13 +222,6 @@ def plot_history(history: pd.DataFrame, title: str):
     return fig
 
 
-def plot_metric_bars(table: pd.DataFrame, columns, title: str):
-    """Horizontal grouped bars comparing models (rows) on a few metrics, readable for long model names."""
-    if table.empty:
-        return say_empty(f"{title}: no model to compare.")
-    return plot_grouped_bars(table[list(columns)], title, "score (test set)", xlim=(0, 1))
-
-
 def class_examples(table: pd.DataFrame, per_class: int, seed: int = 0) -> pd.DataFrame:
     """A few rows of each class, reproducibly, for image galleries."""
     parts = [table[table["label"] == k].sample(min(per_class, int((table["label"] == k).sum())),

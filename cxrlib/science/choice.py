@@ -36,9 +36,3 @@ def choose(scores, among=None) -> str:
         raise ValueError(f"no model has a validation score to choose by (candidates: {named}); run the chapters "
                          f"that train them first")
     return max(keys, key=lambda key: scores[key])  # max keeps the first of equals
-
-
-def choose_each(scores, groups: dict) -> dict:
-    """group -> its chosen key, for groups (name -> candidate keys in preference order) with any scored key."""
-    return {group: choose(scores, keys) for group, keys in groups.items()
-            if any(key in dict(scores) for key in keys)}

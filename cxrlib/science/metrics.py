@@ -5,14 +5,14 @@ import math
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import f1_score, precision_recall_fscore_support
 
-from cxrlib.core.config import CLASSES, NO_FINDING
+from cxrlib.core.config import CLASSES
+from cxrlib.science.stats import EPS, weighted_metrics
 
 # Column names follow the report's tables.
 GLOBAL_COLUMNS = ["Accuracy", "Loss", "ROC AUC", "F1-macro", "FNFR", "Inference time (s)"]
 F1_COLUMNS = [f"F1-{c}" for c in CLASSES]
-EPS = 1e-7
 
 
 def accuracy(y_true, y_pred) -> float:
@@ -40,15 +40,6 @@ def present_classes(y_true) -> list:
     return [k for k in range(len(CLASSES)) if np.any(np.asarray(y_true) == k)]
 
 
-def macro_roc_auc(y_true, probs) -> float:
-    """One-vs-rest ROC AUC averaged over the classes present (NaN if fewer than two are)."""
-    y_true = np.asarray(y_true)
-    present = present_classes(y_true)
-    if len(present) < 2:
-        return math.nan
-    return float(np.mean([roc_auc_score(y_true == k, np.asarray(probs)[:, k]) for k in present]))
-
-
 def macro_f1(y_true, y_pred) -> float:
     """Unweighted mean of the per-class F1 over the classes present in the true labels."""
     present = present_classes(y_true)
@@ -57,29 +48,15 @@ def macro_f1(y_true, y_pred) -> float:
     return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
 
 
-def f1_per_class(y_true, y_pred) -> np.ndarray:
-    """F1 of each class, in CLASSES order."""
-    return f1_score(y_true, y_pred, labels=range(len(CLASSES)), average=None, zero_division=0)
-
-
-def false_no_finding_rate(y_true, y_pred) -> float:
-    """Diseased images called 'No Finding', over all diseased images: the costly miss."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    diseased = y_true != NO_FINDING
-    return float(np.mean(y_pred[diseased] == NO_FINDING)) if diseased.any() else math.nan
-
-
 def metrics_row(name: str, y_true, probs, seconds: float = math.nan) -> pd.DataFrame:
     """Every metric of the report for one model, as a row ready for pd.concat into a table (the row the pages show,
     with the classes the model predicts in words: cxrlib.present.labels.metrics_row)."""
     probs = np.asarray(probs, float)
     if probs.ndim != 2 or probs.shape[1] != len(CLASSES) or len(probs) != len(y_true):
         raise ValueError(f"probs must have shape ({len(y_true)}, {len(CLASSES)}), got {probs.shape}")
-    y_pred = probs.argmax(axis=1)
-    values = [accuracy(y_true, y_pred), cross_entropy(y_true, probs), macro_roc_auc(y_true, probs),
-              macro_f1(y_true, y_pred), false_no_finding_rate(y_true, y_pred), seconds,
-              *f1_per_class(y_true, y_pred)]
-    return pd.DataFrame([values], index=pd.Index([name], name="Model"), columns=GLOBAL_COLUMNS + F1_COLUMNS)
+    whole = weighted_metrics(y_true, probs, np.ones((1, len(probs))))  # the bootstrap's metrics, unit weights
+    values = {**{metric: float(value[0]) for metric, value in whole.items()}, "Inference time (s)": seconds}
+    return pd.DataFrame([values], index=pd.Index([name], name="Model"))[GLOBAL_COLUMNS + F1_COLUMNS]
 
 
 def class_report(y_true, y_pred) -> pd.DataFrame:

@@ -79,7 +79,7 @@ def resolve_source(data_dir=None) -> Source:
     shipped in data/); synthetic images only when data_dir or CXR_DATA_DIR is 'synthetic'. Never a silent fallback."""
     explicit = data_dir or os.environ.get("CXR_DATA_DIR")
     if is_synthetic(explicit):
-        from cxrlib.science.data.synthetic import make_synthetic
+        from cxrlib.machinery.synthetic import make_synthetic
 
         warnings.warn(SYNTHETIC_WARNING)
         return locate(make_synthetic(cache_dir() / "synthetic"), "synthetic")
