@@ -302,11 +302,11 @@ return found;
 @pytest.mark.book
 @pytest.mark.parametrize("width", [WIDTH, PHONE])
 def test_the_pretrained_flow_tables_are_drawn_at_desk_and_phone_widths(smoke_book, browser, width):
-    from cxrlib.core.registry import REGISTRY
+    from cxrlib.core.manifest import PROFILES
 
     open_page(browser, smoke_book / "_build" / "html" / "book" / "chapters" / "pretrained.html", width)
     found = browser.execute_script(FLOW_TABLES_JS)
-    backbones = len(REGISTRY["pretrained"].defaults["backbones"])
+    backbones = len(PROFILES["smoke"]["backbones"])
     assert (found["flows"], found["sets"], found["answers"], found["problems"]) == (backbones, 1, 2, [])
 
 

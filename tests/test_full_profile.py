@@ -6,6 +6,7 @@ split below it. Only sizes, epochs and counts shrink; every other setting is the
 from __future__ import annotations
 
 import json
+import re
 
 import h5py
 import keras
@@ -81,7 +82,8 @@ def test_the_full_profile_refuses_missing_weights_caps_exactly_and_fine_tunes_fr
     # the caps cut every capped cell to exactly its cap; test keeps the 0.1 of each class's 60 patients: 6 x 2
     train, val, test = sum(CAPS["train"].values()), 10 * 4, 12 * 4
     dataset_page = outputs(root / "book" / "chapters" / "dataset.ipynb")
-    assert f"used {train + val + test} images (train {train}, val {val}, test {test})" in dataset_page
+    assert re.search(rf"used {train + val + test} images of \d+ patients \(train {train} from \d+, val {val} from "
+                     rf"\d+, test {test} from \d+\)", dataset_page)
     live = isolated / "runs" / "full" / "pretrained"
     for split, expected in (("val", CAPS["val"]), ("test", {c: 12 for c in CLASSES})):
         saved = pd.read_csv(live / "predictions" / f"vgg16_features__{split}.csv")

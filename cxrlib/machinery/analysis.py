@@ -408,3 +408,14 @@ def family_table(ch, boot, found: Gathered) -> pd.DataFrame:
 
 
 FAMILIES_FILE = "families.csv"
+
+
+def flow_findings(ch) -> pd.DataFrame | None:
+    """The pretrained chapter's answers to the report's flows and to "does more data help?" (on validation), as
+    that chapter saved them; None where it has not run."""
+    from cxrlib.machinery.transfer import FINDINGS_FILE
+
+    path = runs.ChapterRun(ch.profile, "pretrained", ch.runs_root).live / FINDINGS_FILE
+    if not path.is_file():
+        return None
+    return pd.read_csv(path).set_index("question")[["report's answer", "our answer"]]

@@ -186,8 +186,9 @@ class Chapter:
         items: Results of this chapter or "chapter/model" keys of others; labels: key -> the name shown."""
         from IPython.display import Markdown, display
 
-        from cxrlib.present import claims
         from cxrlib.machinery.analysis import loss_after_balancing
+        from cxrlib.present import claims
+        from cxrlib.present.figures import plot_forest
         from cxrlib.core.manifest import counterpart
         from cxrlib.present.labels import PREDICTED
         from cxrlib.science.metrics import F1_COLUMNS
@@ -202,6 +203,8 @@ class Chapter:
         display(Markdown(claims.caption(boot)))
         display(claims.results_table(boot, probs, report, baselines, extra))
         display(claims.results_table(boot, probs, report, baselines, metrics=F1_COLUMNS))
+        plot_forest({name: boot.interval(p, "F1-macro") for name, p in {**probs, **baselines}.items()},
+                    f"Macro F1 with 95% patient intervals ({claims.units(boot.images, boot.patient_count)})")
         sentences = [claims.against_report(boot, p, name, report[name]) for name, p in probs.items() if report[name]]
         if sentences:
             display(Markdown("\n\n".join(sentences) + "\n\nThe report trained on about 11,000 full-resolution images."))

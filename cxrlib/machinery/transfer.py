@@ -29,6 +29,7 @@ from cxrlib.science.stats import Bootstrap
 
 # Seed streams of this module's random draws, each derived from the run's seed with its own key.
 AUGMENTED_STREAM, SMALLER_STREAM, BOOTSTRAP_STREAM = 1, 2, 3
+FINDINGS_FILE = "findings.csv"  # the flows' answers, read again by the conclusions
 FINDINGS_COLUMNS = ["step", "question", "report's answer", "our answer", "difference", "low", "high", "images",
                     "patients"]
 
@@ -262,7 +263,7 @@ def flow_findings(ch, backbone_runs: dict) -> pd.DataFrame:
                  f"{run.smaller_text} to the whole training set)",
                  MORE_DATA.get(name, "not retrained on the larger set"), run.smaller.val_probs, run.heads[run.chosen].val_probs) for name, run in backbone_runs.items()]
     table = pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
-    run_files.write_csv(ch.run.path / "findings.csv", table)
+    run_files.write_csv(ch.run.path / FINDINGS_FILE, table)
     return table
 
 
