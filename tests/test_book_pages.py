@@ -41,7 +41,8 @@ def test_table_style_keeps_whole_columns_whole_and_turns_wide_tables():
 def test_limiting_factors_list_what_the_run_records():
     smoke = label_words.limiting_factors(PROFILES["smoke"], {"kind": "sample", "images": 422},
                                   {"vgg16": {"pretrained": False}})
-    assert smoke == ["2 epochs (report: up to 30)", "16 training images per class", "57 px images (report: 227)",
+    assert smoke == [f"{PROFILES['smoke']['epochs']} epoch{'s' * (PROFILES['smoke']['epochs'] != 1)} (report: up to 30)",
+                      "16 training images per class", "57 px images (report: 227)",
                      "32 px backbone inputs (report: 224)", "no pretrained weights", "the 422-image real sample"]
     assert label_words.limiting_factors({**PROFILES["full"], "allow_random_weights": False}, {"kind": "nih", "images": 9},
                                  {"vgg16": {"pretrained": True}}) == []
@@ -50,7 +51,8 @@ def test_limiting_factors_list_what_the_run_records():
 
 def test_profile_in_words_and_model_label():
     assert label_words.profile_in_words("smoke", PROFILES["smoke"]) == (
-        "smoke build: 2 epochs, 16 training images per class; for checking the machinery, not for reading the numbers")
+        f"smoke build: {PROFILES['smoke']['epochs']} epoch{'s' * (PROFILES['smoke']['epochs'] != 1)}, 16 training images "
+        "per class; for checking the machinery, not for reading the numbers")
     cpu = PROFILES["cpu"]
     assert f"at {cpu['backbone_size']} px on" in label_words.profile_in_words("cpu", cpu, "pretrained")
     assert f"at {cpu['resize_to']} px on" in label_words.profile_in_words("cpu", cpu, "fused")
@@ -100,11 +102,11 @@ def fake_book(tmp_path: Path) -> tuple:
 def test_build_page_from_the_run_folder(tmp_path):
     root, runs = fake_book(tmp_path)
     text = book.build_page(root, runs, today="2026-01-02")
-    assert "**smoke build: 2 epochs, 16 training images per class" in text and "2026-01-02" in text
+    assert "**smoke build: 1 epoch, 16 training images per class" in text and "2026-01-02" in text
     assert "`abc123`" in text and "tensorflow" in text
     assert "No headline yet: run `.venv/bin/cxr run conclusions`." in text  # never a best picked by the build page itself
     assert "| fused | 20 |" in text and "| pretrained | 61 |" in text
-    assert "- **Why these settings:**\n  - every code path in seconds: 2 epochs at 64 px" in text
+    assert "- **Why these settings:**\n  - every code path in seconds: 64 px images, epochs capped at 1" in text
 
 
 def test_build_page_names_the_validation_choice_where_validation_and_test_disagree(tmp_path):
@@ -346,7 +348,8 @@ def test_conclusions_list_every_recorded_limit():
                             "source": {"kind": "sample", "images": 422},
                             "weights": {"vgg16": {"pretrained": False}}}}
     limits = analysis.recorded_limits(infos)
-    assert limits == ["2 epochs (report: up to 30)", "16 training images per class", "57 px images (report: 227)",
+    assert limits == [f"{PROFILES['smoke']['epochs']} epoch{'s' * (PROFILES['smoke']['epochs'] != 1)} (report: up to 30)",
+                      "16 training images per class", "57 px images (report: 227)",
                       "the 422-image real sample", "32 px backbone inputs (report: 224)", "no pretrained weights"]
 
 

@@ -32,8 +32,8 @@ PURPOSE = {"smoke": "continuous integration: checks that everything runs, in min
 
 # Why each profile trains what it trains, in words for the build page, filled in from the run's own settings.
 WHY = {
-    "smoke": ("every code path in seconds: {epochs} epochs at {image_size} px on a handful of images per class, "
-              "run eagerly, since tracing a graph costs more than so few steps",),
+    "smoke": ("every code path in seconds: {image_size} px images, epochs capped at {epochs}, a handful of images "
+              "per class, run eagerly, since tracing a graph costs more than so few steps",),
     "cpu": ("{image_size} px for the from-scratch nets and {backbone_size} px for the backbones: every sample image "
             "is first brought down to the sample's smallest native size (64 px), so larger inputs add pixels but no "
             "information",

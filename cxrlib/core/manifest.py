@@ -255,7 +255,7 @@ PROFILES = {
     # seconds per chapter: tiny images, a few epochs, a handful of images per class; run eagerly, since tracing a
     # deep backbone takes longer than so few steps
     "smoke": {**REPORT_SETTINGS, **SAMPLE, "min_per_split": 1, "run_eagerly": True, "image_size": 64, "resize_to": 57,
-              "epochs": 2, "patience": 2, "max_per_class": {"train": 16, "val": 8, "test": 8}, "backbone_size": 32,
+              "epochs": 1, "patience": 2, "max_per_class": {"train": 16, "val": 8, "test": 8}, "backbone_size": 32,
               "fine_tune_epochs": 1, "hyperband_max_epochs": 2, "augmented_copies": 1, "ga_population": 12,
               "ga_generations": 8,
               "bootstrap": 100},

@@ -11,7 +11,7 @@ from cxrlib.core.errors import DataError
 from cxrlib.core.frames import predictions_frame
 from cxrlib.machinery import runs
 from cxrlib.machinery.inputs import nih_label_file, read_metadata
-from cxrlib.machinery.inputs.sources import read_labels
+from cxrlib.machinery.inputs.sources import single_label
 from cxrlib.science import baseline
 from cxrlib.present.labels import metrics_row
 from cxrlib.science.stats import Bootstrap
@@ -53,7 +53,8 @@ def nih_rows() -> tuple:
     if path is None:
         raise DataError("NIH's label file (Data_Entry_2017_v2020.csv.gz) was not found in data/nih-metadata or "
                         "CXR_NIH_METADATA: the labels-only baseline is trained on it")
-    return read_metadata(path), read_labels(path)[0]
+    nih = read_metadata(path)
+    return nih, single_label(nih)
 
 
 def labels_only(ch) -> LabelsOnly:

@@ -233,10 +233,11 @@ def run_backbone(ch, name: str) -> BackboneRun:
                  learning_rate=ch["feature_learning_rate"])
     run.results[f"{name}_features"] = evaluate_on_images(ch, name, base, top)
     head_flow(ch, run, features, augmented, top)
-    for layer in fine_tune_points(name, ch["fine_tune"]):
+    for k, layer in enumerate(fine_tune_points(name, ch["fine_tune"])):
         model_name = f"{name}_finetune_{layer}"
-        run.results[model_name] = ch.fit(
-            model_name, lambda layer=layer: fine_tune_model(ch, name, top.model, layer, augment),
+        run.results[model_name] = ch.fit(  # the first starts from the loaded base (only read so far), later ones anew
+            model_name, lambda layer=layer, k=k: fine_tune_model(ch, name, top.model, layer, augment,
+                                                                 base if k == 0 else None),
             lambda split, shuffle, start=0: ch.dataset(split, ch["backbone_size"], shuffle, start_epoch=start),
             {**spec, "stage": "fine tuning", "from": layer, "augment": augment}, epochs=ch["fine_tune_epochs"],
             learning_rate=ch["fine_tune_learning_rate"], upstream=[top.identity])
@@ -298,9 +299,10 @@ def fine_tune_augments(name: str, choice: str) -> bool:
     return {"report": backbones.spec(name).head.augment, "always": True, "never": False}[choice]
 
 
-def fine_tune_model(ch, name: str, trained_head, layer: str, augment: bool = False):
-    """A fresh copy of the backbone, the trained head on top, optional augmentation, and from layer on thawed."""
-    base, _ = load_backbone(ch, name)
+def fine_tune_model(ch, name: str, trained_head, layer: str, augment: bool = False, base=None):
+    """The backbone (base, or a fresh copy), a copy of the trained head on top, optional augmentation, and from
+    layer on thawed."""
+    base = base if base is not None else load_backbone(ch, name)[0]
     top = keras.models.clone_model(trained_head)
     top.set_weights(trained_head.get_weights())
     model = backbones.full_model(name, base, top, ch["backbone_size"], augment=augment)

@@ -26,6 +26,11 @@ WEIGHTINGS = {"average": "uniform (average voting)", "ga": "genetic algorithm",
               "differential_evolution": "differential evolution"}
 
 
+def plural(count: int, word: str) -> str:
+    """'1 epoch', '2 epochs'."""
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
 def per_class_text(max_per_class) -> str:
     """'16 training images per class', or '' when the profile uses every image."""
     if isinstance(max_per_class, dict) and max_per_class.get("train"):
@@ -48,7 +53,7 @@ def profile_in_words(profile: str, settings: dict, chapter: str = "") -> str:
     epochs = settings.get("epochs")
     per_class = per_class_text(settings.get("max_per_class"))
     if profile == "smoke":
-        detail = ", ".join(x for x in (f"{epochs} epochs", per_class) if x)
+        detail = ", ".join(x for x in (plural(epochs, "epoch"), per_class) if x)
         return f"smoke build: {detail}; for checking the machinery, not for reading the numbers"
     if profile == "cpu":
         return (f"cpu build: up to {epochs} epochs at {input_sizes(settings, chapter)} on the small real sample; "
@@ -64,7 +69,7 @@ def limiting_factors(settings: dict, source: dict | None = None, weights: dict |
     factors = []
     epochs = settings.get("epochs")
     if epochs is not None and epochs < REPORT_EPOCHS:
-        factors.append(f"{epochs} epochs (report: up to {REPORT_EPOCHS})")
+        factors.append(f"{plural(epochs, 'epoch')} (report: up to {REPORT_EPOCHS})")
     per_class = per_class_text(settings.get("max_per_class"))
     if per_class:
         factors.append(per_class)

@@ -4,7 +4,7 @@
 2. images (on_disk): each kept row's image file found, hashed, and its header read;
 3. splits (cxrlib.science.data.splits): patients dealt to train, val and test, with the caps and limits;
 4. images (first_touch): the images a split uses checked, decoded once and cached, bad ones named or skipped;
-5. the splits checked: every class in every split, no patient over its share.
+5. the splits checked: every class in every split (how many images one patient supplies: the pages say).
 
 One table (Source.table) carries the image set: a row per kept image with the label file's columns, its label,
 path, content hash, native size, problem and split (empty for a row no split uses).

@@ -33,7 +33,6 @@ from cxrlib.science.data.splits import SPLITS
 from cxrlib.science.otsu import transform_step, unchanged
 
 # Bump when the checks in decode.inspect_header or decode.checked_pixels change, so old verdicts are recomputed.
-# 3: every IHDR of a PNG counts for its stated size, not only a first one.
 INDEX_VERSION = 3
 COLUMNS = ("path", "size", "mtime_ns", "ctime_ns", "version", "sha256", "width", "height", "problem")
 # What the table gains per image; problem is '' for a usable image, None while its pixels have not been decoded.

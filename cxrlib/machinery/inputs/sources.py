@@ -126,9 +126,7 @@ def read_labels(path: Path) -> tuple:
     label values with their counts (and NIH's spelling where only case differs), the labels trimmed, the encoding."""
     raw = read_metadata(path)
     labels, reasons = raw["Finding Labels"], raw["Finding Labels"].map(label_reason)
-    kept = raw[reasons == ""].assign(**{"Finding Labels": labels[reasons == ""].map(str.strip)})
-    kept["label"] = kept["Finding Labels"].map({c: i for i, c in enumerate(CLASSES)}).astype(int)
-    kept["Patient ID"] = pd.to_numeric(kept["Patient ID"]).astype(int)
+    kept = single_label(raw, reasons)
     dropped = {r: raw.loc[reasons == r, "Image Index"].astype(str).tolist() for r in DROP_REASONS[:3]}
     trimmed = int(sum(isinstance(v, str) and normalised(v) != v for v in labels))
     # each unknown label exactly as written ('' for an empty cell) -> rows, most frequent first
@@ -138,6 +136,15 @@ def read_labels(path: Path) -> tuple:
     if kept.empty:
         raise DataError(f"{path} lists no single-label image of the four classes ({drops.line()})")
     return kept.reset_index(drop=True), drops
+
+
+def single_label(raw: pd.DataFrame, reasons=None) -> pd.DataFrame:
+    """The rows whose only label is one of the four classes (labels trimmed), with 'label' and 'Patient ID'."""
+    reasons = raw["Finding Labels"].map(label_reason) if reasons is None else reasons
+    kept = raw[reasons == ""].assign(**{"Finding Labels": raw.loc[reasons == "", "Finding Labels"].map(str.strip)})
+    kept["label"] = kept["Finding Labels"].map({c: i for i, c in enumerate(CLASSES)}).astype(int)
+    kept["Patient ID"] = pd.to_numeric(kept["Patient ID"]).astype(int)
+    return kept
 
 
 def read_metadata(path: Path) -> pd.DataFrame:
