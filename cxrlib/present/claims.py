@@ -72,13 +72,15 @@ def range_text(found: Interval, decimals: int = 3) -> str:
 
 
 def reading(boot, probs, baselines: dict) -> str:
-    """What a model's intervals allow it to claim against chance and the trivial baselines, in words ('' when it
-    clears them all): each baseline is compared on the metric where it sets the bar, by the paired difference."""
-    flags = [chance_reading(boot.interval(probs, "ROC AUC"))]
+    """What a model's intervals allow it to claim against chance and the baselines, in words ('' when it clears
+    them all): each baseline is compared on the metric where it sets the bar, by the paired difference; the
+    baselines it does not clear are named short (their name without its bracket), grouped by metric."""
+    flags, short = [chance_reading(boot.interval(probs, "ROC AUC"))], {}
     for name, base in baselines.items():
         metric = baseline_bar(name)
         if boot.difference(probs, base, metric).sign <= 0:
-            flags.append(f"{METRIC_WORDS[metric]} no better than {name}")
+            short.setdefault(metric, []).append(name.split(" (")[0])
+    flags += [f"{METRIC_WORDS[metric]} not above {', '.join(names)}" for metric, names in short.items()]
     return "; ".join(flag for flag in flags if flag)
 
 
@@ -114,7 +116,8 @@ def caption(boot, what: str = "test") -> str:
     """What every interval of a table rests on, in one sentence."""
     return (f"On {units(boot.images, boot.patient_count, what)}; each cell gives the estimate and its 95% interval "
             f"from {len(boot.weights):,} resamples of the patients. *{READING}* says where a model's interval does "
-            f"not clear chance (ROC AUC 0.5) or a trivial baseline (paired difference on the same resamples).")
+            f"not clear chance (ROC AUC 0.5) or a baseline that never sees a pixel (the paired difference on the same "
+            f"resamples: accuracy against always answering the majority class, macro F1 against the others).")
 
 
 def against_report(boot, probs, name: str, report_name: str, metrics=("Accuracy", "F1-macro", "ROC AUC")) -> str:

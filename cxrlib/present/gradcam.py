@@ -169,3 +169,21 @@ def boxes_sentence(boxed, scope: str, scored: int | None = None) -> str:
     return (f"**{len(boxed)} boxes** on {images} image{'s' * (images != 1)} of the four classes, on {scope}.{left} "
             "Each Grad-CAM score carries a 95% interval from resampling the boxed images; with a handful of boxes "
             "these intervals are wide.")
+
+
+def summary_text(models: dict, scores) -> str:
+    """The chapter's closing bullets: which models' maps can say where at this input size, and what the box scores
+    rest on (scores: science.boxes.score_models' table, empty without boxes)."""
+    from cxrlib.science.gradcam import target_description
+
+    grids = {name: target_description(model)["resolution"] for name, model in models.items()}
+    coarse = [name for name, grid in grids.items() if min(map(int, grid.split("x"))) < 2]
+    lines = [f"Grad-CAM target grids at this input size: {', '.join(f'{n} {g}' for n, g in grids.items())}."]
+    if coarse:
+        lines.append(f"{', '.join(coarse)}: fewer than 2x2 cells, so {NO_SPATIAL_INFORMATION}.")
+    if len(scores):
+        lines.append(f"Box scores rest on {int(scores.iloc[0, -1])} boxes; each Grad-CAM score carries its interval "
+                     "in the table above, beside its shuffled and random-point baselines.")
+    else:
+        lines.append("No box of the four classes could be scored on this run's images.")
+    return "\n".join(f"- {line}" for line in lines)
