@@ -523,3 +523,19 @@ def test_screenshots_of_the_report_pages_at_desk_and_phone_widths(smoke_book, br
         for width in (WIDTH, PHONE):
             open_page(browser, page, width)
             assert screenshot(browser, page, folder, width).stat().st_size > 10_000
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("width", [WIDTH, PHONE])
+def test_the_conclusions_read_every_claim_from_an_interval(smoke_book, browser, width):
+    """The conclusions page as a reader sees it: every metric with its interval, comparisons in the words an
+    interval allows (never a bare 'above' from point estimates), the choice rule, chance named, the baselines, and
+    what the test split can resolve; at both widths."""
+    open_page(browser, smoke_book / "_build" / "html" / "book" / "chapters" / "conclusions.html", width)
+    text = browser.execute_script("return document.querySelector('article').innerText")
+    assert re.search(r"0\.\d{3} \(0\.\d{3}–[01]\.\d{3}\)", text), "no metric with its interval"
+    assert re.search(r"(indistinguishable|cannot tell) on \d+ test images from \d+ patients", text)
+    assert "highest validation macro F1 among all" in text and "not distinguishable from chance" in text
+    assert "labels only" in text and "always No Finding" in text and "random guess" in text
+    assert re.search(r"must differ by about \d\.\d\d in macro F1", text)
+    assert "Does the ensemble help?" in text and "No family wins" in text or "wins:" in text
