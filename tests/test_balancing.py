@@ -1,6 +1,7 @@
-"""Balancing the classes on validation: the prior correction matches each class's mean probability to its share of
-the validation labels. Known answers at the edges, a calibrated model left as good as it was, the saved model
-decides on it, and nothing of the test split enters it."""
+"""Balancing the classes on validation: each class's mean probability is brought to the share of the prior the
+model was trained for (the validation labels' shares, or equal shares under class weights). Known answers at the
+edges, a calibrated model left as good as it was, the saved model decides on it, and nothing of the test split
+enters it."""
 from __future__ import annotations
 
 import numpy as np
@@ -118,3 +119,30 @@ def test_the_classifier_biases_carry_the_offsets_fitted_on_validation_only():
     np.testing.assert_allclose(offsets, calibration.balancing_offsets(before, labels), rtol=1e-6)
     probs, _, _ = training.predict_with_logits(model, val)
     np.testing.assert_allclose(probs.mean(axis=0), np.bincount(labels) / 64, atol=1e-5)
+
+
+def test_a_class_weighted_model_keeps_its_macro_f1_under_equal_shares():
+    """Known answer for class weights: a model calibrated to the balanced prior they train for is left (nearly) as
+    it was by equal target shares: offsets near zero, at most 0.01 of macro F1 against plain argmax."""
+    y_val, z_val = calibrated(20_000, seed=5)
+    y_test, z_test = calibrated(20_000, seed=6)
+    weighted_val, weighted_test = z_val - np.log(SHARES), z_test - np.log(SHARES)  # what class weights learn
+    offsets = calibration.balancing_offsets(weighted_val, y_val, shares=np.full(4, 0.25))
+    assert np.abs(offsets).max() < 0.05
+    assert macro_f1(y_test, weighted_test + offsets) >= macro_f1(y_test, weighted_test) - 0.01
+    assert calibration.negative_log_likelihood(y_test, weighted_test + offsets) <= \
+        calibration.negative_log_likelihood(y_test, weighted_test) + 0.005
+
+
+def test_balance_under_class_weights_gives_every_class_the_same_mean_probability():
+    import keras
+
+    from cxrlib.science import training
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="classifier")(inputs))
+    val = np.random.default_rng(2).normal(0, 1, (64, 2)).astype(np.float32)
+    labels = np.r_[np.zeros(40, int), np.arange(24) % 4]
+    training.balance(model, val, labels, class_weight="balanced")
+    probs, _, _ = training.predict_with_logits(model, val)
+    np.testing.assert_allclose(probs.mean(axis=0), 0.25, atol=1e-5)

@@ -49,6 +49,15 @@ def test_a_family_wins_only_where_every_other_family_lies_below():
     assert verdict.startswith("No family wins on here")
 
 
+def test_the_family_plot_draws_each_other_familys_difference_from_our_best():
+    scores = pd.Series({"scratch/good": 0.9, "fused/noise": 0.3, "fused/other_noise": 0.2})
+    table = conclusions.family_table(BOOT, TEST, scores, FAMILIES)
+    gaps = conclusions.family_differences(BOOT, TEST, table)
+    assert list(gaps) == ["fused network"]  # our best's own family is the zero line, not a bar
+    assert gaps["fused network"] == BOOT.difference(TEST["fused/noise"], TEST["scratch/good"])
+    assert gaps["fused network"].high < 0
+
+
 def test_the_ensemble_question_compares_the_validation_choices():
     scores = pd.Series({"ens": 0.5, "a": 0.4, "b": 0.6})
     probs = {"ens": model(Y, 5.0, 5), "a": model(Y, 0.0, 6), "b": model(Y, 0.0, 7)}

@@ -69,8 +69,9 @@ def test_unknown_profile_is_refused():
 
 
 def test_chapter_parameters_report_only_real_changes():
-    settings, changed = resolve_parameters("fused", "smoke", {"EPOCHS": 2, "SEED": 7, "AUGMENT": None})
-    assert settings["epochs"] == 2 and settings["seed"] == 7 and settings["augment"] is False
+    default = manifest.profile_settings("smoke")["epochs"]
+    settings, changed = resolve_parameters("fused", "smoke", {"EPOCHS": default, "SEED": 7, "AUGMENT": None})
+    assert settings["epochs"] == default and settings["seed"] == 7 and settings["augment"] is False
     assert changed == {"seed": 7}
     with pytest.raises(ValueError, match="unknown parameter WIDTH=3; `cxr list fused` lists"):
         resolve_parameters("fused", "smoke", {"WIDTH": 3})
@@ -105,7 +106,8 @@ def test_cxr_list_chapter_shows_its_parameters_with_schema_and_defaults_per_prof
     lines = capsys.readouterr().out.splitlines()
     at = lines.index("epochs: most epochs per model")
     assert lines[at + 1] == '    allowed: {"type": "integer", "minimum": 1, "maximum": 10000}'
-    assert lines[at + 2] == "    default: smoke 2, cpu 25, full 30"
+    epochs = {profile: manifest.profile_settings(profile)["epochs"] for profile in ("smoke", "cpu", "full")}
+    assert lines[at + 2] == "    default: smoke {smoke}, cpu {cpu}, full {full}".format(**epochs)
     assert "dense_units: units of each of the two dense layers" in lines and not any(
         line.startswith("backbones:") for line in lines)
     assert cli.main(["list", "dataset"]) == 0

@@ -43,8 +43,9 @@ WHY = {
             "at most {max_per_patient} images of one patient, so that no patient supplies more than "
             "{max_patient_share:.0%} of a class's validation or test images",
             "class-weighted loss, since on a few hundred images unweighted nets name No Finding for nearly "
-            "everything, then each classifier's biases shifted on validation until its mean probabilities match "
-            "validation's class shares: the prior correction for weights that trained for balanced classes"),
+            "everything, then each classifier's biases shifted on validation until its mean probabilities are equal "
+            "across classes, the balanced prior the weights trained for (shifted to validation's class shares "
+            "instead, every cpu image model answered No Finding for every test image)"),
     "full": ("the report's sizes, epochs, split sizes, fine-tuning depths and plain argmax, on the real dataset",),
 }
 

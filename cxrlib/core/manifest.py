@@ -91,7 +91,8 @@ PARAMETERS = {
     "class_weight": Param({"enum": list(CLASS_WEIGHTS)}, "none", "weight the loss by class ('balanced', so that "
                           "small, imbalanced sets do not collapse to No Finding) or not (the report)"),
     "balance_predictions": Param(FLAG, False, "shift the classifier's biases so each class's mean probability on "
-                                 "validation is its share there (false: the report's plain argmax)"),
+                                 "validation is the prior it trained for: equal under class_weight=balanced, else "
+                                 "the class's share there (false: the report's plain argmax)"),
     "deterministic": Param(FLAG, True, "TensorFlow's deterministic ops (bit-identical reruns; slower on a GPU)"),
     # the fused network (section 3.4)
     "dense_units": Param(whole(1, 65_536), 2048, "units of each of the two dense layers"),

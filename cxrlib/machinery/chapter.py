@@ -352,8 +352,8 @@ class Chapter:
                 class_weight=training.class_weights(self.data.labels("train"), self["class_weight"]),
                 run_eagerly=self["run_eagerly"])
         if self["balance_predictions"]:
-            offsets = training.balance(model, inputs("val", False), self.data.labels("val"))
-            print(f"[{name}] predictions matched to validation's class shares: logit offsets "
+            offsets = training.balance(model, inputs("val", False), self.data.labels("val"), self["class_weight"])
+            print(f"[{name}] predictions balanced on validation: logit offsets "
                   f"{[round(float(x), 3) for x in offsets]}")
         return model, history
 

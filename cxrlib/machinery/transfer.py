@@ -179,7 +179,7 @@ def fit_head(ch, name: str, head, features: dict, augmented, keep=None) -> HeadF
         class_weight=training.class_weights(labels, ch["class_weight"]), run_eagerly=ch["run_eagerly"])
     shutil.rmtree(folder, ignore_errors=True)
     if ch["balance_predictions"]:
-        training.balance(model, inputs("val", False), ch.data.labels("val"))
+        training.balance(model, inputs("val", False), ch.data.labels("val"), ch["class_weight"])
     probs, _, _ = training.predict_with_logits(model, inputs("val", False))
     return HeadFit(head, history, count_params(model)["total"], probs)
 

@@ -64,6 +64,14 @@ def family_verdict(table: pd.DataFrame, where: str) -> str:
             f"of {', '.join(tied)}." if tied else f"Only one family has models: {ours}.")
 
 
+def family_differences(boot, test: dict, table: pd.DataFrame) -> dict:
+    """Each other family's best minus our best in test macro F1 (family -> the interval of the difference), for
+    the forest plot beside the family table: a bar that crosses zero is a family not told apart from ours."""
+    best = table.loc[table["against our best"] == "our best", "its best (on validation)"].iloc[0]
+    return {family: boot.difference(test[key], test[best], METRIC)
+            for family, key in table["its best (on validation)"].items() if key != best}
+
+
 def ensemble_question(boot, test: dict, val_scores, ensembles: list, members: list) -> str:
     """Does the ensemble help? The best ensemble against the best single member, both chosen on validation."""
     if not ensembles or not members:

@@ -65,7 +65,8 @@ def plot_ga_history(results: list, title: str = "Genetic algorithm: best macro F
     return fig
 
 
-def plot_forest(intervals: dict, title: str, reference: dict | None = None, xlabel: str = "macro F1 (test set)"):
+def plot_forest(intervals: dict, title: str, reference: dict | None = None, xlabel: str = "macro F1 (test set)",
+                xlim: tuple = (0, 1)):
     """Each model's estimate with its 95% interval (name -> stats.Interval), first at the top, and a dashed
     line at each reference number (name -> value): where intervals overlap, the models are not told apart."""
     names = list(intervals)
@@ -78,7 +79,7 @@ def plot_forest(intervals: dict, title: str, reference: dict | None = None, xlab
     for (label, value), style in zip((reference or {}).items(), ("--", ":", "-.")):
         ax.axvline(value, linestyle=style, color="grey", label=f"{label}: {value:.3f}")
     ax.set_yticks(rows, names)
-    ax.set(title=title, xlabel=xlabel, xlim=(0, 1))
+    ax.set(title=title, xlabel=xlabel, xlim=xlim)
     if reference:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.tight_layout()

@@ -212,9 +212,10 @@ def worded_temperatures(table):
     shown.insert(0, "temperature (fitted on validation)", words)
     return shown
 # Where a page shows Loss, log-loss or ECE of models whose biases were shifted on validation (balance_predictions).
-BALANCING_NOTE = ("Loss, log-loss and ECE here are measured after each model's classifier biases were shifted to "
-                   "match the classes' shares on validation (balance_predictions): they include what that shift does "
-                   "to the probabilities, not the trained network's alone.")
+BALANCING_NOTE = ("Loss, log-loss and ECE here are measured after each model's classifier biases were shifted on "
+                   "validation to the prior it trained for (balance_predictions; equal class shares under class "
+                   "weights): they include what that shift does to the probabilities, not the trained network's "
+                   "alone.")
 
 
 def temperature_reading(table) -> str:

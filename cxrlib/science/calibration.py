@@ -70,16 +70,17 @@ def negative_log_likelihood(y_true, logits) -> float:
     return true_class_loss(y_true, log_softmax(logits))
 
 
-def balancing_offsets(logits, labels, tolerance: float = 1e-9, max_steps: int = 1000) -> np.ndarray:
-    """Per-class logit offsets after which each class's mean predicted probability over these rows equals its
-    share of their labels: a prior correction (Saerens, Latinne & Decaestecker, Neural Computation 14, 2002)
-    fitted on validation only.
+def balancing_offsets(logits, labels, shares=None, tolerance: float = 1e-9, max_steps: int = 1000) -> np.ndarray:
+    """Per-class logit offsets after which each class's mean predicted probability over these rows equals a target
+    share: by default its share of their labels, a prior correction (Saerens, Latinne & Decaestecker, Neural
+    Computation 14, 2002) fitted on validation only; or the shares given (equal shares: the balanced prior that
+    class weights train for).
 
-    A net trained under class weights predicts for balanced classes; these offsets bring it back to the classes'
-    own shares. They are the bias shift of least log-loss on these rows (its gradient in each offset is mean
-    probability minus share), so a calibrated model stays (nearly) as it was, where the same mean probability for
-    every class would trade the common classes' F1 and the log-loss for the rare ones. Each step divides a class's
-    probabilities by their mean over its share, in log space (saturated probabilities stay exact); centred.
+    A small net leans away from the prior it was trained for (under class weights, towards its majority class all
+    the same); these offsets take that lean away. With the labels' shares they are the bias shift of least
+    log-loss on these rows (its gradient in each offset is mean probability minus share), so a calibrated model
+    stays (nearly) as it was. Each step divides a class's probabilities by their mean over its share, in log space
+    (saturated probabilities stay exact); centred.
 
     >>> balancing_offsets([[2.0, 0.0], [2.0, 0.0]], [0, 1]).round(6).tolist()
     [-1.0, 1.0]
@@ -91,9 +92,9 @@ def balancing_offsets(logits, labels, tolerance: float = 1e-9, max_steps: int = 
     if labels.shape != (len(z),):
         raise ValueError(f"labels must hold one class per row of logits ({len(z)}), got shape {labels.shape}")
     counts = np.bincount(labels, minlength=z.shape[1])
-    if len(counts) != z.shape[1] or not counts.all():
+    if shares is None and (len(counts) != z.shape[1] or not counts.all()):
         raise ValueError(f"every class needs a label among these rows to match its share, got counts {counts.tolist()}")
-    log_share = np.log(counts / len(z))
+    log_share = np.log(counts / len(z) if shares is None else np.asarray(shares, float))
     offsets = np.zeros(z.shape[1])
     for _ in range(max_steps):
         step = np.logaddexp.reduce(log_softmax(z + offsets), axis=0) - np.log(len(z)) - log_share

@@ -230,9 +230,9 @@ def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int
     train_data(start_epoch) returns (dataset, steps per epoch): an endless, epoch-aware training
     pipeline whose order depends only on the seed and the epoch, so a resumed run sees the batches an
     uninterrupted one would. run_eagerly skips tracing a graph, which costs more than it saves when a
-    deep net trains for a handful of steps (the smoke profile). folder keeps the best weights and a backup of this identity after every epoch:
-    an interrupted fit continues after its last finished epoch, and a finished one (kept until the
-    chapter's results are in place) is reloaded without training again.
+    deep net trains for a handful of steps (the smoke profile). folder keeps the best weights and a backup of this
+    identity after every epoch: an interrupted fit continues after its last finished epoch, and a finished one (kept
+    until the chapter's results are in place) is reloaded without training again.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -309,14 +309,15 @@ def predict_with_logits(model, dataset):
     return softmax(logits), logits, seconds
 
 
-def balance(model, val_ds, val_labels) -> np.ndarray:
+def balance(model, val_ds, val_labels, class_weight: str = "none") -> np.ndarray:
     """Fold calibration.balancing_offsets of the validation logits into the classifier's biases, so that every later
-    prediction (saved model, Grad-CAM's predicted class, ensembles) decides on the classes' validation shares rather
-    than on the balanced ones the class weights trained for; the offsets."""
+    prediction (saved model, Grad-CAM's predicted class, ensembles) decides for the prior the model was trained for:
+    the balanced classes of class weights ('balanced'), else the classes' validation shares; the offsets."""
     from cxrlib.science.calibration import balancing_offsets
 
     _, logits, _ = predict_with_logits(model, val_ds)
-    offsets = balancing_offsets(logits, val_labels)
+    shares = np.full(logits.shape[1], 1 / logits.shape[1]) if class_weight == "balanced" else None
+    offsets = balancing_offsets(logits, val_labels, shares)
     bias = classifier_layer(model).bias
     bias.assign(keras.ops.convert_to_numpy(bias) + offsets.astype(np.float32))
     return offsets
