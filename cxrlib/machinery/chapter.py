@@ -243,10 +243,15 @@ class Chapter:
                                                        for q, a, b, ra, rb in QUESTIONS.get(self.name, ())])
 
     def show_questions(self, items=()) -> None:
-        """The table of this chapter's report questions (question_rows)."""
-        from IPython.display import display
+        """The table of this chapter's report questions (question_rows), and what chance alone answers among them."""
+        from IPython.display import Markdown, display
 
-        display(pd.DataFrame(self.question_rows(items)).set_index("question"))
+        from cxrlib.present import claims
+
+        rows = self.question_rows(items)
+        display(pd.DataFrame(rows).set_index("question"))
+        if claims.multiplicity_note(rows):
+            display(Markdown(claims.multiplicity_note(rows)))
 
     def summary_html(self) -> str:
         """The boxed summary under the title: what the numbers are worth, then the full provenance collapsed."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from cxrlib.science.stats import Interval
+from cxrlib.science.stats import LEVEL, Interval
 
 CHANCE_AUC = 0.5
 METRIC_WORDS = {"Accuracy": "accuracy", "F1-macro": "macro F1", "ROC AUC": "macro ROC AUC", "FNFR": "FNFR"}
@@ -146,6 +146,21 @@ def question_rows(boot, questions) -> list:
     from cxrlib.present.report import report_answer
 
     return [question_row(boot, q, a, b, report_answer(ra, rb)) for q, a, b, ra, rb in questions]
+
+
+def multiplicity_note(rows: list, level: float = LEVEL) -> str:
+    """How many of several questions, each read at its own 95% level, would read yes or no by chance alone where no
+    difference exists, beside how many did: one "yes" among many questions is weak evidence. '' for one question.
+
+    >>> multiplicity_note([{ANSWER: "yes (difference +0.1)"}, {ANSWER: "cannot tell on here"}])
+    'These are 2 questions, each read from its own 95% interval: where no difference exists, about 0.1 of them would still read yes or no by chance alone; 1 did here.'
+    """
+    if len(rows) < 2:
+        return ""
+    decided = sum(not row[ANSWER].startswith(("cannot tell", "no difference")) for row in rows)
+    return (f"These are {len(rows)} questions, each read from its own {level:.0%} interval: where no difference "
+            f"exists, about {(1 - level) * len(rows):.1f} of them would still read yes or no by chance alone; "
+            f"{decided} did here.")
 
 
 def weights_reading(weights, auc: dict) -> str:
