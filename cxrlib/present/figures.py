@@ -69,17 +69,18 @@ def plot_forest(intervals: dict, title: str, reference: dict | None = None, xlab
                 xlim: tuple = (0, 1)):
     """Each model's estimate with its 95% interval (name -> stats.Interval), first at the top, and a dashed
     line at each reference number (name -> value): where intervals overlap, the models are not told apart."""
-    names = list(intervals)
+    names = [short_lines(name) for name in intervals]  # a bracketed tag on a line of its own: a wider plot
     est = np.array([found.estimate for found in intervals.values()])
     low = np.nan_to_num(est - np.array([found.low for found in intervals.values()]))
     high = np.nan_to_num(np.array([found.high for found in intervals.values()]) - est)
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.6))
+    pitch = 0.45 if any("\n" in name for name in names) else 0.32  # inches per row: room for two-line names
+    fig, ax = plt.subplots(figsize=(8, pitch * len(names) + 1.6))
     rows = np.arange(len(names))[::-1]
     ax.errorbar(est, rows, xerr=[low, high], fmt="o", capsize=3)
     for (label, value), style in zip((reference or {}).items(), ("--", ":", "-.")):
         ax.axvline(value, linestyle=style, color="grey", label=f"{label}: {value:.3f}")
     ax.set_yticks(rows, names)
-    ax.set(title=title, xlabel=xlabel, xlim=xlim)
+    ax.set(title=wrapped(title, 60), xlabel=xlabel, xlim=xlim)
     if reference:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.tight_layout()
