@@ -190,7 +190,7 @@ def smoke_book(tmp_path_factory):
         patch.setenv("CXR_CACHE_DIR", str(base / "cache"))
         patch.setenv("CXR_RUNS_DIR", str(base / "runs"))
         patch.setenv("CXR_SAMPLE_DIR", str(SAMPLE))
-        executed = runner.run_chapters(profile="smoke", book_root=root)
-        assert executed == runner.chapter_order(), f"the smoke build executed {executed}"
+        executed = runner.run_chapters(profile="smoke", book_root=root, jobs=2)  # as `make book` runs it
+        assert sorted(executed) == sorted(runner.chapter_order()), f"the smoke build executed {executed}"
         site.build_book(root)
     return root

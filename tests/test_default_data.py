@@ -85,7 +85,7 @@ def test_synthetic_is_a_word_the_runner_passes_on_not_a_folder(tmp_path, monkeyp
 def test_make_passes_data_synthetic_to_the_runner():
     shown = subprocess.run(["make", "-n", "book", "PROFILE=smoke", "DATA=synthetic"], cwd=REPO_ROOT,
                            capture_output=True, text=True, timeout=60)
-    assert "cxr run --profile smoke --data synthetic" in shown.stdout, shown.stdout + shown.stderr
+    assert "cxr run --profile smoke -j 2 --data synthetic" in shown.stdout, shown.stdout + shown.stderr
 
 
 def _outputs(path: Path) -> str:

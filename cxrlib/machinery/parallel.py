@@ -61,14 +61,15 @@ def array_file(array, folder: Path, name: str) -> str:
     return str(path)
 
 
-def write_spec(folder: Path, train, val, *, batch_size: int, seed: int, class_weight, search: dict) -> Path:
+def write_spec(folder: Path, train, val, *, batch_size: int, seed: int, class_weight, search: dict,
+               deterministic: bool = True) -> Path:
     """Everything a worker needs to rebuild the data and the search, as JSON in the search folder.
 
     train and val are (uint8 images, labels); search holds tuning.search's keyword arguments.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    spec = {"folder": str(folder), "batch_size": batch_size, "seed": seed,
+    spec = {"folder": str(folder), "batch_size": batch_size, "seed": seed, "deterministic": deterministic,
             "class_weight": {str(k): v for k, v in (class_weight or {}).items()} or None, "search": search,
             "train": {"images": array_file(train[0], folder, "train_images"), "labels": np.asarray(train[1]).tolist()},
             "val": {"images": array_file(val[0], folder, "val_images"), "labels": np.asarray(val[1]).tolist()}}
@@ -129,6 +130,7 @@ def chapter_search(ch):
                 "factor": ch["hyperband_factor"], "iterations": ch["hyperband_iterations"], "seed": ch["seed"],
                 "patience": ch["patience"], "tag": f"{ch.data_id}|{ch['batch_size']}|{ch['class_weight']}"}
     weights = class_weights(ch.data.labels("train"), ch["class_weight"])
+    ch.training()  # TensorFlow's deterministic ops, as for every training
     folder = Path(ch.run.file("work", "tuner"))
     if not ch["tuner_workers"]:
         steps = steps_per_epoch(len(ch.data.labels("train")), ch["batch_size"])  # the training pipeline is endless
@@ -136,7 +138,8 @@ def chapter_search(ch):
                       steps_per_epoch=steps, **settings)
     spec = write_spec(folder, (ch.data.images("train", size), ch.data.labels("train")),
                                (ch.data.images("val", size), ch.data.labels("val")), batch_size=ch["batch_size"],
-                               seed=ch["seed"], class_weight=weights, search=settings)
+                               seed=ch["seed"], class_weight=weights, search=settings,
+                               deterministic=ch["deterministic"])
     workers = distributed_search(spec, ch["tuner_workers"])
     print(f"Hyperband ran on {len(workers)} worker(s) under a chief oracle; logs in {folder}")
     tuner = read_search(folder, **settings)
@@ -175,7 +178,7 @@ def open_tuner(folder: Path, *, image_size: int, resize_to: int, max_epochs: int
     from cxrlib.science.tuning import hypermodel
 
     project = project_name(image_size, resize_to, max_epochs, factor, iterations, seed, patience, tag)
-    return _recorded_hyperband()(hypermodel(image_size, resize_to), objective="val_loss", max_epochs=max_epochs,
+    return _recorded_hyperband()(hypermodel(image_size, resize_to, seed), objective="val_loss", max_epochs=max_epochs,
                                  factor=factor, hyperband_iterations=iterations, seed=seed,
                                  directory=str(folder), project_name=project, overwrite=False)
 
@@ -237,7 +240,10 @@ def run_role(spec_path) -> None:
     """Run this process's part (chief or worker, from KERASTUNER_TUNER_ID) of the search in spec_path."""
     from cxrlib.science.data.pipeline import make_dataset, steps_per_epoch
 
+    from cxrlib.science.training import set_determinism
+
     spec = json.loads(Path(spec_path).read_text())
+    set_determinism(spec.get("deterministic", True))
 
     def data(split, shuffle=False):
         images = np.load(spec[split]["images"], mmap_mode="r")

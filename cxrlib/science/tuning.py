@@ -6,6 +6,9 @@ Search space: 1-3 dense layers, dropout 0-0.5, 1024-4096 units in steps of 512, 
 """
 from __future__ import annotations
 
+import hashlib
+import json
+
 import keras
 import pandas as pd
 
@@ -19,14 +22,21 @@ def mlp_from(hp) -> list:
     return [(hp.get("units"), hp.get("dropout"))] * hp.get("layers")
 
 
-def hypermodel(image_size: int, resize_to: int):
-    """A keras-tuner build function; it frees the previous trial's graph before building the next."""
+def trial_seed(seed: int, values: dict) -> int:
+    """One trial's seed, from the run's seed and its hyperparameters (Hyperband's bracket and round among them): a
+    trial draws the same weights whichever trials ran before it, in this process or on another worker."""
+    return int(hashlib.sha256(f"{seed}|{json.dumps(values, sort_keys=True, default=str)}".encode()).hexdigest()[:8], 16)
+
+
+def hypermodel(image_size: int, resize_to: int, seed: int = 42):
+    """A keras-tuner build function: it frees the previous trial's graph, then seeds the trial's own draws."""
     def build(hp):
         keras.backend.clear_session()
         hp.Int("layers", 1, 3)
         hp.Float("dropout", 0.0, 0.5)
         hp.Int("units", 1024, 4096, step=512)
         hp.Choice("learning_rate", list(LEARNING_RATES))
+        keras.utils.set_random_seed(trial_seed(seed, hp.values))
         model = second_cnn(image_size=image_size, resize_to=resize_to, mlp=mlp_from(hp))
         model.compile(optimizer=keras.optimizers.Adam(hp.get("learning_rate")),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
