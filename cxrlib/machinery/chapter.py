@@ -242,16 +242,18 @@ class Chapter:
         return claims.question_rows(self.bootstrap(), [(q, probs(a), probs(b), ra, rb)
                                                        for q, a, b, ra, rb in QUESTIONS.get(self.name, ())])
 
-    def show_questions(self, items=()) -> None:
-        """The table of this chapter's report questions (question_rows), and what chance alone answers among them."""
+    def show_questions(self, items=(), rows=None) -> None:
+        """The table of report questions (rows; by default this chapter's, question_rows), and what chance alone
+        answers among them."""
         from IPython.display import Markdown, display
 
         from cxrlib.present import claims
 
-        rows = self.question_rows(items)
+        rows = self.question_rows(items) if rows is None else rows
         display(pd.DataFrame(rows).set_index("question"))
-        if claims.multiplicity_note(rows):
-            display(Markdown(claims.multiplicity_note(rows)))
+        note = claims.multiplicity_note(rows)  # empty for a single question
+        if note:
+            display(Markdown(note))
 
     def summary_html(self) -> str:
         """The boxed summary under the title: what the numbers are worth, then the full provenance collapsed."""

@@ -239,7 +239,6 @@ def trials_run(tuner) -> pd.DataFrame:
 def run_role(spec_path) -> None:
     """Run this process's part (chief or worker, from KERASTUNER_TUNER_ID) of the search in spec_path."""
     from cxrlib.science.data.pipeline import make_dataset, steps_per_epoch
-
     from cxrlib.science.training import set_determinism
 
     spec = json.loads(Path(spec_path).read_text())
