@@ -128,3 +128,21 @@ def test_the_table_flags_which_way_each_model_was_off_and_where_scaling_made_tes
                          "the test set.")
     calm = temperature_reading(table.drop(index="sharp on validation only"))
     assert calm.endswith("Scaling raises neither test log-loss nor ECE for any model.")
+
+
+def test_with_the_pages_resamples_a_worse_log_loss_is_one_its_interval_shows():
+    """Known answers with the page's bootstrap: softening a model calibrated on test raises its log-loss by the
+    interval on 3,000 images; a model scaled by a temperature of 1 changes nothing and is not named."""
+    from cxrlib.present.labels import temperature_reading
+    from cxrlib.science.stats import Bootstrap
+
+    y_val, z_val, _ = overconfident(3000, seed=0, sharpness=1.0)
+    y_test, z_test, _ = overconfident(3000, seed=1, sharpness=1.0)
+    val, test = {"sharp on validation only": 3 * z_val, "calibrated": z_val}, {"sharp on validation only": z_test,
+                                                                                "calibrated": z_test}
+    table = calibration.temperature_table(val, test, y_val, y_test).assign(temperature=[3.0, 1.0])
+    boot = Bootstrap(y_test, np.arange(3000), n=200)
+    text = temperature_reading(table, boot, test)
+    assert "the test log-loss of sharp on validation only (by its interval on 3,000 test images from 3,000 patients)" \
+        in text
+    assert "log-loss of calibrated" not in text and "log-loss of sharp on validation only, calibrated" not in text

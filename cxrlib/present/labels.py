@@ -218,9 +218,11 @@ BALANCING_NOTE = ("Loss, log-loss and ECE here are measured after each model's c
                    "alone.")
 
 
-def temperature_reading(table) -> str:
+def temperature_reading(table, boot=None, test_logits: dict | None = None) -> str:
     """What the fitted temperatures say, from calibration.temperature_table's flags: which way each model was off on
-    validation, and every model whose test log-loss or ECE scaling made worse."""
+    validation, and every model whose test log-loss or ECE scaling made worse. Given the page's bootstrap and the
+    test logits, a worse log-loss is one whose interval of the difference (after minus before) lies above 0, and
+    the ECE, which has no interval, is named as a point estimate."""
     from cxrlib.science.calibration import OVERCONFIDENT
 
     over, n = int(table[OVERCONFIDENT].sum()), len(table)
@@ -229,10 +231,29 @@ def temperature_reading(table) -> str:
             "(over-confident: T > 1 softens them).")
     worse = {metric: table.index[table[f"{metric} after"] > table[f"{metric} before"]] for metric in ("log-loss", "ECE")}
     said = [f"the test {metric} of {', '.join(names)}" for metric, names in worse.items() if len(names)]
+    if boot is not None:
+        said = worse_by_interval(table, boot, test_logits, worse["ECE"])
     if not said:
         return text + " Scaling raises neither test log-loss nor ECE for any model."
     return (text + f" Scaling worsens {'; and '.join(said)}: there, the temperature fitted on the validation set does "
             "not carry over to the test set.")
+
+
+def worse_by_interval(table, boot, test_logits: dict, worse_ece) -> list:
+    """The models whose test log-loss scaling raised by the interval of the difference (after minus before, on the
+    page's resamples), then those whose ECE rose, named as point estimates (the ECE has no interval here)."""
+    from cxrlib.present.claims import units
+    from cxrlib.science.calibration import scale, softmax
+
+    raised = [name for name in table.index if boot.difference(
+        scale(test_logits[name], table.loc[name, "temperature"]), softmax(test_logits[name]), "Loss").low > 0]
+    said = []
+    if raised:
+        said.append(f"the test log-loss of {', '.join(raised)} (by its interval on "
+                    f"{units(boot.images, boot.patient_count)})")
+    if len(worse_ece):
+        said.append(f"the test ECE of {', '.join(worse_ece)} (point estimates: the ECE has no interval here)")
+    return said
 
 
 DID_NOT_LEARN = "did not learn"
