@@ -11,6 +11,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from cxrlib.core.manifest import PROFILES
 from cxrlib.machinery import site as book
@@ -79,9 +80,8 @@ def fake_book(tmp_path: Path) -> tuple:
     chapters = root / "book" / "chapters"
     chapters.mkdir(parents=True)
     notebook = {"cells": [{"cell_type": "code", "metadata": {"tags": ["injected-parameters"]}, "source": "PROFILE = 'smoke'",
-                           "outputs": [{"output_type": "display_data", "data": {
-                               "application/vnd.jupyter.widget-view+json": {"model_id": "x"}, "text/plain": "w"}}]}],
-                "metadata": {"papermill": {"parameters": {"PROFILE": "smoke"}}, "widgets": {"state": {}}}}
+                           "outputs": []}],
+                "metadata": {"papermill": {"parameters": {"PROFILE": "smoke"}}}}
     (chapters / "fused.ipynb").write_text(json.dumps(notebook))
     for chapter, rows, weights in (("fused", {"fused": 0.4, "base": 0.3}, None),
                                    ("pretrained", {"vgg16": 0.5}, {"vgg16": {"pretrained": False}})):
@@ -163,16 +163,30 @@ def code_cell(tags, outputs=(), source="x = 1"):
     return {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": source, "outputs": list(outputs)}
 
 
-def test_prepared_pages_hide_code_unless_shown_on_purpose_and_drop_empty_toggles(tmp_path):
+def test_cells_that_show_nothing_are_removed_and_no_other_tag_changes(tmp_path):
     shown = {"output_type": "display_data", "data": {"text/plain": "table"}}
     stderr = {"output_type": "stream", "name": "stderr", "text": "W0000 tensorflow chatter"}
-    cells = [code_cell([], [shown]), code_cell(["hide-input"], []), code_cell(["hide-input"], [stderr]),
+    cells = [code_cell(["injected-parameters"], []), code_cell(["hide-input"], []), code_cell(["hide-input"], [stderr]),
              code_cell(["show-code"], [shown]), code_cell(["hide-input"], [shown]), code_cell(["remove-cell"])]
     path = tmp_path / "chapter.ipynb"
     path.write_text(json.dumps({"cells": cells, "metadata": {}}))
-    assert book.hide_injected_cells(path)
+    assert book.remove_empty_cells(path)
     tags = [c["metadata"]["tags"] for c in json.loads(path.read_text())["cells"]]
-    assert tags == [["hide-input"], ["remove-cell"], ["remove-cell"], ["show-code"], ["hide-input"], ["remove-cell"]]
+    assert tags == [["injected-parameters", "remove-cell"], ["hide-input", "remove-cell"], ["hide-input", "remove-cell"],
+                    ["show-code"], ["hide-input"], ["remove-cell"]]
+    assert not book.remove_empty_cells(path)  # a second pass changes nothing
+
+
+def test_the_configuration_keeps_widget_views_and_thebe_off_the_pages():
+    from jupyter_book.config import get_final_config
+    from myst_nb.core.render import get_mime_priority
+
+    config, _ = get_final_config(user_yaml=ROOT / "_config.yml", cli_config={"latex_individualpages": False},
+                                 sourcedir=ROOT, raise_on_invalid=True)
+    assert "sphinx_thebe" not in config["extensions"] and "myst_nb" in config["extensions"]
+    priority = get_mime_priority("html", config["nb_mime_priority_overrides"])
+    assert "application/vnd.jupyter.widget-view+json" not in priority and "text/plain" in priority
+    assert config["nb_ipywidgets_js"] == {} and config["html_copy_source"] is False
 
 
 def test_every_figure_gets_its_title_as_alt_text(tmp_path):
@@ -251,33 +265,26 @@ def test_table_headers_never_break_inside_a_word_in_the_css():
 
 
 def test_every_page_links_a_favicon_that_exists():
-    import yaml
-
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert (ROOT / config["html"]["favicon"]).is_file()
 
 
-def test_prepare_pages_hides_injected_cells_and_widget_state(tmp_path):
+def test_prepare_pages_removes_the_injected_parameters(tmp_path):
     root, runs = fake_book(tmp_path)
     book.prepare_pages(root, runs)
     notebook = json.loads((root / "book" / "chapters" / "fused.ipynb").read_text())
-    assert "remove-cell" in notebook["cells"][0]["metadata"]["tags"] and "widgets" not in notebook["metadata"]
-    assert list(notebook["cells"][0]["outputs"][0]["data"]) == ["text/plain"]
+    assert notebook["cells"][0]["metadata"]["tags"] == ["injected-parameters", "remove-cell"]
     assert (root / "book" / "build.md").read_text().startswith("# This build")
 
 
-def test_clean_site_removes_source_maps_and_notebook_copies(tmp_path):
+def test_clean_site_removes_source_maps_and_their_links(tmp_path):
     (tmp_path / "_static").mkdir()
     (tmp_path / "_static" / "a.js").write_text("var a;\n//# sourceMappingURL=a.js.map\n")
     (tmp_path / "_static" / "a.js.map").write_text("{}")
-    (tmp_path / "_sources").mkdir()
-    (tmp_path / "_sources" / "c.ipynb").write_text("{}")
-    page = ('<head><script>const THEBE_JS_URL = "x";</script>\n<script async="async" src="_static/sphinx-thebe.js?v=1">'
-            '</script>\n<script>const THEBE_JS_URL = "x";</script>\n<title>t</title></head>')
-    (tmp_path / "index.html").write_text(page)
+    (tmp_path / "index.html").write_text("<head><title>t</title></head>")
     removed = book.clean_site(tmp_path)
     assert (tmp_path / "index.html").read_text() == "<head><title>t</title></head>"
-    assert sorted(p.name for p in removed) == ["a.js.map", "c.ipynb"]
+    assert sorted(p.name for p in removed) == ["a.js.map"]
     assert (tmp_path / "_static" / "a.js").read_text() == "var a;\n"
 
 

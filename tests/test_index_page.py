@@ -10,6 +10,7 @@ import nbformat
 
 from cxrlib.core import config
 from cxrlib.machinery import repro, runs, site
+from cxrlib.present import book_pages
 
 ROOT = config.REPO_ROOT
 
@@ -29,7 +30,7 @@ def test_the_index_states_the_configuration_and_follows_it(tmp_path, monkeypatch
     root = book_root(tmp_path, "smoke")
     text = site.intro_page(root, root / "runs")
     cpu, smoke = site.PROFILES["cpu"], site.PROFILES["smoke"]
-    assert f"| `cpu` | {config.PURPOSE['cpu']} | {cpu['image_size']} px (resized to {cpu['resize_to']})" in text
+    assert f"| `cpu` | {book_pages.PURPOSE['cpu']} | {cpu['image_size']} px (resized to {cpu['resize_to']})" in text
     assert f"{smoke['max_per_class']['train']} training images per class" in text
     assert "This build ran the profile `smoke` on the real NIH sample (456 images)." in text
     assert "{{" not in text and "128 px" not in text

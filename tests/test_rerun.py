@@ -252,7 +252,8 @@ def test_a_notebook_run_by_hand_and_the_runner_reach_the_same_identity(isolated,
 
 
 def test_independent_chapters_run_at_once_in_processes_of_their_own(isolated, monkeypatch, nih_folder):
-    """`cxr run -j 2`: scratch and fused have no dependency on each other; each runs as its own `cxr run`."""
+    """`cxr run -j 2`: scratch and fused have no dependency on each other; each runs as its own `cxr run`, with the
+    data identity the parent computed (the parent loads the data once; no child loads it)."""
     monkeypatch.setenv("CXR_NOTEBOOKS_DIR", str(toy_notebooks(isolated / "notebooks", ("scratch", "fused"))))
     (isolated / "book").mkdir()
     lines = []
@@ -263,6 +264,9 @@ def test_independent_chapters_run_at_once_in_processes_of_their_own(isolated, mo
         history = pd.read_csv(isolated / "runs" / "smoke" / chapter / "histories" / "toy.csv")
         assert history["loss"].tolist() == [3.0]  # the parameter reached the child process
         assert (isolated / "book" / "chapters" / f"{chapter}.ipynb").is_file()
+        child = (runner.outcome_file("smoke", chapter).with_suffix(".out")).read_text()
+        assert "data: " not in child and f"- {chapter}: running" in child
+    assert sum(line.startswith("data: ") for line in lines) == 1
     assert runner.run_chapters(["scratch", "fused"], "smoke", nih_folder, {"epochs": 3}, book_root=isolated,
                                log=lines.append, jobs=2) == []  # and the children's stamps hold
 

@@ -3,7 +3,8 @@
 A trained model or cached features are reused only when their identity matches exactly: build spec, training
 settings, the exact split (image id, label and split of every row), the images' content and decode version, the
 upstream results, the chapter's notebook and the code of science/ and core/ (not present/ or machinery/, so a
-figure fixed there trains nothing). A chapter's page adds the whole library, whose present/ draws it.
+figure fixed there trains nothing, nor the manifest, whose values enter as settings and whose words shape no number).
+A chapter's page adds the whole library, whose present/ draws it.
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from cxrlib.machinery.inputs import decode
 
 PACKAGE = REPO_ROOT / "cxrlib"
 NUMBERS = ("core", "science")  # the layers whose code shapes a trained result's numbers
+# ...but the manifest: its values reach an identity as the resolved settings and the upstream chapters' identities,
+# and its words (help, titles, report rows) shape no number, so a reworded help line trains nothing
+NOT_NUMBERS = ("core/manifest.py",)
 # Settings that shape the data a chapter reads (rows or pixels); part of every data identity.
 DATA_SETTINGS = ("seed", "fractions", "caps", "training_set", "max_per_class", "max_per_patient",
                  "harmonise_resolution", "on_bad_image")
@@ -41,9 +45,10 @@ def _files_digest(stamp: tuple) -> str:
 
 
 def _layers_digest(layers=None) -> str:
-    """Hash of the .py files of these layers of the package (None: all of it)."""
+    """Hash of the .py files of these layers of the package but NOT_NUMBERS (None: all of it)."""
     folders = [PACKAGE / layer for layer in layers] if layers else [PACKAGE]
-    files = sorted(p for folder in folders for p in folder.rglob("*.py"))
+    skipped = {PACKAGE / path for path in NOT_NUMBERS} if layers else set()
+    files = sorted(p for folder in folders for p in folder.rglob("*.py") if p not in skipped)
     return _files_digest(tuple((p.relative_to(PACKAGE.parent).as_posix(), p.stat().st_mtime_ns, p.stat().st_size)
                                for p in files))
 

@@ -60,11 +60,17 @@ def injected_parameters(chapter: str, profile: str, data_dir, params: dict) -> d
     return injected
 
 
+# The data identities a `cxr run -j N` computed, handed to the child runs so that none loads the data again.
+DATA_IDS_ENV = "CXR_DATA_IDS"
+
+
 class Identities:
-    """Chapter identities as the runner hands them to the chapters, loading each distinct data selection once."""
+    """Chapter identities as the runner hands them to the chapters, loading each distinct data selection once (in
+    the parent of a `-j` run: its children take the data identities it hands them)."""
 
     def __init__(self, profile: str, data_dir, log=None):
-        self.profile, self.data_dir, self.loaded, self.done, self.asked, self.log = profile, data_dir, {}, {}, {}, log
+        self.profile, self.data_dir, self.done, self.asked, self.log = profile, data_dir, {}, {}, log
+        self.loaded = json.loads(os.environ.get(DATA_IDS_ENV) or "{}")
 
     def data_id(self, settings: dict) -> str:
         """The data identity for these settings (the split and image contents), cached per selection."""
@@ -275,18 +281,17 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
     profile_settings(profile)
     order = list(names) if only else chapter_order(names)
     params = check_parameters(params or {}, order)
-    if jobs > 1:
-        return run_parallel(order, profile, data_dir, params, force, book_root, jobs, log)
     ids = Identities(profile, data_dir, log)
     if only:
         ids.done.update({c: info.get("identity") for c, info in runs.chapter_infos(profile).items()})
+    for chapter in order:
+        chapter_identity(ids, chapter, injected_parameters(chapter, profile, data_dir, params))
+    if jobs > 1:
+        return run_parallel(order, profile, data_dir, params, force, book_root, jobs, log, ids.loaded)
     executed, started_all = [], time.perf_counter()
     for chapter in order:
         injected = injected_parameters(chapter, profile, data_dir, params)
-        try:
-            stamp = ids.of(chapter, injected)
-        except (ParameterError, DataError) as err:
-            raise RunnerError(f"chapter '{chapter}': {err}") from None
+        stamp = ids.done[chapter]
         pages, started = Pages(chapter, profile, book_root), time.perf_counter()
         if not force and pages.up_to_date(stamp):
             outcome, why = "up to date", "skipped (use --force to run it anyway)"
@@ -307,6 +312,15 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
     return executed
 
 
+def chapter_identity(ids: Identities, chapter: str, injected: dict) -> str:
+    """A chapter's identity, every chapter's before any runs: a parameter or the data that fails its check stops
+    the run at the door, naming the chapter."""
+    try:
+        return ids.of(chapter, injected)
+    except (ParameterError, DataError) as err:
+        raise RunnerError(f"chapter '{chapter}': {err}") from None
+
+
 def chapter_command(chapter: str, profile: str, data_dir, params: dict, force: bool, book_root: Path) -> list:
     """The `cxr run` of one chapter alone, as a child process of `cxr run -j N` runs it."""
     taken = {name: value for name, value in params.items() if takes(chapter, name)}
@@ -314,10 +328,11 @@ def chapter_command(chapter: str, profile: str, data_dir, params: dict, force: b
             "--book-root", str(book_root), *(["--force"] if force else [])]
 
 
-def start_chapter(chapter: str, slot: int, gpus: list, command: list, profile: str, log) -> subprocess.Popen:
-    """One chapter in a process of its own, on GPU slot (modulo the GPUs) where there are GPUs; its output goes to
-    a file beside the outcome it writes."""
-    env = dict(os.environ)
+def start_chapter(chapter: str, slot: int, gpus: list, command: list, profile: str, log,
+                  data_ids: dict) -> subprocess.Popen:
+    """One chapter in a process of its own, on GPU slot (modulo the GPUs) where there are GPUs, with the data
+    identities computed for it; its output goes to a file beside the outcome it writes."""
+    env = {**os.environ, DATA_IDS_ENV: json.dumps(data_ids)}
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     log(f"- {chapter}: started" + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus else ""))
@@ -350,7 +365,7 @@ def wait_a_moment(running: dict) -> None:
 
 
 def run_parallel(order: list, profile: str, data_dir, params: dict, force: bool, book_root: Path, jobs: int,
-                 log=print) -> list:
+                 log=print, data_ids=None) -> list:
     """Start each chapter once the chapters it reads are done (graphlib), at most `jobs` at a time, one GPU each."""
     gpus, running, started, executed, failed, ready = visible_gpus(), {}, [], [], [], []
     sorter = graphlib.TopologicalSorter({c: [d for d in CHAPTERS[c] if d in order] for c in order})
@@ -361,7 +376,7 @@ def run_parallel(order: list, profile: str, data_dir, params: dict, force: bool,
             chapter = ready.pop(0)
             slot = next(k for k in range(jobs) if k not in {s for _, s in running.values()})
             command = chapter_command(chapter, profile, data_dir, params, force, book_root)
-            running[chapter] = (start_chapter(chapter, slot, gpus, command, profile, log), slot)
+            running[chapter] = (start_chapter(chapter, slot, gpus, command, profile, log, data_ids or {}), slot)
             started.append(chapter)
         wait_a_moment(running)
         for chapter, (process, _) in list(running.items()):

@@ -1,5 +1,5 @@
-"""What the rendered book needs beyond the chapters: the summary box, one table style, the build page,
-and the steps before and after jupyter-book runs (hidden injected cells, no source maps or notebook copies)."""
+"""What the rendered book needs beyond the chapters: the index and build pages from the run folder, banners on
+stale pages, and the few steps before and after jupyter-book that _config.yml cannot take (each says why)."""
 from __future__ import annotations
 
 import base64
@@ -17,17 +17,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cxrlib.core.config import CXR, PURPOSE, REPO_ROOT, WHY, runs_dir
+from cxrlib.core.config import CXR, REPO_ROOT, runs_dir
 from cxrlib.core.manifest import PROFILES, REGISTRY, RunnerError
 from cxrlib.machinery import runs
 from cxrlib.machinery.repro import changed_text, page_record, rebuild_command, run_parameters
-from cxrlib.present.labels import limiting_factors, profile_in_words
-from cxrlib.present.tables import markdown_table
+from cxrlib.present import book_pages
+from cxrlib.present.labels import profile_in_words
 
-# sphinx-thebe's tags: the static book has no kernel, and the theme declares THEBE_JS_URL twice
-# ("Identifier 'THEBE_JS_URL' has already been declared" on every page)
-THEBE = re.compile(r'<script>const THEBE_JS_URL[^<]*</script>\s*|<script[^>]*sphinx-thebe\.js[^>]*></script>\s*'
-                   r'|<link[^>]*sphinx-thebe\.css[^>]*/>\s*|<script type="text/x-thebe-config">.*?</script>\s*', re.S)
 LIBRARIES = ("tensorflow", "keras", "numpy", "pandas", "scikit-learn", "matplotlib", "jupyter-book")
 
 
@@ -103,35 +99,16 @@ def timings_table(profile_dir: Path) -> pd.DataFrame:
 
 
 def build_page(book_root: Path, runs_root: Path | None = None, today: str | None = None) -> str:
-    """The build page's Markdown: profile, data, date, commit, versions, chapter times and headline results."""
+    """The build page's Markdown (book_pages.build_page), from the executed chapters and their run folder."""
     profile = executed_profile(book_root)
-    lines = ["# This build", ""]
     if profile is None:
-        return "\n".join(lines + [f"No chapter has been executed yet: run `{CXR} run` first.", ""])
+        return book_pages.build_page(None, {}, {}, {}, pd.DataFrame(), pd.DataFrame())
     profile_dir = Path(runs_root or runs_dir()) / profile
     infos = runs.chapter_infos(profile_dir.name, profile_dir.parent)
-    first = next(iter(infos.values()), {})
-    settings = first.get("settings", {})
-    commits = sorted({i.get("commit", "unknown") for i in infos.values()})
-    lines += [f"**{profile_in_words(profile, settings)}.**", "",
-              f"- **Profile:** `{profile}`",
-              f"- **Data:** {first.get('data', 'unknown (no run folder found at ' + str(profile_dir) + ')')}",
-              f"- **Built:** {today or _dt.date.today().isoformat()}",
-              f"- **Commit:** {', '.join(f'`{c}`' for c in commits) or 'unknown'}",
-              f"- **Libraries:** {library_versions()}",
-              f"- **Limited by:** {'; '.join(limiting_factors(settings, first.get('source'))) or 'nothing recorded'}",
-              "- **Why these settings:**",
-              *(f"  - {reason.format_map({**PROFILES.get(profile, {}), **settings})}" for reason in WHY.get(profile, ())),
-              "", "## Our best results beside the report's", "",
-              "Each family's best model, chosen on validation macro F1 by the conclusions chapter, with its test "
-              "metrics and 95% patient intervals, and the report's row for the same model.", ""]
-    headline = headline_table(profile_dir)
-    lines += [markdown_table(headline) if not headline.empty else f"No headline yet: run `{CXR} run conclusions`.",
-              "", "## How long each chapter took", ""]
-    timings = timings_table(profile_dir)
-    lines += [markdown_table(timings) if not timings.empty else "The runner recorded no chapter times for this build.",
-              ""]
-    return "\n".join(lines)
+    facts = {"folder": profile_dir, "built": today or _dt.date.today().isoformat(), "libraries": library_versions(),
+             "commits": sorted({i.get("commit", "unknown") for i in infos.values()})}
+    return book_pages.build_page(profile, next(iter(infos.values()), {}), PROFILES.get(profile, {}), facts,
+                                 headline_table(profile_dir), timings_table(profile_dir))
 
 
 def write_build_page(book_root: Path, runs_root: Path | None = None) -> Path:
@@ -142,33 +119,11 @@ def write_build_page(book_root: Path, runs_root: Path | None = None) -> Path:
 
 # ---------------------------------------------------------------- the index page
 
-def profile_table() -> str:
-    """The index's table of profiles, from the configuration."""
-    rows = []
-    for name, s in PROFILES.items():
-        rows.append({"profile": f"`{name}`", "meant for": PURPOSE[name],
-                     "input sizes": f"{s['image_size']} px (resized to {s['resize_to']}), "
-                                    f"backbones {s['backbone_size']} px",
-                     "images": images_text(s), "epochs": f"up to {s['epochs']} (patience {s['patience']}); fine tuning "
-                                                 f"{s['fine_tune_epochs']}",
-                     "loss": "class-weighted" if s["class_weight"] == "balanced" else "plain"})
-    return markdown_table(pd.DataFrame(rows))
-
-
-def images_text(settings: dict) -> str:
-    """How many images a profile uses, in words."""
-    if settings["max_per_class"]:
-        return "{train}/{val}/{test} per class (train/val/test)".format_map(settings["max_per_class"])
-    if settings["caps"]:
-        return f"the report's set sizes ({' / '.join(f'{sum(c.values()):,}' for c in settings['caps'].values())})"
-    return "every image of the data"
-
-
 def intro_page(book_root: Path, runs_root: Path | None = None) -> str:
     """book/intro.md: book/intro.template.md with its {{ name }} fields filled from the configuration and the build."""
     profile = executed_profile(book_root)
     first = next(iter(runs.chapter_infos(profile, runs_root).values()), {}) if profile else {}
-    facts = {"profiles": profile_table(), "smoke_box": profile_in_words("smoke", PROFILES["smoke"]),
+    facts = {"profiles": book_pages.profile_table(PROFILES), "smoke_box": profile_in_words("smoke", PROFILES["smoke"]),
              "this_build": (f"This build ran the profile `{profile}` on the {first.get('data', 'unrecorded data')}."
                             if profile else "No chapter of this build has been executed yet.")}
     template = (Path(book_root) / "book" / "intro.template.md").read_text()
@@ -209,11 +164,7 @@ def mark_stale(page: Path, profile: str, runs_root: Path | None = None) -> list:
     if stale:
         chapter, _, data_dir, chain = page_record(page)
         command = rebuild_command(chapter, profile, run_parameters(chain), data_dir)
-        text = (f'<div class="{STALE}" style="border:3px solid #c60;background:#fff4e0;padding:0.6em 1em">'
-                "&#9888; <strong>This page no longer matches the results in place:</strong> "
-                f"{html.escape('; '.join(stale))}."
-                f" <code>{html.escape(command)}</code> brings back the results it read (kept, not trained again) and"
-                " rebuilds it.</div>")
+        text = book_pages.stale_banner(stale, command, STALE)
         title = next((k for k, c in enumerate(cells) if c["cell_type"] == "markdown"), -1)
         cells.insert(title + 1, {"cell_type": "markdown", "id": STALE, "metadata": {"tags": [STALE]}, "source": text})
     if cells != notebook["cells"]:
@@ -222,10 +173,11 @@ def mark_stale(page: Path, profile: str, runs_root: Path | None = None) -> list:
     return stale
 
 
-# ---------------------------------------------------------------- before and after jupyter-book
+# ---------------------------------------------------------------- what _config.yml cannot do
+# The configuration does the rest: no Thebe (its extension left out of the list), no notebook copies
+# (html_copy_source), no widget views or their scripts (nb_mime_priority_overrides, nb_ipywidgets_js), no stderr.
 
 SHOW_CODE = "show-code"  # the tag of a code cell whose code a page shows on purpose (none does yet)
-HIDDEN = ("hide-input", "remove-input", "remove-cell", "hide-cell")
 ALT_FILE = "figure-alt.json"  # image file name -> alt text, written beside _build/html by prepare_pages
 
 
@@ -237,33 +189,24 @@ def shown_outputs(cell: dict) -> list:
             and (o.get("output_type") == "stream" or o.get("data") or o.get("output_type") == "error")]
 
 
-def hide_injected_cells(notebook_path: Path) -> bool:
-    """Ready an executed chapter for a static page: papermill's injected-parameters cell removed, every code cell's
-    code hidden unless tagged SHOW_CODE, a cell that shows nothing removed (no empty 'show code' toggle), and
-    widget state that cannot render dropped."""
+def remove_empty_cells(notebook_path: Path) -> bool:
+    """Tag remove-cell on each code cell that shows nothing, papermill's injected parameters included. Kept because
+    what a cell shows is known only once it ran, and MyST-NB draws a 'show code' toggle over an empty cell."""
     notebook = json.loads(Path(notebook_path).read_text())
-    changed = notebook.get("metadata", {}).pop("widgets", None) is not None
-    for cell in notebook.get("cells", []):
-        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
-        for output in cell.get("outputs", []):
-            if output.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None) is not None:
-                changed = True
-        if cell.get("cell_type") != "code" or "remove-cell" in tags:
-            continue
-        before = list(tags)
-        if "injected-parameters" in tags or "parameters" in tags or (not shown_outputs(cell) and SHOW_CODE not in tags):
-            tags[:] = [t for t in tags if t not in HIDDEN] + ["remove-cell"]
-        elif SHOW_CODE not in tags and not any(t in tags for t in HIDDEN):
-            tags.append("hide-input")
-        changed |= tags != before
-    if changed:
+    empty = [cell["metadata"].setdefault("tags", []) for cell in notebook.get("cells", [])
+             if cell.get("cell_type") == "code" and not shown_outputs(cell)
+             and not {"remove-cell", SHOW_CODE} & set(cell.setdefault("metadata", {}).get("tags", []))]
+    for tags in empty:
+        tags.append("remove-cell")
+    if empty:
         Path(notebook_path).write_text(json.dumps(notebook, indent=1, ensure_ascii=False))
-    return changed
+    return bool(empty)
 
 
 def figure_alts(notebook_path: Path) -> dict:
     """Image file name (as the build names it: the SHA-256 of the image's bytes) -> alt text, for every figure of
-    an executed chapter whose text form the chapter set to the figure's title (plots.describe_figures)."""
+    an executed chapter whose text form the chapter set to the figure's title (plots.describe_figures). Kept because
+    MyST-NB takes an image's alt text only from cell metadata, written before the run draws the figure."""
     alts = {}
     for cell in json.loads(Path(notebook_path).read_text()).get("cells", []):
         for output in cell.get("outputs", []):
@@ -277,8 +220,8 @@ def figure_alts(notebook_path: Path) -> dict:
 
 
 def prepare_pages(book_root: Path, runs_root: Path | None = None, log=print) -> None:
-    """Before jupyter-book: write the index and build pages, clean the executed chapters for a static page, give a
-    banner to those that no longer match the results in place (naming them), and note every figure's alt text."""
+    """Before jupyter-book: write the index and build pages, remove the cells that show nothing, give a banner to
+    the pages that no longer match the results in place (naming them), and note every figure's alt text."""
     write_build_page(book_root, runs_root)
     if (Path(book_root) / "book" / "intro.template.md").is_file():
         intro = intro_page(book_root, runs_root)
@@ -287,7 +230,7 @@ def prepare_pages(book_root: Path, runs_root: Path | None = None, log=print) -> 
     for path in sorted((Path(book_root) / "book" / "chapters").glob("*.ipynb")):
         if profile and ".failed." not in path.name and mark_stale(path, profile, runs_root):
             stale.append(path.stem)
-        hide_injected_cells(path)
+        remove_empty_cells(path)
         alts.update(figure_alts(path))
     if stale:
         log(f"{len(stale)} page(s) read results that changed since they ran, each built with a banner that says "
@@ -331,16 +274,16 @@ def with_alt_texts(page: str, alts: dict) -> str:
 
 
 def clean_site(html_dir: Path) -> list:
-    """After jupyter-book: delete source maps and notebook copies, drop Thebe's tags, give every image a meaningful
-    alt text (with_alt_texts); return what went."""
+    """After jupyter-book: delete the theme's source maps and their links, which no setting leaves out, and give every
+    image a meaningful alt text (with_alt_texts); return the files that went."""
     html_dir = Path(html_dir)
-    removed = [p for p in html_dir.rglob("*.map")] + [p for p in html_dir.rglob("*.ipynb")]
+    removed = list(html_dir.rglob("*.map"))
     for path in removed:
         path.unlink()
     alts = runs.read_json(html_dir.parent / ALT_FILE)
     for path in html_dir.rglob("*.html"):
         text = path.read_text()
-        kept = with_alt_texts(THEBE.sub("", text), alts)
+        kept = with_alt_texts(text, alts)
         if kept != text:
             path.write_text(kept)
     for path in list(html_dir.rglob("*.js")) + list(html_dir.rglob("*.css")):
@@ -363,7 +306,7 @@ def toc_files(book_root: Path = REPO_ROOT) -> list:
 def build_book(book_root: Path = REPO_ROOT, log=print) -> Path:
     """Build the HTML book from the executed chapters; say which chapters are missing first."""
     book_root = Path(book_root)
-    prepare_pages(book_root, log=log)  # index and build pages, injected-parameters cells hidden, stale banners
+    prepare_pages(book_root, log=log)  # index and build pages, empty cells removed, stale banners
     missing = [f for f in toc_files(book_root)
                if not any((book_root / f"{f}{ext}").is_file() for ext in (".ipynb", ".md"))]
     if missing:
@@ -374,6 +317,6 @@ def build_book(book_root: Path = REPO_ROOT, log=print) -> Path:
     if done.returncode != 0:
         raise RunnerError(f"jupyter-book failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     html = book_root / "_build" / "html" / "index.html"
-    clean_site(html.parent)  # no source maps or notebook copies in the published site
+    clean_site(html.parent)  # no source maps, and every image with an alt text
     log(f"book built: {html}")
     return html
