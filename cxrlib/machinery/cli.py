@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute chapters with papermill")
     run.add_argument("chapters", nargs="*", help=f"default: all ({', '.join(CHAPTERS)})")
-    run.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), help="smoke, cpu or full")
+    run.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), help=", ".join(PROFILES))
     run.add_argument("--data", default=os.environ.get("CXR_DATA_DIR"),
                      help="an NIH ChestX-ray14 folder, or 'synthetic' (default: the real sample shipped in data/)")
     run.add_argument("-p", "--param", action="append", metavar="NAME=VALUE", help="a notebook parameter")
@@ -98,8 +98,8 @@ def main(argv=None) -> int:
                      help="run up to N independent chapters at once, each on a GPU of its own where there are several")
     run.add_argument("--only", action="store_true", help=argparse.SUPPRESS)  # a -j child: this chapter alone
     run.add_argument("--book-root", default=str(REPO_ROOT), help=argparse.SUPPRESS)
-    run.add_argument("--tuner-workers", type=int, metavar="N", help="Hyperband in keras-tuner's distributed mode: a "
-                     "chief and one worker per visible GPU, or N CPU workers (the parameter tuner_workers)")
+    run.add_argument("--tuner-workers", type=int, metavar="N",
+                     help=f"{PARAMETERS['tuner_workers'].help} (the parameter tuner_workers)")
     run.add_argument("--from-page", metavar="PATH", help="re-run the chapter of an executed page with its recorded "
                      "parameters (book/chapters/<chapter>.ipynb); no chapter names or -p with it")
     compare = sub.add_parser("compare", help="metrics of two run folders side by side, and the largest difference")
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     sub.add_parser("clean", help="delete the results kept for other parameters (runs/<profile>/.kept)")
     predict.add_parser(sub)
     browsing = sub.add_parser("browse", help="browse a profile's misclassified images in Voila (prints the address)")
-    browsing.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), help="smoke, cpu or full")
+    browsing.add_argument("--profile", default=os.environ.get("PROFILE", "cpu"), help=", ".join(PROFILES))
     browsing.add_argument("--port", type=int, default=0, help="default: a free port")
     browsing.add_argument("--ip", default="127.0.0.1", help="the address to listen on")
     browsing.add_argument("--token", help="default: a random token (it is part of the address printed)")
