@@ -12,9 +12,10 @@ import pytest
 
 from cxrlib.core.config import CLASSES, NO_FINDING
 from cxrlib.machinery import runs
-from cxrlib.machinery.subgroups import age_group, demographics, examined
+from cxrlib.machinery.subgroups import examined
 from cxrlib.present import subgroups as subgroup_page
 from cxrlib.science import subgroups
+from cxrlib.science.subgroups import age_group, demographics, known_ages
 from cxrlib.science.stats import patient_resamples
 
 matplotlib.use("Agg")
@@ -86,6 +87,11 @@ def test_age_groups_take_their_lower_edge_and_refuse_impossible_ages():
     groups = age_group([0, 19.9, 20, 59, 60, 80, 95, 414, -1, None])
     assert groups[:7].tolist() == ["0–20", "0–20", "20–40", "40–60", "60–80", "80+", "80+"]
     assert groups[7:].isna().all()
+
+
+def test_known_ages_are_numbers_within_0_and_the_oldest():
+    assert known_ages(["7", 120, 121, -1, "n/a"]).tolist()[:2] == [7.0, 120.0]
+    assert known_ages(["7", 120, 121, -1, "n/a"])[2:].isna().all()
 
 
 def test_view_positions_and_missing_columns_from_the_label_file():

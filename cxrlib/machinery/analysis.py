@@ -358,8 +358,8 @@ def gathered(ch) -> Gathered:
 
 def baseline_label(key: str) -> str:
     """The name a saved baseline shows ('baseline/labels_only' -> the words of present.labels)."""
+    from cxrlib.machinery.baseline import NAME
     from cxrlib.present.labels import LABELS_ONLY
-    from cxrlib.science.baseline import NAME
 
     return LABELS_ONLY if key == f"baseline/{NAME}" else key
 
