@@ -97,6 +97,23 @@ def test_model_choice_ties_go_to_the_reports_preference(tmp_path):
     assert analysis.best_models("smoke", tmp_path) == {"VGG16": "pretrained/vgg16_finetune_block3_conv1"}
 
 
+def test_agreement_counts_what_all_or_only_one_model_gets():
+    from cxrlib.science.metrics import agreement
+
+    hits = pd.DataFrame({"a": [True, True, False, False], "b": [True, False, True, False]})
+    assert agreement(hits) == (1, 1, {"a": (1, 1, 0.5), "b": (1, 1, 0.5)})
+
+
+def test_report_candidates_are_listed_in_the_reports_preference():
+    from cxrlib.science.choice import report_candidates
+
+    saved = ["pretrained/vgg16_features", "pretrained/vgg16_finetune_block5_conv1", "fused/fused", "other/x",
+             "pretrained/vgg16_finetune_block3_conv1"]
+    assert report_candidates(saved) == {"VGG16": ["pretrained/vgg16_finetune_block3_conv1",
+                                                  "pretrained/vgg16_finetune_block5_conv1", "pretrained/vgg16_features"],
+                                        "Fused": ["fused/fused"]}
+
+
 def test_labels_say_no_pretrained_weights():
     recorded = {"vgg16": {"pretrained": False}, "chexnet": {"pretrained": True}}  # chapter.json's fields
     assert analysis.display_label("VGG16", "pretrained/vgg16_features", recorded) == "VGG16 (no pretrained weights)"

@@ -11,31 +11,12 @@ from cxrlib.core.config import CLASSES
 from cxrlib.core.manifest import REPORT_MODELS
 from cxrlib.machinery import runs
 from cxrlib.present.labels import metrics_row, model_label
-from cxrlib.science.choice import choose, validation_scores
-
-def report_preference(key: str) -> int:
-    """Rank of a candidate in the report's own preference (0 first): its deepest fine tuning first,
-    then shallower ones in the report's order reversed, then the features-only head."""
-    from cxrlib.science.models.backbones import BACKBONES
-
-    model = key.split("/", 1)[1]
-    for name, spec in BACKBONES.items():
-        points = list(reversed(spec.unfreeze))
-        if model.startswith(f"{name}_finetune_"):
-            layer = model.removeprefix(f"{name}_finetune_")
-            return points.index(layer) if layer in points else len(points)
-    return 100
-
+from cxrlib.science.choice import choose, report_candidates, validation_scores
 
 def candidates(profile: str, root=None) -> dict:
-    """label -> every 'chapter/model' saved for one of the report's five models (with validation predictions)."""
-    available = sorted(runs.prediction_files(profile, "val", root))
-    found = {}
-    for label, (chapter, prefix) in REPORT_MODELS.items():
-        matches = [key for key in available if key.startswith(f"{chapter}/{prefix}")]
-        if matches:
-            found[label] = sorted(matches, key=lambda key: (report_preference(key), key))
-    return found
+    """label -> every 'chapter/model' saved for one of the report's five models (with validation predictions), in
+    the report's preference (science.choice.report_candidates)."""
+    return report_candidates(runs.prediction_files(profile, "val", root))
 
 
 def model_choice(profile: str, root=None, load=None) -> pd.DataFrame:
@@ -110,16 +91,14 @@ def correctness(predictions: dict) -> pd.DataFrame:
 def summary(correct: pd.DataFrame, boot=None, predictions: dict | None = None):
     """(counts of all-wrong and all-right images, per-model table of what only it misses / gets right); with a
     bootstrap of the test split and the models' predictions, each accuracy carries its 95% interval."""
+    from cxrlib.science.metrics import agreement
+
     hits = correct.drop(columns="label")
-    totals = pd.Series({"misclassified by all the models": int((~hits).all(axis=1).sum()),
-                        "correctly classified by all the models": int(hits.all(axis=1).sum()),
-                        "images": len(hits)}, name="images")
-    only = pd.DataFrame({
-        "misclassified only by this model": [int((~hits[m] & hits.drop(columns=m).all(axis=1)).sum()) for m in hits],
-        "correctly classified only by this model": [int((hits[m] & ~hits.drop(columns=m).any(axis=1)).sum())
-                                                    for m in hits],
-        "accuracy": [float(hits[m].mean()) for m in hits],
-    }, index=pd.Index(hits.columns, name="model"))
+    all_wrong, all_right, by_model = agreement(hits)
+    totals = pd.Series({"misclassified by all the models": all_wrong,
+                        "correctly classified by all the models": all_right, "images": len(hits)}, name="images")
+    only = pd.DataFrame.from_dict(by_model, orient="index", columns=[
+        "misclassified only by this model", "correctly classified only by this model", "accuracy"]).rename_axis("model")
     if boot is not None:
         from cxrlib.present.claims import range_text
 
@@ -338,7 +317,7 @@ class Gathered:
 def gathered(ch) -> Gathered:
     """Read every chapter's saved predictions and metrics once, and label them as the pages show them."""
     from cxrlib.core.manifest import REGISTRY
-    from cxrlib.present.labels import PREDICTED
+    from cxrlib.present.labels import BESIDE_METRICS
 
     frames, metrics = ch.predictions(None, "test"), ch.metrics()
     ours = [key for key in frames if key.split("/")[0] not in BASELINE_CHAPTERS]
@@ -351,7 +330,7 @@ def gathered(ch) -> Gathered:
                                       if key not in ours}}
     return Gathered({labels[k]: runs.probabilities(frames[k]) for k in ours}, scores, families,
                     [labels[k] for k in ours if k.startswith("ensemble/")], chosen, baselines,
-                    loss_after_balancing(ch, metrics.loc[ours, ["Loss", "Inference time (s)", PREDICTED]]).rename(index=labels),
+                    loss_after_balancing(ch, metrics.loc[ours, BESIDE_METRICS]).rename(index=labels),
                     {labels[k]: k for k in ours}, recorded_limits(runs.chapter_infos(ch.profile, ch.runs_root)),
                     held_out(ch))
 

@@ -17,6 +17,8 @@ AFTER_BALANCING = "after the balancing shift"
 SUMMARY_CLASS = "cxr-summary"
 # Which classes a model predicts on a split (predicted_classes): words beside the metrics, never a metric.
 PREDICTED = "classes predicted"
+# The columns a results table shows beside the metrics and their intervals: loss, speed and what is predicted.
+BESIDE_METRICS = ["Loss", "Inference time (s)", PREDICTED]
 # each ensemble's saved key (science.ensemble.METHODS) -> the name of its row, and the words for its weights' column
 # The baseline that never sees a pixel (cxrlib.science.baseline), as every table names it.
 LABELS_ONLY = "labels only (NIH's fields, no pixels)"
