@@ -12,7 +12,6 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cxrlib.core.manifest import FINE_TUNE_AUGMENT
 from cxrlib.machinery import runs as run_files
 from cxrlib.machinery import weights as weight_files
 from cxrlib.machinery.features import extract, feature_key
@@ -22,7 +21,7 @@ from cxrlib.present.labels import model_label
 from cxrlib.present.report import FLOW_QUESTIONS, MORE_DATA
 from cxrlib.science.choice import choose
 from cxrlib.science.data.pipeline import array_dataset, steps_per_epoch
-from cxrlib.science.data.splits import apply_caps
+from cxrlib.science.data.splits import smaller_training_set as smaller_set
 from cxrlib.science.metrics import macro_f1
 from cxrlib.science.models import backbones, count_params
 from cxrlib.science.stats import Bootstrap
@@ -185,18 +184,15 @@ def fit_head(ch, name: str, head, features: dict, augmented, keep=None) -> HeadF
 
 
 def smaller_training_set(ch) -> tuple:
-    """(mask of the training images, in words) for "does more data help?": the report's first training set
-    (7,996 images in its class shares) where the run uses its larger one, else half the training patients."""
-    train, caps = ch.data.split("train"), ch["caps"]
-    if isinstance(caps, dict) and isinstance(caps.get("train"), dict) and ch["training_set"] == "more":
-        first = apply_caps(train, {"train": caps["train"]}, ch["seed"], "first")
-        if len(first) < len(train):  # a partial download may hold fewer images than the first set
-            return train.index.isin(first.index), f"the report's first training set ({len(first):,} images)"
-    patients = np.unique(train["Patient ID"].astype(str))
-    half = np.random.default_rng(stream_seed(ch["seed"], SMALLER_STREAM)).choice(
-        patients, max(1, len(patients) // 2), replace=False)
-    keep = train["Patient ID"].astype(str).isin(half).to_numpy()
-    return keep, f"half the training patients ({keep.sum():,} images from {len(half):,} patients)"
+    """(mask of the training images, in words) for "does more data help?" (science.data.splits.smaller_training_set),
+    its half of the patients drawn from a seed stream of its own."""
+    train = ch.data.split("train")
+    draw = stream_seed(ch["seed"], SMALLER_STREAM)
+    keep, first = smaller_set(train, ch["caps"], ch["training_set"], ch["seed"], draw)
+    if first:
+        return keep, f"the report's first training set ({keep.sum():,} images)"
+    patients = train.loc[keep, "Patient ID"].astype(str).nunique()
+    return keep, f"half the training patients ({keep.sum():,} images from {patients:,} patients)"
 
 
 def head_flow(ch, run: BackboneRun, features: dict, augmented, kept) -> None:
@@ -223,7 +219,7 @@ def run_backbone(ch, name: str) -> BackboneRun:
     run = BackboneRun(name, used)
     features = backbone_features(ch, name, base, used.long)
     augmented = augmented_features(ch, name, base, used.long)
-    kept, augment = backbones.spec(name).head, fine_tune_augments(name, ch["fine_tune_augment"])
+    kept, augment = backbones.spec(name).head, backbones.fine_tune_augments(name, ch["fine_tune_augment"])
     spec = {"backbone": name, "size": ch["backbone_size"], "weights": used.long,
             "weights_content": weights_digest(ch, name)}
     top = ch.fit(f"{name}_features", lambda: backbones.head(name, features["train"].shape[1:]),
@@ -233,7 +229,7 @@ def run_backbone(ch, name: str) -> BackboneRun:
                  learning_rate=ch["feature_learning_rate"])
     run.results[f"{name}_features"] = evaluate_on_images(ch, name, base, top)
     head_flow(ch, run, features, augmented, top)
-    for k, layer in enumerate(fine_tune_points(name, ch["fine_tune"])):
+    for k, layer in enumerate(backbones.fine_tune_points(name, ch["fine_tune"])):
         model_name = f"{name}_finetune_{layer}"
         run.results[model_name] = ch.fit(  # the first starts from the loaded base (only read so far), later ones anew
             model_name, lambda layer=layer, k=k: fine_tune_model(ch, name, top.model, layer, augment,
@@ -268,12 +264,6 @@ def flow_findings(ch, backbone_runs: dict) -> pd.DataFrame:
     return table
 
 
-def fine_tune_points(name: str, choice: str) -> tuple:
-    """Which unfreeze points to train: none, the first (cheapest) or all of the report's."""
-    points = backbones.spec(name).unfreeze
-    return {"none": (), "first": points[:1], "all": points}[choice]
-
-
 def images_model_name(name: str) -> str:
     """Where the features head joined to its backbone is saved: the model that takes images."""
     return f"{name}_features_on_images"
@@ -289,14 +279,6 @@ def evaluate_on_images(ch, name: str, base, top):
     ch.run.save_model(joined, images_model_name(name))
     top.metrics, top.predictions = timed.metrics, timed.predictions
     return top
-
-
-def fine_tune_augments(name: str, choice: str) -> bool:
-    """Whether fine tuning augments: as the report did for this backbone ('report': where its kept head was
-    trained with augmentation), 'always' or 'never'."""
-    if choice not in FINE_TUNE_AUGMENT:
-        raise ValueError(f"fine_tune_augment is {choice!r}; allowed: {', '.join(FINE_TUNE_AUGMENT)}")
-    return {"report": backbones.spec(name).head.augment, "always": True, "never": False}[choice]
 
 
 def fine_tune_model(ch, name: str, trained_head, layer: str, augment: bool = False, base=None):
