@@ -4,7 +4,6 @@ from __future__ import annotations
 import keras
 import pytest
 
-from cxrlib.machinery import transfer
 from cxrlib.science.models import backbones
 
 
