@@ -98,10 +98,8 @@ def test_model_choice_ties_go_to_the_reports_preference(tmp_path):
 
 
 def test_agreement_counts_what_all_or_only_one_model_gets():
-    from cxrlib.science.metrics import agreement
-
     hits = pd.DataFrame({"a": [True, True, False, False], "b": [True, False, True, False]})
-    assert agreement(hits) == (1, 1, {"a": (1, 1, 0.5), "b": (1, 1, 0.5)})
+    assert analysis.agreement(hits) == (1, 1, {"a": (1, 1, 0.5), "b": (1, 1, 0.5)})
 
 
 def test_report_candidates_are_listed_in_the_reports_preference():
@@ -155,5 +153,5 @@ def test_score_boxes_scales_from_1024_and_beats_random():
 def test_nih_box_file_labels(tmp_path):
     path = tmp_path / "BBox_List_2017.csv"
     path.write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\na.png,Infiltrate,1,2,3,4\n")
-    boxes = box_scores.read_boxes(path)
+    boxes = analysis.read_boxes(path)
     assert boxes.loc[0, "Finding Label"] == "Infiltration" and boxes.loc[0, "h"] == 4

@@ -88,11 +88,18 @@ def correctness(predictions: dict) -> pd.DataFrame:
     return table
 
 
+def agreement(hits: pd.DataFrame) -> tuple:
+    """What error analysis asks of an image x model table of hits (True: the true class predicted): (images every
+    model misses, images every model gets right, model -> (images only it misses, only it gets right, accuracy))."""
+    others = {model: hits.drop(columns=model) for model in hits}
+    only = {model: (int((~hits[model] & others[model].all(axis=1)).sum()),
+                    int((hits[model] & ~others[model].any(axis=1)).sum()), float(hits[model].mean())) for model in hits}
+    return int((~hits).all(axis=1).sum()), int(hits.all(axis=1).sum()), only
+
+
 def summary(correct: pd.DataFrame, boot=None, predictions: dict | None = None):
     """(counts of all-wrong and all-right images, per-model table of what only it misses / gets right); with a
     bootstrap of the test split and the models' predictions, each accuracy carries its 95% interval."""
-    from cxrlib.science.metrics import agreement
-
     hits = correct.drop(columns="label")
     all_wrong, all_right, by_model = agreement(hits)
     totals = pd.Series({"misclassified by all the models": all_wrong,
@@ -264,10 +271,18 @@ def patients_of(ch, ids) -> pd.Series:
     return ch.data.table.set_index("Image Index").loc[list(ids), "Patient ID"]
 
 
+def read_boxes(path) -> pd.DataFrame:
+    """NIH's BBox_List_2017.csv with plain column names and 'Infiltrate' renamed to our 'Infiltration'."""
+    table = pd.read_csv(path)
+    table = table.iloc[:, :6]
+    table.columns = ["Image Index", "Finding Label", "x", "y", "w", "h"]
+    table["Finding Label"] = table["Finding Label"].replace({"Infiltrate": "Infiltration"})
+    return table
+
+
 def nih_boxes():
     """NIH's radiologist boxes (BBox_List_2017.csv, shipped in data/nih-metadata), or None where the file is absent."""
     from cxrlib.machinery.inputs.sources import nih_metadata_dir
-    from cxrlib.science.boxes import read_boxes
 
     path = nih_metadata_dir() / "BBox_List_2017.csv"
     return read_boxes(path) if path.is_file() else None

@@ -9,8 +9,9 @@ from matplotlib.lines import Line2D
 from cxrlib.present.claims import interval_text, units
 from cxrlib.present.plots import legend_below, wrapped
 from cxrlib.science.stats import Interval
-from cxrlib.science.subgroups import ATTRIBUTES, BASES, FNFR, MIN_IMAGES, MIN_PATIENTS
+from cxrlib.science.subgroups import ATTRIBUTES, FNFR, MIN_IMAGES, MIN_PATIENTS
 
+BASES = ("images of the class", "diseased images")  # what a recall's and the FNFR's n count
 TOO_FEW = "too few to read"  # how a rate that rests on fewer than THRESHOLDS is marked
 
 

@@ -57,8 +57,7 @@ def features(nih: pd.DataFrame) -> pd.DataFrame:
 
 def split_rows(rows: pd.DataFrame, ours: pd.DataFrame, seed: int, fractions=FRACTIONS) -> pd.DataFrame:
     """The single-label rows (with 'label' and 'Patient ID') less every patient of our validation and test
-    splits (ours: our split table), dealt by patient into train (to fit), val and test (held out)
-    ('split' column; their words: present.baseline.PARTS)."""
+    splits (ours: our split table), dealt by patient into train, val and test ('split'; present.baseline.PARTS)."""
     scored = set(ours.loc[ours["split"].isin(["val", "test"]), "Patient ID"].astype(int))
     kept = rows[~rows["Patient ID"].astype(int).isin(scored)]
     split = split_patients(kept, fractions, seed)

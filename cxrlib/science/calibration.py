@@ -132,9 +132,8 @@ def fit_temperatures(val: dict, y_val) -> dict:
 
 def temperature_table(val: dict, test: dict, y_val, y_test, bins: int = BINS) -> pd.DataFrame:
     """Per model: the temperature fitted on validation (and whether at a search bound), test ECE and log-loss before
-    and after it: T > 1 means the model was over-confident on validation, T < 1 under-confident, and a rise after
-    scaling that a temperature fitted on a small validation set need not carry over. In words, with those two
-    flags: cxrlib.present.labels.worded_temperatures.
+    and after it (T > 1: over-confident on validation, T < 1: under-confident; a rise after scaling: a temperature
+    fitted on a small validation set need not carry over). In words, with flags: present.labels.worded_temperatures.
 
     val, test: name -> logits (or log-probabilities; rows in the order of y_val, y_test).
     """

@@ -33,7 +33,6 @@ ATTRIBUTES = {
     "view position": ("View Position", VIEWS, "PA"),
 }
 FNFR = "FNFR"
-BASES = ("images of the class", "diseased images")  # what a recall's and the FNFR's n count
 METRICS = (FNFR, *(f"recall: {c}" for c in CLASSES))
 # the shortcut check's rates: each disease's images called No Finding (its FNFR within the class)
 MISSED = tuple(f"{c} called No Finding" for k, c in enumerate(CLASSES) if k != NO_FINDING)
@@ -51,29 +50,6 @@ def age_group(ages) -> pd.Series:
     """Each age's group (0–20, 20–40, 40–60, 60–80, 80+; lower edge included); NaN when unknown or absurd."""
     groups = pd.cut(known_ages(ages), bins=[*AGE_EDGES, np.inf], right=False, labels=list(AGE_GROUPS))
     return groups.astype(object).where(groups.notna(), np.nan)
-
-
-def missing_columns(rows: pd.DataFrame) -> list:
-    """The label file's columns the groups are read from (ATTRIBUTES) that rows lack."""
-    return [column for column, _, _ in ATTRIBUTES.values() if column not in rows.columns]
-
-
-def demographics(rows: pd.DataFrame, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Image id, label, patient and the three groups of each row; columns rows lack are taken from metadata
-    (NIH's label file) by image id."""
-    rows = rows.reset_index(drop=True)
-    missing = missing_columns(rows)
-    if missing and metadata is not None and set(missing) <= set(metadata.columns):
-        rows = rows.join(metadata.set_index("Image Index")[missing], on="Image Index")
-    if missing_columns(rows):
-        raise ValueError(f"the test rows lack the column(s) {', '.join(missing_columns(rows))}; NIH's label file "
-                         f"(Data_Entry_2017.csv) has them: give it as the data's label file")
-    return pd.DataFrame({"Image Index": rows["Image Index"].astype(str), "label": rows["label"].astype(int),
-                         "Patient ID": rows["Patient ID"],
-                         "sex": rows["Patient Gender"].astype(str).str.strip().str.upper().map(SEXES),
-                         "age group": age_group(rows["Patient Age"]).to_numpy(),
-                         "view position": rows["View Position"].astype(str).str.strip().str.upper().where(
-                             lambda v: v.isin(VIEWS))})
 
 
 def with_predictions(people: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
@@ -131,9 +107,8 @@ def group_rate(hits, bases, patients, weights) -> tuple:
     found = percentile_interval(ratio(hits.sum(), bases.sum()), samples)
     mine = patients[bases]
     images, effective = int(bases.sum()), effective_patients(mine)
-    readable = bool(images >= MIN_IMAGES and effective >= MIN_PATIENTS)
     return ({"images": images, "patients": len(set(mine)), "effective patients": round(effective, 1),
-             **found._asdict(), "readable": readable}, samples)
+             **found._asdict(), "readable": bool(images >= MIN_IMAGES and effective >= MIN_PATIENTS)}, samples)
 
 
 def reference_group(attribute: str, readable: dict) -> str | None:
