@@ -97,6 +97,21 @@ def test_model_choice_ties_go_to_the_reports_preference(tmp_path):
     assert analysis.best_models("smoke", tmp_path) == {"VGG16": "pretrained/vgg16_finetune_block3_conv1"}
 
 
+def test_agreement_counts_what_all_or_only_one_model_gets():
+    hits = pd.DataFrame({"a": [True, True, False, False], "b": [True, False, True, False]})
+    assert analysis.agreement(hits) == (1, 1, {"a": (1, 1, 0.5), "b": (1, 1, 0.5)})
+
+
+def test_report_candidates_are_listed_in_the_reports_preference():
+    from cxrlib.science.choice import report_candidates
+
+    saved = ["pretrained/vgg16_features", "pretrained/vgg16_finetune_block5_conv1", "fused/fused", "other/x",
+             "pretrained/vgg16_finetune_block3_conv1"]
+    assert report_candidates(saved) == {"VGG16": ["pretrained/vgg16_finetune_block3_conv1",
+                                                  "pretrained/vgg16_finetune_block5_conv1", "pretrained/vgg16_features"],
+                                        "Fused": ["fused/fused"]}
+
+
 def test_labels_say_no_pretrained_weights():
     recorded = {"vgg16": {"pretrained": False}, "chexnet": {"pretrained": True}}  # chapter.json's fields
     assert analysis.display_label("VGG16", "pretrained/vgg16_features", recorded) == "VGG16 (no pretrained weights)"
@@ -138,5 +153,5 @@ def test_score_boxes_scales_from_1024_and_beats_random():
 def test_nih_box_file_labels(tmp_path):
     path = tmp_path / "BBox_List_2017.csv"
     path.write_text("Image Index,Finding Label,Bbox [x,y,w,h],,,\na.png,Infiltrate,1,2,3,4\n")
-    boxes = box_scores.read_boxes(path)
+    boxes = analysis.read_boxes(path)
     assert boxes.loc[0, "Finding Label"] == "Infiltration" and boxes.loc[0, "h"] == 4

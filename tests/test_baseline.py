@@ -51,8 +51,8 @@ def test_a_field_equal_to_the_label_gives_macro_f1_one():
     nih = label_file()
     X = baseline.features(nih).assign(age=nih["label"].to_numpy() * 10.0)
     found = parts(nih, X)
-    _, model, _ = baseline.tune(*found["fit"], *found["validation"], seed=0)
-    X_held, y_held = found["held out"]
+    _, model, _ = baseline.tune(*found["train"], *found["val"], seed=0)
+    X_held, y_held = found["test"]
     assert macro_f1(y_held, model.predict(X_held.to_numpy(float))) == 1.0
 
 
@@ -60,9 +60,9 @@ def test_a_shuffled_field_gives_about_chance():
     nih = label_file(patients=1500, per_patient=2, seed=1)
     shuffled = np.random.default_rng(2).permutation(nih["label"].to_numpy() * 10.0)  # the label, its link broken
     found = parts(nih, baseline.features(nih).assign(age=shuffled))
-    _, model, _ = baseline.tune(*found["fit"], *found["validation"], seed=0)
-    probs, logits = baseline.probabilities(model, found["held out"][0])
-    y = found["held out"][1]
+    _, model, _ = baseline.tune(*found["train"], *found["val"], seed=0)
+    probs, logits = baseline.probabilities(model, found["test"][0])
+    y = found["test"][1]
     assert abs(metrics_row("m", y, probs).iloc[0]["ROC AUC"] - 0.5) < 0.05
     assert abs(macro_f1(y, probs.argmax(axis=1)) - 1 / len(CLASSES)) < 0.06
     assert np.allclose(np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True), probs)  # logits are the scores
@@ -75,7 +75,7 @@ def test_the_baseline_never_trains_on_a_patient_we_score_on():
     assert not set(split["Patient ID"]) & set(range(1, 41))
     assert len(split) == len(nih) - 40 * 3
     assert (split.groupby("Patient ID")["split"].nunique() == 1).all()
-    assert set(split["split"]) == {"fit", "validation", "held out"}
+    assert set(split["split"]) == {"train", "val", "test"}
     with pytest.raises(DataError, match="2 patient.*of our validation or test split, e.g. 4, 5"):
         baseline.assert_apart(split.assign(**{"Patient ID": split["Patient ID"].replace({41: 4, 42: 5})}),
                               ours[ours["split"] != "train"])
@@ -111,7 +111,7 @@ def test_the_grid_is_chosen_on_validation_first_of_equals():
     nih = label_file(patients=300)
     found = parts(nih, baseline.features(nih))
     same = {"first": {"max_leaf_nodes": 7}, "second": {"max_leaf_nodes": 7}}
-    chosen, model, scores = baseline.tune(*found["fit"], *found["validation"], seed=0, grid=same)
+    chosen, model, scores = baseline.tune(*found["train"], *found["val"], seed=0, grid=same)
     assert chosen == "first" and scores["first"] == scores["second"] and baseline.settings(model)[
         "max_leaf_nodes"] == 7
 

@@ -110,15 +110,15 @@ def test_the_table_flags_which_way_each_model_was_off_and_where_scaling_made_tes
     """Known answers: a model three times too sharp on validation (T > 1, over-confident), one three times too flat
     (T < 1, under-confident), and one over-confident on validation only, calibrated on test, so that softening
     it makes the test log-loss worse."""
-    from cxrlib.present.labels import temperature_reading
+    from cxrlib.present.labels import OVERCONFIDENT, WORSE, temperature_reading, worded_temperatures
 
     y_val, z_val, _ = overconfident(3000, seed=0, sharpness=1.0)
     y_test, z_test, _ = overconfident(3000, seed=1, sharpness=1.0)
     val = {"sharp": 3 * z_val, "flat": z_val / 3, "sharp on validation only": 3 * z_val}
     test = {"sharp": 3 * z_test, "flat": z_test / 3, "sharp on validation only": z_test}
     table = calibration.temperature_table(val, test, y_val, y_test)
-    assert table[calibration.OVERCONFIDENT].tolist() == [True, False, True]
-    assert table[calibration.WORSE].tolist() == [False, False, True]
+    shown = worded_temperatures(table)
+    assert shown[OVERCONFIDENT].tolist() == [True, False, True] and shown[WORSE].tolist() == [False, False, True]
     assert table.loc["sharp on validation only", "log-loss after"] > table.loc["sharp on validation only", "log-loss before"]
     text = temperature_reading(table)
     assert text.startswith("Of the 3 fitted temperatures, 1 is below 1 (the model was under-confident on validation")

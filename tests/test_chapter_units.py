@@ -12,11 +12,12 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from cxrlib.core.config import CLASSES
+from cxrlib.core.frames import probability_columns
 from cxrlib.machinery.runs import JoinError
 from tests.conftest import toy_world
 from tests.test_known_answers import AUC, ACCURACY, F1, FNFR, LOSS, hand_row
 
-PROBS = [f"p_{c}" for c in CLASSES]
+PROBS = probability_columns()
 DATA = {"fractions": (0.6, 0.2, 0.2), "seed": 42}  # per class: 8 train, 2 val, 2 test images
 
 

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 
 from cxrlib.machinery import runs
+from cxrlib.present.gradcam import NO_SPATIAL_INFORMATION
 from cxrlib.present.widgets import ALL_MODELS, MisclassifiedBrowser, Selection, static_gallery
 from cxrlib.science import gradcam
 from cxrlib.science.models import backbones, second_cnn
@@ -89,7 +90,7 @@ def test_gallery_names_the_class_and_says_when_a_map_has_no_spatial_information(
     fig = static_gallery(predictions(), images, count=1, heatmaps=lambda model, image_id: np.eye(16))
     assert "Grad-CAM of No Finding (all models' mean)" in figure_texts(fig) and len(fig.axes[0].images) == 2
     flat = static_gallery(predictions(), images, count=1, heatmaps=lambda model, image_id: np.full((16, 16), 0.5))
-    assert gradcam.NO_SPATIAL_INFORMATION in figure_texts(flat) and len(flat.axes[0].images) == 1
+    assert NO_SPATIAL_INFORMATION in figure_texts(flat) and len(flat.axes[0].images) == 1
 
 
 def test_static_gallery_has_a_title():
@@ -124,4 +125,4 @@ def test_static_browser_names_maps_without_spatial_information_and_draws_none():
     images = {f"{i}.png": np.full((64, 64), 30 * i, np.uint8) for i in range(6)}
     data = browser_data(predictions(), images, heatmaps=lambda model, image_id: np.full((64, 64), 0.3))
     assert data["notes"] and not data["cams"]
-    assert all(note.endswith(gradcam.NO_SPATIAL_INFORMATION) for note in data["notes"].values())
+    assert all(note.endswith(NO_SPATIAL_INFORMATION) for note in data["notes"].values())

@@ -212,3 +212,12 @@ def test_with_the_reports_caps_the_smaller_set_is_its_first_training_set():
     assert words == f"the report's first training set ({keep.sum():,} images)"
     keep, words = smaller_training_set(Stub(train, caps=REPORT_COUNTS, training_set="first"))
     assert words.startswith("half the training patients")  # already the first set: half of it
+
+
+def test_the_smaller_set_keeps_whole_patients_drawn_by_its_own_seed():
+    from cxrlib.machinery.transfer import smaller_set as smaller_training_set
+
+    train = pd.DataFrame({"Patient ID": [1, 1, 2, 3, 4], "label": [0, 1, 2, 3, 0], "split": "train"})
+    keep, first = smaller_training_set(train, None, "more", seed=0, draw_seed=5)
+    assert not first and keep.sum() in (2, 3) and len(set(train.loc[keep, "Patient ID"])) == 2
+    np.testing.assert_array_equal(keep, smaller_training_set(train, None, "first", seed=9, draw_seed=5)[0])

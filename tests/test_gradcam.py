@@ -301,7 +301,7 @@ def test_a_one_cell_map_is_drawn_as_no_spatial_information():
                                lambda ids, size: {i: images[i] for i in ids}, size=16)
     ax = fig.axes[0]
     assert len(ax.images) == 1  # the X-ray only, no uniform tint
-    assert gradcam.NO_SPATIAL_INFORMATION in texts(ax)
+    assert cam_figures.NO_SPATIAL_INFORMATION in texts(ax)
 
 
 def test_an_informative_map_is_tinted_without_a_warning():
@@ -309,7 +309,7 @@ def test_an_informative_map_is_tinted_without_a_warning():
 
     fig, ax = plt.subplots()
     cam_figures.overlay(ax, np.zeros((8, 8)), np.eye(8), "x")
-    assert len(ax.images) == 2 and gradcam.NO_SPATIAL_INFORMATION not in texts(ax)
+    assert len(ax.images) == 2 and cam_figures.NO_SPATIAL_INFORMATION not in texts(ax)
     plt.close(fig)
 
 

@@ -19,10 +19,11 @@ from PIL import Image
 
 from conftest import SAMPLE
 from cxrlib.core.config import CLASSES
+from cxrlib.core.frames import probability_columns
 from cxrlib.machinery import cli
 from cxrlib.machinery import predict, runner
 
-SAVED = [f"p_{c}" for c in CLASSES]  # the chapters' saved predictions
+SAVED = probability_columns()  # the chapters' saved predictions
 PROBS = predict.PROBABILITY_COLUMNS
 COLUMNS = ["file", *PROBS, "predicted", "temperature", "temperature_status", "gradcam_file", "error"]
 
@@ -238,3 +239,10 @@ def test_the_readme_states_the_minimum_size_and_the_precision():
     assert f"under {predict.MIN_SIDE} px on its short side" in readme
     assert f"each class's probability, {predict.DECIMALS} decimals" in readme
     assert all(f"`{column}`" in readme for column in COLUMNS)
+
+
+def test_probability_columns_are_named_and_read_back_by_one_rule():
+    from cxrlib.core.frames import column_classes
+
+    assert probability_columns(["No Finding", "Effusion"]) == ["p_No Finding", "p_Effusion"]
+    assert column_classes(["Image Index", *probability_columns(), "pred"]) == list(CLASSES)

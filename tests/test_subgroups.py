@@ -12,9 +12,10 @@ import pytest
 
 from cxrlib.core.config import CLASSES, NO_FINDING
 from cxrlib.machinery import runs
-from cxrlib.machinery.subgroups import age_group, demographics, examined
+from cxrlib.machinery.subgroups import demographics, examined
 from cxrlib.present import subgroups as subgroup_page
 from cxrlib.science import subgroups
+from cxrlib.science.subgroups import age_group, known_ages
 from cxrlib.science.stats import patient_resamples
 
 matplotlib.use("Agg")
@@ -50,7 +51,7 @@ def test_a_model_that_misses_only_womens_disease():
     rates, gaps = subgroups.model_tables(people, {"m": missing_women(rows)}, n=200, seed=1)
     fnfr = fnfr_rows(rates, "sex")
     assert fnfr.loc["female", "estimate"] == 1.0 and fnfr.loc["male", "estimate"] == 0.0
-    assert fnfr.loc["female", "images"] == 30 and fnfr.loc["female", "reading"] == ""
+    assert fnfr.loc["female", "images"] == 30 and fnfr.loc["female", "readable"]
     gap = gaps[(gaps["attribute"] == "sex") & (gaps["metric"] == subgroups.FNFR)].iloc[0]
     assert gap["gap"] == "female − male" and gap["estimate"] == 1.0
     assert gap["low"] > 0 and gap["excludes 0"]
@@ -76,8 +77,8 @@ def test_a_group_with_too_few_diseased_images_is_shown_marked_and_kept_out_of_th
     rows = table(women=19, men=30)
     rates, gaps = subgroups.model_tables(demographics(rows), {"m": missing_women(rows)}, n=50)
     fnfr = fnfr_rows(rates, "sex")
-    assert fnfr.loc["female", "reading"] == subgroups.TOO_FEW and fnfr.loc["female", "estimate"] == 1.0
-    assert fnfr.loc["male", "reading"] == ""
+    assert not fnfr.loc["female", "readable"] and fnfr.loc["female", "estimate"] == 1.0
+    assert fnfr.loc["male", "readable"]
     assert gaps[(gaps["attribute"] == "sex") & (gaps["metric"] == subgroups.FNFR)].empty
     assert "female (n=19, 10 pat., too few to read)" == subgroup_page.group_label(fnfr.reset_index().iloc[0])
 
@@ -86,6 +87,11 @@ def test_age_groups_take_their_lower_edge_and_refuse_impossible_ages():
     groups = age_group([0, 19.9, 20, 59, 60, 80, 95, 414, -1, None])
     assert groups[:7].tolist() == ["0–20", "0–20", "20–40", "40–60", "60–80", "80+", "80+"]
     assert groups[7:].isna().all()
+
+
+def test_known_ages_are_numbers_within_0_and_the_oldest():
+    assert known_ages(["7", 120, 121, -1, "n/a"]).tolist()[:2] == [7.0, 120.0]
+    assert known_ages(["7", 120, 121, -1, "n/a"])[2:].isna().all()
 
 
 def test_view_positions_and_missing_columns_from_the_label_file():
@@ -155,7 +161,7 @@ def test_a_gap_resting_on_one_patients_images_is_never_read():
     rates, gaps = subgroups.subgroup_tables(missed, n=200, attributes=["sex"], metrics=[subgroups.FNFR])
     female = rates.set_index("group").loc["female"]
     assert female["images"] == 20 and female["patients"] == 6 and female["effective patients"] < 2
-    assert female["reading"] == subgroups.TOO_FEW and female["estimate"] == 1.0
+    assert not female["readable"] and female["estimate"] == 1.0
     assert gaps.empty  # no star can rest on it, however large the gap
 
 

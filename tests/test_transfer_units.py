@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib.core.config import CLASSES
+from cxrlib.core.frames import probability_columns
 from tests.conftest import toy_world
 from tests.test_chapter_units import independent_metrics
 
-PROBS = [f"p_{c}" for c in CLASSES]
+PROBS = probability_columns()
 SETTINGS = {"fractions": (0.6, 0.2, 0.2), "seed": 42}
 SPLITS = ("train", "val", "test")
 

@@ -11,31 +11,12 @@ from cxrlib.core.config import CLASSES
 from cxrlib.core.manifest import REPORT_MODELS
 from cxrlib.machinery import runs
 from cxrlib.present.labels import metrics_row, model_label
-from cxrlib.science.choice import choose, validation_scores
-
-def report_preference(key: str) -> int:
-    """Rank of a candidate in the report's own preference (0 first): its deepest fine tuning first,
-    then shallower ones in the report's order reversed, then the features-only head."""
-    from cxrlib.science.models.backbones import BACKBONES
-
-    model = key.split("/", 1)[1]
-    for name, spec in BACKBONES.items():
-        points = list(reversed(spec.unfreeze))
-        if model.startswith(f"{name}_finetune_"):
-            layer = model.removeprefix(f"{name}_finetune_")
-            return points.index(layer) if layer in points else len(points)
-    return 100
-
+from cxrlib.science.choice import choose, report_candidates, validation_scores
 
 def candidates(profile: str, root=None) -> dict:
-    """label -> every 'chapter/model' saved for one of the report's five models (with validation predictions)."""
-    available = sorted(runs.prediction_files(profile, "val", root))
-    found = {}
-    for label, (chapter, prefix) in REPORT_MODELS.items():
-        matches = [key for key in available if key.startswith(f"{chapter}/{prefix}")]
-        if matches:
-            found[label] = sorted(matches, key=lambda key: (report_preference(key), key))
-    return found
+    """label -> every 'chapter/model' saved for one of the report's five models (with validation predictions), in
+    the report's preference (science.choice.report_candidates)."""
+    return report_candidates(runs.prediction_files(profile, "val", root))
 
 
 def model_choice(profile: str, root=None, load=None) -> pd.DataFrame:
@@ -107,19 +88,24 @@ def correctness(predictions: dict) -> pd.DataFrame:
     return table
 
 
+def agreement(hits: pd.DataFrame) -> tuple:
+    """What error analysis asks of an image x model table of hits (True: the true class predicted): (images every
+    model misses, images every model gets right, model -> (images only it misses, only it gets right, accuracy))."""
+    others = {model: hits.drop(columns=model) for model in hits}
+    only = {model: (int((~hits[model] & others[model].all(axis=1)).sum()),
+                    int((hits[model] & ~others[model].any(axis=1)).sum()), float(hits[model].mean())) for model in hits}
+    return int((~hits).all(axis=1).sum()), int(hits.all(axis=1).sum()), only
+
+
 def summary(correct: pd.DataFrame, boot=None, predictions: dict | None = None):
     """(counts of all-wrong and all-right images, per-model table of what only it misses / gets right); with a
     bootstrap of the test split and the models' predictions, each accuracy carries its 95% interval."""
     hits = correct.drop(columns="label")
-    totals = pd.Series({"misclassified by all the models": int((~hits).all(axis=1).sum()),
-                        "correctly classified by all the models": int(hits.all(axis=1).sum()),
-                        "images": len(hits)}, name="images")
-    only = pd.DataFrame({
-        "misclassified only by this model": [int((~hits[m] & hits.drop(columns=m).all(axis=1)).sum()) for m in hits],
-        "correctly classified only by this model": [int((hits[m] & ~hits.drop(columns=m).any(axis=1)).sum())
-                                                    for m in hits],
-        "accuracy": [float(hits[m].mean()) for m in hits],
-    }, index=pd.Index(hits.columns, name="model"))
+    all_wrong, all_right, by_model = agreement(hits)
+    totals = pd.Series({"misclassified by all the models": all_wrong,
+                        "correctly classified by all the models": all_right, "images": len(hits)}, name="images")
+    only = pd.DataFrame.from_dict(by_model, orient="index", columns=[
+        "misclassified only by this model", "correctly classified only by this model", "accuracy"]).rename_axis("model")
     if boot is not None:
         from cxrlib.present.claims import range_text
 
@@ -285,10 +271,18 @@ def patients_of(ch, ids) -> pd.Series:
     return ch.data.table.set_index("Image Index").loc[list(ids), "Patient ID"]
 
 
+def read_boxes(path) -> pd.DataFrame:
+    """NIH's BBox_List_2017.csv with plain column names and 'Infiltrate' renamed to our 'Infiltration'."""
+    table = pd.read_csv(path)
+    table = table.iloc[:, :6]
+    table.columns = ["Image Index", "Finding Label", "x", "y", "w", "h"]
+    table["Finding Label"] = table["Finding Label"].replace({"Infiltrate": "Infiltration"})
+    return table
+
+
 def nih_boxes():
     """NIH's radiologist boxes (BBox_List_2017.csv, shipped in data/nih-metadata), or None where the file is absent."""
     from cxrlib.machinery.inputs.sources import nih_metadata_dir
-    from cxrlib.science.boxes import read_boxes
 
     path = nih_metadata_dir() / "BBox_List_2017.csv"
     return read_boxes(path) if path.is_file() else None
@@ -338,7 +332,7 @@ class Gathered:
 def gathered(ch) -> Gathered:
     """Read every chapter's saved predictions and metrics once, and label them as the pages show them."""
     from cxrlib.core.manifest import REGISTRY
-    from cxrlib.present.labels import PREDICTED
+    from cxrlib.present.labels import BESIDE_METRICS
 
     frames, metrics = ch.predictions(None, "test"), ch.metrics()
     ours = [key for key in frames if key.split("/")[0] not in BASELINE_CHAPTERS]
@@ -351,15 +345,15 @@ def gathered(ch) -> Gathered:
                                       if key not in ours}}
     return Gathered({labels[k]: runs.probabilities(frames[k]) for k in ours}, scores, families,
                     [labels[k] for k in ours if k.startswith("ensemble/")], chosen, baselines,
-                    loss_after_balancing(ch, metrics.loc[ours, ["Loss", "Inference time (s)", PREDICTED]]).rename(index=labels),
+                    loss_after_balancing(ch, metrics.loc[ours, BESIDE_METRICS]).rename(index=labels),
                     {labels[k]: k for k in ours}, recorded_limits(runs.chapter_infos(ch.profile, ch.runs_root)),
                     held_out(ch))
 
 
 def baseline_label(key: str) -> str:
     """The name a saved baseline shows ('baseline/labels_only' -> the words of present.labels)."""
+    from cxrlib.machinery.baseline import NAME
     from cxrlib.present.labels import LABELS_ONLY
-    from cxrlib.science.baseline import NAME
 
     return LABELS_ONLY if key == f"baseline/{NAME}" else key
 

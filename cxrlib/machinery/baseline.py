@@ -19,6 +19,7 @@ from cxrlib.science.stats import Bootstrap
 # Resamples of the held-out sets: thousands of images whose intervals are already tight, so 200 keep the
 # (resamples x images) weights small; our test split uses the chapter's `bootstrap`.
 HELD_OUT_RESAMPLES = 200
+NAME = "labels_only"  # the name its predictions and metrics are saved under in the chapter's run folder
 
 
 @dataclass
@@ -65,18 +66,18 @@ def labels_only(ch) -> LabelsOnly:
     split = baseline.split_rows(rows, ch.data.table, seed)
     part = {name: (X.loc[rows["Image Index"].astype(str)], rows["label"].to_numpy())
             for name, rows in split.groupby("split")}
-    held = split[split["split"] == "held out"]
+    held = split[split["split"] == "test"]
     shown = baseline.balanced(held, seed)
     with threadpool_limits(1):
-        chosen, model, grid = baseline.tune(*part["fit"], *part["validation"], seed)
-        tests = [held_out(model, X, rows, name, part["fit"][1], seed) for name, rows in (
+        chosen, model, grid = baseline.tune(*part["train"], *part["val"], seed)
+        tests = [held_out(model, X, rows, name, part["train"][1], seed) for name, rows in (
             ("held-out NIH patients, natural class mix", held), ("held-out NIH patients, class-balanced", shown))]
         mine = ours(ch, model, X)
         importance = baseline.importance(model, X.loc[shown["Image Index"].astype(str)], shown["label"], seed)
         keep = [name for name in baseline.FEATURES if name not in baseline.HISTORY]
-        lean = baseline.train(part["fit"][0][keep], part["fit"][1], baseline.settings(model), seed)
+        lean = baseline.train(part["train"][0][keep], part["train"][1], baseline.settings(model), seed)
         without = held_out(lean, X[keep], shown, "held-out NIH patients, class-balanced, without the history "
-                           "fields", part["fit"][1], seed)
+                           "fields", part["train"][1], seed)
     save_held_out(ch, tests)
     return LabelsOnly(split, X, grid, chosen, ([mine] if mine else []) + tests, importance, without,
                       0 if mine else missing(ch, X))
@@ -117,9 +118,9 @@ def ours(ch, model, X) -> Scored | None:
     for split in ("val", "test"):
         rows = ch.data.split(split)
         probs, logits = baseline.probabilities(model, X.loc[rows["Image Index"].astype(str)])
-        ch.run.save_predictions(baseline.NAME, split, predictions_frame(rows["Image Index"], rows["label"], probs,
+        ch.run.save_predictions(NAME, split, predictions_frame(rows["Image Index"], rows["label"], probs,
                                                                         logits))
-    ch.run.save_metrics(baseline.NAME, metrics_row(baseline.NAME, rows["label"], probs))
+    ch.run.save_metrics(NAME, metrics_row(NAME, rows["label"], probs))
     boot = Bootstrap(rows["label"], rows["Patient ID"], ch["bootstrap"], seed=ch["seed"])
     trivial = baseline.trivial_baselines(ch.data.labels("train"), len(rows), ch["seed"])
     return Scored("our test split", boot, {"labels only": probs, **trivial})

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrlib.core.config import CLASSES, REPO_ROOT, runs_dir
+from cxrlib.core.config import REPO_ROOT, runs_dir
+from cxrlib.core.frames import probability_columns
 from cxrlib.machinery import runs
 from cxrlib.machinery.parallel import free_port
 from cxrlib.present.selection import vote
@@ -190,7 +191,7 @@ def load_cache(profile: str, root=None):
 
 def same_predictions(a: dict, b: dict) -> bool:
     """Same models in the same order, with the same images, labels and probabilities."""
-    columns = ["label", "pred", *[f"p_{c}" for c in CLASSES]]
+    columns = ["label", "pred", *probability_columns()]
     return list(a) == list(b) and all(
         a[m]["Image Index"].astype(str).tolist() == b[m]["Image Index"].astype(str).tolist()
         and np.allclose(a[m][columns].to_numpy(float), b[m][columns].to_numpy(float), atol=1e-9) for m in a)

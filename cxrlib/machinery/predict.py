@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import CLASSES, PROGRESS_AFTER_S, runs_dir
+from cxrlib.core.frames import column_classes, probability_columns
 from cxrlib.core.files import write_atomic
 from cxrlib.machinery import identity
 from cxrlib.machinery.inputs.decode import inspect_header
@@ -33,7 +34,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CHUNK = 512  # files decoded and predicted at a time, so a large folder never sits in memory whole
 MIN_SIDE = 32  # px on the short side: a smaller picture holds no chest for the model to read, so it is refused
 DECIMALS = 6  # the CSV's probabilities and temperature
-PROBABILITY_COLUMNS = [f"p_{name.lower().replace(' ', '_')}" for name in CLASSES]  # p_no_finding, ...
+PROBABILITY_COLUMNS = [c.lower().replace(' ', '_') for c in probability_columns()]  # the CSV's: p_no_finding, ...
 APPLIED = "fitted on validation"
 # TensorFlow's C++ start-up lines: absl's format and its note that it logs before being initialised, and TSL's
 NATIVE_LOG = re.compile(r"^([IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] |WARNING: All log messages before absl"
@@ -139,7 +140,7 @@ def check_classes(model, key: str, folder: Path, name: str) -> None:
     saved = next(iter(sorted((folder / "predictions").glob(f"{name}__*.csv"))), None)
     if saved is None:
         return
-    columns = [c[2:] for c in pd.read_csv(saved, nrows=0).columns if c.startswith("p_")]
+    columns = column_classes(pd.read_csv(saved, nrows=0).columns)
     if columns != list(CLASSES):
         raise PredictError(f"model {key} was saved with the classes {', '.join(columns)}; this library's are "
                            f"{', '.join(CLASSES)}")

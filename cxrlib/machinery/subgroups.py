@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from cxrlib.machinery import analysis
 from cxrlib.machinery.inputs import nih_label_file, read_metadata
 from cxrlib.machinery.runs import prediction_files
-from cxrlib.science.subgroups import AGE_EDGES, AGE_GROUPS, ATTRIBUTES, SEXES, VIEWS
-from cxrlib.science.baseline import NAME as BASELINE
+from cxrlib.science import subgroups
+from cxrlib.machinery.baseline import NAME as BASELINE
 from cxrlib.science.choice import choose, validation_scores
 from cxrlib.present.labels import ensemble_name
 from cxrlib.science.ensemble import METHODS
@@ -68,20 +67,9 @@ def people(ch) -> pd.DataFrame:
     return demographics(rows, read_metadata(label_file) if label_file else None)
 
 
-OLDEST = 120  # NIH's label file holds a few impossible ages (up to 414): read as unknown
-
-
-def age_group(ages) -> pd.Series:
-    """Each age's group (0–20, 20–40, 40–60, 60–80, 80+; lower edge included); NaN when unknown or absurd."""
-    ages = pd.to_numeric(pd.Series(ages), errors="coerce")
-    ages = ages.where((ages >= 0) & (ages <= OLDEST))
-    groups = pd.cut(ages, bins=[*AGE_EDGES, np.inf], right=False, labels=list(AGE_GROUPS))
-    return groups.astype(object).where(groups.notna(), np.nan)
-
-
 def missing_columns(rows: pd.DataFrame) -> list:
-    """The label file's columns this chapter needs that rows lack."""
-    return [column for column, _, _ in ATTRIBUTES.values() if column not in rows.columns]
+    """The label file's columns the groups are read from (science.subgroups.ATTRIBUTES) that rows lack."""
+    return [column for column, _, _ in subgroups.ATTRIBUTES.values() if column not in rows.columns]
 
 
 def demographics(rows: pd.DataFrame, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -90,14 +78,13 @@ def demographics(rows: pd.DataFrame, metadata: pd.DataFrame | None = None) -> pd
     rows = rows.reset_index(drop=True)
     missing = missing_columns(rows)
     if missing and metadata is not None and set(missing) <= set(metadata.columns):
-        extra = metadata.set_index("Image Index")[missing]
-        rows = rows.join(extra, on="Image Index")
+        rows = rows.join(metadata.set_index("Image Index")[missing], on="Image Index")
     if missing_columns(rows):
         raise ValueError(f"the test rows lack the column(s) {', '.join(missing_columns(rows))}; NIH's label file "
                          f"(Data_Entry_2017.csv) has them: give it as the data's label file")
     return pd.DataFrame({"Image Index": rows["Image Index"].astype(str), "label": rows["label"].astype(int),
                          "Patient ID": rows["Patient ID"],
-                         "sex": rows["Patient Gender"].astype(str).str.strip().str.upper().map(SEXES),
-                         "age group": age_group(rows["Patient Age"]).to_numpy(),
+                         "sex": rows["Patient Gender"].astype(str).str.strip().str.upper().map(subgroups.SEXES),
+                         "age group": subgroups.age_group(rows["Patient Age"]).to_numpy(),
                          "view position": rows["View Position"].astype(str).str.strip().str.upper().where(
-                             lambda v: v.isin(VIEWS))})
+                             lambda v: v.isin(subgroups.VIEWS))})

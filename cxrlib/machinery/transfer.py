@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cxrlib.core.manifest import FINE_TUNE_AUGMENT
+from cxrlib.core.manifest import check
 from cxrlib.machinery import runs as run_files
 from cxrlib.machinery import weights as weight_files
 from cxrlib.machinery.features import extract, feature_key
@@ -184,19 +184,29 @@ def fit_head(ch, name: str, head, features: dict, augmented, keep=None) -> HeadF
     return HeadFit(head, history, count_params(model)["total"], probs)
 
 
-def smaller_training_set(ch) -> tuple:
-    """(mask of the training images, in words) for "does more data help?": the report's first training set
-    (7,996 images in its class shares) where the run uses its larger one, else half the training patients."""
-    train, caps = ch.data.split("train"), ch["caps"]
-    if isinstance(caps, dict) and isinstance(caps.get("train"), dict) and ch["training_set"] == "more":
-        first = apply_caps(train, {"train": caps["train"]}, ch["seed"], "first")
+def smaller_set(train: pd.DataFrame, caps, training_set: str, seed: int, draw_seed: int) -> tuple:
+    """(mask of the training images, whether it is the report's first training set) for "does more data help?":
+    that first set (7,996 images in its class shares) where the run uses the larger one, else half the training
+    patients with all their images (a patient's images are correlated), drawn with draw_seed."""
+    if isinstance(caps, dict) and isinstance(caps.get("train"), dict) and training_set == "more":
+        first = apply_caps(train, {"train": caps["train"]}, seed, "first")
         if len(first) < len(train):  # a partial download may hold fewer images than the first set
-            return train.index.isin(first.index), f"the report's first training set ({len(first):,} images)"
+            return train.index.isin(first.index), True
     patients = np.unique(train["Patient ID"].astype(str))
-    half = np.random.default_rng(stream_seed(ch["seed"], SMALLER_STREAM)).choice(
-        patients, max(1, len(patients) // 2), replace=False)
-    keep = train["Patient ID"].astype(str).isin(half).to_numpy()
-    return keep, f"half the training patients ({keep.sum():,} images from {len(half):,} patients)"
+    half = np.random.default_rng(draw_seed).choice(patients, max(1, len(patients) // 2), replace=False)
+    return train["Patient ID"].astype(str).isin(half).to_numpy(), False
+
+
+def smaller_training_set(ch) -> tuple:
+    """(mask of the training images, in words) for "does more data help?" (smaller_set),
+    its half of the patients drawn from a seed stream of its own."""
+    train = ch.data.split("train")
+    draw = stream_seed(ch["seed"], SMALLER_STREAM)
+    keep, first = smaller_set(train, ch["caps"], ch["training_set"], ch["seed"], draw)
+    if first:
+        return keep, f"the report's first training set ({keep.sum():,} images)"
+    patients = train.loc[keep, "Patient ID"].astype(str).nunique()
+    return keep, f"half the training patients ({keep.sum():,} images from {patients:,} patients)"
 
 
 def head_flow(ch, run: BackboneRun, features: dict, augmented, kept) -> None:
@@ -269,9 +279,16 @@ def flow_findings(ch, backbone_runs: dict) -> pd.DataFrame:
 
 
 def fine_tune_points(name: str, choice: str) -> tuple:
-    """Which unfreeze points to train: none, the first (cheapest) or all of the report's."""
+    """Which unfreeze points to train (the manifest's fine_tune): none, the first (cheapest) or all of the report's."""
     points = backbones.spec(name).unfreeze
-    return {"none": (), "first": points[:1], "all": points}[choice]
+    return {"none": (), "first": points[:1], "all": points}[check("fine_tune", choice)]
+
+
+def fine_tune_augments(name: str, choice: str) -> bool:
+    """Whether fine tuning augments (the manifest's fine_tune_augment): as the report did for this backbone
+    ('report': where its kept head was trained with augmentation), 'always' or 'never'."""
+    allowed = {"report": backbones.spec(name).head.augment, "always": True, "never": False}
+    return allowed[check("fine_tune_augment", choice)]
 
 
 def images_model_name(name: str) -> str:
@@ -289,14 +306,6 @@ def evaluate_on_images(ch, name: str, base, top):
     ch.run.save_model(joined, images_model_name(name))
     top.metrics, top.predictions = timed.metrics, timed.predictions
     return top
-
-
-def fine_tune_augments(name: str, choice: str) -> bool:
-    """Whether fine tuning augments: as the report did for this backbone ('report': where its kept head was
-    trained with augmentation), 'always' or 'never'."""
-    if choice not in FINE_TUNE_AUGMENT:
-        raise ValueError(f"fine_tune_augment is {choice!r}; allowed: {', '.join(FINE_TUNE_AUGMENT)}")
-    return {"report": backbones.spec(name).head.augment, "always": True, "never": False}[choice]
 
 
 def fine_tune_model(ch, name: str, trained_head, layer: str, augment: bool = False, base=None):

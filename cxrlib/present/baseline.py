@@ -7,13 +7,15 @@ import pandas as pd
 from cxrlib.core.config import CLASSES
 from cxrlib.present.claims import CHANCE_AUC, chance_reading, difference_word, interval_text, units
 from cxrlib.science import baseline
+from cxrlib.science.subgroups import OLDEST
 
 SHOWN = ("Accuracy", "F1-macro", "ROC AUC", "FNFR")
+PARTS = {"train": "fit", "val": "validation", "test": "held out"}  # the baseline's own split, as its page names it
 MODEL, MAJORITY = "labels only", baseline.TRIVIAL[0]
 
 
 FIELDS = {  # what each of science.baseline.FEATURES is, in words
-    "age": "the patient's age in years (Patient Age; above 120 read as unknown)",
+    "age": f"the patient's age in years (Patient Age; above {OLDEST} read as unknown)",
     "sex": "the patient's sex (Patient Gender; 1 for male)",
     "AP view": "the view position (View Position; 1 for AP, the bedside film, 0 for PA)",
     "follow-up number": "how many earlier visits of the patient NIH's file records (Follow-up #)",
@@ -32,18 +34,18 @@ def features_table() -> pd.DataFrame:
 
 
 def parts_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """Images per class and patients in each part of the baseline's own split of NIH's rows."""
-    parts = list(baseline.SPLIT_NAMES.values())
-    table = pd.crosstab(rows["split"], rows["label"]).reindex(index=parts, columns=range(len(CLASSES)), fill_value=0)
+    """Images per class and patients in each part of the baseline's own split of NIH's rows, by PARTS' names."""
+    table = pd.crosstab(rows["split"], rows["label"]).reindex(index=list(PARTS), columns=range(len(CLASSES)),
+                                                              fill_value=0)
     table.columns = list(CLASSES)
     table["images"] = table.sum(axis=1)
-    table["patients"] = rows.groupby("split")["Patient ID"].nunique().reindex(parts)
-    return table.rename_axis("part")
+    table["patients"] = rows.groupby("split")["Patient ID"].nunique().reindex(list(PARTS))
+    return table.rename(index=PARTS).rename_axis("part")
 
 
 def class_profile(found) -> pd.DataFrame:
     """Each field's mean per class on the fit rows: what the model can see (the AP share, the ages, the visits)."""
-    fit = found.rows[found.rows["split"] == "fit"]
+    fit = found.rows[found.rows["split"] == "train"]
     means = found.features.loc[fit["Image Index"].astype(str)].groupby(fit["label"].to_numpy()).mean()
     return means.set_axis([CLASSES[k] for k in means.index]).T.rename_axis("mean on the fit rows")
 

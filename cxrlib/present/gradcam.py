@@ -10,7 +10,7 @@ from matplotlib.patches import Rectangle
 from cxrlib.core.config import CLASSES
 from cxrlib.present.plots import short_lines, wrapped
 from cxrlib.science.boxes import LEVEL, NO_INFORMATION, POINTING_TOLERANCE, THRESHOLDS
-from cxrlib.science.gradcam import NO_SPATIAL_INFORMATION, has_spatial_information, heatmap_at
+from cxrlib.science.gradcam import has_spatial_information, heatmap_at
 
 # A figure drawn this wide (inches at matplotlib's 100 dpi) is shown at the book's ~700 px column
 # without shrinking, so a 10-point title stays 10 points on the page.
@@ -20,6 +20,8 @@ PAGE_INCHES = 7.0
 CAM_CMAP = "inferno"
 BOX_COLOUR = "cyan"
 CAM_ALPHA = 0.45
+# What a map too coarse or flat to say where (science.gradcam.has_spatial_information) is called on the page.
+NO_SPATIAL_INFORMATION = "no spatial information at this input size"
 
 
 def to_display(image) -> np.ndarray:

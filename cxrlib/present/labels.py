@@ -17,6 +17,8 @@ AFTER_BALANCING = "after the balancing shift"
 SUMMARY_CLASS = "cxr-summary"
 # Which classes a model predicts on a split (predicted_classes): words beside the metrics, never a metric.
 PREDICTED = "classes predicted"
+# The columns a results table shows beside the metrics and their intervals: loss, speed and what is predicted.
+BESIDE_METRICS = ["Loss", "Inference time (s)", PREDICTED]
 # each ensemble's saved key (science.ensemble.METHODS) -> the name of its row, and the words for its weights' column
 # The baseline that never sees a pixel (cxrlib.science.baseline), as every table names it.
 LABELS_ONLY = "labels only (NIH's fields, no pixels)"
@@ -205,12 +207,19 @@ def temperature_text(temperature: float, at_bound: bool) -> str:
     return f"{'≤' if temperature < 1 else '≥'} {temperature:g} (search bound, not a fit)"
 
 
+OVERCONFIDENT = "over-confident (T > 1)"  # worded_temperatures' flag: dividing by T > 1 softened the probabilities
+WORSE = "worse on test after scaling"  # its flag: the test log-loss or ECE rose
+
+
 def worded_temperatures(table):
-    """science.calibration.temperature_table as the page shows it: each temperature in words (temperature_text)."""
+    """science.calibration.temperature_table as the page shows it: each temperature in words (temperature_text), and
+    two flags: whether the model was over-confident on validation and whether scaling made its test log-loss or ECE
+    worse (a temperature fitted on a small validation set need not carry over)."""
     words = [temperature_text(t, bound) for t, bound in zip(table["temperature"], table["at search bound"])]
     shown = table.drop(columns=["temperature", "at search bound"])
     shown.insert(0, "temperature (fitted on validation)", words)
-    return shown
+    worse = (table["ECE after"] > table["ECE before"]) | (table["log-loss after"] > table["log-loss before"])
+    return shown.assign(**{OVERCONFIDENT: table["temperature"] > 1, WORSE: worse})
 # Where a page shows Loss, log-loss or ECE of models whose biases were shifted on validation (balance_predictions).
 BALANCING_NOTE = ("Loss, log-loss and ECE here are measured after each model's classifier biases were shifted on "
                    "validation to the prior it trained for (balance_predictions; equal class shares under class "
@@ -223,9 +232,7 @@ def temperature_reading(table, boot=None, test_logits: dict | None = None) -> st
     validation, and every model whose test log-loss or ECE scaling made worse. Given the page's bootstrap and the
     test logits, a worse log-loss is one whose interval of the difference (after minus before) lies above 0, and
     the ECE, which has no interval, is named as a point estimate."""
-    from cxrlib.science.calibration import OVERCONFIDENT
-
-    over, n = int(table[OVERCONFIDENT].sum()), len(table)
+    over, n = int((table["temperature"] > 1).sum()), len(table)
     text = (f"Of the {n} fitted temperatures, {n - over} {'is' if n - over == 1 else 'are'} below 1 (the model was "
             f"under-confident on validation: dividing its logits by T < 1 sharpens them) and {over} above 1 "
             "(over-confident: T > 1 softens them).")

@@ -9,7 +9,10 @@ from matplotlib.lines import Line2D
 from cxrlib.present.claims import interval_text, units
 from cxrlib.present.plots import legend_below, wrapped
 from cxrlib.science.stats import Interval
-from cxrlib.science.subgroups import ATTRIBUTES, BASES, FNFR, MIN_IMAGES, MIN_PATIENTS, TOO_FEW
+from cxrlib.science.subgroups import ATTRIBUTES, FNFR, MIN_IMAGES, MIN_PATIENTS
+
+BASES = ("images of the class", "diseased images")  # what a recall's and the FNFR's n count
+TOO_FEW = "too few to read"  # how a rate that rests on fewer than THRESHOLDS is marked
 
 
 THRESHOLDS = (f"at least {MIN_IMAGES} images (diseased images for the FNFR, images of the class for a recall) "
@@ -36,7 +39,8 @@ def rates_table(rates: pd.DataFrame, metric: str = FNFR) -> pd.DataFrame:
     mine = rates[rates["metric"] == metric]
     first = mine[mine["model"] == mine["model"].iloc[0]].set_index(["attribute", "group"])
     table = first[["images", "patients", "effective patients"]].join(per_model(mine, ["attribute", "group"]))
-    return table.assign(**{"resamples empty": first["empty"], "reading": first["reading"].replace("", "read")})
+    reading = first["readable"].map({True: "read", False: TOO_FEW})
+    return table.assign(**{"resamples empty": first["empty"], "reading": reading})
 
 
 def gaps_table(gaps: pd.DataFrame) -> pd.DataFrame:
@@ -53,7 +57,7 @@ def gaps_table(gaps: pd.DataFrame) -> pd.DataFrame:
 def findings_text(rates: pd.DataFrame, gaps: pd.DataFrame, test_images: int, patients: int) -> str:
     """Plain sentences: how much of the table can be read, and which FNFR gaps the intervals support."""
     first = rates[rates["model"] == rates["model"].iloc[0]]  # the counts, hence the reading, are every model's
-    read, total = int((first["reading"] == "").sum()), len(first)
+    read, total = int(first["readable"].sum()), len(first)
     lines = [f"The test set holds {units(test_images, patients)}. Of the {total} rates per model "
              f"({first['metric'].nunique()} metrics by {first['group'].nunique()} groups), {read} rest on "
              f"{THRESHOLDS}; the others are marked *{TOO_FEW}* and stay out of the gaps."]
@@ -110,7 +114,7 @@ def group_label(row) -> str:
     """A group's tick label: its name, images and patients, and the warning when too few."""
     if not row["images"]:
         return f"{row['group']} (no images)"
-    warning = f", {TOO_FEW}" if row["reading"] else ""
+    warning = "" if row["readable"] else f", {TOO_FEW}"
     return f"{row['group']} (n={row['images']}, {row['patients']} pat.{warning})"
 
 
@@ -123,7 +127,7 @@ def draw_rates(ax, rates: pd.DataFrame, models: list, metric: str) -> None:
         for i, row in mine.dropna(subset=["estimate"]).iterrows():
             err = [[max(row["estimate"] - row["low"], 0)], [max(row["high"] - row["estimate"], 0)]]
             ax.errorbar(row["estimate"], y[i], xerr=None if np.isnan(row["low"]) else err, fmt="o", capsize=3,
-                        color=colour, mfc="white" if row["reading"] else colour, alpha=0.45 if row["reading"] else 1)
+                        color=colour, mfc=colour if row["readable"] else "white", alpha=1 if row["readable"] else 0.45)
     first = rates[rates["model"] == models[0]]
     ax.set_yticks(range(len(first)), [group_label(row) for _, row in first.iterrows()])
     ax.set(xlim=(-0.03, 1.03), ylim=(len(first) - 0.5, -0.5), xlabel="rate (95% patient-bootstrap interval)")

@@ -303,7 +303,8 @@ def browser_data(predictions: dict, images: dict, heatmaps=None, thumb=None, per
     claim no more than that), every model's probabilities, and how many images each pair holds in all (the
     page says where it shows fewer); Grad-CAM overlays for at most gradcam_limit (model, image) pairs.
     Images are embedded at their own size (thumb: a size to resize them to instead)."""
-    from cxrlib.science.gradcam import NO_SPATIAL_INFORMATION, has_spatial_information
+    from cxrlib.present.gradcam import NO_SPATIAL_INFORMATION
+    from cxrlib.science.gradcam import has_spatial_information
 
     selection = Selection(predictions)
     choices, totals, shown, cams, notes, wrong = {}, {}, {}, {}, {}, set()

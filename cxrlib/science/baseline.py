@@ -24,14 +24,12 @@ from cxrlib.core.errors import DataError
 from cxrlib.science.choice import choose
 from cxrlib.science.data.splits import assert_patient_disjoint, split_patients
 from cxrlib.science.metrics import macro_f1
+from cxrlib.science.subgroups import known_ages
 
-NAME = "labels_only"  # the name its predictions and metrics are saved under
-OLDEST = 120  # NIH's file holds a few impossible ages (up to 414): read as unknown
 # every one a column of NIH's label file, or counted from it (their words: present.baseline.FIELDS)
 FEATURES = ("age", "sex", "AP view", "follow-up number", "width", "height", "pixel spacing x", "pixel spacing y",
             "patient's images")
 HISTORY = ("follow-up number", "patient's images")  # what the patient's history, not the film, says
-SPLIT_NAMES = {"train": "fit", "val": "validation", "test": "held out"}
 FRACTIONS = (0.6, 0.2, 0.2)  # patient shares of fit, validation and held out
 # the grid chosen on validation: small, since the model is a yardstick, not a contender
 GRID = {f"learning rate {rate}, {leaves} leaves": {"learning_rate": rate, "max_leaf_nodes": leaves}
@@ -43,9 +41,8 @@ TRIVIAL = ("always No Finding", "random guess (training shares)")
 def features(nih: pd.DataFrame) -> pd.DataFrame:
     """FEATURES of every row of NIH's label file (all 112,120 rows: the image count runs over all of them),
     indexed by image id."""
-    age = pd.to_numeric(nih["Patient Age"], errors="coerce")
     table = pd.DataFrame({
-        "age": age.where((age >= 0) & (age <= OLDEST)),
+        "age": known_ages(nih["Patient Age"]).to_numpy(),
         "sex": nih["Patient Gender"].astype(str).str.strip().str.upper().map({"M": 1.0, "F": 0.0}),
         "AP view": nih["View Position"].astype(str).str.strip().str.upper().map({"AP": 1.0, "PA": 0.0}),
         "follow-up number": pd.to_numeric(nih["Follow-up #"], errors="coerce"),
@@ -60,12 +57,12 @@ def features(nih: pd.DataFrame) -> pd.DataFrame:
 
 def split_rows(rows: pd.DataFrame, ours: pd.DataFrame, seed: int, fractions=FRACTIONS) -> pd.DataFrame:
     """The single-label rows (with 'label' and 'Patient ID') less every patient of our validation and test
-    splits (ours: our split table), dealt by patient into fit, validation and held out ('split' column)."""
+    splits (ours: our split table), dealt by patient into train, val and test ('split'; present.baseline.PARTS)."""
     scored = set(ours.loc[ours["split"].isin(["val", "test"]), "Patient ID"].astype(int))
     kept = rows[~rows["Patient ID"].astype(int).isin(scored)]
     split = split_patients(kept, fractions, seed)
     assert_apart(split, ours[ours["split"].isin(["val", "test"])])
-    return split.assign(split=split["split"].map(SPLIT_NAMES))
+    return split
 
 
 def assert_apart(mine: pd.DataFrame, scored: pd.DataFrame) -> None:

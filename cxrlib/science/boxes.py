@@ -17,29 +17,15 @@ from cxrlib.science.gradcam import gradcam_cells_batch, has_spatial_information,
 # 0.75 or 0.9; IoU is scored at the same thresholds.
 THRESHOLDS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
-
 LEVEL = 0.5  # a heatmap's predicted box surrounds its largest region at or above this share of its maximum
-
 
 # The pointing game's tolerance in pixels of NIH's 1024-pixel frame. Zhang et al. (2018) count a hit within
 # 15 pixels of the box; we count only a peak inside the box.
 POINTING_TOLERANCE = 0
 
-
 AREA = "predicted box area (share of frame)"
 
-
 NO_INFORMATION = "maps without spatial information (share)"
-
-
-def read_boxes(path) -> pd.DataFrame:
-    """NIH's BBox_List_2017.csv with plain column names and 'Infiltrate' renamed to our 'Infiltration'."""
-
-    table = pd.read_csv(path)
-    table = table.iloc[:, :6]
-    table.columns = ["Image Index", "Finding Label", "x", "y", "w", "h"]
-    table["Finding Label"] = table["Finding Label"].replace({"Infiltrate": "Infiltration"})
-    return table
 
 
 def predicted_box(heatmap: np.ndarray, level: float = LEVEL):

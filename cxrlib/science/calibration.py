@@ -130,27 +130,20 @@ def fit_temperatures(val: dict, y_val) -> dict:
     return {name: fit_temperature(y_val, logits) for name, logits in val.items()}
 
 
-OVERCONFIDENT = "over-confident (T > 1)"  # temperature_table's flag: dividing by T > 1 softened the probabilities
-WORSE = "worse on test after scaling"  # its flag: the test log-loss or ECE rose
-
-
 def temperature_table(val: dict, test: dict, y_val, y_test, bins: int = BINS) -> pd.DataFrame:
     """Per model: the temperature fitted on validation (and whether at a search bound), test ECE and log-loss before
-    and after it, and two flags: whether the model was over-confident on validation (T > 1; T < 1 means
-    under-confident) and whether scaling made its test log-loss or ECE worse (a temperature fitted on a small
-    validation set need not carry over). In words: cxrlib.present.labels.worded_temperatures.
+    and after it (T > 1: over-confident on validation, T < 1: under-confident; a rise after scaling: a temperature
+    fitted on a small validation set need not carry over). In words, with flags: present.labels.worded_temperatures.
 
     val, test: name -> logits (or log-probabilities; rows in the order of y_val, y_test).
     """
     rows, fits = {}, fit_temperatures({name: val[name] for name in test}, y_val)
     for name in test:
-        fit = fits[name]
-        before, after = softmax(test[name]), scale(test[name], fit.temperature)
-        row = {"temperature": fit.temperature, "at search bound": fit.at_bound,
-               "ECE before": expected_calibration_error(y_test, before, bins),
-               "ECE after": expected_calibration_error(y_test, after, bins),
-               "log-loss before": negative_log_likelihood(y_test, test[name]),
-               "log-loss after": negative_log_likelihood(y_test, np.asarray(test[name], float) / fit.temperature)}
-        rows[name] = {**row, OVERCONFIDENT: fit.temperature > 1,
-                      WORSE: row["ECE after"] > row["ECE before"] or row["log-loss after"] > row["log-loss before"]}
+        fit, logits = fits[name], np.asarray(test[name], float)
+        before, after = softmax(logits), scale(logits, fit.temperature)
+        rows[name] = {"temperature": fit.temperature, "at search bound": fit.at_bound,
+                      "ECE before": expected_calibration_error(y_test, before, bins),
+                      "ECE after": expected_calibration_error(y_test, after, bins),
+                      "log-loss before": negative_log_likelihood(y_test, logits),
+                      "log-loss after": negative_log_likelihood(y_test, logits / fit.temperature)}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model (test set)")

@@ -14,6 +14,7 @@ import math
 
 import pandas as pd
 
+from cxrlib.core.manifest import REPORT_MODELS
 from cxrlib.science.metrics import macro_f1
 
 METRIC = "validation macro F1"
@@ -36,3 +37,26 @@ def choose(scores, among=None) -> str:
         raise ValueError(f"no model has a validation score to choose by (candidates: {named}); run the chapters "
                          f"that train them first")
     return max(keys, key=lambda key: scores[key])  # max keeps the first of equals
+
+
+def report_preference(key: str) -> int:
+    """Rank of a candidate 'chapter/model' in the report's own preference (0 first), which breaks choose's ties:
+    its deepest fine tuning first, then shallower ones in the report's order reversed, then the features-only head."""
+    from cxrlib.science.models.backbones import BACKBONES  # keras: only when a pretrained model is ranked
+
+    model = key.split("/", 1)[1]
+    for name, spec in BACKBONES.items():
+        points = list(reversed(spec.unfreeze))
+        if model.startswith(f"{name}_finetune_"):
+            layer = model.removeprefix(f"{name}_finetune_")
+            return points.index(layer) if layer in points else len(points)
+    return 100
+
+
+def report_candidates(saved) -> dict:
+    """Report label -> the saved 'chapter/model' keys that stand for it (manifest.REPORT_MODELS), in the report's
+    preference: the order in which choose() keeps the first of equals. Labels without any are left out."""
+    found = {label: sorted((key for key in saved if key.startswith(f"{chapter}/{prefix}")),
+                           key=lambda key: (report_preference(key), key))
+             for label, (chapter, prefix) in REPORT_MODELS.items()}
+    return {label: keys for label, keys in found.items() if keys}

@@ -185,9 +185,7 @@ def fit_on_validation(val_logits: dict, y_val, patients, *, candidates: dict | N
                "average": fitters["average"](probs, y_val)}
     fold = patient_folds(patients, folds, seed)
     val = {key: out_of_fold(fit, [candidates[m] for m in val_logits], y_val, fold) for key, fit in fitters.items()}
-    table = pd.DataFrame({key: weights[key] for key in ("ga", "differential_evolution", "average")},
-                         index=list(val_logits))
-    return ValidationFit(table, every, val)
+    return ValidationFit(pd.DataFrame(weights, index=list(val_logits)), every, val)  # columns: ga, DE, average
 
 
 def combine(fitted: ValidationFit, logits: dict) -> dict:

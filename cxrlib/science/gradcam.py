@@ -193,9 +193,6 @@ def upsample(cells: np.ndarray, shape) -> np.ndarray:
     return (rows[:, left] * (1 - across) + rows[:, right] * across).astype(np.float32)
 
 
-NO_SPATIAL_INFORMATION = "no spatial information at this input size"
-
-
 def has_spatial_information(heatmap) -> bool:
     """Whether a map can say where: at least 2x2 cells and not constant (a 1x1 target map is neither)."""
     heatmap = np.asarray(heatmap, float)

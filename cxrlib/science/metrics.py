@@ -63,3 +63,4 @@ def class_report(y_true, y_pred) -> pd.DataFrame:
     """Precision, recall, F1 and support per class, as the report's classification reports."""
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=range(len(CLASSES)), zero_division=0)
     return pd.DataFrame({"precision": p, "recall": r, "F1": f, "support": s}, index=list(CLASSES))
+

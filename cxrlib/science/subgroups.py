@@ -20,7 +20,7 @@ from cxrlib.science.stats import patient_resamples, percentile_interval, ratio
 
 MIN_IMAGES = 20
 MIN_PATIENTS = 10  # effective patients (Kish)
-TOO_FEW = "too few to read"
+OLDEST = 120  # NIH's label file holds a few impossible ages (up to 414): read as unknown
 AGE_EDGES = (0, 20, 40, 60, 80)
 AGE_GROUPS = ("0–20", "20–40", "40–60", "60–80", "80+")
 SEXES = {"F": "female", "M": "male"}
@@ -33,16 +33,24 @@ ATTRIBUTES = {
     "view position": ("View Position", VIEWS, "PA"),
 }
 FNFR = "FNFR"
-BASES = ("images of the class", "diseased images")  # what a recall's and the FNFR's n count
 METRICS = (FNFR, *(f"recall: {c}" for c in CLASSES))
 # the shortcut check's rates: each disease's images called No Finding (its FNFR within the class)
 MISSED = tuple(f"{c} called No Finding" for k, c in enumerate(CLASSES) if k != NO_FINDING)
-CITATION = ("Seyyed-Kalantari L, Zhang H, McDermott MBA, Chen IY, Ghassemi M. Underdiagnosis bias of artificial "
-            "intelligence algorithms applied to chest radiographs in under-served patient populations. "
-            "*Nature Medicine* 27, 2176–2182 (2021). https://doi.org/10.1038/s41591-021-01595-0")
 
 
 # ---------------------------------------------------------------- who is in the test set
+
+def known_ages(ages) -> pd.Series:
+    """Ages as numbers, NaN where unknown or impossible (below 0, above OLDEST): NIH's file has some up to 414."""
+    ages = pd.to_numeric(pd.Series(ages), errors="coerce")
+    return ages.where((ages >= 0) & (ages <= OLDEST))
+
+
+def age_group(ages) -> pd.Series:
+    """Each age's group (0–20, 20–40, 40–60, 60–80, 80+; lower edge included); NaN when unknown or absurd."""
+    groups = pd.cut(known_ages(ages), bins=[*AGE_EDGES, np.inf], right=False, labels=list(AGE_GROUPS))
+    return groups.astype(object).where(groups.notna(), np.nan)
+
 
 def with_predictions(people: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     """people with each image's predicted class, joined by image id (every image must have one)."""
@@ -99,9 +107,8 @@ def group_rate(hits, bases, patients, weights) -> tuple:
     found = percentile_interval(ratio(hits.sum(), bases.sum()), samples)
     mine = patients[bases]
     images, effective = int(bases.sum()), effective_patients(mine)
-    readable = images >= MIN_IMAGES and effective >= MIN_PATIENTS
     return ({"images": images, "patients": len(set(mine)), "effective patients": round(effective, 1),
-             **found._asdict(), "reading": "" if readable else TOO_FEW}, samples)
+             **found._asdict(), "readable": bool(images >= MIN_IMAGES and effective >= MIN_PATIENTS)}, samples)
 
 
 def reference_group(attribute: str, readable: dict) -> str | None:
@@ -124,7 +131,7 @@ def attribute_tables(people: pd.DataFrame, attribute: str, weights: np.ndarray, 
                  ATTRIBUTES[attribute][1] for inside in [(people[attribute] == group).to_numpy()]}
         rates += [{"attribute": attribute, "metric": metric, "group": group, **row}
                   for group, (row, _) in found.items()]
-        readable = {group: row["images"] for group, (row, _) in found.items() if not row["reading"]}
+        readable = {group: row["images"] for group, (row, _) in found.items() if row["readable"]}
         reference = reference_group(attribute, readable)
         for group in [g for g in readable if g != reference]:
             (mine, a), (theirs, b) = found[group], found[reference]

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cxrlib.core.manifest import CLASS_WEIGHTS
+from cxrlib.core.manifest import check
 
 
 class EpochLine(keras.callbacks.Callback):
@@ -108,10 +108,9 @@ def read_history(path: Path) -> pd.DataFrame:
 
 
 def class_weights(labels, mode) -> dict | None:
-    """Keras class weights: None/'none', or 'balanced' (n / (classes * n_class)) for imbalanced training sets."""
-    if mode not in (None, *CLASS_WEIGHTS):
-        raise ValueError(f"class_weight must be None or one of {', '.join(CLASS_WEIGHTS)}, got {mode!r}")
-    if mode in (None, "none"):
+    """Keras class weights: None/'none', or 'balanced' (n / (classes * n_class)) for imbalanced training sets; any
+    other mode is refused as the manifest refuses it (a library caller passes it unchecked)."""
+    if check("class_weight", mode) == "none":
         return None
     counts = np.bincount(np.asarray(labels), minlength=4)
     return {k: float(len(labels) / (len(counts) * c)) for k, c in enumerate(counts) if c}

@@ -21,7 +21,7 @@ from cxrlib.machinery.inputs.decode import DECODE_VERSION
 from cxrlib.machinery.inputs.images import first_touch, load_images, on_disk
 from cxrlib.machinery.inputs.sources import Source, nih_label_file, read_labels, read_metadata, resolve_source
 from cxrlib.present.dataset import SYNTHETIC_WARNING, DropSummary
-from cxrlib.core.manifest import ON_BAD_IMAGE
+from cxrlib.core.manifest import check
 from cxrlib.science.data.splits import (SPLITS, apply_caps, check_splits, limit_per_class, limit_per_patient,
                                         split_counts, split_patients)
 
@@ -90,8 +90,7 @@ def load_data(data_dir=None, seed: int = 42, fractions=(0.6, 0.2, 0.2), caps=Non
     on_bad_image: "fail" names every unusable image in one error, "skip" leaves them out (counted in the drop
     summary). min_per_split: the fewest images of each class every split must hold. image_size: the size the
     caller will ask for (an image never decoded is checked and resized to it in one decode, and cached)."""
-    if on_bad_image not in ON_BAD_IMAGE:
-        raise ValueError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
+    on_bad_image = check("on_bad_image", on_bad_image)  # a library caller's value, checked as the runner's
     source = read_source(data_dir)
     chosen = split_patients(limit_per_patient(source.table, max_per_patient, seed), fractions, seed)
     chosen = limit_per_class(apply_caps(chosen, caps, seed, training_set), max_per_class, seed)

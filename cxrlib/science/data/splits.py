@@ -6,7 +6,7 @@ import pandas as pd
 
 from cxrlib.core.config import CLASSES, REPORT_FIRST_TRAIN_SIZE
 from cxrlib.core.errors import DataError
-from cxrlib.core.manifest import SPLITS, TRAINING_SETS
+from cxrlib.core.manifest import SPLITS, check
 
 
 def split_patients(table: pd.DataFrame, fractions=(0.6, 0.2, 0.2), seed: int = 42) -> pd.DataFrame:
@@ -86,11 +86,9 @@ def apply_caps(table: pd.DataFrame, caps=None, seed: int = 42, training_set: str
     if not caps:
         return table
     caps = {s: dict(c) for s, c in caps.items()}
-    if training_set == "first" and "train" in caps:
+    if check("training_set", training_set) == "first" and "train" in caps:
         scale = REPORT_FIRST_TRAIN_SIZE / sum(caps["train"].values())
         caps["train"] = {c: int(round(n * scale)) for c, n in caps["train"].items()}
-    elif training_set not in TRAINING_SETS:
-        raise ValueError(f"training_set must be one of {', '.join(TRAINING_SETS)}, got {training_set!r}")
     return limit_per_class(table, caps, seed)
 
 
