@@ -8,8 +8,8 @@ import pandas as pd
 
 from cxrlib.core.config import REPORT_COUNTS
 from cxrlib.present.claims import (METRIC_WORDS, READING, answer, difference_word, interval_text, range_text, reading,
-                                   units)
-from cxrlib.present.report import BEST, REPORT
+                                   results_table, units)
+from cxrlib.present.report import BEST, REPORT, report_rows
 from cxrlib.science.choice import choose
 from cxrlib.science.stats import patients_needed, resolvable_difference
 
@@ -30,6 +30,26 @@ def choice_sentence(candidates: list) -> str:
     return (f"Our best model is the highest validation macro F1 among all {len(candidates)} models that saved "
             f"validation predictions{among}; the baselines do not compete. It is then reported on the test set: "
             f"picking the best of {len(candidates)} by their test scores would flatter the winner by luck.")
+
+
+def best_model(found) -> str:
+    """Our best model: the highest validation macro F1 among every model with a validation score (found:
+    machinery.analysis.Gathered), by the one rule of science.choice."""
+    return choose(found.val_scores, list(found.families))
+
+
+def ranked(found) -> dict:
+    """Our models' test probabilities in validation order, best first (ties keep their saved order)."""
+    return {key: found.test[key] for key in found.val_scores.sort_values(ascending=False, kind="stable").index}
+
+
+def results(boot, found, metrics=None):
+    """The results table of every model of ours, in validation order (ranked), with the baselines: the headline
+    metrics with loss, time, classes predicted and validation macro F1, or `metrics` alone (e.g. F1 per class)."""
+    if metrics is None:
+        extra = found.extra.join(found.val_scores.round(3))
+        return results_table(boot, ranked(found), baselines=found.baselines, extra=extra)
+    return results_table(boot, ranked(found), baselines=found.baselines, metrics=metrics)
 
 
 def family_table(boot, test: dict, val_scores, families: dict, report: dict | None = None,
@@ -80,7 +100,8 @@ def ensemble_question(boot, test: dict, val_scores, ensembles: list, members: li
     where = units(boot.images, boot.patient_count)
     return (f"Does the ensemble help? {answer(boot.difference(test[ensemble], test[member], METRIC), where)}: "
             f"**{ensemble}** against **{member}**, the best ensemble and the best single member "
-            f"on validation, in test macro F1. The report: yes (0.7275 against CheXNet2's 0.7181, no interval given).")
+            f"on validation, in test macro F1. The report: yes ({BEST[METRIC]:.4f} against CheXNet2's "
+            f"{report_rows('CheXNet2').loc['CheXNet2', METRIC]:.4f}, no interval given).")
 
 
 def resolution(boot, test: dict, keys: list) -> tuple:
