@@ -14,6 +14,7 @@ from cxrlib.science.choice import choose
 from cxrlib.science.stats import patients_needed, resolvable_difference
 
 METRIC = "F1-macro"
+FAMILY_BEST = "its best (on validation)"  # the family table's column naming each family's best model
 # The report's own key differences in macro F1 (its published numbers): what each would need to be resolved.
 REPORT_DIFFERENCES = {
     "weighted ensemble against its best member (CheXNet2)": ("Weighted average voting", "CheXNet2"),
@@ -62,7 +63,7 @@ def family_table(boot, test: dict, val_scores, families: dict, report: dict | No
     for family in dict.fromkeys(families.values()):
         key = choose(val_scores, [k for k, f in families.items() if f == family])
         gap, theirs = boot.difference(test[key], test[best], METRIC), (report or {}).get(key)
-        rows.append({"family": family, "its best (on validation)": key,
+        rows.append({"family": family, FAMILY_BEST: key,
                      "validation macro F1": f"{val_scores[key]:.3f}",
                      **{f"test {metric}": range_text(boot.interval(test[key], metric))
                         for metric in ("Accuracy", METRIC, "ROC AUC")},
@@ -87,9 +88,9 @@ def family_verdict(table: pd.DataFrame, where: str) -> str:
 def family_differences(boot, test: dict, table: pd.DataFrame) -> dict:
     """Each other family's best minus our best in test macro F1 (family -> the interval of the difference), for
     the forest plot beside the family table: a bar that crosses zero is a family not told apart from ours."""
-    best = table.loc[table["against our best"] == "our best", "its best (on validation)"].iloc[0]
+    best = table.loc[table["against our best"] == "our best", FAMILY_BEST].iloc[0]
     return {family: boot.difference(test[key], test[best], METRIC)
-            for family, key in table["its best (on validation)"].items() if key != best}
+            for family, key in table[FAMILY_BEST].items() if key != best}
 
 
 def ensemble_question(boot, test: dict, val_scores, ensembles: list, members: list) -> str:
