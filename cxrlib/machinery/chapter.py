@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from cxrlib.core.config import CLASSES, notebooks_dir
-from cxrlib.core.manifest import CHAPTERS, PARAMETERS, chapter_order, resolve_parameters
+from cxrlib.core.manifest import CHAPTERS, PARAMETERS, REGISTRY, chapter_order, resolve_parameters
 from cxrlib.machinery import identity, runs
 from cxrlib.machinery.inputs import SYNTHETIC_WARNING, ChestData, load_for
 from cxrlib.machinery.provenance import device_text, project_commit, versions_text
 from cxrlib.machinery.repro import changed_in_words, changed_text, lock_text, rebuild_command, run_parameters
 from cxrlib.machinery.runs import RUNNER_ENV
 from cxrlib.machinery.site import library_logs_to_stderr
+from cxrlib.present import page
 from cxrlib.present.labels import metrics_row
 from cxrlib.science.data.pipeline import make_dataset
 
@@ -54,6 +55,7 @@ class Chapter:
         self.identity, self.parts = handed_identity(name) or self.chapter_identity()
         self.reads = self.upstream_reads()
         self.weights = self.inherited_weights()
+        self.trained: dict = {}  # name -> Result of each model this chapter trained or reloaded, in order
         if name not in WITHOUT_TENSORFLOW:
             self.training()  # deterministic ops before the first model is built or read
         if not readonly:
@@ -134,11 +136,9 @@ class Chapter:
 
     def provenance(self) -> str:
         """The chapter's full provenance, as Markdown (collapsed under the summary box, which names the weights)."""
-        changed = changed_text(changed_in_words(self.chain(), self.name))
-        return (f"**Provenance.** Profile `{self.profile}` · data: {self.data.source.describe()}, "
-                f"used {self.counts_text()} · "
-                f"parameters: {changed} · {versions_text()} · {lock_text()} · "
-                f"identity `{self.identity}` · device: {device_text()} · commit `{project_commit()}`")
+        return page.provenance_text(self.profile, self.data.source.describe(), self.counts_text(),
+                                    changed_text(changed_in_words(self.chain(), self.name)), versions_text(),
+                                    lock_text(), self.identity, device_text(), project_commit())
 
     def command(self) -> str:
         """The exact command that rebuilds this page: the commit, the data folder and the parameters of every result
@@ -147,10 +147,15 @@ class Chapter:
 
     def counts_text(self) -> str:
         """How many images and patients each split used, in words."""
-        table = self.data.table
-        images, patients = table["split"].value_counts(), table.groupby("split")["Patient ID"].nunique()
-        split_text = ", ".join(f"{s} {images.get(s, 0)} from {patients.get(s, 0)}" for s in ("train", "val", "test"))
-        return f"{len(table)} images of {table['Patient ID'].nunique()} patients ({split_text})"
+        return page.counts_text(self.data.table)
+
+    def nih_labels(self) -> pd.DataFrame | None:
+        """NIH's full label file, every image and label (None where it is not found: set CXR_NIH_METADATA), which
+        the dataset chapter counts beside the report's and ours."""
+        from cxrlib.machinery.inputs import nih_label_file, read_metadata
+
+        path = nih_label_file()
+        return read_metadata(path) if path else None
 
     def bootstrap(self, split: str = "test"):
         """One set of patient resamples of a split, shared by every interval and difference this page shows."""
@@ -179,44 +184,40 @@ class Chapter:
             return item, self.earlier(chapter, model), self.earlier_metrics(chapter, model)
         return item.name, item.predictions["test"], item.metrics
 
-    def show_results(self, items, labels: dict | None = None) -> None:
+    def manifest_models(self) -> list:
+        """The models the manifest names for this chapter, in its order: the Results trained here, "chapter/model"
+        keys of others; so a page shows the manifest's models without copying the list."""
+        missing = [key for key in REGISTRY[self.name].models if "/" not in key and key not in self.trained]
+        if missing:
+            raise KeyError(f"chapter {self.name!r} shows {', '.join(missing)} by default: train them first, or name "
+                           f"the models to show")
+        return [self.trained.get(key, key) for key in REGISTRY[self.name].models]
+
+    def show_results(self, items=None, labels: dict | None = None) -> None:
         """The page's results on the test split: metrics with 95% patient intervals, the report's row for each of
         our models that has one, the trivial baselines, per-class F1, and a sentence per report comparison.
 
-        items: Results of this chapter or "chapter/model" keys of others; labels: key -> the name shown."""
-        from IPython.display import Markdown, display
-
+        items: Results of this chapter or "chapter/model" keys of others (default: manifest_models); labels:
+        key -> the name shown."""
         from cxrlib.machinery.analysis import loss_after_balancing
-        from cxrlib.present import claims
-        from cxrlib.present.figures import plot_forest
         from cxrlib.core.manifest import counterpart
         from cxrlib.present.labels import PREDICTED
-        from cxrlib.science.metrics import F1_COLUMNS
 
-        found = [self.shown(item) for item in items]
+        found = [self.shown(item) for item in (self.manifest_models() if items is None else items)]
         labels = {key: (labels or {}).get(key, key) for key, _, _ in found}
         probs = {labels[key]: runs.probabilities(frame) for key, frame, _ in found}
         report = {labels[key]: counterpart(self.name, key) for key, _, _ in found}
         extra = loss_after_balancing(self, pd.concat([row.set_axis([labels[key]]) for key, _, row in found])[
             ["Loss", "Inference time (s)", PREDICTED]])
-        boot, baselines = self.bootstrap(), self.baselines()
-        display(Markdown(claims.caption(boot)))
-        display(claims.results_table(boot, probs, report, baselines, extra))
-        display(claims.results_table(boot, probs, report, baselines, metrics=F1_COLUMNS))
-        plot_forest({name: boot.interval(p, "F1-macro") for name, p in {**probs, **baselines}.items()},
-                    f"Macro F1 with 95% patient intervals ({claims.units(boot.images, boot.patient_count)})")
-        sentences = [claims.against_report(boot, p, name, report[name]) for name, p in probs.items() if report[name]]
-        if sentences:
-            display(Markdown("\n\n".join(sentences) + "\n\nThe report trained on about 11,000 full-resolution images."))
+        page.show_results(self.bootstrap(), probs, report, self.baselines(), extra)
 
-    def show_summary(self, items, labels: dict | None = None) -> None:
+    def show_summary(self, items=None, labels: dict | None = None) -> None:
         """The chapter's closing summary, computed: its best model on validation among items (Results of this
-        chapter or "chapter/model" keys), that model's test interval and reading, and the report's questions."""
-        from IPython.display import Markdown, display
-
-        from cxrlib.present import claims
+        chapter or "chapter/model" keys; default: manifest_models), that model's test interval and reading, and
+        the report's questions."""
         from cxrlib.science.choice import validation_scores
 
+        items = self.manifest_models() if items is None else items
         own = {item.name: item for item in items if not isinstance(item, (str, tuple))}
         found = {key: frame for key, frame, _ in map(self.shown, items)}
         val = {key: own[key].predictions["val"] if key in own else self.earlier(*key.split("/", 1), split="val")
@@ -224,8 +225,7 @@ class Chapter:
         labels = {key: (labels or {}).get(key, key) for key in found}
         probs = {labels[key]: runs.probabilities(frame) for key, frame in found.items()}
         scores = validation_scores({labels[key]: frame for key, frame in val.items()})
-        display(Markdown(claims.summary(self.bootstrap(), probs, scores, self.baselines(),
-                                        self.question_rows(own.values()))))
+        page.show_summary(self.bootstrap(), probs, scores, self.baselines(), self.question_rows(own.values()))
 
     def question_rows(self, items=()) -> list:
         """The report's questions of this chapter (manifest.QUESTIONS), each answered from the interval of the
@@ -245,15 +245,7 @@ class Chapter:
     def show_questions(self, items=(), rows=None) -> None:
         """The table of report questions (rows; by default this chapter's, question_rows), and what chance alone
         answers among them."""
-        from IPython.display import Markdown, display
-
-        from cxrlib.present import claims
-
-        rows = self.question_rows(items) if rows is None else rows
-        display(pd.DataFrame(rows).set_index("question"))
-        note = claims.multiplicity_note(rows)  # empty for a single question
-        if note:
-            display(Markdown(note))
+        page.show_questions(self.question_rows(items) if rows is None else rows)
 
     def summary_html(self) -> str:
         """The boxed summary under the title: what the numbers are worth, then the full provenance collapsed."""
@@ -267,9 +259,7 @@ class Chapter:
                           changed=changed_in_words(self.chain(), self.name), commit=project_commit(),
                           provenance=self.provenance(), command=self.command(),
                           warning=patient_share_sentence(self.data.table, self["max_patient_share"]) if over else "")
-        if self.data.source.synthetic:
-            box = box.replace("<ul>", synthetic_banner() + "<ul>", 1)
-        return box
+        return page.with_banner(box, self.data.source.synthetic)
 
     def show_provenance(self):
         """Display the summary box (with a loud banner inside it when the data are synthetic)."""
@@ -326,6 +316,7 @@ class Chapter:
         runs.write_json(self.run.file("models", f"{name}.json"), record)
         result = self.evaluate(name, model, inputs, history)
         result.identity = made
+        self.trained[name] = result
         return result
 
     def _reuse(self, name: str, made: str):
@@ -412,12 +403,6 @@ class Chapter:
         self.earlier(chapter, model)
         path = runs.ChapterRun(self.profile, chapter, self.runs_root).live_file("metrics", f"{model}.csv")
         return pd.read_csv(path, index_col=0)
-
-
-def synthetic_banner() -> str:
-    """A red box no reader can miss."""
-    return ('<div style="border:3px solid #c00;background:#fee;padding:0.8em;font-weight:bold;color:#900">'
-            f"&#9888; {SYNTHETIC_WARNING}</div>")
 
 
 def handed_identity(name: str) -> tuple | None:

@@ -8,12 +8,13 @@ import pandas as pd
 
 from cxrlib.core.config import REPORT_COUNTS
 from cxrlib.present.claims import (METRIC_WORDS, READING, answer, difference_word, interval_text, range_text, reading,
-                                   units)
-from cxrlib.present.report import BEST, REPORT
+                                   results_table, units)
+from cxrlib.present.report import BEST, REPORT, report_rows
 from cxrlib.science.choice import choose
 from cxrlib.science.stats import patients_needed, resolvable_difference
 
 METRIC = "F1-macro"
+FAMILY_BEST = "its best (on validation)"  # the family table's column naming each family's best model
 # The report's own key differences in macro F1 (its published numbers): what each would need to be resolved.
 REPORT_DIFFERENCES = {
     "weighted ensemble against its best member (CheXNet2)": ("Weighted average voting", "CheXNet2"),
@@ -32,6 +33,26 @@ def choice_sentence(candidates: list) -> str:
             f"picking the best of {len(candidates)} by their test scores would flatter the winner by luck.")
 
 
+def best_model(found) -> str:
+    """Our best model: the highest validation macro F1 among every model with a validation score (found:
+    machinery.analysis.Gathered), by the one rule of science.choice."""
+    return choose(found.val_scores, list(found.families))
+
+
+def ranked(found) -> dict:
+    """Our models' test probabilities in validation order, best first (ties keep their saved order)."""
+    return {key: found.test[key] for key in found.val_scores.sort_values(ascending=False, kind="stable").index}
+
+
+def results(boot, found, metrics=None):
+    """The results table of every model of ours, in validation order (ranked), with the baselines: the headline
+    metrics with loss, time, classes predicted and validation macro F1, or `metrics` alone (e.g. F1 per class)."""
+    if metrics is None:
+        extra = found.extra.join(found.val_scores.round(3))
+        return results_table(boot, ranked(found), baselines=found.baselines, extra=extra)
+    return results_table(boot, ranked(found), baselines=found.baselines, metrics=metrics)
+
+
 def family_table(boot, test: dict, val_scores, families: dict, report: dict | None = None,
                  baselines: dict | None = None) -> pd.DataFrame:
     """Each family's best model (chosen on validation), its test metrics with intervals, the report's row for it
@@ -42,7 +63,7 @@ def family_table(boot, test: dict, val_scores, families: dict, report: dict | No
     for family in dict.fromkeys(families.values()):
         key = choose(val_scores, [k for k, f in families.items() if f == family])
         gap, theirs = boot.difference(test[key], test[best], METRIC), (report or {}).get(key)
-        rows.append({"family": family, "its best (on validation)": key,
+        rows.append({"family": family, FAMILY_BEST: key,
                      "validation macro F1": f"{val_scores[key]:.3f}",
                      **{f"test {metric}": range_text(boot.interval(test[key], metric))
                         for metric in ("Accuracy", METRIC, "ROC AUC")},
@@ -67,9 +88,9 @@ def family_verdict(table: pd.DataFrame, where: str) -> str:
 def family_differences(boot, test: dict, table: pd.DataFrame) -> dict:
     """Each other family's best minus our best in test macro F1 (family -> the interval of the difference), for
     the forest plot beside the family table: a bar that crosses zero is a family not told apart from ours."""
-    best = table.loc[table["against our best"] == "our best", "its best (on validation)"].iloc[0]
+    best = table.loc[table["against our best"] == "our best", FAMILY_BEST].iloc[0]
     return {family: boot.difference(test[key], test[best], METRIC)
-            for family, key in table["its best (on validation)"].items() if key != best}
+            for family, key in table[FAMILY_BEST].items() if key != best}
 
 
 def ensemble_question(boot, test: dict, val_scores, ensembles: list, members: list) -> str:
@@ -80,7 +101,8 @@ def ensemble_question(boot, test: dict, val_scores, ensembles: list, members: li
     where = units(boot.images, boot.patient_count)
     return (f"Does the ensemble help? {answer(boot.difference(test[ensemble], test[member], METRIC), where)}: "
             f"**{ensemble}** against **{member}**, the best ensemble and the best single member "
-            f"on validation, in test macro F1. The report: yes (0.7275 against CheXNet2's 0.7181, no interval given).")
+            f"on validation, in test macro F1. The report: yes ({BEST[METRIC]:.4f} against CheXNet2's "
+            f"{report_rows('CheXNet2').loc['CheXNet2', METRIC]:.4f}, no interval given).")
 
 
 def resolution(boot, test: dict, keys: list) -> tuple:

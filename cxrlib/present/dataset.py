@@ -136,6 +136,27 @@ def overview(data, nih_table=None) -> pd.DataFrame:
     return table
 
 
+NO_NIH_FILE = "NIH's full label file was not found (set CXR_NIH_METADATA); showing only the data used."
+
+
+def nih_overview(data, nih_table=None) -> pd.DataFrame:
+    """overview, saying first (NO_NIH_FILE) where NIH's full label file was not found (nih_table None)."""
+    if nih_table is None:
+        print(NO_NIH_FILE)
+    return overview(data, nih_table)
+
+
+def found_sizes(data, classes: list) -> pd.DataFrame:
+    """Images per size of the copy the source took them from (rows) and class (columns, in `classes` order), or a
+    note where the source does not record that size."""
+    if "orig_width" not in data.table:
+        return pd.DataFrame({"note": ["the source does not record the size of the copies it was taken from"]})
+    found = data.table.groupby(["orig_width", "Finding Labels"]).size().unstack(fill_value=0)
+    found = found.reindex(columns=classes, fill_value=0)
+    found.index.name = "size of the copy found (px)"
+    return found
+
+
 def report_split_comparison(data) -> pd.DataFrame:
     """Our images per class and split next to the report's section 1.2 counts."""
     ours = data.counts()

@@ -87,6 +87,17 @@ def plot_forest(intervals: dict, title: str, reference: dict | None = None, xlab
     return fig
 
 
+def plot_f1_forest(boot, models: dict, report_label: str = ""):
+    """plot_forest of each model's test macro F1 (models: name -> test probabilities, baselines included) on one
+    set of patient resamples, with the report's best (report.BEST) as a reference line named report_label."""
+    from cxrlib.present.claims import units
+    from cxrlib.present.report import BEST
+
+    reference = {report_label: BEST["F1-macro"]} if report_label else None
+    return plot_forest({name: boot.interval(p, "F1-macro") for name, p in models.items()},
+                       f"Macro F1 with 95% patient intervals ({units(boot.images, boot.patient_count)})", reference)
+
+
 def plot_confusion(y_true, y_pred, title: str):
     """Confusion matrix with counts and row shares, true classes down the side."""
     import seaborn as sns  # heavy: only where a confusion matrix is drawn

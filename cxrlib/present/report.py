@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from cxrlib.core.config import REPORT_COUNTS
 from cxrlib.science.metrics import F1_COLUMNS, GLOBAL_COLUMNS
 
 _ORDER = ("Atelectasis", "Infiltration", "No Finding", "Effusion")  # the report's F1 column order
@@ -60,6 +61,16 @@ ERROR_ONLY = pd.DataFrame({"misclassified only by this model": [43, 88, 40, 49, 
 GA_WEIGHTS = {"ResNet152": 0.13074769, "VGG16": 0.13225159, "CheXNet1": 0.27880784, "CheXNet2": 0.25517746,
               "Fused": 0.16125192, "CNN From Scratch": 0.0417635}
 BEST = {"Accuracy": 0.7302, "F1-macro": 0.7275, "ROC AUC": 0.9073}
+# Section 7's final table: the ensembled models and the ensembles, and its headline columns in its own order.
+FINAL_ROWS = ("ResNet152", "VGG16", "CheXNet1", "CheXNet2", "Fused (ensemble member)",
+              "CNN From Scratch (ensemble member)", "Average voting", "Weighted average voting")
+FINAL_HEADLINE = ["Accuracy", "ROC AUC", "F1-macro", "FNFR"]
+# Parameter counts of the report's model summaries (sections 3 and 6): table -> row -> count.
+PARAMETERS = {"fused network": {"total": 9_211_847, "trainable": 9_211_719, "non_trainable": 128},
+              "from scratch": {"first model": 4_741_188, "second model": 2_859_588},
+              "learnable resizer": {"parameters": 12_163}}
+# Section 4's Hyperband search: the best head it found.
+TUNED_HEAD = {"layers": 1, "dropout": 0.23847, "units": 2560, "learning_rate": 1e-4}
 
 
 # Section 4's flows of experiments where the report states numbers (elsewhere it shows only figures): the best
@@ -112,6 +123,23 @@ MORE_DATA = {
                f"{FLOWS['4.3.3.2'][4]}%",
 }
 
+# The columns a table of the flows' findings shows: the report's answer beside ours.
+ANSWERS = ["report's answer", "our answer"]
+
+
+def step_answers(findings: pd.DataFrame, step: str) -> pd.DataFrame:
+    """The report's and our answers to one step of the findings (those of `step`, e.g. 'head flow')."""
+    return findings.loc[findings["step"] == step, ANSWERS]
+
+
+def head_choice(run, kept) -> str:
+    """Which head the report kept (kept) against the one validation chose in our run (run.chosen, chosen by
+    science.choice), in one sentence with the validation macro F1 of each (run.scores: section -> score)."""
+    chosen = run.heads[run.chosen].head
+    rule = (f"validation chooses it too (macro F1 {run.scores[kept.section]:.3f})" if chosen == kept else
+            f"validation would choose {head_label(chosen)} instead (macro F1 "
+            f"{run.scores[chosen.section]:.3f}, against {run.scores[kept.section]:.3f})")
+    return f"**{run.label}.** The report kept {head_label(kept)}, the head fine-tuned here; {rule}."
 
 
 def log_row(history: pd.DataFrame) -> list:
@@ -166,3 +194,38 @@ def report_answer(row_a, row_b, metric: str = "F1-macro") -> str:
     a, b = REPORT[row_a][(GLOBAL_COLUMNS + F1_COLUMNS).index(metric)], REPORT[row_b][
         (GLOBAL_COLUMNS + F1_COLUMNS).index(metric)]
     return f"{'yes' if a > b else 'no'} ({a:.4f} against {b:.4f}, no interval given)"
+
+
+def final_table(columns=None) -> pd.DataFrame:
+    """Section 7's final table (FINAL_ROWS), every column or only `columns` (e.g. FINAL_HEADLINE): one list of
+    rows for every page that shows it."""
+    table = report_rows(*FINAL_ROWS)
+    return table if columns is None else table[list(columns)]
+
+
+def parameters_table(name: str, ours: dict) -> pd.DataFrame:
+    """The report's parameter counts of one table (PARAMETERS[name]) beside ours (column -> row -> count), so a
+    page never types the report's numbers itself."""
+    return pd.DataFrame({"report": PARAMETERS[name], **ours})
+
+
+def tuned_head_table(ours: dict) -> pd.DataFrame:
+    """The report's Hyperband head (TUNED_HEAD) above the one our search found, typed alike."""
+    return pd.DataFrame([TUNED_HEAD, ours], index=["report", "ours"]).astype(
+        {"layers": int, "units": int, "dropout": float, "learning_rate": float})
+
+
+def error_totals(totals: pd.DataFrame) -> pd.DataFrame:
+    """Our images every model gets wrong (or right) beside section 5's counts, on its 1,438 test images."""
+    return totals.assign(report=pd.Series({**ERROR_SUMMARY, "images": sum(REPORT_COUNTS["test"].values())}))
+
+
+def error_only_table(only: pd.DataFrame, labels: dict, predicted: pd.Series) -> pd.DataFrame:
+    """Images only one model gets wrong (or right), the report's counts beside ours (ERROR_ONLY renamed by
+    labels: report model -> our label), and which classes each model predicts."""
+    return only.join(ERROR_ONLY.rename(index=labels).add_prefix("report: ")).join(predicted)
+
+
+def ga_weights_table() -> pd.DataFrame:
+    """The report's final GA weights (section 7.2.2), one column, to set beside the weights fitted here."""
+    return pd.Series(GA_WEIGHTS, name="the report's GA weights").to_frame()

@@ -6,6 +6,20 @@ import re
 
 import pandas as pd
 
+from cxrlib.science.choice import METRIC
+
+# What a table of models chosen on validation shows of each: the model chosen and the score it was chosen by.
+CHOICE_COLUMNS = ["chosen", METRIC]
+
+
+def choice_with_targets(choice: pd.DataFrame, models: dict) -> pd.DataFrame:
+    """The table of models chosen on validation (one row per model, in models' order) with the layer and grid
+    each is explained on (science.gradcam.target_description) beside it."""
+    from cxrlib.science.gradcam import target_description
+
+    targets = pd.DataFrame({label: target_description(m) for label, m in models.items()}, columns=list(models))
+    return pd.concat([choice, targets.T.set_axis(choice.index)], axis=1)
+
 
 def cell_text(value, decimals: int = 3) -> str:
     """Integers as integers, a dash where no value exists, other numbers with `decimals` decimals."""
