@@ -5,6 +5,7 @@ papermill and kernel, so they take seconds, not minutes.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -249,6 +250,16 @@ def test_a_notebook_run_by_hand_and_the_runner_reach_the_same_identity(isolated,
             "scratch", "smoke", nih_folder, params))
         by_hand = Chapter("scratch", "smoke", nih_folder, isolated / "runs", **params)
         assert by_hand.identity == stamp
+
+
+def test_a_chapter_the_runner_runs_takes_the_identities_it_is_handed(isolated, nih_folder, monkeypatch):
+    """The runner computes a chapter's identity, data identity included, once; the kernel takes both as handed."""
+    ids = runner.Identities("smoke", nih_folder)
+    stamp = ids.of("scratch", runner.injected_parameters("scratch", "smoke", nih_folder, {}))
+    parts = {**ids.asked["scratch"]["parts"], "data": "the runner's data identity"}
+    monkeypatch.setenv(runs.RUNNER_ENV, json.dumps({"chapter": "scratch", "identity": stamp, "parts": parts}))
+    chapter = Chapter("scratch", "smoke", nih_folder, isolated / "runs")
+    assert (chapter.identity, chapter.data_id) == (stamp, "the runner's data identity")
 
 
 def test_independent_chapters_run_at_once_in_processes_of_their_own(isolated, monkeypatch, nih_folder):

@@ -50,9 +50,10 @@ class Chapter:
         self.settings, self.changed = resolve_parameters(name, profile, params)
         s = self.settings
         self.data: ChestData = load_for(data_dir, s)
-        self.data_id = identity.data_identity(self.data, s)
         self.run = runs.ChapterRun(profile, name, runs_root, staged=not readonly)  # read-only: the results in place
-        self.identity, self.parts = handed_identity(name) or self.chapter_identity()
+        handed = handed_identity(name)  # the runner's, data identity included: computed once per run, not again here
+        self.data_id = handed[1]["data"] if handed else identity.data_identity(self.data, s)
+        self.identity, self.parts = handed or self.chapter_identity()
         self.reads = self.upstream_reads()
         self.weights = self.inherited_weights()
         self.trained: dict = {}  # name -> Result of each model this chapter trained or reloaded, in order
@@ -201,14 +202,14 @@ class Chapter:
         key -> the name shown."""
         from cxrlib.machinery.analysis import loss_after_balancing
         from cxrlib.core.manifest import counterpart
-        from cxrlib.present.labels import PREDICTED
+        from cxrlib.present.labels import BESIDE_METRICS
 
         found = [self.shown(item) for item in (self.manifest_models() if items is None else items)]
         labels = {key: (labels or {}).get(key, key) for key, _, _ in found}
         probs = {labels[key]: runs.probabilities(frame) for key, frame, _ in found}
         report = {labels[key]: counterpart(self.name, key) for key, _, _ in found}
         extra = loss_after_balancing(self, pd.concat([row.set_axis([labels[key]]) for key, _, row in found])[
-            ["Loss", "Inference time (s)", PREDICTED]])
+            BESIDE_METRICS])
         page.show_results(self.bootstrap(), probs, report, self.baselines(), extra)
 
     def show_summary(self, items=None, labels: dict | None = None) -> None:
