@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from cxrlib.core.manifest import check
 from cxrlib.science.models.inputs import grey_input, softmax_head
 
 # ImageNet means (BGR) of the 'caffe' mode; our images are gray, so R=G=B and the channel flip is moot.
@@ -79,6 +80,18 @@ def spec(name: str) -> BackboneSpec:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
     return BACKBONES[name]
+
+
+def fine_tune_points(name: str, choice: str) -> tuple:
+    """Which unfreeze points to train (the manifest's fine_tune): none, the first (cheapest) or all of the report's."""
+    points = spec(name).unfreeze
+    return {"none": (), "first": points[:1], "all": points}[check("fine_tune", choice)]
+
+
+def fine_tune_augments(name: str, choice: str) -> bool:
+    """Whether fine tuning augments (the manifest's fine_tune_augment): as the report did for this backbone
+    ('report': where its kept head was trained with augmentation), 'always' or 'never'."""
+    return {"report": spec(name).head.augment, "always": True, "never": False}[check("fine_tune_augment", choice)]
 
 
 def preprocessing(kind: str):
