@@ -177,17 +177,10 @@ def subgroup_tables(people: pd.DataFrame, n: int = 1000, seed: int = 0, attribut
 def model_tables(people: pd.DataFrame, predictions: dict, n: int = 1000, seed: int = 0, attributes=tuple(ATTRIBUTES),
                  metrics=METRICS) -> tuple:
     """(rates, gaps) of every model (name -> its test predictions), with a 'model' column first."""
-    rates, gaps = [], []
-    for name, frame in predictions.items():
-        r, g = subgroup_tables(with_predictions(people, frame), n, seed, attributes, metrics)
-        rates.append(r.assign(model=name))
-        gaps.append(g.assign(model=name))
-    return model_first(pd.concat(rates, ignore_index=True)), model_first(pd.concat(gaps, ignore_index=True))
-
-
-def model_first(table: pd.DataFrame) -> pd.DataFrame:
-    """The table with its 'model' column first."""
-    return table[["model", *[c for c in table.columns if c != "model"]]]
+    tables = {name: subgroup_tables(with_predictions(people, frame), n, seed, attributes, metrics)
+              for name, frame in predictions.items()}
+    return tuple(pd.concat({name: found[part] for name, found in tables.items()}, names=["model"])
+                 .reset_index(level="model").reset_index(drop=True) for part in (0, 1))
 
 
 # ---------------------------------------------------------------- the shortcut check

@@ -123,8 +123,7 @@ def head(name: str, feature_shape, variant: Head | None = None) -> keras.Model:
         x = layers.Dense(units, activation="relu")(x)
         if dropout:
             x = layers.Dropout(dropout)(x)
-    outputs = softmax_head()(x)
-    return keras.Model(inputs, outputs, name=f"{name}_head")
+    return keras.Model(inputs, softmax_head()(x), name=f"{name}_head")
 
 
 def full_model(name: str, base: keras.Model, top: keras.Model, size: int, augment: bool = False) -> keras.Model:
