@@ -139,7 +139,7 @@ def score_boxes(heatmaps: dict, boxes, size: int, original: int = 1024, repeats:
     game. Boxes are in the original frame (NIH: 1024 pixels) and scaled to size; tolerance is in its pixels.
     """
     rng = np.random.default_rng(seed)
-    scored = shuffle_ready([box for _, box in boxes.iterrows() if (box["Image Index"], box["Finding Label"]) in heatmaps])
+    scored = shuffle_ready([b for _, b in boxes.iterrows() if (b["Image Index"], b["Finding Label"]) in heatmaps])
     if not scored:
         return pd.DataFrame()
     near = tolerance * size / original

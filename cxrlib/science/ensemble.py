@@ -191,7 +191,8 @@ def combine(fitted: ValidationFit, logits: dict) -> dict:
     return {key: weighted_log_probs(members, fitted.weights[key].to_numpy()) for key in METHODS}
 
 
-def prediction_frames(fitted: ValidationFit, test_logits: dict, val_rows: pd.DataFrame, test_rows: pd.DataFrame) -> dict:
+def prediction_frames(fitted: ValidationFit, test_logits: dict, val_rows: pd.DataFrame,
+                      test_rows: pd.DataFrame) -> dict:
     """Method name -> {"val": out-of-fold validation predictions, "test": test predictions}, as the run folder
     saves them (rows: frames with the split's 'Image Index' and 'label', in the order of the logits)."""
     from cxrlib.core.frames import predictions_frame
