@@ -7,6 +7,7 @@ import pytest
 
 from cxrlib.machinery import analysis, runs
 from cxrlib.science import boxes as box_scores, ensemble
+from cxrlib.science.metrics import agreement
 
 
 def one_hot(labels, confidence=0.9):
@@ -99,7 +100,7 @@ def test_model_choice_ties_go_to_the_reports_preference(tmp_path):
 
 def test_agreement_counts_what_all_or_only_one_model_gets():
     hits = pd.DataFrame({"a": [True, True, False, False], "b": [True, False, True, False]})
-    assert analysis.agreement(hits) == (1, 1, {"a": (1, 1, 0.5), "b": (1, 1, 0.5)})
+    assert agreement(hits) == (1, 1, {"a": (1, 1, 0.5), "b": (1, 1, 0.5)})
 
 
 def test_report_candidates_are_listed_in_the_reports_preference():

@@ -4,16 +4,16 @@ from __future__ import annotations
 import keras
 import pytest
 
-from cxrlib.machinery import transfer
 from cxrlib.science.models import backbones
 
 
 def test_fine_tuning_augments_as_the_report_per_backbone():
-    assert transfer.fine_tune_augments("vgg16", "report") is True  # section 4.1.3 fine-tunes a model trained with DA
-    assert transfer.fine_tune_augments("chexnet", "report") is False
-    assert transfer.fine_tune_augments("chexnet", "always") is True and transfer.fine_tune_augments("vgg16", "never") is False
+    assert backbones.fine_tune_augments("vgg16", "report") is True  # section 4.1.3 fine-tunes a model trained with DA
+    assert backbones.fine_tune_augments("chexnet", "report") is False
+    assert backbones.fine_tune_augments("chexnet", "always") is True
+    assert backbones.fine_tune_augments("vgg16", "never") is False
     with pytest.raises(ValueError, match="fine_tune_augment='sometimes' is not allowed"):
-        transfer.fine_tune_augments("vgg16", "sometimes")
+        backbones.fine_tune_augments("vgg16", "sometimes")
 
 
 def test_augmented_full_model_keeps_its_parameters():

@@ -215,7 +215,7 @@ def test_with_the_reports_caps_the_smaller_set_is_its_first_training_set():
 
 
 def test_the_smaller_set_keeps_whole_patients_drawn_by_its_own_seed():
-    from cxrlib.machinery.transfer import smaller_set as smaller_training_set
+    from cxrlib.science.data.splits import smaller_set as smaller_training_set
 
     train = pd.DataFrame({"Patient ID": [1, 1, 2, 3, 4], "label": [0, 1, 2, 3, 0], "split": "train"})
     keep, first = smaller_training_set(train, None, "more", seed=0, draw_seed=5)

@@ -12,10 +12,10 @@ import pytest
 
 from cxrlib.core.config import CLASSES, NO_FINDING
 from cxrlib.machinery import runs
-from cxrlib.machinery.subgroups import demographics, examined
+from cxrlib.machinery.subgroups import examined
 from cxrlib.present import subgroups as subgroup_page
 from cxrlib.science import subgroups
-from cxrlib.science.subgroups import age_group, known_ages
+from cxrlib.science.subgroups import age_group, demographics, known_ages
 from cxrlib.science.stats import patient_resamples
 
 matplotlib.use("Agg")

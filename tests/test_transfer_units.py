@@ -35,7 +35,7 @@ def pretrained(tmp_path_factory):
 
 
 def test_fine_tune_points_are_the_reports_unfreeze_layers():
-    from cxrlib.machinery.transfer import fine_tune_points
+    from cxrlib.science.models.backbones import fine_tune_points
 
     # the report's section 4: VGG16 from block5_conv1 (4.1.3.2, 3 conv layers) and block3_conv1 (4.1.3.3, 9),
     # ResNet50 from conv5_block3_3_conv (4.2.4.2), CheXNet from conv5_block15_0_bn (4.3.2.2) and conv4_block1_0_bn

@@ -12,6 +12,8 @@ from cxrlib.core.manifest import REPORT_MODELS
 from cxrlib.machinery import runs
 from cxrlib.present.labels import metrics_row, model_label
 from cxrlib.science.choice import choose, report_candidates, validation_scores
+from cxrlib.science.metrics import agreement
+
 
 def candidates(profile: str, root=None) -> dict:
     """label -> every 'chapter/model' saved for one of the report's five models (with validation predictions), in
@@ -86,15 +88,6 @@ def correctness(predictions: dict) -> pd.DataFrame:
                           for name, frame in zip(predictions, frames)})
     table.insert(0, "label", frames[0].loc[common, "label"])
     return table
-
-
-def agreement(hits: pd.DataFrame) -> tuple:
-    """What error analysis asks of an image x model table of hits (True: the true class predicted): (images every
-    model misses, images every model gets right, model -> (images only it misses, only it gets right, accuracy))."""
-    others = {model: hits.drop(columns=model) for model in hits}
-    only = {model: (int((~hits[model] & others[model].all(axis=1)).sum()),
-                    int((hits[model] & ~others[model].any(axis=1)).sum()), float(hits[model].mean())) for model in hits}
-    return int((~hits).all(axis=1).sum()), int(hits.all(axis=1).sum()), only
 
 
 def summary(correct: pd.DataFrame, boot=None, predictions: dict | None = None):

@@ -63,28 +63,5 @@ def people(ch) -> pd.DataFrame:
     """The test split's image ids, labels, patients and groups; NIH's own label file gives the fields our rows
     lack."""
     rows = ch.data.split("test")
-    label_file = nih_label_file() if missing_columns(rows) else None
-    return demographics(rows, read_metadata(label_file) if label_file else None)
-
-
-def missing_columns(rows: pd.DataFrame) -> list:
-    """The label file's columns the groups are read from (science.subgroups.ATTRIBUTES) that rows lack."""
-    return [column for column, _, _ in subgroups.ATTRIBUTES.values() if column not in rows.columns]
-
-
-def demographics(rows: pd.DataFrame, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Image id, label, patient and the three groups of each row; columns rows lack are taken from metadata
-    (NIH's label file) by image id."""
-    rows = rows.reset_index(drop=True)
-    missing = missing_columns(rows)
-    if missing and metadata is not None and set(missing) <= set(metadata.columns):
-        rows = rows.join(metadata.set_index("Image Index")[missing], on="Image Index")
-    if missing_columns(rows):
-        raise ValueError(f"the test rows lack the column(s) {', '.join(missing_columns(rows))}; NIH's label file "
-                         f"(Data_Entry_2017.csv) has them: give it as the data's label file")
-    return pd.DataFrame({"Image Index": rows["Image Index"].astype(str), "label": rows["label"].astype(int),
-                         "Patient ID": rows["Patient ID"],
-                         "sex": rows["Patient Gender"].astype(str).str.strip().str.upper().map(subgroups.SEXES),
-                         "age group": subgroups.age_group(rows["Patient Age"]).to_numpy(),
-                         "view position": rows["View Position"].astype(str).str.strip().str.upper().where(
-                             lambda v: v.isin(subgroups.VIEWS))})
+    label_file = nih_label_file() if subgroups.missing_columns(rows) else None
+    return subgroups.demographics(rows, read_metadata(label_file) if label_file else None)

@@ -12,7 +12,6 @@ import keras
 import numpy as np
 import pandas as pd
 
-from cxrlib.core.manifest import check
 from cxrlib.machinery import runs as run_files
 from cxrlib.machinery import weights as weight_files
 from cxrlib.machinery.features import extract, feature_key
@@ -22,7 +21,7 @@ from cxrlib.present.labels import model_label
 from cxrlib.present.report import FLOW_QUESTIONS, MORE_DATA
 from cxrlib.science.choice import choose
 from cxrlib.science.data.pipeline import array_dataset, steps_per_epoch
-from cxrlib.science.data.splits import apply_caps
+from cxrlib.science.data.splits import smaller_set
 from cxrlib.science.metrics import macro_f1
 from cxrlib.science.models import backbones, count_params
 from cxrlib.science.stats import Bootstrap
@@ -184,19 +183,6 @@ def fit_head(ch, name: str, head, features: dict, augmented, keep=None) -> HeadF
     return HeadFit(head, history, count_params(model)["total"], probs)
 
 
-def smaller_set(train: pd.DataFrame, caps, training_set: str, seed: int, draw_seed: int) -> tuple:
-    """(mask of the training images, whether it is the report's first training set) for "does more data help?":
-    that first set (7,996 images in its class shares) where the run uses the larger one, else half the training
-    patients with all their images (a patient's images are correlated), drawn with draw_seed."""
-    if isinstance(caps, dict) and isinstance(caps.get("train"), dict) and training_set == "more":
-        first = apply_caps(train, {"train": caps["train"]}, seed, "first")
-        if len(first) < len(train):  # a partial download may hold fewer images than the first set
-            return train.index.isin(first.index), True
-    patients = np.unique(train["Patient ID"].astype(str))
-    half = np.random.default_rng(draw_seed).choice(patients, max(1, len(patients) // 2), replace=False)
-    return train["Patient ID"].astype(str).isin(half).to_numpy(), False
-
-
 def smaller_training_set(ch) -> tuple:
     """(mask of the training images, in words) for "does more data help?" (smaller_set),
     its half of the patients drawn from a seed stream of its own."""
@@ -233,7 +219,7 @@ def run_backbone(ch, name: str) -> BackboneRun:
     run = BackboneRun(name, used)
     features = backbone_features(ch, name, base, used.long)
     augmented = augmented_features(ch, name, base, used.long)
-    kept, augment = backbones.spec(name).head, fine_tune_augments(name, ch["fine_tune_augment"])
+    kept, augment = backbones.spec(name).head, backbones.fine_tune_augments(name, ch["fine_tune_augment"])
     spec = {"backbone": name, "size": ch["backbone_size"], "weights": used.long,
             "weights_content": weights_digest(ch, name)}
     top = ch.fit(f"{name}_features", lambda: backbones.head(name, features["train"].shape[1:]),
@@ -243,7 +229,7 @@ def run_backbone(ch, name: str) -> BackboneRun:
                  learning_rate=ch["feature_learning_rate"])
     run.results[f"{name}_features"] = evaluate_on_images(ch, name, base, top)
     head_flow(ch, run, features, augmented, top)
-    for k, layer in enumerate(fine_tune_points(name, ch["fine_tune"])):
+    for k, layer in enumerate(backbones.fine_tune_points(name, ch["fine_tune"])):
         model_name = f"{name}_finetune_{layer}"
         run.results[model_name] = ch.fit(  # the first starts from the loaded base (only read so far), later ones anew
             model_name, lambda layer=layer, k=k: fine_tune_model(ch, name, top.model, layer, augment,
@@ -276,19 +262,6 @@ def flow_findings(ch, backbone_runs: dict) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
     run_files.write_csv(ch.run.path / FINDINGS_FILE, table)
     return table
-
-
-def fine_tune_points(name: str, choice: str) -> tuple:
-    """Which unfreeze points to train (the manifest's fine_tune): none, the first (cheapest) or all of the report's."""
-    points = backbones.spec(name).unfreeze
-    return {"none": (), "first": points[:1], "all": points}[check("fine_tune", choice)]
-
-
-def fine_tune_augments(name: str, choice: str) -> bool:
-    """Whether fine tuning augments (the manifest's fine_tune_augment): as the report did for this backbone
-    ('report': where its kept head was trained with augmentation), 'always' or 'never'."""
-    allowed = {"report": backbones.spec(name).head.augment, "always": True, "never": False}
-    return allowed[check("fine_tune_augment", choice)]
 
 
 def images_model_name(name: str) -> str:

@@ -24,7 +24,6 @@ LEVEL = 0.5  # a heatmap's predicted box surrounds its largest region at or abov
 POINTING_TOLERANCE = 0
 
 AREA = "predicted box area (share of frame)"
-
 NO_INFORMATION = "maps without spatial information (share)"
 
 
@@ -32,10 +31,8 @@ def predicted_box(heatmap: np.ndarray, level: float = LEVEL):
     """(x, y, w, h) around the largest connected region where the heatmap reaches level x its maximum."""
     from scipy import ndimage
 
-    if heatmap.max() <= 0:
-        return 0, 0, 0, 0
     regions, count = ndimage.label(heatmap >= level * heatmap.max())
-    if count == 0:
+    if heatmap.max() <= 0 or count == 0:
         return 0, 0, 0, 0
     largest = 1 + int(np.argmax(ndimage.sum(np.ones_like(heatmap), regions, range(1, count + 1))))
     ys, xs = np.nonzero(regions == largest)
@@ -142,7 +139,7 @@ def score_boxes(heatmaps: dict, boxes, size: int, original: int = 1024, repeats:
     game. Boxes are in the original frame (NIH: 1024 pixels) and scaled to size; tolerance is in its pixels.
     """
     rng = np.random.default_rng(seed)
-    scored = shuffle_ready([box for _, box in boxes.iterrows() if (box["Image Index"], box["Finding Label"]) in heatmaps])
+    scored = shuffle_ready([b for _, b in boxes.iterrows() if (b["Image Index"], b["Finding Label"]) in heatmaps])
     if not scored:
         return pd.DataFrame()
     near = tolerance * size / original
@@ -184,7 +181,6 @@ def box_intervals(hits: pd.DataFrame, images: list, seed: int = 0, n: int = 1000
 def score_models(models: dict, boxes, images_for, repeats: int = 20, seed: int = 0) -> pd.DataFrame:
     """Box-scoring table for every model (columns: model x method): each heatmap explains its box's class and
     is kept on its Grad-CAM grid, so the pointing game reads the hottest cell."""
-
     tables = {}
     for name, model in models.items():
         wanted = sorted({(i, label) for i, label in zip(boxes["Image Index"], boxes["Finding Label"])})

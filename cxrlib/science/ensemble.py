@@ -40,10 +40,7 @@ def fast_macro_f1(y_true, y_pred) -> float:
     present = present_classes(y_true)
     if not present:
         return float("nan")
-    scores = []
-    for k in present:
-        hit, said, truth = np.sum((y_true == k) & (y_pred == k)), np.sum(y_pred == k), np.sum(y_true == k)
-        scores.append(2 * hit / (said + truth))
+    scores = [2 * np.sum((y_true == k) & (y_pred == k)) / (np.sum(y_pred == k) + np.sum(y_true == k)) for k in present]
     return float(np.mean(scores))
 
 
@@ -194,7 +191,8 @@ def combine(fitted: ValidationFit, logits: dict) -> dict:
     return {key: weighted_log_probs(members, fitted.weights[key].to_numpy()) for key in METHODS}
 
 
-def prediction_frames(fitted: ValidationFit, test_logits: dict, val_rows: pd.DataFrame, test_rows: pd.DataFrame) -> dict:
+def prediction_frames(fitted: ValidationFit, test_logits: dict, val_rows: pd.DataFrame,
+                      test_rows: pd.DataFrame) -> dict:
     """Method name -> {"val": out-of-fold validation predictions, "test": test predictions}, as the run folder
     saves them (rows: frames with the split's 'Image Index' and 'label', in the order of the logits)."""
     from cxrlib.core.frames import predictions_frame

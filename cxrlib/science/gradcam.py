@@ -11,19 +11,12 @@ import numpy as np
 
 # --- intermediate activations -------------------------------------------------------------------
 
-def activation_layers(model) -> list:
-    """Every convolution and pooling layer at the model's top level, in order."""
-    import keras
-
-    kinds = (keras.layers.Conv2D, keras.layers.MaxPooling2D)
-    return [layer for layer in model.layers if isinstance(layer, kinds)]
-
-
 def activations(model, image: np.ndarray) -> dict:
-    """layer name -> its activation maps (h, w, channels) for one grey or RGB image in [0, 255]."""
+    """layer name -> its activation maps (h, w, channels) for one grey or RGB image in [0, 255], of every
+    convolution and pooling layer at the model's top level, in order."""
     import keras
 
-    chosen = activation_layers(model)
+    chosen = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
     probe = keras.Model(model.inputs, [layer.output for layer in chosen])
     outputs = probe(as_model_input(model, image)[None], training=False)
     return {layer.name: np.asarray(out[0]) for layer, out in zip(chosen, outputs)}
@@ -35,10 +28,7 @@ def _backbone_spec(nested):
     """The per-backbone facts of a nested keras.applications model, matched by its name (None: unknown)."""
     from cxrlib.science.models import backbones
 
-    for spec in backbones.BACKBONES.values():
-        if nested.name == spec.application.lower():
-            return spec
-    return None
+    return next((spec for spec in backbones.BACKBONES.values() if nested.name == spec.application.lower()), None)
 
 
 def gradcam_target(model):
@@ -204,6 +194,3 @@ def heatmap_at(model, images_for, image_id: str, size=None, class_index=None) ->
     given = model.input.shape[1]
     cells, explained = gradcam_cells(model, images_for([image_id], given)[image_id], class_index)
     return upsample(cells, (size or given, size or given)), explained
-
-
-# --- heatmaps against NIH's boxes ------------------------------------------------------------------

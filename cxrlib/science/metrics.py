@@ -64,3 +64,11 @@ def class_report(y_true, y_pred) -> pd.DataFrame:
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=range(len(CLASSES)), zero_division=0)
     return pd.DataFrame({"precision": p, "recall": r, "F1": f, "support": s}, index=list(CLASSES))
 
+
+def agreement(hits: pd.DataFrame) -> tuple:
+    """What error analysis asks of an image x model table of hits (True: the true class predicted): (images every
+    model misses, images every model gets right, model -> (images only it misses, only it gets right, accuracy))."""
+    others = {model: hits.drop(columns=model) for model in hits}
+    only = {model: (int((~hits[model] & others[model].all(axis=1)).sum()),
+                    int((hits[model] & ~others[model].any(axis=1)).sum()), float(hits[model].mean())) for model in hits}
+    return int((~hits).all(axis=1).sum()), int(hits.all(axis=1).sum()), only

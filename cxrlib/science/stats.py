@@ -131,15 +131,8 @@ class Bootstrap:
         if len(self.patients) != len(self.y_true):
             raise ValueError(f"{len(self.patients)} patients for {len(self.y_true)} labels: one per image")
         self.weights, self.level = patient_resamples(self.patients, n, seed), level
+        self.images, self.patient_count = len(self.y_true), len(np.unique(self.patients))
         self._cache = {}
-
-    @property
-    def images(self) -> int:
-        return len(self.y_true)
-
-    @property
-    def patient_count(self) -> int:
-        return len(np.unique(self.patients))
 
     def values(self, probs) -> tuple:
         """(metric -> estimate on the whole split, metric -> resampled values) of one model's probabilities."""

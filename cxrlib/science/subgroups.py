@@ -52,6 +52,29 @@ def age_group(ages) -> pd.Series:
     return groups.astype(object).where(groups.notna(), np.nan)
 
 
+def missing_columns(rows: pd.DataFrame) -> list:
+    """The label file's columns the groups are read from (ATTRIBUTES) that rows lack."""
+    return [column for column, _, _ in ATTRIBUTES.values() if column not in rows.columns]
+
+
+def demographics(rows: pd.DataFrame, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Image id, label, patient and the three groups of each row; columns rows lack are taken from metadata
+    (NIH's label file) by image id."""
+    rows = rows.reset_index(drop=True)
+    missing = missing_columns(rows)
+    if missing and metadata is not None and set(missing) <= set(metadata.columns):
+        rows = rows.join(metadata.set_index("Image Index")[missing], on="Image Index")
+    if missing_columns(rows):
+        raise ValueError(f"the test rows lack the column(s) {', '.join(missing_columns(rows))}; NIH's label file "
+                         f"(Data_Entry_2017.csv) has them: give it as the data's label file")
+    return pd.DataFrame({"Image Index": rows["Image Index"].astype(str), "label": rows["label"].astype(int),
+                         "Patient ID": rows["Patient ID"],
+                         "sex": rows["Patient Gender"].astype(str).str.strip().str.upper().map(SEXES),
+                         "age group": age_group(rows["Patient Age"]).to_numpy(),
+                         "view position": rows["View Position"].astype(str).str.strip().str.upper().where(
+                             lambda v: v.isin(VIEWS))})
+
+
 def with_predictions(people: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     """people with each image's predicted class, joined by image id (every image must have one)."""
     pred = predictions.set_index(predictions["Image Index"].astype(str))["pred"]
@@ -154,17 +177,10 @@ def subgroup_tables(people: pd.DataFrame, n: int = 1000, seed: int = 0, attribut
 def model_tables(people: pd.DataFrame, predictions: dict, n: int = 1000, seed: int = 0, attributes=tuple(ATTRIBUTES),
                  metrics=METRICS) -> tuple:
     """(rates, gaps) of every model (name -> its test predictions), with a 'model' column first."""
-    rates, gaps = [], []
-    for name, frame in predictions.items():
-        r, g = subgroup_tables(with_predictions(people, frame), n, seed, attributes, metrics)
-        rates.append(r.assign(model=name))
-        gaps.append(g.assign(model=name))
-    return model_first(pd.concat(rates, ignore_index=True)), model_first(pd.concat(gaps, ignore_index=True))
-
-
-def model_first(table: pd.DataFrame) -> pd.DataFrame:
-    """The table with its 'model' column first."""
-    return table[["model", *[c for c in table.columns if c != "model"]]]
+    tables = {name: subgroup_tables(with_predictions(people, frame), n, seed, attributes, metrics)
+              for name, frame in predictions.items()}
+    return tuple(pd.concat({name: found[part] for name, found in tables.items()}, names=["model"])
+                 .reset_index(level="model").reset_index(drop=True) for part in (0, 1))
 
 
 # ---------------------------------------------------------------- the shortcut check

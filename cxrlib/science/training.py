@@ -11,8 +11,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from cxrlib.core.manifest import check
+from cxrlib.science.calibration import balancing_offsets, softmax
 
 
 class EpochLine(keras.callbacks.Callback):
@@ -20,7 +22,7 @@ class EpochLine(keras.callbacks.Callback):
 
     def __init__(self, name: str, epochs: int):
         super().__init__()
-        self.name, self.epochs, self.started = name, epochs, time.perf_counter()
+        self.name, self.epochs, self.started, self.rate = name, epochs, time.perf_counter(), None
 
     def on_epoch_end(self, epoch, logs=None):
         """Print losses, accuracies and the learning rate after each epoch, and a plain sentence when
@@ -29,10 +31,9 @@ class EpochLine(keras.callbacks.Callback):
         shown = ", ".join(f"{k} {v:.4g}" for k, v in logs.items())
         elapsed = time.perf_counter() - self.started
         print(f"[{self.name}] epoch {epoch + 1}/{self.epochs}: {shown} ({elapsed:.0f}s)", flush=True)
-        rate = self.learning_rate()
-        before, self.rate = getattr(self, "rate", None), rate
-        if before is not None and rate is not None and rate < before * (1 - 1e-6):
-            print(f"[{self.name}] learning rate lowered from {before:.3g} to {rate:.3g} (no recent improvement)",
+        before, self.rate = self.rate, self.learning_rate()
+        if before is not None and self.rate is not None and self.rate < before * (1 - 1e-6):
+            print(f"[{self.name}] learning rate lowered from {before:.3g} to {self.rate:.3g} (no recent improvement)",
                   flush=True)
 
     def on_train_begin(self, logs=None):
@@ -103,8 +104,7 @@ def read_history(path: Path) -> pd.DataFrame:
     """A history CSV, keeping the last record of any epoch repeated."""
     if not Path(path).is_file():
         return pd.DataFrame()
-    history = pd.read_csv(path)
-    return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+    return pd.read_csv(path).drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
 def class_weights(labels, mode) -> dict | None:
@@ -128,9 +128,7 @@ CALLBACK_STATE = {
 
 def _plain(value):
     """A callback attribute as JSON (numpy scalars, infinities)."""
-    if value is None:
-        return None
-    return float(value) if np.ndim(value) == 0 else value
+    return None if value is None else float(value) if np.ndim(value) == 0 else value
 
 
 def seed_variables(model) -> list:
@@ -143,12 +141,11 @@ def seed_variables(model) -> list:
 class Backup(keras.callbacks.BackupAndRestore):
     """The whole training state in one folder, swapped in atomically at the end of an epoch.
 
-    Keras's BackupAndRestore keeps the weights, the optimizer's state and the epoch; this subclass adds what it
-    lacks: the layers' random states (seeds.npz), the history and the callbacks' counters (state.json), an identity
-    (another identity's backup is never resumed), a staged write (Keras writes into backup.new, swapped in whole)
-    and spacing: written after the first epoch, then whenever the time since the last one is at least SPACING
-    times what writing it took (at most about 1/SPACING of the training time), and after the last epoch; a
-    resumed run repeats the epochs since, with the same result.
+    Keras's BackupAndRestore keeps weights, optimizer state and epoch; this adds the layers' random states
+    (seeds.npz), the history and the callbacks' counters (state.json), an identity (another identity's backup is
+    never resumed), a staged write (into backup.new, swapped in whole) and spacing: after the first epoch, then once
+    the time since the last is SPACING times what writing took (at most ~1/SPACING of training), and after the last
+    epoch; a resumed run repeats the epochs since, with the same result.
     """
 
     SPACING = 20
@@ -205,16 +202,13 @@ class Backup(keras.callbacks.BackupAndRestore):
 def read_backup(folder: Path, identity: str, name: str):
     """The saved state of an interrupted fit of this identity, or None (another identity's is discarded)."""
     folder = Path(folder)
-    fresh = folder.with_name(folder.name + ".new")
+    fresh, saved = folder.with_name(folder.name + ".new"), folder / "state.json"
     if not folder.is_dir() and (fresh / "state.json").is_file():
         os.replace(fresh, folder)  # a crash fell between writing the new backup and swapping it in
-    state_file = folder / "state.json"
-    if not state_file.is_file():
-        shutil.rmtree(folder, ignore_errors=True)
-        return None
-    state = json.loads(state_file.read_text())
+    state = json.loads(saved.read_text()) if saved.is_file() else {}
     if state.get("identity") != identity:
-        print(f"[{name}] discarding a backup made with other settings, data or code; training afresh")
+        if state:
+            print(f"[{name}] discarding a backup made with other settings, data or code; training afresh")
         shutil.rmtree(folder, ignore_errors=True)
         return None
     return state
@@ -258,9 +252,8 @@ def train(model, train_data, val_ds, folder: Path, *, epochs: int, patience: int
                   class_weight=class_weight, shuffle=False)  # the pipeline shuffles, by epoch
     elif getattr(model, "optimizer", None) is not None:
         model.optimizer.build(model.trainable_variables)  # the best weights carry its state: loading them then warns
-    best_path = folder / BEST
-    if best_path.is_file():
-        model.load_weights(best_path)
+    if (folder / BEST).is_file():
+        model.load_weights(folder / BEST)
     return model, pd.DataFrame(history)
 
 
@@ -293,8 +286,6 @@ def predict_with_logits(model, dataset):
     """(probabilities, logits, seconds): one prediction with the classifier's softmax switched off, so the
     logits come out exact (a float32 softmax rounds small probabilities to 0, and their logs cannot be
     recovered); the probabilities are their softmax in float64."""
-    from cxrlib.science.calibration import softmax
-
     classifier = classifier_layer(model)
     if classifier is None or classifier.activation is not keras.activations.softmax:
         raise ValueError(f"model {model.name} has no softmax layer named 'classifier' to take logits from")
@@ -312,8 +303,6 @@ def balance(model, val_ds, val_labels, class_weight: str = "none") -> np.ndarray
     """Fold calibration.balancing_offsets of the validation logits into the classifier's biases, so that every later
     prediction (saved model, Grad-CAM's predicted class, ensembles) decides for the prior the model was trained for:
     the balanced classes of class weights ('balanced'), else the classes' validation shares; the offsets."""
-    from cxrlib.science.calibration import balancing_offsets
-
     _, logits, _ = predict_with_logits(model, val_ds)
     shares = np.full(logits.shape[1], 1 / logits.shape[1]) if class_weight == "balanced" else None
     offsets = balancing_offsets(logits, val_labels, shares)
@@ -324,16 +313,12 @@ def balance(model, val_ds, val_labels, class_weight: str = "none") -> np.ndarray
 
 def distribution_scope():
     """Mirror training over every GPU when there are several; otherwise the default strategy."""
-    import tensorflow as tf
-
     gpus = tf.config.list_physical_devices("GPU")
     return tf.distribute.MirroredStrategy().scope() if len(gpus) > 1 else nullcontext()
 
 
 def set_mixed_precision(enabled: bool) -> str:
     """float16 compute on a GPU when asked; CPUs gain nothing from it, so they stay float32."""
-    import tensorflow as tf
-
     policy = "mixed_float16" if enabled and tf.config.list_physical_devices("GPU") else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
@@ -341,8 +326,6 @@ def set_mixed_precision(enabled: bool) -> str:
 
 def set_determinism(enabled: bool) -> bool:
     """TensorFlow's deterministic ops, for bit-identical reruns (a GPU pays in speed; full may turn it off)."""
-    import tensorflow as tf
-
     if enabled:
         tf.config.experimental.enable_op_determinism()
     return enabled

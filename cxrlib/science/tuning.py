@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import keras
 import pandas as pd
@@ -67,8 +68,6 @@ CHANCE_TOLERANCE = 0.02
 
 def chance_loss(classes: int = 4) -> float:
     """The cross-entropy of a model that gives every class the same probability: ln(classes)."""
-    import math
-
     return math.log(classes)
 
 

@@ -92,6 +92,19 @@ def apply_caps(table: pd.DataFrame, caps=None, seed: int = 42, training_set: str
     return limit_per_class(table, caps, seed)
 
 
+def smaller_set(train: pd.DataFrame, caps, training_set: str, seed: int, draw_seed: int) -> tuple:
+    """(mask of the training images, whether it is the report's first training set) for "does more data help?":
+    that first set (7,996 images in its class shares) where the run uses the larger one, else half the training
+    patients with all their images (a patient's images are correlated), drawn with draw_seed."""
+    if isinstance(caps, dict) and isinstance(caps.get("train"), dict) and training_set == "more":
+        first = apply_caps(train, {"train": caps["train"]}, seed, "first")
+        if len(first) < len(train):  # a partial download may hold fewer images than the first set
+            return train.index.isin(first.index), True
+    patients = np.unique(train["Patient ID"].astype(str))
+    half = np.random.default_rng(draw_seed).choice(patients, max(1, len(patients) // 2), replace=False)
+    return train["Patient ID"].astype(str).isin(half).to_numpy(), False
+
+
 def limit_per_class(table: pd.DataFrame, limits, seed: int = 42) -> pd.DataFrame:
     """Sample down each (split, class) cell to its limit; cells without a limit are kept whole."""
     if not limits:

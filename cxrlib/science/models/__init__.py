@@ -20,8 +20,7 @@ def count_params(model) -> dict:
 
 def summary_table(model) -> pd.DataFrame:
     """Layer, output shape and parameter count, like Keras's summary but as a DataFrame."""
-    rows = [{"layer": layer.name, "type": type(layer).__name__,
-             "output shape": str(tuple(layer.output.shape)),
+    rows = [{"layer": layer.name, "type": type(layer).__name__, "output shape": str(tuple(layer.output.shape)),
              "params": layer.count_params()} for layer in model.layers]
     return pd.DataFrame(rows)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # RandomContrast's factor as (lower, upper): factors are drawn in [1 - 0.2, 1 + 0.2]. A single 0.2 would
 # draw only in [1, 1.2] in Keras 3, so contrast would never be lowered.
 CONTRAST_FACTOR = (0.2, 0.2)

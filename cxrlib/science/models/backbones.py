@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from cxrlib.core.manifest import check
 from cxrlib.science.models.inputs import grey_input, softmax_head
 
 # ImageNet means (BGR) of the 'caffe' mode; our images are gray, so R=G=B and the channel flip is moot.
@@ -81,6 +82,18 @@ def spec(name: str) -> BackboneSpec:
     return BACKBONES[name]
 
 
+def fine_tune_points(name: str, choice: str) -> tuple:
+    """Which unfreeze points to train (the manifest's fine_tune): none, the first (cheapest) or all of the report's."""
+    points = spec(name).unfreeze
+    return {"none": (), "first": points[:1], "all": points}[check("fine_tune", choice)]
+
+
+def fine_tune_augments(name: str, choice: str) -> bool:
+    """Whether fine tuning augments (the manifest's fine_tune_augment): as the report did for this backbone
+    ('report': where its kept head was trained with augmentation), 'always' or 'never'."""
+    return {"report": spec(name).head.augment, "always": True, "never": False}[check("fine_tune_augment", choice)]
+
+
 def preprocessing(kind: str):
     """The backbone's own input scaling as built-in (serialisable) layers, for inputs in [0, 255]."""
     if kind == "caffe":
@@ -110,8 +123,7 @@ def head(name: str, feature_shape, variant: Head | None = None) -> keras.Model:
         x = layers.Dense(units, activation="relu")(x)
         if dropout:
             x = layers.Dropout(dropout)(x)
-    outputs = softmax_head()(x)
-    return keras.Model(inputs, outputs, name=f"{name}_head")
+    return keras.Model(inputs, softmax_head()(x), name=f"{name}_head")
 
 
 def full_model(name: str, base: keras.Model, top: keras.Model, size: int, augment: bool = False) -> keras.Model:

@@ -29,8 +29,7 @@ class ThreeChannels(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         """Same batch and spatial size, three channels."""
-        spatial = tuple(input_shape[1:3])
-        return (input_shape[0], *spatial, 3)
+        return (input_shape[0], *tuple(input_shape[1:3]), 3)
 
 
 def grey_input(size: int, name: str = "image"):

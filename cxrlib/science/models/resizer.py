@@ -33,8 +33,7 @@ def learnable_resizer(size: int = 227, filters: int = 16, blocks: int = 1,
     x = layers.Conv2D(filters, 1, padding="same")(x)
     x = layers.LeakyReLU(negative_slope=0.2)(x)
     x = layers.BatchNormalization()(x)
-    bottleneck = layers.Resizing(size, size, interpolation=interpolation)(x)
-    x = bottleneck
+    x = bottleneck = layers.Resizing(size, size, interpolation=interpolation)(x)
     for _ in range(blocks):
         x = residual_block(x, filters)
     x = conv_block(x, filters, 3, activation=False)

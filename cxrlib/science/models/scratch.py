@@ -25,9 +25,8 @@ def first_cnn(image_size: int = 250, resize_to: int = 227, resizer: bool = False
     Its Flatten makes the count depend on the input size: 4,741,188 holds for 227 px only.
     """
     inputs, x = stem(image_size, resize_to, resizer, augment)
-    x = _conv(x, 32, 11)
-    x = _conv(x, 32, 11)
-    x = _conv(x, 32, 5)
+    for kernel in (11, 11, 5):
+        x = _conv(x, 32, kernel)
     x = layers.MaxPooling2D(2)(x)
     for filters, kernel in ((64, 5), (64, 5), (128, 3), (128, 3)):
         x = _conv(x, filters, kernel, strides=2)
@@ -39,8 +38,7 @@ def first_cnn(image_size: int = 250, resize_to: int = 227, resizer: bool = False
     x = layers.MaxPooling2D(2, strides=1, padding="same")(x)
     x = layers.Flatten()(x)
     x = layers.Dense(128, activation="relu")(x)
-    outputs = softmax_head()(x)
-    return keras.Model(inputs, outputs, name="cnn_first")
+    return keras.Model(inputs, softmax_head()(x), name="cnn_first")
 
 
 def second_cnn(image_size: int = 250, resize_to: int = 227, resizer: bool = False,
@@ -58,5 +56,4 @@ def second_cnn(image_size: int = 250, resize_to: int = 227, resizer: bool = Fals
     for units, dropout in mlp:
         x = layers.Dense(units, activation="relu")(x)
         x = layers.Dropout(dropout)(x)
-    outputs = softmax_head()(x)
-    return keras.Model(inputs, outputs, name="cnn_second")
+    return keras.Model(inputs, softmax_head()(x), name="cnn_second")
