@@ -117,7 +117,7 @@ def test_each_backbone_declares_its_target_layer():
     base = backbones.backbone("vgg16", 32)
     model = backbones.full_model("vgg16", base, backbones.head("vgg16", base.output.shape[1:]), 32)
     assert gradcam.gradcam_target(model) == ("block5_conv3", base)
-    assert gradcam.target_description(model)["resolution"] == "2x2"
+    assert cam_figures.target_description(model)["resolution"] == "2x2"
     assert {s.gradcam_layer for s in backbones.BACKBONES.values()} == {"block5_conv3", "conv5_block3_out", "relu"}
 
 

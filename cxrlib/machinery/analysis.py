@@ -11,6 +11,7 @@ from cxrlib.core.config import CLASSES
 from cxrlib.core.manifest import REPORT_MODELS
 from cxrlib.machinery import runs
 from cxrlib.present.labels import metrics_row, model_label
+from cxrlib.present.report import ANSWERS
 from cxrlib.science.choice import choose, report_candidates, validation_scores
 from cxrlib.science.metrics import agreement
 
@@ -405,4 +406,4 @@ def flow_findings(ch) -> pd.DataFrame | None:
     path = runs.ChapterRun(ch.profile, "pretrained", ch.runs_root).live / FINDINGS_FILE
     if not path.is_file():
         return None
-    return pd.read_csv(path).set_index("question")[["report's answer", "our answer"]]
+    return pd.read_csv(path).set_index("question")[ANSWERS]

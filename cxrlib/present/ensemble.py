@@ -30,4 +30,5 @@ def side_by_side(choice: pd.DataFrame, val: dict, test: dict, done) -> SideBySid
          **{name: probabilities(f["test"]) for name, f in ensembles.items()}},
         {**{label: logits(f) for label, f in val.items()},
          **{name: done.fitted.val_log_probs[key] for name, key in done.names.items()}},
-        {**{label: logits(f) for label, f in test.items()}, **{name: logits(f["test"]) for name, f in ensembles.items()}})
+        {**{label: logits(f) for label, f in test.items()},
+         **{name: logits(f["test"]) for name, f in ensembles.items()}})

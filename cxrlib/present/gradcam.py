@@ -10,7 +10,7 @@ from matplotlib.patches import Rectangle
 from cxrlib.core.config import CLASSES
 from cxrlib.present.plots import short_lines, wrapped
 from cxrlib.science.boxes import LEVEL, NO_INFORMATION, POINTING_TOLERANCE, THRESHOLDS
-from cxrlib.science.gradcam import has_spatial_information, heatmap_at
+from cxrlib.science.gradcam import gradcam_target, has_spatial_information, heatmap_at
 
 # A figure drawn this wide (inches at matplotlib's 100 dpi) is shown at the book's ~700 px column
 # without shrinking, so a 10-point title stays 10 points on the page.
@@ -173,11 +173,17 @@ def boxes_sentence(boxed, scope: str, scored: int | None = None) -> str:
             "these intervals are wide.")
 
 
+def target_description(model) -> dict:
+    """The target layer and its grid, in words, for the chapter's table of which map each model is explained on."""
+    name, nested = gradcam_target(model)
+    shape = (nested or model).get_layer(name).output.shape
+    return {"target layer": name, "resolution": f"{shape[1]}x{shape[2]}", "channels": shape[3],
+            "input": f"{model.input.shape[1]}x{model.input.shape[2]}"}
+
+
 def summary_text(models: dict, scores) -> str:
     """The chapter's closing bullets: which models' maps can say where at this input size, and what the box scores
     rest on (scores: science.boxes.score_models' table, empty without boxes)."""
-    from cxrlib.science.gradcam import target_description
-
     grids = {name: target_description(model)["resolution"] for name, model in models.items()}
     coarse = [name for name, grid in grids.items() if min(map(int, grid.split("x"))) < 2]
     lines = [f"Grad-CAM target grids at this input size: {', '.join(f'{n} {g}' for n, g in grids.items())}."]

@@ -32,4 +32,5 @@ def resizer_parameters(size: int = 227) -> pd.DataFrame:
     """The learnable resizer's parameters at the report's output size."""
     from cxrlib.science.models import count_params, learnable_resizer
 
-    return parameters_table("learnable resizer", {"ours": {"parameters": count_params(learnable_resizer(size))["total"]}})
+    ours = count_params(learnable_resizer(size))["total"]
+    return parameters_table("learnable resizer", {"ours": {"parameters": ours}})

@@ -14,8 +14,8 @@ CHOICE_COLUMNS = ["chosen", METRIC]
 
 def choice_with_targets(choice: pd.DataFrame, models: dict) -> pd.DataFrame:
     """The table of models chosen on validation (one row per model, in models' order) with the layer and grid
-    each is explained on (science.gradcam.target_description) beside it."""
-    from cxrlib.science.gradcam import target_description
+    each is explained on (present.gradcam.target_description) beside it."""
+    from cxrlib.present.gradcam import target_description
 
     targets = pd.DataFrame({label: target_description(m) for label, m in models.items()}, columns=list(models))
     return pd.concat([choice, targets.T.set_axis(choice.index)], axis=1)

@@ -52,14 +52,6 @@ def gradcam_target(model):
     raise ValueError(f"model {model.name} has no convolutional layer for Grad-CAM")
 
 
-def target_description(model) -> dict:
-    """The target layer and its grid, for the chapter's table of which map each model is explained on."""
-    name, nested = gradcam_target(model)
-    shape = (nested or model).get_layer(name).output.shape
-    return {"target layer": name, "resolution": f"{shape[1]}x{shape[2]}", "channels": shape[3],
-            "input": f"{model.input.shape[1]}x{model.input.shape[2]}"}
-
-
 def _logits(classifier, features):
     """The classifier's pre-softmax class scores: its input times its kernel plus its bias."""
     import tensorflow as tf
