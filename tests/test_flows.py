@@ -14,6 +14,7 @@ import pytest
 from cxrlib.core.config import REPORT_COUNTS, REPORT_FIRST_TRAIN_SIZE
 from cxrlib.present import report
 from cxrlib.science import metrics, stats
+from cxrlib.core.backbones import BACKBONES
 from cxrlib.science.models import backbones
 from tests.test_report_numbers import REPORT_MD, blocks
 
@@ -66,7 +67,7 @@ def test_every_stated_row_of_section_4_is_in_report_py(sections):
 
 
 def test_each_head_is_the_one_its_section_names(sections):
-    heads = [h for spec in backbones.BACKBONES.values() for h in spec.heads]
+    heads = [h for spec in BACKBONES.values() for h in spec.heads]
     assert [h.section for h in heads] == ["4.1.1.1", "4.1.1.2", "4.1.1.3", "4.1.1.4", "4.2.1.1", "4.2.1.2",
                                           "4.2.1.3", "4.2.4.1", "4.3.1.1", "4.3.1.2", "4.3.1.3"]
     for head in heads:  # the report's heading, its three spellings of global average pooling as "GAP"
@@ -74,7 +75,7 @@ def test_each_head_is_the_one_its_section_names(sections):
         words = re.sub(r"two Dense (\d+)", r"Dense \1 + Dense \1", words).removesuffix(" Layer")
         assert report.head_label(head) == f"{head.section} {words}"
     # the heads fine tuning starts from: 4.1.2.1 "from 5.1.1.4" (the report numbers its sections 5.x there)
-    froms = {name: spec.kept for name, spec in backbones.BACKBONES.items()}
+    froms = {name: spec.kept for name, spec in BACKBONES.items()}
     assert froms == {"vgg16": "4.1.1.4", "resnet152": "4.2.1.2", "resnet50": "4.2.4.1", "chexnet": "4.3.1.3"}
     assert "from 5.1.1.4" in sections["4.1.2.1"][0] and "from 5.2.1.2" in sections["4.2.2.1"][0]
     assert "from 5.2.4.1" in sections["4.2.4.2"][0] and "from 5.3.1.3" in sections["4.3.2.1"][0]

@@ -17,7 +17,7 @@ import pytest
 from cxrlib.core.config import CLASSES
 from cxrlib.core.manifest import PROFILES
 from cxrlib.machinery import runner
-from cxrlib.science.models.backbones import BACKBONES
+from cxrlib.core.backbones import BACKBONES
 from tests.conftest import make_rows, write_folder
 from tests.test_book import book_copy, outputs
 

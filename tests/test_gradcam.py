@@ -10,6 +10,7 @@ import pytest
 from cxrlib.present import gradcam as cam_figures
 from cxrlib.science import boxes as box_scores
 from cxrlib.science import gradcam
+from cxrlib.core.backbones import BACKBONES
 from cxrlib.science.models import backbones, fused_net
 
 SIZE, BLOB = 32, 6
@@ -118,7 +119,7 @@ def test_each_backbone_declares_its_target_layer():
     model = backbones.full_model("vgg16", base, backbones.head("vgg16", base.output.shape[1:]), 32)
     assert gradcam.gradcam_target(model) == ("block5_conv3", base)
     assert cam_figures.target_description(model)["resolution"] == "2x2"
-    assert {s.gradcam_layer for s in backbones.BACKBONES.values()} == {"block5_conv3", "conv5_block3_out", "relu"}
+    assert {s.gradcam_layer for s in BACKBONES.values()} == {"block5_conv3", "conv5_block3_out", "relu"}
 
 
 def centred_box(size, share):

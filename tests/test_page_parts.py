@@ -12,7 +12,7 @@ from cxrlib.core.frames import predictions_frame
 from cxrlib.machinery.chapter import Chapter
 from cxrlib.present import conclusions, dataset, page, report, tables
 from cxrlib.present.ensemble import side_by_side
-from cxrlib.science.models.backbones import Head
+from cxrlib.core.backbones import Head
 from cxrlib.science.stats import Bootstrap
 
 Y = np.arange(80) % 4

@@ -72,7 +72,7 @@ def junk_environment(tmp_path: Path) -> dict:
     (junk_keras / "models").mkdir(parents=True)
     for name in ("vgg16", "resnet50", "resnet152", "chexnet"):  # 'ImageNet' files that are not weights at all
         (junk_keras / "models" / f"{name}.h5").write_bytes(b"junk")
-    from cxrlib.science.models.backbones import BACKBONES
+    from cxrlib.core.backbones import BACKBONES
 
     for spec in BACKBONES.values():
         (junk_keras / "models" / spec.weights_file).write_bytes(b"junk")

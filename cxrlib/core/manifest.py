@@ -15,11 +15,12 @@ import graphlib
 import math
 from dataclasses import dataclass, field
 
+from cxrlib.core import backbones
 from cxrlib.core.config import CLASSES, REPORT_COUNTS
 
 # Allowed choices, stated once: the code that acts on a choice imports it from here.
 SPLITS = ("train", "val", "test")
-BACKBONES = ("vgg16", "resnet152", "resnet50", "chexnet")
+BACKBONES = tuple(backbones.BACKBONES)  # the report's backbones, by name
 CLASS_WEIGHTS = ("none", "balanced")
 FINE_TUNE = ("none", "first", "all")
 FINE_TUNE_AUGMENT = ("report", "always", "never")

@@ -42,7 +42,7 @@ def choose(scores, among=None) -> str:
 def report_preference(key: str) -> int:
     """Rank of a candidate 'chapter/model' in the report's own preference (0 first), which breaks choose's ties:
     its deepest fine tuning first, then shallower ones in the report's order reversed, then the features-only head."""
-    from cxrlib.science.models.backbones import BACKBONES  # keras: only when a pretrained model is ranked
+    from cxrlib.core.backbones import BACKBONES
 
     model = key.split("/", 1)[1]
     for name, spec in BACKBONES.items():

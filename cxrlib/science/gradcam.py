@@ -26,7 +26,7 @@ def activations(model, image: np.ndarray) -> dict:
 
 def _backbone_spec(nested):
     """The per-backbone facts of a nested keras.applications model, matched by its name (None: unknown)."""
-    from cxrlib.science.models import backbones
+    from cxrlib.core import backbones
 
     return next((spec for spec in backbones.BACKBONES.values() if nested.name == spec.application.lower()), None)
 
@@ -35,7 +35,7 @@ def gradcam_target(model):
     """(layer name, nested model or None): where Grad-CAM reads the feature maps.
 
     The fused net: its concatenation of the pooled shallow and deep maps, so the shallow branches count;
-    a nested backbone (VGG16, ResNet, DenseNet): the layer its facts declare (backbones.BACKBONES);
+    a nested backbone (VGG16, ResNet, DenseNet): the layer its facts declare (core.backbones.BACKBONES);
     otherwise the last convolution at the top level.
     """
     import keras
