@@ -221,8 +221,7 @@ def probabilities(saved: SavedModel, images: np.ndarray) -> np.ndarray:
 
 
 def rows_for(paths: list, errors: list, probs: np.ndarray, saved: SavedModel) -> pd.DataFrame:
-    """One CSV row per file, in order: the file, each class's probability, the predicted class, the temperature
-    and its status, and the error; probs has a row for each file without an error."""
+    """One CSV row per file, in order; probs has a row for each file without an error."""
     frame = pd.DataFrame({"file": [str(p) for p in paths], **{c: np.nan for c in PROBABILITY_COLUMNS},
                           "predicted": "", "temperature": np.nan, "temperature_status": "", "gradcam_file": "",
                           "error": errors})

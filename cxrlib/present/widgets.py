@@ -195,8 +195,7 @@ class MisclassifiedBrowser:
             self.message.value = html.escape(f"No test image misclassified by {self.model.value} has true class "
                                              f"{self.true_class.value} and predicted class {self.predicted.value}.")
             return
-        self.message.value = f"<i>loading {text} ...</i>"
-        self.status.value = f"loading {text} ..."
+        self.message.value, self.status.value = f"<i>loading {text} ...</i>", f"loading {text} ..."
         for (box, image, caption), (_, row) in zip(self.rows, page.iterrows()):
             image.value, caption.value = self.picture(row), self.caption(row)
             box.layout.display = "flex"
