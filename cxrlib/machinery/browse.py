@@ -258,10 +258,8 @@ def answers(ip: str, port: int) -> bool:
 
     try:
         urllib.request.urlopen(f"http://{ip}:{port}/login", timeout=5).close()
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
+    except OSError as err:  # an HTTPError is an answer; any other, none
+        return isinstance(err, urllib.error.HTTPError)
     return True
 
 

@@ -50,8 +50,7 @@ def compare_runs(a, b):
     files_a, files_b = _metric_files(a), _metric_files(b)
     rows = []
     for key in sorted(set(files_a) | set(files_b)):
-        ma = _metrics(files_a[key]) if key in files_a else pd.Series(dtype=float)
-        mb = _metrics(files_b[key]) if key in files_b else pd.Series(dtype=float)
+        ma, mb = (_metrics(files[key]) if key in files else pd.Series(dtype=float) for files in (files_a, files_b))
         names = list((ma if key in files_a else mb).index)
         row = {"chapter": key[0], "model": key[1]}
         for name in names:

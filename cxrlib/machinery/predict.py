@@ -137,7 +137,7 @@ def check_classes(model, key: str, folder: Path, name: str) -> None:
     if outputs != len(CLASSES):
         raise PredictError(f"model {key} outputs {outputs} classes; cxr predict needs {len(CLASSES)}: "
                            f"{', '.join(CLASSES)}")
-    saved = next(iter(sorted((folder / "predictions").glob(f"{name}__*.csv"))), None)
+    saved = min((folder / "predictions").glob(f"{name}__*.csv"), default=None)
     if saved is None:
         return
     columns = column_classes(pd.read_csv(saved, nrows=0).columns)
@@ -221,8 +221,7 @@ def probabilities(saved: SavedModel, images: np.ndarray) -> np.ndarray:
 
 
 def rows_for(paths: list, errors: list, probs: np.ndarray, saved: SavedModel) -> pd.DataFrame:
-    """One CSV row per file, in order: the file, each class's probability, the predicted class, the temperature
-    and its status, and the error; probs has a row for each file without an error."""
+    """One CSV row per file, in order; probs has a row for each file without an error."""
     frame = pd.DataFrame({"file": [str(p) for p in paths], **{c: np.nan for c in PROBABILITY_COLUMNS},
                           "predicted": "", "temperature": np.nan, "temperature_status": "", "gradcam_file": "",
                           "error": errors})
@@ -270,15 +269,6 @@ def write_overlay(saved: SavedModel, image: np.ndarray, class_index: int, target
     return str(target)
 
 
-def overlays(saved: SavedModel, good: list, predicted, folder: Path, taken: set, tick) -> list:
-    """write_overlay of every (path, image) for its predicted class, calling tick() after each."""
-    written = []
-    for (path, image), label in zip(good, predicted):
-        written.append(write_overlay(saved, image, CLASSES.index(label), overlay_name(folder, path, taken), path.name))
-        tick()
-    return written
-
-
 def gradcam_summary(table: pd.DataFrame, folder) -> str:
     """One line: how many overlays were written where, and how many maps had no spatial information."""
     predicted = table[table["error"] == ""]
@@ -306,10 +296,12 @@ def predict_chunk(chunk: list, saved: SavedModel, step, gradcam, taken: set, pro
     progress.update(len(chunk) - len(good) if gradcam else len(chunk))
     probs = probabilities(saved, np.stack([i for _, i in good])) if good else np.zeros((0, len(CLASSES)))
     frame = rows_for([path for path, _ in chunk], errors, probs, saved)
-    if gradcam and good:
-        done = frame["error"] == ""
-        frame.loc[done, "gradcam_file"] = overlays(saved, good, frame.loc[done, "predicted"], Path(gradcam), taken,
-                                                   lambda: progress.update(1))
+    if gradcam and good:  # each predicted class's overlay, counted as it is written
+        written = []
+        for (path, image), k in zip(good, probs.argmax(axis=1)):
+            written.append(write_overlay(saved, image, int(k), overlay_name(Path(gradcam), path, taken), path.name))
+            progress.update(1)
+        frame.loc[frame["error"] == "", "gradcam_file"] = written
     return frame
 
 
@@ -333,11 +325,6 @@ def predict_files(paths, saved: SavedModel, gradcam=None, err=None) -> pd.DataFr
     return pd.concat(frames, ignore_index=True)
 
 
-def write_table(path: Path, table: pd.DataFrame) -> Path:
-    """The CSV, probabilities and temperature at DECIMALS decimals (an empty field where there is none)."""
-    return write_atomic(path, lambda tmp: table.to_csv(tmp, index=False, float_format=f"%.{DECIMALS}f"))
-
-
 def run_predict(paths, key: str, profile: str = "cpu", output="predictions.csv", gradcam=None, data_dir=None,
                 out=None, err=None) -> int:
     """The command: predict, write the CSV, name every file that failed on a line; 1 when any failed, else 0."""
@@ -347,7 +334,8 @@ def run_predict(paths, key: str, profile: str = "cpu", output="predictions.csv",
     failed = table[table["error"] != ""]
     for path, why in zip(failed["file"], failed["error"]):
         print(f"cxr predict: {path}: {why}", file=err)
-    write_table(Path(output), table)
+    # probabilities and temperature at DECIMALS decimals (an empty field where there is none)
+    write_atomic(Path(output), lambda tmp: table.to_csv(tmp, index=False, float_format=f"%.{DECIMALS}f"))
     temperature = saved.temperature_status if saved.temperature is None else f"T = {saved.temperature:.4g}, {APPLIED}"
     print(f"{len(table) - len(failed)} image(s) predicted with {key} (profile {profile}, {saved.size} px, temperature "
           f"{temperature}) -> {output}; {len(failed)} could not be used", file=out)

@@ -33,9 +33,8 @@ def _ellipse(cx, cy, rx, ry):
 def _lungs(rng, shrink_right=1.0):
     """Two dark lung fields; a factor below 1 collapses the right one (atelectasis)."""
     dy = rng.normal(0, 0.03)
-    left = _ellipse(-0.38 + rng.normal(0, 0.02), 0.0 + dy, 0.26, 0.55)
-    right = _ellipse(0.38, 0.0 + dy + 0.55 * (1 - shrink_right), 0.26 * shrink_right,
-                     0.55 * shrink_right)
+    left = _ellipse(-0.38 + rng.normal(0, 0.02), dy, 0.26, 0.55)
+    right = _ellipse(0.38, dy + 0.55 * (1 - shrink_right), 0.26 * shrink_right, 0.55 * shrink_right)
     return left, right
 
 

@@ -104,11 +104,6 @@ class WeightsLoad:
         return f"{self.loaded} of {self.total} weighted layers loaded by {self.method}"
 
 
-def keras3_name(name: str) -> str:
-    """Keras 2 wrote DenseNet's stem as conv1/conv and conv1/bn; Keras 3 forbids '/' and says conv1_conv."""
-    return name.replace("/", "_")
-
-
 def _text(value) -> str:
     """h5py attributes come back as bytes or str depending on who wrote them."""
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -158,7 +153,8 @@ def load_chexnet_weights(model: keras.Model, path, allow_partial: bool = False) 
         raise FileNotFoundError(f"CheXNet weights file {path} does not exist")
     entries = read_h5_layers(path)
     targets = [layer for layer in model.layers if layer.weights]
-    by_name = {keras3_name(name): arrays for name, arrays in entries}
+    # Keras 2 wrote DenseNet's stem as conv1/conv and conv1/bn; Keras 3 forbids '/' and says conv1_conv
+    by_name = {name.replace("/", "_"): arrays for name, arrays in entries}
     found = [layer for layer in targets if layer.name in by_name]
     if len(found) < len(targets) and same_architecture(entries, targets):
         _assign(targets, [arrays for _, arrays in entries[:len(targets)]], path)

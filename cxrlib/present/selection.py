@@ -2,6 +2,8 @@
 about them: the one selection the live widget, the book's static twin and the browser's cache share."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 
@@ -14,8 +16,7 @@ ANY = "any"
 
 def vote(classes: list) -> int:
     """The class most models chose; ties go to the first model's (the 'all models' row's rule everywhere)."""
-    counts = {k: classes.count(k) for k in classes}
-    return next(k for k in classes if counts[k] == max(counts.values()))
+    return Counter(classes).most_common(1)[0][0]  # equal counts keep their first-seen order
 
 
 class Selection:
@@ -61,10 +62,8 @@ class Selection:
     def pick(self, model: str, true_class: str = ANY, predicted: str = ANY) -> pd.DataFrame:
         """Misclassified images of one model (or of every model) filtered by true and predicted class."""
         labels = next(iter(self.frames.values()))["label"].to_numpy()
-        if model == ALL_MODELS:
-            keep = np.all([f["pred"].to_numpy() != labels for f in self.frames.values()], axis=0)
-        else:
-            keep = self.frames[model]["pred"].to_numpy() != labels
+        models = self.models if model == ALL_MODELS else [model]
+        keep = np.all([self.frames[m]["pred"].to_numpy() != labels for m in models], axis=0)
         pred = self.predicted(model)
         if true_class != ANY:
             keep &= labels == CLASSES.index(true_class)

@@ -80,9 +80,8 @@ def page_text(first: int, count: int, total: int) -> str:
 
 def gradcam_note(model: str, predicted: str) -> str:
     """What the Grad-CAM overlay explains, in words."""
-    if model == ALL_MODELS:
-        return f"Grad-CAM: every model's map of {predicted}, averaged"
-    return f"Grad-CAM of {model}'s prediction ({predicted})"
+    return (f"Grad-CAM: every model's map of {predicted}, averaged" if model == ALL_MODELS
+            else f"Grad-CAM of {model}'s prediction ({predicted})")
 
 
 def probability_table(selection: Selection, image_id: str, true_label: int) -> str:
@@ -160,9 +159,8 @@ class MisclassifiedBrowser:
                         layout=w.Layout(align_self="flex-start", max_width="100%", height="auto", object_fit="contain"))
         text = w.HTML(layout=w.Layout(margin="0 0 0 1em", flex="1 1 20em", min_width="0", overflow_x="auto"))
         box = w.HBox([image, text], layout=w.Layout(display="none", margin="0.4em 0", flex_flow="row wrap"))
-        box.add_class("cxr-row")
-        image.add_class("cxr-image")
-        text.add_class("cxr-caption")
+        for widget, name in ((box, "row"), (image, "image"), (text, "caption")):
+            widget.add_class(f"cxr-{name}")
         return box, image, text
 
     def chosen(self) -> pd.DataFrame:
@@ -197,13 +195,11 @@ class MisclassifiedBrowser:
             self.message.value = html.escape(f"No test image misclassified by {self.model.value} has true class "
                                              f"{self.true_class.value} and predicted class {self.predicted.value}.")
             return
-        self.message.value = f"<i>loading {text} ...</i>"
-        self.status.value = f"loading {text} ..."
+        self.message.value, self.status.value = f"<i>loading {text} ...</i>", f"loading {text} ..."
         for (box, image, caption), (_, row) in zip(self.rows, page.iterrows()):
             image.value, caption.value = self.picture(row), self.caption(row)
             box.layout.display = "flex"
-        self.message.value = ""
-        self.status.value = text
+        self.message.value, self.status.value = "", text
 
     def overlay_heatmap(self, image_id: str):
         """The Grad-CAM to draw over an image, or None (overlay off, none available, or no spatial information)."""
@@ -318,14 +314,13 @@ def browser_data(predictions: dict, images: dict, heatmaps=None, thumb=None, per
                            selection.agreement(row["Image Index"], row["pred"])] for _, row in chosen.iterrows()]
         for image_id, pred in zip(chosen["Image Index"], chosen["pred"]):
             shown.setdefault(image_id, data_uri(images[image_id], thumb))
-            if heatmaps is not None and len(notes) < gradcam_limit:
-                heatmap = heatmaps(model, image_id)
-                if heatmap is not None:  # named by its class; a map without spatial information is not drawn
-                    key, informative = f"{model}|{image_id}", has_spatial_information(heatmap)
-                    note = gradcam_note(model, CLASSES[int(pred)])
-                    notes[key] = note if informative else f"{note}: {NO_SPATIAL_INFORMATION}"
-                    if informative:
-                        cams[key] = data_uri(gradcam_pixels(images[image_id], heatmap), thumb)
+            heatmap = heatmaps(model, image_id) if heatmaps is not None and len(notes) < gradcam_limit else None
+            if heatmap is not None:  # named by its class; a map without spatial information is not drawn
+                key, note = f"{model}|{image_id}", gradcam_note(model, CLASSES[int(pred)])
+                if has_spatial_information(heatmap):
+                    notes[key], cams[key] = note, data_uri(gradcam_pixels(images[image_id], heatmap), thumb)
+                else:
+                    notes[key] = f"{note}: {NO_SPATIAL_INFORMATION}"
     # every model's probabilities for every image a model misclassifies (numbers only, so the whole test set's
     # mistakes fit): what the browser's table shows, and what any caption about them can be checked against
     probs = {image_id: {m: [round(float(p), 3) for p in row]
