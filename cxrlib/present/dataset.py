@@ -63,8 +63,7 @@ class DropSummary:
         """One row per reason with its count and first image names (and the unknown values), then kept and read."""
         rows = [{"rows": self.count(r), "first images": first(self.dropped.get(r, [])),
                  "values": self.values() if r == "unknown label" else ""} for r in DROP_REASONS]
-        rows += [{"rows": self.rows_kept, "first images": "", "values": ""},
-                 {"rows": self.rows_read, "first images": "", "values": ""}]
+        rows += [{"rows": count, "first images": "", "values": ""} for count in (self.rows_kept, self.rows_read)]
         name = Path(self.label_file).name + ("" if self.encoding == "UTF-8" else f" (read as {self.encoding})")
         index = pd.Index([f"dropped: {r}" for r in DROP_REASONS] + ["kept", "read"], name=name)
         return pd.DataFrame(rows, index=index)
@@ -81,8 +80,7 @@ class DropSummary:
         return (f"{Path(self.label_file).name}: {self.rows_read} rows read, {self.rows_kept} kept{dropped}"
                 + "".join(f"; {n}" for n in notes))
 
-    def __str__(self) -> str:
-        return self.line()
+    __str__ = line
 
 
 def shown_value(value: str, count: int, spelling: str = "") -> str:
@@ -190,8 +188,9 @@ def pipeline_resolution(data) -> str:
     sizes = sorted(set(native_sizes(data)))
     if len(sizes) == 1:
         return f"every image is stored at {sizes[0]} px, so resolution cannot tell the classes apart"
+    native = f"native sizes {', '.join(map(str, sizes))} px"
     if data.harmonise_to:
-        return (f"native sizes {', '.join(map(str, sizes))} px; every image is first brought down to "
-                f"{data.harmonise_to} px (harmonise_resolution), so resolution cannot tell the classes apart")
-    return (f"native sizes {', '.join(map(str, sizes))} px, kept as they are (harmonise_resolution off): "
-            f"if the classes differ in native size, a model can use sharpness as a label")
+        return (f"{native}; every image is first brought down to {data.harmonise_to} px (harmonise_resolution), "
+                "so resolution cannot tell the classes apart")
+    return (f"{native}, kept as they are (harmonise_resolution off): if the classes differ in native size, a model "
+            "can use sharpness as a label")

@@ -171,10 +171,9 @@ def flow_table(heads, ours: dict) -> pd.DataFrame:
     where it shows only a figure)."""
     rows = {}
     for head in heads:
-        label = head_label(head)
         if head.section in ours:
-            rows[(label, "ours")] = ours[head.section]
-        rows[(label, "report")] = FLOWS.get(head.section, (*_NONE, math.nan))
+            rows[head_label(head), "ours"] = ours[head.section]
+        rows[head_label(head), "report"] = FLOWS.get(head.section, (*_NONE, math.nan))
     return logs_table(rows, ["head", "source"])
 
 
@@ -191,8 +190,7 @@ def report_answer(row_a, row_b, metric: str = "F1-macro") -> str:
     """What the report's published numbers say of a question (a point comparison: the report gave no interval)."""
     if row_a is None or row_b is None:
         return "not compared in the report"
-    a, b = REPORT[row_a][(GLOBAL_COLUMNS + F1_COLUMNS).index(metric)], REPORT[row_b][
-        (GLOBAL_COLUMNS + F1_COLUMNS).index(metric)]
+    a, b = (REPORT[row][(GLOBAL_COLUMNS + F1_COLUMNS).index(metric)] for row in (row_a, row_b))
     return f"{'yes' if a > b else 'no'} ({a:.4f} against {b:.4f}, no interval given)"
 
 
