@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import REPORT_COUNTS
-from cxrlib.present.claims import (METRIC_WORDS, READING, answer, difference_word, interval_text, range_text, reading,
-                                   results_table, units)
+from cxrlib.present.claims import (HEADLINE, METRIC_WORDS, READING, answer, baseline_bar, difference_word,
+                                   interval_text, range_text, reading, results_table, units)
 from cxrlib.present.report import BEST, REPORT, report_rows
 from cxrlib.science.choice import choose
 from cxrlib.science.stats import patients_needed, resolvable_difference
@@ -47,10 +47,9 @@ def ranked(found) -> dict:
 def results(boot, found, metrics=None):
     """The results table of every model of ours, in validation order (ranked), with the baselines: the headline
     metrics with loss, time, classes predicted and validation macro F1, or `metrics` alone (e.g. F1 per class)."""
-    if metrics is None:
-        extra = found.extra.join(found.val_scores.round(3))
-        return results_table(boot, ranked(found), baselines=found.baselines, extra=extra)
-    return results_table(boot, ranked(found), baselines=found.baselines, metrics=metrics)
+    extra = found.extra.join(found.val_scores.round(3)) if metrics is None else None
+    return results_table(boot, ranked(found), baselines=found.baselines, extra=extra,
+                         metrics=HEADLINE if metrics is None else metrics)
 
 
 def family_table(boot, test: dict, val_scores, families: dict, report: dict | None = None,
@@ -162,8 +161,6 @@ def closing_statement(best: str, boot, probs, val_score: float, limits=(), sourc
 
 def baseline_counts(boot, test: dict, baselines: dict) -> list:
     """For each baseline: how many of our models lie above it, by the paired interval on its bar's metric."""
-    from cxrlib.present.claims import METRIC_WORDS, baseline_bar
-
     lines = []
     for name, base in baselines.items():
         metric = baseline_bar(name)
