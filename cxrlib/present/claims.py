@@ -117,8 +117,7 @@ def caption(boot, what: str = "test") -> str:
 
 
 def against_report(boot, probs, name: str, report_name: str, metrics=("Accuracy", "F1-macro", "ROC AUC")) -> str:
-    """One sentence on where our model stands against the report's row for it, each metric read from our interval
-    against the report's number: above, below or indistinguishable."""
+    """One sentence: each metric of ours, from its interval, above, below or indistinguishable from the report's."""
     from cxrlib.present.report import report_rows
 
     theirs = report_rows(report_name).iloc[0]
@@ -184,8 +183,7 @@ def search_sentence(trials) -> str:
 
 
 def summary(boot, probs: dict, val_scores, baselines: dict, questions=()) -> str:
-    """A model chapter's closing bullets: its best model on validation with its test interval and reading, and the
-    answer to each of its report questions (question_rows)."""
+    """A model chapter's closing bullets: its best on validation (test interval, reading) and its report questions."""
     from cxrlib.science.choice import choose
 
     best = choose(val_scores, list(probs))

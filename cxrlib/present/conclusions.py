@@ -34,8 +34,7 @@ def choice_sentence(candidates: list) -> str:
 
 
 def best_model(found) -> str:
-    """Our best model: the highest validation macro F1 among every model with a validation score (found:
-    machinery.analysis.Gathered), by the one rule of science.choice."""
+    """Our best model: the highest validation macro F1 (found: machinery.analysis.Gathered), by science.choice."""
     return choose(found.val_scores, list(found.families))
 
 
@@ -45,8 +44,7 @@ def ranked(found) -> dict:
 
 
 def results(boot, found, metrics=None):
-    """The results table of every model of ours, in validation order (ranked), with the baselines: the headline
-    metrics with loss, time, classes predicted and validation macro F1, or `metrics` alone (e.g. F1 per class)."""
+    """Our models in validation order, then the baselines: headline metrics with extra columns, or `metrics`."""
     extra = found.extra.join(found.val_scores.round(3)) if metrics is None else None
     return results_table(boot, ranked(found), baselines=found.baselines, extra=extra,
                          metrics=HEADLINE if metrics is None else metrics)

@@ -69,8 +69,7 @@ class DropSummary:
         return pd.DataFrame(rows, index=index)
 
     def line(self) -> str:
-        """One line for the runner and provenance: read, kept, each reason with its first names, the unknown
-        values, how labels were normalised and (when not UTF-8) the encoding."""
+        """One line for the runner and provenance: read, kept, dropped by reason, unknown values, labels' treatment."""
         parts = [f"{self.count(r)} {r} ({first(self.dropped[r])})" for r in DROP_REASONS if self.count(r)]
         dropped = "; dropped " + ", ".join(parts) if parts else "; nothing dropped"
         notes = [f"unknown label: {self.values()}"] if self.unknown_values else []
@@ -84,8 +83,7 @@ class DropSummary:
 
 
 def shown_value(value: str, count: int, spelling: str = "") -> str:
-    """One unknown label as the summary shows it: quoted (stray spaces show), its rows, NIH's spelling if only
-    case differs."""
+    """One unknown label: quoted (stray spaces show), its rows, NIH's spelling if only case differs."""
     text = f"{value!r} ×{count}" if value.strip() else f"(empty) ×{count}"
     return f"{text} (NIH spells it {spelling!r})" if spelling else text
 
@@ -96,8 +94,7 @@ def first(names) -> str:
 
 
 def source_phrase(kind: str, root: Path, images: int, skipped: int = 0) -> str:
-    """One phrase for provenance lines: 'real NIH ChestX-ray14 sample shipped with the project in
-    data/cxr14-sample (456 single-label images)'."""
+    """One phrase for provenance lines: 'real NIH ChestX-ray14 sample shipped with the project in data/...'."""
     extra = f"; {skipped} unreadable image(s) skipped" if skipped else ""
     return f"{KIND_TEXT[kind]} {where(root)} ({images} single-label images{extra})"
 
@@ -145,8 +142,7 @@ def nih_overview(data, nih_table=None) -> pd.DataFrame:
 
 
 def found_sizes(data, classes: list) -> pd.DataFrame:
-    """Images per size of the copy the source took them from (rows) and class (columns, in `classes` order), or a
-    note where the source does not record that size."""
+    """Images per size of the copy the source took them from and class (`classes` order), or a note if unrecorded."""
     if "orig_width" not in data.table:
         return pd.DataFrame({"note": ["the source does not record the size of the copies it was taken from"]})
     found = data.table.groupby(["orig_width", "Finding Labels"]).size().unstack(fill_value=0)

@@ -67,8 +67,7 @@ def profile_in_words(profile: str, settings: dict, chapter: str = "") -> str:
 
 
 def limiting_factors(settings: dict, source: dict | None = None, weights: dict | None = None) -> list:
-    """Every way this run falls short of the report's settings, as short phrases (empty: none); source and weights
-    are chapter.json's fields (the data's kind and image count; backbone -> its weights)."""
+    """Every way this run falls short of the report's settings, as short phrases (source, weights: chapter.json's)."""
     epochs, size, backbone = map(settings.get, SIZES)
     kind = (source or {}).get("kind")
     factors = [below(epochs, REPORT_EPOCHS) and f"{plural(epochs, 'epoch')} (report: up to {REPORT_EPOCHS})",
@@ -182,8 +181,7 @@ def predicted_classes(y_pred) -> str:
 
 
 def metrics_row(name: str, y_true, probs, seconds: float = float("nan")):
-    """science.metrics.metrics_row with the classes the model predicts beside it (PREDICTED): the row every table
-    shows and the run folder keeps."""
+    """science.metrics.metrics_row with PREDICTED beside it: the row every table shows and the run folder keeps."""
     import numpy as np
 
     from cxrlib.science import metrics
@@ -194,8 +192,7 @@ def metrics_row(name: str, y_true, probs, seconds: float = float("nan")):
 
 
 def temperature_text(temperature: float, at_bound: bool) -> str:
-    """A fitted temperature as the page shows it; a search that stopped at an end reads as that end, not a fit:
-    '≥ 100 (search bound, not a fit)'."""
+    """A fitted temperature; a search that stopped at an end reads so: '≥ 100 (search bound, not a fit)'."""
     bound = f"{'≤' if temperature < 1 else '≥'} {temperature:g} (search bound, not a fit)"
     return bound if at_bound else f"{temperature:.3f}"
 
@@ -240,8 +237,7 @@ def temperature_reading(table, boot=None, test_logits: dict | None = None) -> st
 
 
 def worse_by_interval(table, boot, test_logits: dict, worse_ece) -> list:
-    """The models whose test log-loss scaling raised by the interval of the difference (after minus before, on the
-    page's resamples), then those whose ECE rose, named as point estimates (the ECE has no interval here)."""
+    """The models scaling made worse: test log-loss by its interval (after minus before), ECE as point estimates."""
     from cxrlib.present.claims import units
     from cxrlib.science.calibration import scale, softmax
 
