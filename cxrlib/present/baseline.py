@@ -80,8 +80,7 @@ def where(scored) -> str:
 
 
 def score_sentence(scored) -> str:
-    """The baseline's macro F1 and ROC AUC on one test set, and its place against chance (an ROC AUC of 0.5) and
-    always answering No Finding, each from its interval."""
+    """The baseline's macro F1 and ROC AUC on one test set, against chance and always answering No Finding."""
     boot, probs, at = scored.boot, scored.probs[MODEL], where(scored)
     f1, auc = boot.interval(probs, "F1-macro"), boot.interval(probs, "ROC AUC")
     chance = difference_word(boot.against(probs, "ROC AUC", CHANCE_AUC), at, "above chance", "below chance")

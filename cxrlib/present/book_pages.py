@@ -46,15 +46,12 @@ def images_text(settings: dict) -> str:
 
 def profile_table(profiles: dict) -> str:
     """The index's table of profiles (name -> settings), in Markdown."""
-    rows = []
-    for name, s in profiles.items():
-        rows.append({"profile": f"`{name}`", "meant for": PURPOSE[name],
-                     "input sizes": f"{s['image_size']} px (resized to {s['resize_to']}), "
-                                    f"backbones {s['backbone_size']} px",
-                     "images": images_text(s), "epochs": f"up to {s['epochs']} (patience {s['patience']}); fine tuning "
-                                                 f"{s['fine_tune_epochs']}",
-                     "loss": "class-weighted" if s["class_weight"] == "balanced" else "plain"})
-    return markdown_table(pd.DataFrame(rows))
+    return markdown_table(pd.DataFrame([
+        {"profile": f"`{name}`", "meant for": PURPOSE[name],
+         "input sizes": f"{s['image_size']} px (resized to {s['resize_to']}), backbones {s['backbone_size']} px",
+         "images": images_text(s),
+         "epochs": f"up to {s['epochs']} (patience {s['patience']}); fine tuning {s['fine_tune_epochs']}",
+         "loss": "class-weighted" if s["class_weight"] == "balanced" else "plain"} for name, s in profiles.items()]))
 
 
 def build_page(profile: str | None, first: dict, defaults: dict, facts: dict, headline: pd.DataFrame,
@@ -76,10 +73,10 @@ def build_page(profile: str | None, first: dict, defaults: dict, facts: dict, he
               *(f"  - {reason.format_map({**defaults, **settings})}" for reason in WHY.get(profile, ())),
               "", "## Our best results beside the report's", "",
               "Each family's best model, chosen on validation macro F1 by the conclusions chapter, with its test "
-              "metrics and 95% patient intervals, and the report's row for the same model.", ""]
-    lines += [markdown_table(headline) if not headline.empty else f"No headline yet: run `{CXR} run conclusions`.",
-              "", "## How long each chapter took", ""]
-    lines += [markdown_table(timings) if not timings.empty else "The runner recorded no chapter times for this build.",
+              "metrics and 95% patient intervals, and the report's row for the same model.", "",
+              markdown_table(headline) if not headline.empty else f"No headline yet: run `{CXR} run conclusions`.",
+              "", "## How long each chapter took", "",
+              markdown_table(timings) if not timings.empty else "The runner recorded no chapter times for this build.",
               ""]
     return "\n".join(lines)
 

@@ -20,13 +20,13 @@ def number(value: float, decimals: int = 3) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{decimals}f}"
 
 
-def interval_text(found: Interval, decimals: int = 3, signed: bool = False) -> str:
+def interval_text(found: Interval, decimals: int = 3, signed: bool = False, between: str = " to ") -> str:
     """'0.519 (0.361 to 0.602)': the estimate and its 95% interval ('+0.100 (−0.020 to +0.210)' when signed)."""
     shown = (lambda v: "–" if math.isnan(v) else f"{v:+.{decimals}f}".replace("-", "−")) if signed else (
         lambda v: number(v, decimals))
     if math.isnan(found.low):
         return shown(found.estimate)
-    return f"{shown(found.estimate)} ({shown(found.low)} to {shown(found.high)})"
+    return f"{shown(found.estimate)} ({shown(found.low)}{between}{shown(found.high)})"
 
 
 def units(images: int, patients: int, split: str = "test") -> str:
@@ -66,9 +66,7 @@ def baseline_bar(name: str) -> str:
 
 def range_text(found: Interval, decimals: int = 3) -> str:
     """'0.519 (0.361–0.602)': a metric's estimate and 95% interval, compact for table cells."""
-    if math.isnan(found.low):
-        return number(found.estimate, decimals)
-    return f"{number(found.estimate, decimals)} ({number(found.low, decimals)}–{number(found.high, decimals)})"
+    return interval_text(found, decimals, between="–")
 
 
 def reading(boot, probs, baselines: dict) -> str:
@@ -94,22 +92,20 @@ def results_table(boot, models: dict, report: dict | None = None, baselines: dic
 
     from cxrlib.present.report import report_rows
 
+    def cells(probs) -> dict:
+        return {metric: range_text(found) for metric, found in boot.intervals(probs, metrics).items()}
+
     report, baselines = report or {}, baselines or {}
     rows = {}
     for name, probs in models.items():
-        found = boot.intervals(probs, metrics)
-        rows[name, "ours"] = {**{m: range_text(found[m]) for m in metrics},
-                              **(extra.loc[name].to_dict() if extra is not None else {}),
+        rows[name, "ours"] = {**cells(probs), **(extra.loc[name].to_dict() if extra is not None else {}),
                               READING: reading(boot, probs, baselines)}
         if report.get(name):
             theirs = report_rows(report[name]).iloc[0]
             rows[name, f"report ({report[name]})"] = {m: number(theirs[m], 4) for m in metrics}
     for name, probs in baselines.items():
-        found = boot.intervals(probs, metrics)
-        rows[name, "baseline"] = {**{m: range_text(found[m]) for m in metrics}, READING: ""}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.names = ["model", "source"]
-    return table.fillna("")
+        rows[name, "baseline"] = {**cells(probs), READING: ""}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["model", "source"]).fillna("")
 
 
 def caption(boot, what: str = "test") -> str:
@@ -121,8 +117,7 @@ def caption(boot, what: str = "test") -> str:
 
 
 def against_report(boot, probs, name: str, report_name: str, metrics=("Accuracy", "F1-macro", "ROC AUC")) -> str:
-    """One sentence on where our model stands against the report's row for it, each metric read from our interval
-    against the report's number: above, below or indistinguishable."""
+    """One sentence: each metric of ours, from its interval, above, below or indistinguishable from the report's."""
     from cxrlib.present.report import report_rows
 
     theirs = report_rows(report_name).iloc[0]
@@ -188,8 +183,7 @@ def search_sentence(trials) -> str:
 
 
 def summary(boot, probs: dict, val_scores, baselines: dict, questions=()) -> str:
-    """A model chapter's closing bullets: its best model on validation with its test interval and reading, and the
-    answer to each of its report questions (question_rows)."""
+    """A model chapter's closing bullets: its best on validation (test interval, reading) and its report questions."""
     from cxrlib.science.choice import choose
 
     best = choose(val_scores, list(probs))

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.core.config import REPORT_COUNTS
-from cxrlib.present.claims import (METRIC_WORDS, READING, answer, difference_word, interval_text, range_text, reading,
-                                   results_table, units)
+from cxrlib.present.claims import (HEADLINE, METRIC_WORDS, READING, answer, baseline_bar, difference_word,
+                                   interval_text, range_text, reading, results_table, units)
 from cxrlib.present.report import BEST, REPORT, report_rows
 from cxrlib.science.choice import choose
 from cxrlib.science.stats import patients_needed, resolvable_difference
@@ -34,8 +34,7 @@ def choice_sentence(candidates: list) -> str:
 
 
 def best_model(found) -> str:
-    """Our best model: the highest validation macro F1 among every model with a validation score (found:
-    machinery.analysis.Gathered), by the one rule of science.choice."""
+    """Our best model: the highest validation macro F1 (found: machinery.analysis.Gathered), by science.choice."""
     return choose(found.val_scores, list(found.families))
 
 
@@ -45,12 +44,10 @@ def ranked(found) -> dict:
 
 
 def results(boot, found, metrics=None):
-    """The results table of every model of ours, in validation order (ranked), with the baselines: the headline
-    metrics with loss, time, classes predicted and validation macro F1, or `metrics` alone (e.g. F1 per class)."""
-    if metrics is None:
-        extra = found.extra.join(found.val_scores.round(3))
-        return results_table(boot, ranked(found), baselines=found.baselines, extra=extra)
-    return results_table(boot, ranked(found), baselines=found.baselines, metrics=metrics)
+    """Our models in validation order, then the baselines: headline metrics with extra columns, or `metrics`."""
+    extra = found.extra.join(found.val_scores.round(3)) if metrics is None else None
+    return results_table(boot, ranked(found), baselines=found.baselines, extra=extra,
+                         metrics=HEADLINE if metrics is None else metrics)
 
 
 def family_table(boot, test: dict, val_scores, families: dict, report: dict | None = None,
@@ -162,8 +159,6 @@ def closing_statement(best: str, boot, probs, val_score: float, limits=(), sourc
 
 def baseline_counts(boot, test: dict, baselines: dict) -> list:
     """For each baseline: how many of our models lie above it, by the paired interval on its bar's metric."""
-    from cxrlib.present.claims import METRIC_WORDS, baseline_bar
-
     lines = []
     for name, base in baselines.items():
         metric = baseline_bar(name)

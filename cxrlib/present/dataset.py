@@ -63,15 +63,13 @@ class DropSummary:
         """One row per reason with its count and first image names (and the unknown values), then kept and read."""
         rows = [{"rows": self.count(r), "first images": first(self.dropped.get(r, [])),
                  "values": self.values() if r == "unknown label" else ""} for r in DROP_REASONS]
-        rows += [{"rows": self.rows_kept, "first images": "", "values": ""},
-                 {"rows": self.rows_read, "first images": "", "values": ""}]
+        rows += [{"rows": count, "first images": "", "values": ""} for count in (self.rows_kept, self.rows_read)]
         name = Path(self.label_file).name + ("" if self.encoding == "UTF-8" else f" (read as {self.encoding})")
         index = pd.Index([f"dropped: {r}" for r in DROP_REASONS] + ["kept", "read"], name=name)
         return pd.DataFrame(rows, index=index)
 
     def line(self) -> str:
-        """One line for the runner and provenance: read, kept, each reason with its first names, the unknown
-        values, how labels were normalised and (when not UTF-8) the encoding."""
+        """One line for the runner and provenance: read, kept, dropped by reason, unknown values, labels' treatment."""
         parts = [f"{self.count(r)} {r} ({first(self.dropped[r])})" for r in DROP_REASONS if self.count(r)]
         dropped = "; dropped " + ", ".join(parts) if parts else "; nothing dropped"
         notes = [f"unknown label: {self.values()}"] if self.unknown_values else []
@@ -81,13 +79,11 @@ class DropSummary:
         return (f"{Path(self.label_file).name}: {self.rows_read} rows read, {self.rows_kept} kept{dropped}"
                 + "".join(f"; {n}" for n in notes))
 
-    def __str__(self) -> str:
-        return self.line()
+    __str__ = line
 
 
 def shown_value(value: str, count: int, spelling: str = "") -> str:
-    """One unknown label as the summary shows it: quoted (stray spaces show), its rows, NIH's spelling if only
-    case differs."""
+    """One unknown label: quoted (stray spaces show), its rows, NIH's spelling if only case differs."""
     text = f"{value!r} ×{count}" if value.strip() else f"(empty) ×{count}"
     return f"{text} (NIH spells it {spelling!r})" if spelling else text
 
@@ -98,8 +94,7 @@ def first(names) -> str:
 
 
 def source_phrase(kind: str, root: Path, images: int, skipped: int = 0) -> str:
-    """One phrase for provenance lines: 'real NIH ChestX-ray14 sample shipped with the project in
-    data/cxr14-sample (456 single-label images)'."""
+    """One phrase for provenance lines: 'real NIH ChestX-ray14 sample shipped with the project in data/...'."""
     extra = f"; {skipped} unreadable image(s) skipped" if skipped else ""
     return f"{KIND_TEXT[kind]} {where(root)} ({images} single-label images{extra})"
 
@@ -147,8 +142,7 @@ def nih_overview(data, nih_table=None) -> pd.DataFrame:
 
 
 def found_sizes(data, classes: list) -> pd.DataFrame:
-    """Images per size of the copy the source took them from (rows) and class (columns, in `classes` order), or a
-    note where the source does not record that size."""
+    """Images per size of the copy the source took them from and class (`classes` order), or a note if unrecorded."""
     if "orig_width" not in data.table:
         return pd.DataFrame({"note": ["the source does not record the size of the copies it was taken from"]})
     found = data.table.groupby(["orig_width", "Finding Labels"]).size().unstack(fill_value=0)
@@ -190,8 +184,9 @@ def pipeline_resolution(data) -> str:
     sizes = sorted(set(native_sizes(data)))
     if len(sizes) == 1:
         return f"every image is stored at {sizes[0]} px, so resolution cannot tell the classes apart"
+    native = f"native sizes {', '.join(map(str, sizes))} px"
     if data.harmonise_to:
-        return (f"native sizes {', '.join(map(str, sizes))} px; every image is first brought down to "
-                f"{data.harmonise_to} px (harmonise_resolution), so resolution cannot tell the classes apart")
-    return (f"native sizes {', '.join(map(str, sizes))} px, kept as they are (harmonise_resolution off): "
-            f"if the classes differ in native size, a model can use sharpness as a label")
+        return (f"{native}; every image is first brought down to {data.harmonise_to} px (harmonise_resolution), "
+                "so resolution cannot tell the classes apart")
+    return (f"{native}, kept as they are (harmonise_resolution off): if the classes differ in native size, a model "
+            "can use sharpness as a label")

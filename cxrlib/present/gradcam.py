@@ -114,8 +114,7 @@ def overlay(ax, image: np.ndarray, heatmap: np.ndarray, title: str, box=None, fo
 
 def shown_points(fig, fontsize: float, column_px: int = 700) -> float:
     """The size a font of the figure appears at once the figure is scaled to the book's column."""
-    width_px = fig.get_figwidth() * fig.dpi
-    return fontsize * min(1.0, column_px / width_px)
+    return fontsize * min(1.0, column_px / (fig.get_figwidth() * fig.dpi))
 
 
 def gradcam_grid(models: dict, examples: dict, images_for, boxes=None, size: int = 256, predicted=None):
@@ -182,8 +181,7 @@ def target_description(model) -> dict:
 
 
 def summary_text(models: dict, scores) -> str:
-    """The chapter's closing bullets: which models' maps can say where at this input size, and what the box scores
-    rest on (scores: science.boxes.score_models' table, empty without boxes)."""
+    """The closing bullets: which maps can say where at this input size, and what the box scores rest on."""
     grids = {name: target_description(model)["resolution"] for name, model in models.items()}
     coarse = [name for name, grid in grids.items() if min(map(int, grid.split("x"))) < 2]
     lines = [f"Grad-CAM target grids at this input size: {', '.join(f'{n} {g}' for n, g in grids.items())}."]

@@ -9,7 +9,8 @@ import re
 from cxrlib.core.manifest import FROM_SCRATCH, PROFILES
 
 # The report's settings (the full profile's): a run below them is limited by that setting.
-REPORT_EPOCHS, REPORT_SIZE, REPORT_BACKBONE_SIZE = (PROFILES["full"][k] for k in ("epochs", "resize_to", "backbone_size"))
+SIZES = ("epochs", "resize_to", "backbone_size")
+REPORT_EPOCHS, REPORT_SIZE, REPORT_BACKBONE_SIZE = (PROFILES["full"][k] for k in SIZES)
 
 NO_WEIGHTS = "no pretrained weights"
 # Where predictions were balanced (calibration.balancing_offsets), loss, log-loss and ECE measure the shifted model.
@@ -19,9 +20,9 @@ SUMMARY_CLASS = "cxr-summary"
 PREDICTED = "classes predicted"
 # The columns a results table shows beside the metrics and their intervals: loss, speed and what is predicted.
 BESIDE_METRICS = ["Loss", "Inference time (s)", PREDICTED]
-# each ensemble's saved key (science.ensemble.METHODS) -> the name of its row, and the words for its weights' column
 # The baseline that never sees a pixel (cxrlib.science.baseline), as every table names it.
 LABELS_ONLY = "labels only (NIH's fields, no pixels)"
+# each ensemble's saved key (science.ensemble.METHODS) -> the name of its row, and the words for its weights' column
 ENSEMBLE_NAMES = {"average": "Average voting", "ga": "Weighted average voting (GA)",
                   "differential_evolution": "Weighted average voting (differential evolution)"}
 WEIGHTINGS = {"average": "uniform (average voting)", "ga": "genetic algorithm",
@@ -66,29 +67,23 @@ def profile_in_words(profile: str, settings: dict, chapter: str = "") -> str:
 
 
 def limiting_factors(settings: dict, source: dict | None = None, weights: dict | None = None) -> list:
-    """Every way this run falls short of the report's settings, as short phrases (empty: none); source and weights
-    are chapter.json's fields (the data's kind and image count; backbone -> its weights)."""
-    factors = []
-    epochs = settings.get("epochs")
-    if epochs is not None and epochs < REPORT_EPOCHS:
-        factors.append(f"{plural(epochs, 'epoch')} (report: up to {REPORT_EPOCHS})")
-    per_class = per_class_text(settings.get("max_per_class"))
-    if per_class:
-        factors.append(per_class)
-    size = settings.get("resize_to")
-    if size is not None and size < REPORT_SIZE:
-        factors.append(f"{size} px images (report: {REPORT_SIZE})")
-    backbone = settings.get("backbone_size")
-    if backbone is not None and backbone < REPORT_BACKBONE_SIZE and weights:
-        factors.append(f"{backbone} px backbone inputs (report: {REPORT_BACKBONE_SIZE})")
-    if weights and not all_pretrained(weights):
-        factors.append(NO_WEIGHTS)
+    """Every way this run falls short of the report's settings, as short phrases (source, weights: chapter.json's)."""
+    epochs, size, backbone = map(settings.get, SIZES)
     kind = (source or {}).get("kind")
-    if kind == "synthetic":
-        factors.append("synthetic images")
-    elif kind == "sample":
-        factors.append(f"the {source['images']:,}-image real sample")
-    return factors
+    factors = [below(epochs, REPORT_EPOCHS) and f"{plural(epochs, 'epoch')} (report: up to {REPORT_EPOCHS})",
+               per_class_text(settings.get("max_per_class")),
+               below(size, REPORT_SIZE) and f"{size} px images (report: {REPORT_SIZE})",
+               weights and below(backbone, REPORT_BACKBONE_SIZE)
+               and f"{backbone} px backbone inputs (report: {REPORT_BACKBONE_SIZE})",
+               weights and not all_pretrained(weights) and NO_WEIGHTS,
+               kind == "synthetic" and "synthetic images",
+               kind == "sample" and f"the {source['images']:,}-image real sample"]
+    return [factor for factor in factors if factor]
+
+
+def below(value, report) -> bool:
+    """Whether a setting is recorded and below the report's."""
+    return value is not None and value < report
 
 
 def model_label(name: str, pretrained: bool) -> str:
@@ -126,14 +121,12 @@ def summary_box(*, profile: str, settings: dict, data: str, counts: str, weights
              f"<li><strong>Data:</strong> {e(data)}; used {e(counts)}</li>",
              f"<li><strong>Weights:</strong> {e(weights)}</li>",
              f"<li><strong>Parameters changed from the defaults:</strong> {e(changed_text)}</li>",
-             f"<li><strong>Commit:</strong> <code>{e(commit)}</code></li>"]
-    if command:
-        lines.append(f"<li><strong>Rebuild this page:</strong> <code>{e(command)}</code></li>")
-    if warning:
-        lines.append(f"<li><strong>Patients:</strong> {inline_markdown(warning)}</li>")
-    lines.append("</ul>")
-    if provenance:
-        lines.append(f"<details><summary>Full provenance</summary><p>{inline_markdown(provenance)}</p></details>")
+             f"<li><strong>Commit:</strong> <code>{e(commit)}</code></li>",
+             command and f"<li><strong>Rebuild this page:</strong> <code>{e(command)}</code></li>",
+             warning and f"<li><strong>Patients:</strong> {inline_markdown(warning)}</li>",
+             "</ul>",
+             provenance and f"<details><summary>Full provenance</summary><p>{inline_markdown(provenance)}</p>"
+             "</details>"]
     style = "border:2px solid #446;border-radius:6px;background:#f4f6fb;padding:0.6em 1em;margin:0.5em 0 1em 0"
     return f'<div class="{SUMMARY_CLASS}" style="{style}">' + "".join(lines) + "</div>"
 
@@ -188,8 +181,7 @@ def predicted_classes(y_pred) -> str:
 
 
 def metrics_row(name: str, y_true, probs, seconds: float = float("nan")):
-    """science.metrics.metrics_row with the classes the model predicts beside it (PREDICTED): the row every table
-    shows and the run folder keeps."""
+    """science.metrics.metrics_row with PREDICTED beside it: the row every table shows and the run folder keeps."""
     import numpy as np
 
     from cxrlib.science import metrics
@@ -200,11 +192,9 @@ def metrics_row(name: str, y_true, probs, seconds: float = float("nan")):
 
 
 def temperature_text(temperature: float, at_bound: bool) -> str:
-    """A fitted temperature as the page shows it; a search that stopped at an end reads as that end, not a fit:
-    '≥ 100 (search bound, not a fit)'."""
-    if not at_bound:
-        return f"{temperature:.3f}"
-    return f"{'≤' if temperature < 1 else '≥'} {temperature:g} (search bound, not a fit)"
+    """A fitted temperature; a search that stopped at an end reads so: '≥ 100 (search bound, not a fit)'."""
+    bound = f"{'≤' if temperature < 1 else '≥'} {temperature:g} (search bound, not a fit)"
+    return bound if at_bound else f"{temperature:.3f}"
 
 
 OVERCONFIDENT = "over-confident (T > 1)"  # worded_temperatures' flag: dividing by T > 1 softened the probabilities
@@ -247,8 +237,7 @@ def temperature_reading(table, boot=None, test_logits: dict | None = None) -> st
 
 
 def worse_by_interval(table, boot, test_logits: dict, worse_ece) -> list:
-    """The models whose test log-loss scaling raised by the interval of the difference (after minus before, on the
-    page's resamples), then those whose ECE rose, named as point estimates (the ECE has no interval here)."""
+    """The models scaling made worse: test log-loss by its interval (after minus before), ECE as point estimates."""
     from cxrlib.present.claims import units
     from cxrlib.science.calibration import scale, softmax
 
@@ -293,6 +282,6 @@ def not_learned_text(name: str, model, history) -> str:
 
 def fine_tune_words(fine_tune: str, profile: str) -> str:
     """Which unfreeze points this run fine-tunes from, in words, from its own setting."""
-    return {"none": f"The `{profile}` run fine-tunes no backbone (`fine_tune: none`): only the heads are trained.",
-            "first": f"The `{profile}` run fine-tunes from the first point of each row only (`fine_tune: first`).",
-            "all": f"The `{profile}` run fine-tunes from every point of each row (`fine_tune: all`)."}[fine_tune]
+    return f"The `{profile}` run " + {"none": "fine-tunes no backbone (`fine_tune: none`): only the heads are trained.",
+                                      "first": "fine-tunes from the first point of each row only (`fine_tune: first`).",
+                                      "all": "fine-tunes from every point of each row (`fine_tune: all`)."}[fine_tune]

@@ -30,8 +30,7 @@ def synthetic_banner() -> str:
 
 
 def with_banner(box: str, synthetic: bool) -> str:
-    """The summary box (labels.summary_box), with the synthetic-data banner at the top of its list where the data
-    are synthetic."""
+    """The summary box (labels.summary_box), the synthetic-data banner atop its list where the data are synthetic."""
     return box.replace("<ul>", synthetic_banner() + "<ul>", 1) if synthetic else box
 
 
@@ -41,8 +40,7 @@ def report_training_note() -> str:
 
 
 def against_report_text(boot, probs: dict, report: dict) -> str:
-    """A sentence per model that has a report row (report: name -> row name or None), then the report's training
-    size; '' where no model has one."""
+    """A sentence per model with a report row (report: name -> row or None), then the report's size; or ''."""
     sentences = [claims.against_report(boot, p, name, report[name]) for name, p in probs.items() if report[name]]
     return "\n\n".join([*sentences, report_training_note()]) if sentences else ""
 

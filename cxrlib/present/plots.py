@@ -22,8 +22,7 @@ BOOK_STYLE = {
 
 
 def use_book_style() -> None:
-    """Apply the book's figure style to every later figure (chapters call it when they open), and in a running
-    chapter give every figure a text form that says what it shows (describe_figures)."""
+    """Apply the book's figure style to every later figure, and give each a text form saying what it shows."""
     plt.rcParams.update(BOOK_STYLE)
     describe_figures()
 
@@ -122,8 +121,7 @@ def score_axis(ax, values) -> None:
 
 
 def span_axis(ax, values, floor: float, high=None) -> None:
-    """The y axis around the finite values (if any), spanning at least floor (kept within 0 and high), with at
-    most five ticks."""
+    """The y axis around the finite values, spanning at least floor (within 0 and high), with at most five ticks."""
     from matplotlib.ticker import MaxNLocator
 
     values = _numbers(values)

@@ -150,8 +150,7 @@ def log_row(history: pd.DataFrame) -> list:
 
 
 def logs_table(rows: dict, names: list) -> pd.DataFrame:
-    """FLOW_COLUMNS for each index tuple of rows: a fit (an object with .history and .params: our row) or the
-    report's numbers."""
+    """FLOW_COLUMNS for each index tuple of rows: a fit (with .history and .params: our row) or the report's numbers."""
     table = pd.DataFrame.from_dict({key: [*log_row(row.history), row.params] if hasattr(row, "history") else list(row)
                                     for key, row in rows.items()}, orient="index", columns=list(FLOW_COLUMNS))
     table.index = pd.MultiIndex.from_tuples(table.index, names=names)
@@ -167,14 +166,12 @@ def head_label(head) -> str:
 
 
 def flow_table(heads, ours: dict) -> pd.DataFrame:
-    """One backbone's heads in the report's order, our row (ours: section -> fit) above the report's (empty
-    where it shows only a figure)."""
+    """One backbone's heads in the report's order, our row (ours: section -> fit) above the report's."""
     rows = {}
     for head in heads:
-        label = head_label(head)
         if head.section in ours:
-            rows[(label, "ours")] = ours[head.section]
-        rows[(label, "report")] = FLOWS.get(head.section, (*_NONE, math.nan))
+            rows[head_label(head), "ours"] = ours[head.section]
+        rows[head_label(head), "report"] = FLOWS.get(head.section, (*_NONE, math.nan))
     return logs_table(rows, ["head", "source"])
 
 
@@ -191,21 +188,18 @@ def report_answer(row_a, row_b, metric: str = "F1-macro") -> str:
     """What the report's published numbers say of a question (a point comparison: the report gave no interval)."""
     if row_a is None or row_b is None:
         return "not compared in the report"
-    a, b = REPORT[row_a][(GLOBAL_COLUMNS + F1_COLUMNS).index(metric)], REPORT[row_b][
-        (GLOBAL_COLUMNS + F1_COLUMNS).index(metric)]
+    a, b = (REPORT[row][(GLOBAL_COLUMNS + F1_COLUMNS).index(metric)] for row in (row_a, row_b))
     return f"{'yes' if a > b else 'no'} ({a:.4f} against {b:.4f}, no interval given)"
 
 
 def final_table(columns=None) -> pd.DataFrame:
-    """Section 7's final table (FINAL_ROWS), every column or only `columns` (e.g. FINAL_HEADLINE): one list of
-    rows for every page that shows it."""
+    """Section 7's final table (FINAL_ROWS), all columns or `columns`: one list of rows for every page that shows it."""
     table = report_rows(*FINAL_ROWS)
     return table if columns is None else table[list(columns)]
 
 
 def parameters_table(name: str, ours: dict) -> pd.DataFrame:
-    """The report's parameter counts of one table (PARAMETERS[name]) beside ours (column -> row -> count), so a
-    page never types the report's numbers itself."""
+    """The report's counts of one table (PARAMETERS[name]) beside ours, so a page never types the report's numbers."""
     return pd.DataFrame({"report": PARAMETERS[name], **ours})
 
 

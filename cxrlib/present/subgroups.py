@@ -44,8 +44,7 @@ def rates_table(rates: pd.DataFrame, metric: str = FNFR) -> pd.DataFrame:
 
 
 def gaps_table(gaps: pd.DataFrame) -> pd.DataFrame:
-    """Per attribute, metric and gap: each model's gap with its interval (a star where it excludes 0), and the
-    resamples in which either group was drawn empty."""
+    """Per attribute, metric and gap: each model's gap (a star where it excludes 0), and its resamples drawn empty."""
     if gaps.empty:
         return pd.DataFrame({"gaps": [f"none: no attribute has two groups that rest on {THRESHOLDS}"]},
                             index=pd.Index([""], name="attribute"))
@@ -85,8 +84,7 @@ NO_BASELINE = ("The labels-only model saved no predictions on this test split (s
 
 
 def agreement_shown(table: pd.DataFrame | None) -> pd.DataFrame:
-    """The shortcut check's table: agreement with the labels-only baseline, what the classes explain, and the
-    excess with its interval."""
+    """The shortcut check's table: agreement with the labels-only baseline, with the excess's interval."""
     if table is None:
         return pd.DataFrame({"agreement": [NO_BASELINE]}, index=pd.Index([""], name="model"))
     return table.assign(excess=[interval_text(found, signed=True) for found in table["excess"]])

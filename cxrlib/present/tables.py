@@ -13,8 +13,7 @@ CHOICE_COLUMNS = ["chosen", METRIC]
 
 
 def choice_with_targets(choice: pd.DataFrame, models: dict) -> pd.DataFrame:
-    """The table of models chosen on validation (one row per model, in models' order) with the layer and grid
-    each is explained on (present.gradcam.target_description) beside it."""
+    """The choice table (a row per model) with each model's Grad-CAM layer and grid (gradcam.target_description)."""
     from cxrlib.present.gradcam import target_description
 
     targets = pd.DataFrame({label: target_description(m) for label, m in models.items()}, columns=list(models))
@@ -97,8 +96,7 @@ def table_chunks(frame: pd.DataFrame, max_columns: int = 7) -> list:
 
 
 def table_html(frame: pd.DataFrame, max_columns: int = 7) -> str:
-    """A table as the book shows it: styled; a wide one turned on its side where that reads well (turnable),
-    else split in column groups of near equal widths."""
+    """A table as the book shows it: styled; a wide one turned on its side where that reads well, else split."""
     if frame.shape[1] > max_columns and not turnable(frame, max_columns):
         return "".join(table_style(part, max_columns).to_html() for part in table_chunks(frame, max_columns))
     return table_style(frame, max_columns).to_html()
