@@ -376,7 +376,7 @@ def question_rows(ch, boot) -> list:
 
 
 def family_table(ch, boot, found: Gathered) -> pd.DataFrame:
-    """Each family's best on validation against ours (present.conclusions), kept in the run folder for the build page."""
+    """Each family's best on validation against ours (present.conclusions), kept in the run folder for the site."""
     from cxrlib.present.conclusions import family_table as table
     from cxrlib.core.manifest import counterpart
 
