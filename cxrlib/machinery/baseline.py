@@ -118,9 +118,6 @@ def ours(ch, model, X) -> Scored | None:
     for split in ("val", "test"):
         rows = ch.data.split(split)
         probs, logits = baseline.probabilities(model, X.loc[rows["Image Index"].astype(str)])
-        ch.run.save_predictions(NAME, split, predictions_frame(rows["Image Index"], rows["label"], probs,
-                                                                        logits))
+        ch.run.save_predictions(NAME, split, predictions_frame(rows["Image Index"], rows["label"], probs, logits))
     ch.run.save_metrics(NAME, metrics_row(NAME, rows["label"], probs))
-    boot = Bootstrap(rows["label"], rows["Patient ID"], ch["bootstrap"], seed=ch["seed"])
-    trivial = baseline.trivial_baselines(ch.data.labels("train"), len(rows), ch["seed"])
-    return Scored("our test split", boot, {"labels only": probs, **trivial})
+    return Scored("our test split", ch.bootstrap(), {"labels only": probs, **ch.baselines()})

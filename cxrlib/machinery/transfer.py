@@ -184,8 +184,7 @@ def fit_head(ch, name: str, head, features: dict, augmented, keep=None) -> HeadF
 
 
 def smaller_training_set(ch) -> tuple:
-    """(mask of the training images, in words) for "does more data help?" (smaller_set),
-    its half of the patients drawn from a seed stream of its own."""
+    """(mask of the training images, in words) for "does more data help?" (smaller_set), on a seed stream of its own."""
     train = ch.data.split("train")
     draw = stream_seed(ch["seed"], SMALLER_STREAM)
     keep, first = smaller_set(train, ch["caps"], ch["training_set"], ch["seed"], draw)
@@ -258,7 +257,8 @@ def flow_findings(ch, backbone_runs: dict) -> pd.DataFrame:
             for name, before, after, question, theirs in FLOW_QUESTIONS if name in backbone_runs]
     rows += [row("more data", f"{run.label}: more training data lowered validation loss ({run.chosen}, "
                  f"{run.smaller_text} to the whole training set)",
-                 MORE_DATA.get(name, "not retrained on the larger set"), run.smaller.val_probs, run.heads[run.chosen].val_probs) for name, run in backbone_runs.items()]
+                 MORE_DATA.get(name, "not retrained on the larger set"), run.smaller.val_probs,
+                 run.heads[run.chosen].val_probs) for name, run in backbone_runs.items()]
     table = pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
     run_files.write_csv(ch.run.path / FINDINGS_FILE, table)
     return table
@@ -282,8 +282,7 @@ def evaluate_on_images(ch, name: str, base, top):
 
 
 def fine_tune_model(ch, name: str, trained_head, layer: str, augment: bool = False, base=None):
-    """The backbone (base, or a fresh copy), a copy of the trained head on top, optional augmentation, and from
-    layer on thawed."""
+    """The backbone (base, or a fresh copy) under a trained head's copy, optionally augmented, thawed from layer."""
     base = base if base is not None else load_backbone(ch, name)[0]
     top = keras.models.clone_model(trained_head)
     top.set_weights(trained_head.get_weights())
