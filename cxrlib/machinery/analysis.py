@@ -16,11 +16,6 @@ from cxrlib.science.choice import choose, report_candidates, validation_scores
 from cxrlib.science.metrics import agreement
 
 
-def candidates(profile: str, root=None) -> dict:
-    """label -> every 'chapter/model' with validation predictions for a report model (choice.report_candidates)."""
-    return report_candidates(runs.prediction_files(profile, "val", root))
-
-
 def model_choice(profile: str, root=None, load=None) -> pd.DataFrame:
     """One row per report model: the candidate with the best validation macro F1, its score and the others'.
 
@@ -28,7 +23,7 @@ def model_choice(profile: str, root=None, load=None) -> pd.DataFrame:
     """
     load = load or (lambda keys, split: runs.load_predictions(profile, split, root, keys=keys))
     rows = {}
-    for label, keys in candidates(profile, root).items():
+    for label, keys in report_candidates(runs.prediction_files(profile, "val", root)).items():
         scores = validation_scores(load(keys, "val"))
         best = choose(scores, keys)  # the first of equals: the report's preference
         rows[label] = {"chosen": best, "validation macro F1": scores[best], "candidates (validation macro F1)":
@@ -209,7 +204,7 @@ def ensembles_of(ch, chosen: Chosen, val: dict, test: dict) -> Ensembles:
 
 def candidate_logits(ch, chosen: Chosen) -> dict:
     """Member label -> {'chapter/model': validation logits} of every candidate the member was chosen from."""
-    pool = candidates(ch.profile, ch.runs_root)
+    pool = report_candidates(runs.prediction_files(ch.profile, "val", ch.runs_root))
     frames = ch.predictions([key for keys in pool.values() for key in keys], "val")
     return {chosen.labels[label]: {key: runs.logits(frames[key]) for key in keys} for label, keys in pool.items()}
 

@@ -10,7 +10,6 @@ from threadpoolctl import threadpool_limits
 from cxrlib.core.errors import DataError
 from cxrlib.core.frames import predictions_frame
 from cxrlib.machinery import runs
-from cxrlib.machinery.inputs import nih_label_file, read_metadata
 from cxrlib.machinery.inputs.sources import single_label
 from cxrlib.science import baseline
 from cxrlib.present.labels import metrics_row
@@ -48,20 +47,14 @@ class LabelsOnly:
     ours_missing: int = 0  # images of our test split that NIH's file does not list (synthetic data)
 
 
-def nih_rows() -> tuple:
-    """(NIH's label file, its single-label rows of the four classes); refused in one line where it is missing."""
-    path = nih_label_file()
-    if path is None:
-        raise DataError("NIH's label file (Data_Entry_2017_v2020.csv.gz) was not found in data/nih-metadata or "
-                        "CXR_NIH_METADATA: the labels-only baseline is trained on it")
-    nih = read_metadata(path)
-    return nih, single_label(nih)
-
-
 def labels_only(ch) -> LabelsOnly:
     """Train, choose, score and save the baseline of one chapter (ch: its Chapter). One thread for the boosting:
     on a shared machine OpenMP's threads wait on each other for minutes."""
-    nih, rows = nih_rows()
+    nih = ch.nih_labels()
+    if nih is None:  # refused in one line
+        raise DataError("NIH's label file (Data_Entry_2017_v2020.csv.gz) was not found in data/nih-metadata or "
+                        "CXR_NIH_METADATA: the labels-only baseline is trained on it")
+    rows = single_label(nih)
     X, seed = baseline.features(nih), ch["seed"]
     split = baseline.split_rows(rows, ch.data.table, seed)
     part = {name: (X.loc[rows["Image Index"].astype(str)], rows["label"].to_numpy())

@@ -10,19 +10,13 @@ import pandas as pd
 from cxrlib.core.config import CLASSES, notebooks_dir
 from cxrlib.core.manifest import CHAPTERS, PARAMETERS, REGISTRY, chapter_order, resolve_parameters
 from cxrlib.machinery import identity, runs
-from cxrlib.machinery.inputs import SYNTHETIC_WARNING, ChestData, load_for
+from cxrlib.machinery.inputs import SYNTHETIC_WARNING, ChestData, load_for, nih_label_file, read_metadata
 from cxrlib.machinery.provenance import device_text, project_commit, versions_text
 from cxrlib.machinery.repro import changed_in_words, changed_text, lock_text, rebuild_command, run_parameters
-from cxrlib.machinery.runs import RUNNER_ENV
 from cxrlib.machinery.site import library_logs_to_stderr
 from cxrlib.present import page
 from cxrlib.present.labels import metrics_row
 from cxrlib.science.data.pipeline import make_dataset
-
-
-def namespace_parameters(namespace) -> dict:
-    """The table's parameters found in a notebook's globals (its parameters cell), by lower-case name."""
-    return {k.lower(): v for k, v in namespace.items() if k.isupper() and k.lower() in PARAMETERS}
 
 
 @dataclass
@@ -130,12 +124,6 @@ class Chapter:
         """chapter['epochs'] reads a resolved setting."""
         return self.settings[key]
 
-    def provenance(self) -> str:
-        """The chapter's full provenance, as Markdown (collapsed under the summary box, which names the weights)."""
-        return page.provenance_text(self.profile, self.data.source.describe(), self.counts_text(),
-                                    changed_text(changed_in_words(self.chain(), self.name)), versions_text(),
-                                    lock_text(), self.identity, device_text(), project_commit())
-
     def command(self) -> str:
         """The exact command that rebuilds this page: commit, data folder and every read result's parameters."""
         return rebuild_command(self.name, self.profile, run_parameters(self.chain()), self.data_dir, project_commit())
@@ -146,8 +134,6 @@ class Chapter:
 
     def nih_labels(self) -> pd.DataFrame | None:
         """NIH's full label file (None where not found: set CXR_NIH_METADATA), counted beside the report's."""
-        from cxrlib.machinery.inputs import nih_label_file, read_metadata
-
         path = nih_label_file()
         return read_metadata(path) if path else None
 
@@ -239,11 +225,12 @@ class Chapter:
         from cxrlib.science.data.splits import patients_over_share
 
         over = not patients_over_share(self.data.table, self["max_patient_share"]).empty
+        changed, counts = changed_in_words(self.chain(), self.name), self.counts_text()
+        provenance = page.provenance_text(self.profile, self.data.source.describe(), counts, changed_text(changed),
+                                          versions_text(), lock_text(), self.identity, device_text(), project_commit())
         box = summary_box(profile=self.profile, settings=self.settings, data=self.data.source.describe(),
-                          chapter=self.name,
-                          counts=self.counts_text(), weights=weights_text(self.weights, self.weights_inherited),
-                          changed=changed_in_words(self.chain(), self.name), commit=project_commit(),
-                          provenance=self.provenance(), command=self.command(),
+                          chapter=self.name, counts=counts, weights=weights_text(self.weights, self.weights_inherited),
+                          changed=changed, commit=project_commit(), provenance=provenance, command=self.command(),
                           warning=patient_share_sentence(self.data.table, self["max_patient_share"]) if over else "")
         return page.with_banner(box, self.data.source.synthetic)
 
@@ -388,7 +375,7 @@ class Chapter:
 def handed_identity(name: str) -> tuple | None:
     """(identity, parts) the runner computed for this chapter and handed to its kernel (None when run by hand)."""
     try:
-        handed = json.loads(os.environ.get(RUNNER_ENV) or "{}")
+        handed = json.loads(os.environ.get(runs.RUNNER_ENV) or "{}")
     except json.JSONDecodeError:
         return None
     return (handed["identity"], handed["parts"]) if isinstance(handed, dict) and handed.get("chapter") == name else None
@@ -396,7 +383,7 @@ def handed_identity(name: str) -> tuple | None:
 
 def live_front_end() -> bool:
     """Whether a person's front end runs this kernel, i.e. `cxr run` (papermill) does not."""
-    return not os.environ.get(RUNNER_ENV)
+    return not os.environ.get(runs.RUNNER_ENV)
 
 
 def open_chapter(name: str, namespace=None, show: bool = True, viewer: bool = False, **params) -> Chapter:
@@ -404,7 +391,8 @@ def open_chapter(name: str, namespace=None, show: bool = True, viewer: bool = Fa
     profile's value), overridden by keyword arguments. viewer=True (a chapter that only reads others' results)
     opens read-only in a live front end, writing nothing; under `cxr run` it publishes as any chapter does."""
     namespace = dict(namespace or {})
-    given = {**namespace_parameters(namespace), **{k.lower(): v for k, v in params.items()}}
+    given = {**{k.lower(): v for k, v in namespace.items() if k.isupper() and k.lower() in PARAMETERS},
+             **{k.lower(): v for k, v in params.items()}}
     profile = given.pop("profile", None) or namespace.get("PROFILE") or "cpu"
     data_dir = given.pop("data_dir", None) or namespace.get("DATA_DIR")
     chapter = Chapter(name, profile, data_dir, readonly=viewer and live_front_end(), **given)
