@@ -23,8 +23,7 @@ NAME = "labels_only"  # the name its predictions and metrics are saved under in 
 
 @dataclass
 class Scored:
-    """One test set: its name, its patient resamples (which hold labels and patients) and each model's
-    probabilities on it."""
+    """One test set: its name, its patient resamples (labels and patients) and each model's probabilities."""
 
     name: str
     boot: Bootstrap
@@ -80,8 +79,7 @@ HELD_OUT_FILE = "held_out.csv"
 
 
 def save_held_out(ch, tests: list) -> None:
-    """The baseline's intervals on the held-out NIH patients, kept for the conclusions (set name, metric, estimate,
-    low, high, images, patients)."""
+    """The baseline's intervals on the held-out NIH patients, kept for the conclusions."""
     rows = [{"test set": t.name, "metric": metric, **t.boot.interval(t.probs["labels only"], metric)._asdict(),
              "images": t.boot.images, "patients": t.boot.patient_count}
             for t in tests for metric in ("Accuracy", "F1-macro", "ROC AUC")]
@@ -102,10 +100,8 @@ def missing(ch, X) -> int:
 
 
 def ours(ch, model, X) -> Scored | None:
-    """Our own test split, on the resamples every model of the book is compared on (the chapter's seed and
-    bootstrap), beside the trivial baselines of our training split; the baseline's validation and test
-    predictions (with logits) and test metrics row are saved as the model chapters save theirs. None where NIH's
-    file lacks some of our images."""
+    """Our test split, on the chapter's resamples and trivial baselines, the baseline's predictions and metrics
+    saved as any model's; None where NIH's file lacks some of our images."""
     if missing(ch, X):
         return None
     for split in ("val", "test"):

@@ -59,7 +59,6 @@ def examined(ch) -> Examined:
 
 
 def people(ch) -> pd.DataFrame:
-    """The test split's image ids, labels, patients and groups; NIH's own label file gives the fields our rows
-    lack."""
+    """The test split's people (subgroups.demographics); NIH's own label file gives the fields our rows lack."""
     rows = ch.data.split("test")
     return subgroups.demographics(rows, ch.nih_labels() if subgroups.missing_columns(rows) else None)

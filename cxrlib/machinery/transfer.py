@@ -40,8 +40,7 @@ def stream_seed(seed: int, *keys) -> int:
 
 @dataclass
 class HeadFit:
-    """One head of a backbone's flow, trained on cached features: its training log, parameter count and
-    validation probabilities (after the profile's class balancing, as every model's)."""
+    """One head of a backbone's flow, trained on cached features (validation probabilities after balancing)."""
 
     head: backbones.Head
     history: pd.DataFrame
@@ -240,9 +239,8 @@ def run_backbone(ch, name: str) -> BackboneRun:
 
 
 def flow_findings(ch, backbone_runs: dict) -> pd.DataFrame:
-    """Each step of the report's flows, and "does more data help?", answered on validation loss with the paired
-    patient bootstrap (yes, no or cannot tell), each row's step 'head flow' or 'more data'; saved as
-    findings.csv in the chapter's run folder."""
+    """Each step of the report's flows ('head flow') and "does more data help?" ('more data'), answered on
+    validation loss with the paired patient bootstrap; saved as FINDINGS_FILE in the chapter's run folder."""
     val = ch.data.split("val")
     boot = Bootstrap(val["label"], val["Patient ID"], ch["bootstrap"], stream_seed(ch["seed"], BOOTSTRAP_STREAM))
     where = units(boot.images, boot.patient_count, "validation")
