@@ -16,12 +16,6 @@ from cxrlib.science.choice import choose, report_candidates, validation_scores
 from cxrlib.science.metrics import agreement
 
 
-def candidates(profile: str, root=None) -> dict:
-    """label -> every 'chapter/model' saved for one of the report's five models (with validation predictions), in
-    the report's preference (science.choice.report_candidates)."""
-    return report_candidates(runs.prediction_files(profile, "val", root))
-
-
 def model_choice(profile: str, root=None, load=None) -> pd.DataFrame:
     """One row per report model: the candidate with the best validation macro F1, its score and the others'.
 
@@ -29,11 +23,11 @@ def model_choice(profile: str, root=None, load=None) -> pd.DataFrame:
     """
     load = load or (lambda keys, split: runs.load_predictions(profile, split, root, keys=keys))
     rows = {}
-    for label, keys in candidates(profile, root).items():
+    for label, keys in report_candidates(runs.prediction_files(profile, "val", root)).items():
         scores = validation_scores(load(keys, "val"))
         best = choose(scores, keys)  # the first of equals: the report's preference
-        rows[label] = {"chosen": best, "validation macro F1": scores[best],
-                       "candidates (validation macro F1)": ", ".join(f"{k.split('/')[1]} {scores[k]:.4f}" for k in keys)}
+        rows[label] = {"chosen": best, "validation macro F1": scores[best], "candidates (validation macro F1)":
+                       ", ".join(f"{k.split('/')[1]} {scores[k]:.4f}" for k in keys)}
     return pd.DataFrame(rows).T.rename_axis("model") if rows else pd.DataFrame(
         columns=["chosen", "validation macro F1", "candidates (validation macro F1)"])
 
@@ -51,11 +45,10 @@ def without_weights(weights: dict) -> set:
 def display_label(label: str, key: str, weights: dict) -> str:
     """A model's label as every table, figure and legend shows it: labels.model_label's tag where 'chapter/model'
     was built on a backbone without pretrained weights (an ensemble: any member)."""
-    unweighted = without_weights(weights)
+    off = without_weights(weights)
     chapter, _, model = key.partition("/")
-    if chapter == "ensemble":
-        return model_label(label, not unweighted)
-    return model_label(label, not (chapter == "pretrained" and model.split("_")[0] in unweighted))
+    tagged = bool(off) if chapter == "ensemble" else chapter == "pretrained" and model.split("_")[0] in off
+    return model_label(label, not tagged)
 
 
 def display_labels(ch, chosen: dict) -> dict:
@@ -74,8 +67,7 @@ def missing_models_message(chosen: dict) -> str:
 
 
 def predicted_classes(predictions: dict) -> pd.Series:
-    """Model -> which classes it predicts (labels.predicted_classes: 'all 4', 'only Effusion', ...), for a table
-    that shows the models beside what they get right or wrong."""
+    """Model -> which classes it predicts (labels.predicted_classes: 'all 4', 'only Effusion', ...)."""
     from cxrlib.present.labels import PREDICTED, predicted_classes as words
 
     return pd.Series({name: words(frame["pred"]) for name, frame in predictions.items()}, name=PREDICTED)
@@ -115,8 +107,8 @@ def pick(correct: pd.DataFrame, all_wrong: bool, per_class: int = 4) -> pd.DataF
 
 
 def image_model(ch, key: str):
-    """The saved model of 'chapter/model' that takes images, checked like its predictions (a features-only head
-    comes joined to its backbone), so Grad-CAM can explain it."""
+    """The saved model of 'chapter/model' that takes images (a features head joined to its backbone), checked like
+    its predictions, for Grad-CAM."""
     from cxrlib.machinery.predict import image_model as saved_image_model
 
     chapter, name = key.split("/", 1)
@@ -212,15 +204,14 @@ def ensembles_of(ch, chosen: Chosen, val: dict, test: dict) -> Ensembles:
 
 def candidate_logits(ch, chosen: Chosen) -> dict:
     """Member label -> {'chapter/model': validation logits} of every candidate the member was chosen from."""
-    pool = candidates(ch.profile, ch.runs_root)
+    pool = report_candidates(runs.prediction_files(ch.profile, "val", ch.runs_root))
     frames = ch.predictions([key for keys in pool.values() for key in keys], "val")
     return {chosen.labels[label]: {key: runs.logits(frames[key]) for key in keys} for label, keys in pool.items()}
 
 
 def fit_ensembles(ch, val: dict, candidates: dict | None = None):
-    """The ensemble weights (GA and differential evolution), fitted on the validation predictions only, with the
-    chapter's GA settings; val: member label -> validation predictions (with logits); candidates: see
-    science.ensemble.fit_on_validation."""
+    """The ensemble weights (science.ensemble.fit_on_validation) with the chapter's GA settings, on validation
+    only; val: member label -> validation predictions (with logits)."""
     from cxrlib.science import ensemble
 
     first = next(iter(val.values()))
@@ -253,9 +244,8 @@ def save_temperatures(ch, keys: dict, val: dict) -> dict:
     """Each member's temperature, fitted on its validation logits, kept for `cxr predict` ('chapter/model' -> T)."""
     from cxrlib.science.calibration import fit_temperatures
 
-    first = next(iter(val.values()))
     temperatures = fit_temperatures({key: runs.logits(frame) for key, frame in zip(keys.values(), val.values())},
-                                    first["label"])
+                                    next(iter(val.values()))["label"])
     ch.run.save_temperatures(temperatures)
     return temperatures
 
@@ -267,11 +257,8 @@ def patients_of(ch, ids) -> pd.Series:
 
 def read_boxes(path) -> pd.DataFrame:
     """NIH's BBox_List_2017.csv with plain column names and 'Infiltrate' renamed to our 'Infiltration'."""
-    table = pd.read_csv(path)
-    table = table.iloc[:, :6]
-    table.columns = ["Image Index", "Finding Label", "x", "y", "w", "h"]
-    table["Finding Label"] = table["Finding Label"].replace({"Infiltrate": "Infiltration"})
-    return table
+    table = pd.read_csv(path).iloc[:, :6].set_axis(["Image Index", "Finding Label", "x", "y", "w", "h"], axis=1)
+    return table.replace({"Finding Label": {"Infiltrate": "Infiltration"}})
 
 
 def nih_boxes():
@@ -302,8 +289,8 @@ def recorded_limits(infos: dict) -> list:
     """Every limiting factor (labels.limiting_factors) that any chapter's chapter.json records, in first-seen order."""
     from cxrlib.present.labels import limiting_factors
 
-    factors = (factor for info in infos.values()
-               for factor in limiting_factors(info.get("settings", {}), info.get("source"), info.get("weights") or None))
+    factors = (factor for info in infos.values() for factor in
+               limiting_factors(info.get("settings", {}), info.get("source"), info.get("weights") or None))
     return list(dict.fromkeys(factors))
 
 
@@ -384,8 +371,7 @@ def question_rows(ch, boot) -> list:
 
 
 def family_table(ch, boot, found: Gathered) -> pd.DataFrame:
-    """Each family's best on validation against our best (present.conclusions.family_table), with the report's
-    row for it; kept in the run folder, where the build page reads it."""
+    """Each family's best on validation against ours (present.conclusions), kept in the run folder for the site."""
     from cxrlib.present.conclusions import family_table as table
     from cxrlib.core.manifest import counterpart
 
@@ -404,6 +390,4 @@ def flow_findings(ch) -> pd.DataFrame | None:
     from cxrlib.machinery.transfer import FINDINGS_FILE
 
     path = runs.ChapterRun(ch.profile, "pretrained", ch.runs_root).live / FINDINGS_FILE
-    if not path.is_file():
-        return None
-    return pd.read_csv(path).set_index("question")[ANSWERS]
+    return pd.read_csv(path).set_index("question")[ANSWERS] if path.is_file() else None

@@ -10,7 +10,6 @@ from threadpoolctl import threadpool_limits
 from cxrlib.core.errors import DataError
 from cxrlib.core.frames import predictions_frame
 from cxrlib.machinery import runs
-from cxrlib.machinery.inputs import nih_label_file, read_metadata
 from cxrlib.machinery.inputs.sources import single_label
 from cxrlib.science import baseline
 from cxrlib.present.labels import metrics_row
@@ -24,8 +23,7 @@ NAME = "labels_only"  # the name its predictions and metrics are saved under in 
 
 @dataclass
 class Scored:
-    """One test set: its name, its patient resamples (which hold labels and patients) and each model's
-    probabilities on it."""
+    """One test set: its name, its patient resamples (labels and patients) and each model's probabilities."""
 
     name: str
     boot: Bootstrap
@@ -48,20 +46,14 @@ class LabelsOnly:
     ours_missing: int = 0  # images of our test split that NIH's file does not list (synthetic data)
 
 
-def nih_rows() -> tuple:
-    """(NIH's label file, its single-label rows of the four classes); refused in one line where it is missing."""
-    path = nih_label_file()
-    if path is None:
-        raise DataError("NIH's label file (Data_Entry_2017_v2020.csv.gz) was not found in data/nih-metadata or "
-                        "CXR_NIH_METADATA: the labels-only baseline is trained on it")
-    nih = read_metadata(path)
-    return nih, single_label(nih)
-
-
 def labels_only(ch) -> LabelsOnly:
     """Train, choose, score and save the baseline of one chapter (ch: its Chapter). One thread for the boosting:
     on a shared machine OpenMP's threads wait on each other for minutes."""
-    nih, rows = nih_rows()
+    nih = ch.nih_labels()
+    if nih is None:  # refused in one line
+        raise DataError("NIH's label file (Data_Entry_2017_v2020.csv.gz) was not found in data/nih-metadata or "
+                        "CXR_NIH_METADATA: the labels-only baseline is trained on it")
+    rows = single_label(nih)
     X, seed = baseline.features(nih), ch["seed"]
     split = baseline.split_rows(rows, ch.data.table, seed)
     part = {name: (X.loc[rows["Image Index"].astype(str)], rows["label"].to_numpy())
@@ -87,8 +79,7 @@ HELD_OUT_FILE = "held_out.csv"
 
 
 def save_held_out(ch, tests: list) -> None:
-    """The baseline's intervals on the held-out NIH patients, kept for the conclusions (set name, metric, estimate,
-    low, high, images, patients)."""
+    """The baseline's intervals on the held-out NIH patients, kept for the conclusions."""
     rows = [{"test set": t.name, "metric": metric, **t.boot.interval(t.probs["labels only"], metric)._asdict(),
              "images": t.boot.images, "patients": t.boot.patient_count}
             for t in tests for metric in ("Accuracy", "F1-macro", "ROC AUC")]
@@ -109,18 +100,13 @@ def missing(ch, X) -> int:
 
 
 def ours(ch, model, X) -> Scored | None:
-    """Our own test split, on the resamples every model of the book is compared on (the chapter's seed and
-    bootstrap), beside the trivial baselines of our training split; the baseline's validation and test
-    predictions (with logits) and test metrics row are saved as the model chapters save theirs. None where NIH's
-    file lacks some of our images."""
+    """Our test split, on the chapter's resamples and trivial baselines, the baseline's predictions and metrics
+    saved as any model's; None where NIH's file lacks some of our images."""
     if missing(ch, X):
         return None
     for split in ("val", "test"):
         rows = ch.data.split(split)
         probs, logits = baseline.probabilities(model, X.loc[rows["Image Index"].astype(str)])
-        ch.run.save_predictions(NAME, split, predictions_frame(rows["Image Index"], rows["label"], probs,
-                                                                        logits))
+        ch.run.save_predictions(NAME, split, predictions_frame(rows["Image Index"], rows["label"], probs, logits))
     ch.run.save_metrics(NAME, metrics_row(NAME, rows["label"], probs))
-    boot = Bootstrap(rows["label"], rows["Patient ID"], ch["bootstrap"], seed=ch["seed"])
-    trivial = baseline.trivial_baselines(ch.data.labels("train"), len(rows), ch["seed"])
-    return Scored("our test split", boot, {"labels only": probs, **trivial})
+    return Scored("our test split", ch.bootstrap(), {"labels only": probs, **ch.baselines()})

@@ -10,19 +10,13 @@ import pandas as pd
 from cxrlib.core.config import CLASSES, notebooks_dir
 from cxrlib.core.manifest import CHAPTERS, PARAMETERS, REGISTRY, chapter_order, resolve_parameters
 from cxrlib.machinery import identity, runs
-from cxrlib.machinery.inputs import SYNTHETIC_WARNING, ChestData, load_for
+from cxrlib.machinery.inputs import SYNTHETIC_WARNING, ChestData, load_for, nih_label_file, read_metadata
 from cxrlib.machinery.provenance import device_text, project_commit, versions_text
 from cxrlib.machinery.repro import changed_in_words, changed_text, lock_text, rebuild_command, run_parameters
-from cxrlib.machinery.runs import RUNNER_ENV
 from cxrlib.machinery.site import library_logs_to_stderr
 from cxrlib.present import page
 from cxrlib.present.labels import metrics_row
 from cxrlib.science.data.pipeline import make_dataset
-
-
-def namespace_parameters(namespace) -> dict:
-    """The table's parameters found in a notebook's globals (its parameters cell), by lower-case name."""
-    return {k.lower(): v for k, v in namespace.items() if k.isupper() and k.lower() in PARAMETERS}
 
 
 @dataclass
@@ -67,8 +61,7 @@ class Chapter:
                                  "data_identity": self.data_id, "commit": project_commit(), "weights": self.weights})
 
     def training(self):
-        """cxrlib.science.training, with TensorFlow's deterministic ops set: imported by the chapters that train or
-        predict only, so the analysis chapters do not pay TensorFlow's seconds of import."""
+        """cxrlib.science.training with deterministic ops, imported here so analysis chapters skip TensorFlow."""
         from cxrlib.science import training
 
         training.set_determinism(self.settings.get("deterministic", True))
@@ -83,8 +76,7 @@ class Chapter:
         return identity.chapter_identity(parts), parts
 
     def upstream_reads(self) -> dict:
-        """Every chapter whose results this one reads, directly or not: chapter -> its identity and the parameters
-        it ran with (changed from the defaults), in run order."""
+        """Every chapter this one reads, directly or not, in run order -> its identity and changed parameters."""
         infos, reads = runs.chapter_infos(self.profile, self.runs_root), {}
         for chapter in CHAPTERS.get(self.name, ()):
             reads.update(infos.get(chapter, {}).get("reads", {}))
@@ -101,8 +93,7 @@ class Chapter:
         return self.name in CHAPTERS and "pretrained" in chapter_order([self.name])[:-1]
 
     def inherited_weights(self) -> dict:
-        """The weights record (backbone -> its fields) this chapter starts from: planned before the pretrained
-        chapter loads them, that chapter's record for the chapters that analyse its models, else empty."""
+        """The weights record (backbone -> fields) this chapter starts from: planned, inherited or empty."""
         if self.name == "pretrained":
             from cxrlib.machinery.transfer import planned_weights
 
@@ -118,13 +109,11 @@ class Chapter:
 
     def finish(self) -> None:
         """The chapter's last cell: move its staged results into place (the runner does it when it runs us)."""
-        if os.environ.get(RUNNER_ENV):
-            return
-        if self.readonly:
+        if self.live and self.readonly:
             print(f"chapter '{self.name}' ran read-only: nothing was written to {self.run.live}")
-            return
-        self.run.promote()
-        print(f"results of chapter '{self.name}' are in place: {self.run.live}")
+        elif self.live:
+            self.run.promote()
+            print(f"results of chapter '{self.name}' are in place: {self.run.live}")
 
     @property
     def live(self) -> bool:
@@ -135,15 +124,8 @@ class Chapter:
         """chapter['epochs'] reads a resolved setting."""
         return self.settings[key]
 
-    def provenance(self) -> str:
-        """The chapter's full provenance, as Markdown (collapsed under the summary box, which names the weights)."""
-        return page.provenance_text(self.profile, self.data.source.describe(), self.counts_text(),
-                                    changed_text(changed_in_words(self.chain(), self.name)), versions_text(),
-                                    lock_text(), self.identity, device_text(), project_commit())
-
     def command(self) -> str:
-        """The exact command that rebuilds this page: the commit, the data folder and the parameters of every result
-        it reads."""
+        """The exact command that rebuilds this page: commit, data folder and every read result's parameters."""
         return rebuild_command(self.name, self.profile, run_parameters(self.chain()), self.data_dir, project_commit())
 
     def counts_text(self) -> str:
@@ -151,10 +133,7 @@ class Chapter:
         return page.counts_text(self.data.table)
 
     def nih_labels(self) -> pd.DataFrame | None:
-        """NIH's full label file, every image and label (None where it is not found: set CXR_NIH_METADATA), which
-        the dataset chapter counts beside the report's and ours."""
-        from cxrlib.machinery.inputs import nih_label_file, read_metadata
-
+        """NIH's full label file (None where not found: set CXR_NIH_METADATA), counted beside the report's."""
         path = nih_label_file()
         return read_metadata(path) if path else None
 
@@ -175,9 +154,8 @@ class Chapter:
         return trivial_baselines(self.data.labels("train"), len(self.data.split(split)), self["seed"])
 
     def shown(self, item) -> tuple:
-        """(key, test predictions, metrics row) of a Result of this chapter or a "chapter/model" of another (or
-        that triple itself); key is the model's name here, or "chapter/model", as the manifest's models and
-        QUESTIONS name it."""
+        """(key, test predictions, metrics row) of a Result here or a "chapter/model" of another (or that triple);
+        key as the manifest's models and QUESTIONS name it."""
         if isinstance(item, tuple):
             return item
         if isinstance(item, str):
@@ -186,8 +164,7 @@ class Chapter:
         return item.name, item.predictions["test"], item.metrics
 
     def manifest_models(self) -> list:
-        """The models the manifest names for this chapter, in its order: the Results trained here, "chapter/model"
-        keys of others; so a page shows the manifest's models without copying the list."""
+        """The manifest's models of this chapter in order: Results trained here, "chapter/model" keys of others."""
         missing = [key for key in REGISTRY[self.name].models if "/" not in key and key not in self.trained]
         if missing:
             raise KeyError(f"chapter {self.name!r} shows {', '.join(missing)} by default: train them first, or name "
@@ -195,11 +172,8 @@ class Chapter:
         return [self.trained.get(key, key) for key in REGISTRY[self.name].models]
 
     def show_results(self, items=None, labels: dict | None = None) -> None:
-        """The page's results on the test split: metrics with 95% patient intervals, the report's row for each of
-        our models that has one, the trivial baselines, per-class F1, and a sentence per report comparison.
-
-        items: Results of this chapter or "chapter/model" keys of others (default: manifest_models); labels:
-        key -> the name shown."""
+        """The page's test results (present.page.show_results) of items (default: manifest_models); labels: key ->
+        the name shown."""
         from cxrlib.machinery.analysis import loss_after_balancing
         from cxrlib.core.manifest import counterpart
         from cxrlib.present.labels import BESIDE_METRICS
@@ -213,8 +187,7 @@ class Chapter:
         page.show_results(self.bootstrap(), probs, report, self.baselines(), extra)
 
     def show_summary(self, items=None, labels: dict | None = None) -> None:
-        """The chapter's closing summary, computed: its best model on validation among items (Results of this
-        chapter or "chapter/model" keys; default: manifest_models), that model's test interval and reading, and
+        """The closing summary: the best of items (default: manifest_models) on validation, its test interval and
         the report's questions."""
         from cxrlib.science.choice import validation_scores
 
@@ -229,9 +202,8 @@ class Chapter:
         page.show_summary(self.bootstrap(), probs, scores, self.baselines(), self.question_rows(own.values()))
 
     def question_rows(self, items=()) -> list:
-        """The report's questions of this chapter (manifest.QUESTIONS), each answered from the interval of the
-        difference in test macro F1 between its two models, beside the report's own answer; items: this
-        chapter's Results the questions name (others are read as "chapter/model")."""
+        """This chapter's report questions (manifest.QUESTIONS) answered on test macro F1 (present.claims); items:
+        this chapter's Results they name (others are read as "chapter/model")."""
         from cxrlib.present import claims
         from cxrlib.core.manifest import QUESTIONS
 
@@ -244,8 +216,7 @@ class Chapter:
                                                        for q, a, b, ra, rb in QUESTIONS.get(self.name, ())])
 
     def show_questions(self, items=(), rows=None) -> None:
-        """The table of report questions (rows; by default this chapter's, question_rows), and what chance alone
-        answers among them."""
+        """The table of report questions (default: question_rows), and what chance alone answers among them."""
         page.show_questions(self.question_rows(items) if rows is None else rows)
 
     def summary_html(self) -> str:
@@ -254,11 +225,12 @@ class Chapter:
         from cxrlib.science.data.splits import patients_over_share
 
         over = not patients_over_share(self.data.table, self["max_patient_share"]).empty
+        changed, counts = changed_in_words(self.chain(), self.name), self.counts_text()
+        provenance = page.provenance_text(self.profile, self.data.source.describe(), counts, changed_text(changed),
+                                          versions_text(), lock_text(), self.identity, device_text(), project_commit())
         box = summary_box(profile=self.profile, settings=self.settings, data=self.data.source.describe(),
-                          chapter=self.name,
-                          counts=self.counts_text(), weights=weights_text(self.weights, self.weights_inherited),
-                          changed=changed_in_words(self.chain(), self.name), commit=project_commit(),
-                          provenance=self.provenance(), command=self.command(),
+                          chapter=self.name, counts=counts, weights=weights_text(self.weights, self.weights_inherited),
+                          changed=changed, commit=project_commit(), provenance=provenance, command=self.command(),
                           warning=patient_share_sentence(self.data.table, self["max_patient_share"]) if over else "")
         return page.with_banner(box, self.data.source.synthetic)
 
@@ -277,11 +249,8 @@ class Chapter:
             print("WARNING:", SYNTHETIC_WARNING)
 
     def dataset(self, split: str, size: int, shuffle=None, preprocess=None, start_epoch: int = 0):
-        """The split as a tf.data pipeline at this chapter's batch size.
-
-        Shuffled (the training split by default), it is endless and epoch-aware from start_epoch, so a
-        resumed fit sees the batches an uninterrupted one would have.
-        """
+        """The split as a tf.data pipeline; shuffled (train by default) it is endless and epoch-aware from
+        start_epoch, so a resumed fit sees the batches an uninterrupted one would have."""
         shuffle = split == "train" if shuffle is None else shuffle
         return make_dataset(self.data.images(split, size, preprocess), self.data.labels(split), self["batch_size"],
                             shuffle, self["seed"], start_epoch=start_epoch)
@@ -295,11 +264,8 @@ class Chapter:
                         spec, epochs, learning_rate)
 
     def fit(self, name: str, build, inputs, spec: dict, epochs=None, learning_rate=None, upstream=()) -> Result:
-        """Train build() on inputs(split, shuffle, start_epoch) unless this exact identity was trained; evaluate.
-
-        spec describes the model; its identity adds the training settings, the exact data, the identities
-        of the upstream results it starts from (e.g. a fine-tuned model's head) and the library code.
-        """
+        """Train build() on inputs(split, shuffle, start_epoch) unless this exact identity (identity.result_identity
+        of spec and the upstream results it starts from) was trained; evaluate."""
         settings = {**self.settings, "epochs": epochs or self["epochs"],
                     "learning_rate": learning_rate or self["learning_rate"]}
         spec = json.loads(json.dumps(spec, default=str))
@@ -409,7 +375,7 @@ class Chapter:
 def handed_identity(name: str) -> tuple | None:
     """(identity, parts) the runner computed for this chapter and handed to its kernel (None when run by hand)."""
     try:
-        handed = json.loads(os.environ.get(RUNNER_ENV) or "{}")
+        handed = json.loads(os.environ.get(runs.RUNNER_ENV) or "{}")
     except json.JSONDecodeError:
         return None
     return (handed["identity"], handed["parts"]) if isinstance(handed, dict) and handed.get("chapter") == name else None
@@ -417,19 +383,16 @@ def handed_identity(name: str) -> tuple | None:
 
 def live_front_end() -> bool:
     """Whether a person's front end runs this kernel, i.e. `cxr run` (papermill) does not."""
-    return not os.environ.get(RUNNER_ENV)
+    return not os.environ.get(runs.RUNNER_ENV)
 
 
 def open_chapter(name: str, namespace=None, show: bool = True, viewer: bool = False, **params) -> Chapter:
-    """Start a chapter from its notebook's globals: check parameters, load and check data, show the summary.
-
-    namespace is the notebook's globals(): PROFILE, DATA_DIR and every parameter of the table found
-    there (values left at None take the profile's); keyword arguments override it. viewer=True (a
-    chapter that only reads others' results): in a live front end it opens read-only, staging,
-    writing and promoting nothing; under `cxr run` it publishes its results as any chapter does.
-    """
+    """Start a chapter from its notebook's globals(): PROFILE, DATA_DIR and the table's parameters (None: the
+    profile's value), overridden by keyword arguments. viewer=True (a chapter that only reads others' results)
+    opens read-only in a live front end, writing nothing; under `cxr run` it publishes as any chapter does."""
     namespace = dict(namespace or {})
-    given = {**namespace_parameters(namespace), **{k.lower(): v for k, v in params.items()}}
+    given = {**{k.lower(): v for k, v in namespace.items() if k.isupper() and k.lower() in PARAMETERS},
+             **{k.lower(): v for k, v in params.items()}}
     profile = given.pop("profile", None) or namespace.get("PROFILE") or "cpu"
     data_dir = given.pop("data_dir", None) or namespace.get("DATA_DIR")
     chapter = Chapter(name, profile, data_dir, readonly=viewer and live_front_end(), **given)

@@ -64,8 +64,7 @@ def library_digest() -> str:
 
 
 def data_identity(data, settings: dict) -> str:
-    """The exact split (every row's image id, label and split, in order), the images' content, how they are
-    decoded and the settings that shape their pixels."""
+    """The exact split (each row's image id, label, split), the images' content, decoding and data settings."""
     rows = data.table[["Image Index", "label", "split"]].astype(str).to_numpy().tolist()
     return digest(digest(rows), data.source.fingerprint(), getattr(data, "harmonise_to", None), decode.DECODE_VERSION,
                   {k: settings.get(k) for k in DATA_SETTINGS})
@@ -77,8 +76,7 @@ def notebook_digest(notebook_bytes: bytes) -> str:
 
 
 def result_identity(spec: dict, settings: dict, data_id: str, notebook: str, upstream=()) -> str:
-    """A trained model's identity: build spec, training settings, data, upstream results, the chapter's notebook
-    and the code that shapes numbers."""
+    """A trained model's: spec, training settings, data, upstream results, notebook and the code shaping numbers."""
     return digest(spec, {k: settings.get(k) for k in TRAINING_SETTINGS}, data_id, sorted(upstream), notebook,
                   code_digest())
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cxrlib.machinery import analysis
-from cxrlib.machinery.inputs import nih_label_file, read_metadata
 from cxrlib.machinery.runs import prediction_files
 from cxrlib.science import subgroups
 from cxrlib.machinery.baseline import NAME as BASELINE
@@ -60,8 +59,6 @@ def examined(ch) -> Examined:
 
 
 def people(ch) -> pd.DataFrame:
-    """The test split's image ids, labels, patients and groups; NIH's own label file gives the fields our rows
-    lack."""
+    """The test split's people (subgroups.demographics); NIH's own label file gives the fields our rows lack."""
     rows = ch.data.split("test")
-    label_file = nih_label_file() if subgroups.missing_columns(rows) else None
-    return subgroups.demographics(rows, read_metadata(label_file) if label_file else None)
+    return subgroups.demographics(rows, ch.nih_labels() if subgroups.missing_columns(rows) else None)

@@ -40,8 +40,7 @@ def stream_seed(seed: int, *keys) -> int:
 
 @dataclass
 class HeadFit:
-    """One head of a backbone's flow, trained on cached features: its training log, parameter count and
-    validation probabilities (after the profile's class balancing, as every model's)."""
+    """One head of a backbone's flow, trained on cached features (validation probabilities after balancing)."""
 
     head: backbones.Head
     history: pd.DataFrame
@@ -184,8 +183,7 @@ def fit_head(ch, name: str, head, features: dict, augmented, keep=None) -> HeadF
 
 
 def smaller_training_set(ch) -> tuple:
-    """(mask of the training images, in words) for "does more data help?" (smaller_set),
-    its half of the patients drawn from a seed stream of its own."""
+    """(mask of the training images, in words) for "does more data help?" (smaller_set), on a seed stream of its own."""
     train = ch.data.split("train")
     draw = stream_seed(ch["seed"], SMALLER_STREAM)
     keep, first = smaller_set(train, ch["caps"], ch["training_set"], ch["seed"], draw)
@@ -241,9 +239,8 @@ def run_backbone(ch, name: str) -> BackboneRun:
 
 
 def flow_findings(ch, backbone_runs: dict) -> pd.DataFrame:
-    """Each step of the report's flows, and "does more data help?", answered on validation loss with the paired
-    patient bootstrap (yes, no or cannot tell), each row's step 'head flow' or 'more data'; saved as
-    findings.csv in the chapter's run folder."""
+    """Each step of the report's flows ('head flow') and "does more data help?" ('more data'), answered on
+    validation loss with the paired patient bootstrap; saved as FINDINGS_FILE in the chapter's run folder."""
     val = ch.data.split("val")
     boot = Bootstrap(val["label"], val["Patient ID"], ch["bootstrap"], stream_seed(ch["seed"], BOOTSTRAP_STREAM))
     where = units(boot.images, boot.patient_count, "validation")
@@ -258,7 +255,8 @@ def flow_findings(ch, backbone_runs: dict) -> pd.DataFrame:
             for name, before, after, question, theirs in FLOW_QUESTIONS if name in backbone_runs]
     rows += [row("more data", f"{run.label}: more training data lowered validation loss ({run.chosen}, "
                  f"{run.smaller_text} to the whole training set)",
-                 MORE_DATA.get(name, "not retrained on the larger set"), run.smaller.val_probs, run.heads[run.chosen].val_probs) for name, run in backbone_runs.items()]
+                 MORE_DATA.get(name, "not retrained on the larger set"), run.smaller.val_probs,
+                 run.heads[run.chosen].val_probs) for name, run in backbone_runs.items()]
     table = pd.DataFrame(rows, columns=FINDINGS_COLUMNS)
     run_files.write_csv(ch.run.path / FINDINGS_FILE, table)
     return table
@@ -282,8 +280,7 @@ def evaluate_on_images(ch, name: str, base, top):
 
 
 def fine_tune_model(ch, name: str, trained_head, layer: str, augment: bool = False, base=None):
-    """The backbone (base, or a fresh copy), a copy of the trained head on top, optional augmentation, and from
-    layer on thawed."""
+    """The backbone (base, or a fresh copy) under a trained head's copy, optionally augmented, thawed from layer."""
     base = base if base is not None else load_backbone(ch, name)[0]
     top = keras.models.clone_model(trained_head)
     top.set_weights(trained_head.get_weights())
