@@ -240,8 +240,18 @@ def family(server) -> list:
 
 
 def kernels(server) -> list:
-    """The kernels the server runs now."""
-    return [p for p in family(server)[1:] if "ipykernel" in " ".join(p.cmdline())]
+    """The kernels the server runs now: a kernel that ends while it is listed (gone, or a zombie its server has not
+    reaped yet) is not running."""
+    import psutil
+
+    running = []
+    for process in family(server)[1:]:
+        try:
+            if "ipykernel" in " ".join(process.cmdline()):
+                running.append(process)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return running
 
 
 def stop(server, processes: list) -> None:
