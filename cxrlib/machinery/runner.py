@@ -284,13 +284,13 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
     ids = Identities(profile, data_dir, log)
     if only:
         ids.done.update({c: info.get("identity") for c, info in runs.chapter_infos(profile).items()})
+    injected = {chapter: injected_parameters(chapter, profile, data_dir, params) for chapter in order}
     for chapter in order:
-        chapter_identity(ids, chapter, injected_parameters(chapter, profile, data_dir, params))
+        chapter_identity(ids, chapter, injected[chapter])
     if jobs > 1:
         return run_parallel(order, profile, data_dir, params, force, book_root, jobs, log, ids.loaded)
     executed, started_all = [], time.perf_counter()
     for chapter in order:
-        injected = injected_parameters(chapter, profile, data_dir, params)
         stamp = ids.done[chapter]
         pages, started = Pages(chapter, profile, book_root), time.perf_counter()
         if not force and pages.up_to_date(stamp):
@@ -299,9 +299,9 @@ def run_chapters(names=None, profile: str = "cpu", data_dir=None, params=None, f
             outcome, why = "restored", "its results and page of exactly these parameters were kept: put back, not run"
         else:
             reason = "--force" if force else why_run(chapter, pages.info(), ids.asked[chapter])
-            log(f"- {chapter}: running ({reason}) with {injected} ...")
-            run_one(chapter, injected, stamp, pages, json.dumps({"chapter": chapter, "identity": stamp,
-                                                                 "parts": ids.asked[chapter]["parts"]}))
+            log(f"- {chapter}: running ({reason}) with {injected[chapter]} ...")
+            handed = {"chapter": chapter, "identity": stamp, "parts": ids.asked[chapter]["parts"]}
+            run_one(chapter, injected[chapter], stamp, pages, json.dumps(handed))
             executed.append(chapter)
             record_time(profile, chapter, time.perf_counter() - started)
             outcome, why = "ran", f"{reason}; done in {time.perf_counter() - started:.0f}s -> {pages.page}"

@@ -102,7 +102,7 @@ def build_page(book_root: Path, runs_root: Path | None = None, today: str | None
     """The build page's Markdown (book_pages.build_page), from the executed chapters and their run folder."""
     profile = executed_profile(book_root)
     if profile is None:
-        return book_pages.build_page(None, {}, {}, {}, pd.DataFrame(), pd.DataFrame())
+        return book_pages.empty_build_page()
     profile_dir = Path(runs_root or runs_dir()) / profile
     infos = runs.chapter_infos(profile_dir.name, profile_dir.parent)
     facts = {"folder": profile_dir, "built": today or _dt.date.today().isoformat(), "libraries": library_versions(),
@@ -192,15 +192,15 @@ def shown_outputs(cell: dict) -> list:
 def remove_empty_cells(notebook_path: Path) -> bool:
     """Tag remove-cell on each code cell that shows nothing, papermill's injected parameters included. Kept because
     what a cell shows is known only once it ran, and MyST-NB draws a 'show code' toggle over an empty cell."""
-    notebook = json.loads(Path(notebook_path).read_text())
-    empty = [cell["metadata"].setdefault("tags", []) for cell in notebook.get("cells", [])
-             if cell.get("cell_type") == "code" and not shown_outputs(cell)
-             and not {"remove-cell", SHOW_CODE} & set(cell.setdefault("metadata", {}).get("tags", []))]
-    for tags in empty:
-        tags.append("remove-cell")
-    if empty:
+    notebook, changed = json.loads(Path(notebook_path).read_text()), False
+    for cell in notebook.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if cell.get("cell_type") == "code" and not shown_outputs(cell) and not {"remove-cell", SHOW_CODE} & set(tags):
+            tags.append("remove-cell")
+            changed = True
+    if changed:
         Path(notebook_path).write_text(json.dumps(notebook, indent=1, ensure_ascii=False))
-    return bool(empty)
+    return changed
 
 
 def figure_alts(notebook_path: Path) -> dict:

@@ -54,15 +54,17 @@ def profile_table(profiles: dict) -> str:
          "loss": "class-weighted" if s["class_weight"] == "balanced" else "plain"} for name, s in profiles.items()]))
 
 
-def build_page(profile: str | None, first: dict, defaults: dict, facts: dict, headline: pd.DataFrame,
+def empty_build_page() -> str:
+    """The build page before any chapter has run."""
+    return f"# This build\n\nNo chapter has been executed yet: run `{CXR} run` first.\n"
+
+
+def build_page(profile: str, first: dict, defaults: dict, facts: dict, headline: pd.DataFrame,
                timings: pd.DataFrame) -> str:
     """The build page's Markdown: profile, data, date, commit, versions, chapter times and headline results.
     first: a chapter's chapter.json; defaults: the profile's settings; facts: built, commits, libraries, folder."""
-    lines = ["# This build", ""]
-    if profile is None:
-        return "\n".join(lines + [f"No chapter has been executed yet: run `{CXR} run` first.", ""])
     settings = first.get("settings", {})
-    lines += [f"**{profile_in_words(profile, settings)}.**", "",
+    lines = ["# This build", "", f"**{profile_in_words(profile, settings)}.**", "",
               f"- **Profile:** `{profile}`",
               f"- **Data:** {first.get('data', 'unknown (no run folder found at ' + str(facts['folder']) + ')')}",
               f"- **Built:** {facts['built']}",
